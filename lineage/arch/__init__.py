@@ -1,0 +1,6 @@
+"""Architectures as data: which tensor names play which role, per model family layout."""
+
+from lineage.arch.resolve import LayerTensors, ResolvedModel, resolve_model
+from lineage.arch.spec import ARCHITECTURES, ArchSpec
+
+__all__ = ["ARCHITECTURES", "ArchSpec", "LayerTensors", "ResolvedModel", "resolve_model"]

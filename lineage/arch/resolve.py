@@ -1,0 +1,196 @@
+"""Match a checkpoint's tensor names to an `ArchSpec`: which tensor plays which role in each layer.
+
+Only names, shapes and config.json are used (no tensor data). The prefix above `layers.{i}.` is found
+from the names, so text-only and multimodal layouts (`model.`, `language_model.model.`, `gpt_neox.`)
+resolve alike; a vision tower's layers are skipped because no token embedding sits beside them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Protocol
+
+from lineage.arch.spec import ARCHITECTURES, ArchSpec
+from lineage.errors import UnsupportedArchitectureError
+
+_LAYER_RE = re.compile(r"^(?P<prefix>.*?)layers\.(?P<index>\d+)\.(?P<rest>.+)$")
+
+
+class _NamedShapes(Protocol):
+    config: dict
+
+    def names(self) -> list[str]: ...
+
+    def info(self, name: str): ...  # -> object with `.shape`
+
+
+@dataclass(frozen=True)
+class LayerTensors:
+    """The tensor names of one transformer layer, by role (None where the layout has no such tensor)."""
+
+    index: int
+    names: dict[str, str | None]
+
+    def __getitem__(self, role: str) -> str | None:
+        return self.names.get(role)
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """A checkpoint's layout, resolved: the spec, the role of every tensor, and the attention geometry."""
+
+    spec: ArchSpec
+    prefix: str
+    embed: str
+    head: str | None  # None when the head is tied to the embedding
+    final_norm: str | None
+    layers: tuple[LayerTensors, ...]
+    hidden_size: int
+    vocab_size: int
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+    norm_eps: float
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.layers)
+
+
+def _text_config(config: dict) -> dict:
+    # Multimodal checkpoints (Gemma 3 4B+) keep the language model's settings in text_config.
+    text = config.get("text_config")
+    return {**config, **text} if isinstance(text, dict) else config
+
+
+def _find(names: set[str], candidates: tuple[str, ...], prefix: str) -> str | None:
+    for cand in candidates:
+        if prefix + cand in names:
+            return prefix + cand
+    # The head often sits above the prefix (`lm_head.weight` beside `model.`, `embed_out.weight` beside `gpt_neox.`).
+    for cand in candidates:
+        hits = sorted((n for n in names if (n == cand or n.endswith("." + cand)) and "layers." not in n), key=len)
+        if hits:
+            return hits[0]
+    return None
+
+
+def _layer_names(spec: ArchSpec, rests: set[str]) -> dict[str, str | None]:
+    roles = {
+        "attn_norm": spec.attn_norm, "ffn_norm": spec.ffn_norm, "o": spec.o, "down": spec.down,
+        "up": spec.up, "gate": spec.gate, "gate_up": spec.gate_up, "q": spec.q, "k": spec.k, "v": spec.v,
+        "qkv": spec.qkv, "qkv_interleaved": spec.qkv_interleaved, "q_norm": spec.q_norm, "k_norm": spec.k_norm,
+        "attn_post_norm": spec.attn_post_norm, "ffn_post_norm": spec.ffn_post_norm,
+    }  # fmt: skip
+    out: dict[str, str | None] = {role: (t if t in rests else None) for role, t in roles.items()}
+    for role in ("q", "k", "v", "qkv", "qkv_interleaved", "o", "up", "down", "gate_up"):
+        t = roles[role]
+        bias = t[: -len("weight")] + "bias" if t else None
+        out[f"{role}_bias"] = bias if bias and bias in rests else None
+    for role in ("attn_norm", "ffn_norm"):  # LayerNorm biases (GPT-NeoX)
+        t = roles[role]
+        bias = t[: -len("weight")] + "bias"
+        out[f"{role}_bias"] = bias if bias in rests else None
+    return out
+
+
+def _required(spec: ArchSpec) -> tuple[str, ...]:
+    # Every template the layout names must be there: Gemma 3's extra norms tell it from Llama.
+    templates = (
+        spec.q, spec.k, spec.v, spec.qkv, spec.qkv_interleaved, spec.o, spec.gate, spec.up, spec.gate_up,
+        spec.down, spec.attn_norm, spec.ffn_norm, spec.q_norm, spec.k_norm, spec.attn_post_norm, spec.ffn_post_norm,
+    )  # fmt: skip
+    return tuple(t for t in templates if t)
+
+
+def resolve_model(reader: _NamedShapes) -> ResolvedModel:
+    """Resolve the layout of the checkpoint behind `reader`.
+
+    Args:
+        reader: a `lineage.io.CheckpointReader` (anything with `names()`, `info(name).shape`, `config`).
+
+    Returns:
+        The resolved model.
+
+    Raises:
+        UnsupportedArchitectureError: no known layout matches the tensor names.
+    """
+    names = set(reader.names())
+    by_prefix: dict[str, dict[int, set[str]]] = defaultdict(lambda: defaultdict(set))
+    for name in names:
+        m = _LAYER_RE.match(name)
+        if m:
+            by_prefix[m["prefix"]][int(m["index"])].add(m["rest"])
+    for spec in ARCHITECTURES:
+        for prefix, layers in sorted(by_prefix.items(), key=lambda kv: -len(kv[1])):
+            embed = _find(names, spec.embed, prefix)
+            if embed is None or len(reader.info(embed).shape) != 2:
+                continue
+            required = _required(spec)
+            indices = sorted(i for i, rests in layers.items() if all(t in rests for t in required))
+            if not indices:
+                continue
+            return _build(reader, spec, prefix, embed, {i: layers[i] for i in indices}, names)
+    raise UnsupportedArchitectureError(
+        f"{getattr(reader, 'folder', 'model')}: tensor names match no known layout "
+        f"({', '.join(s.name for s in ARCHITECTURES)}); lineage cannot probe this architecture"
+    )
+
+
+def _build(reader, spec, prefix, embed, layers, names) -> ResolvedModel:  # noqa: ANN001
+    vocab, hidden = (int(x) for x in reader.info(embed).shape)
+    head = _find(names, spec.head, prefix)
+    cfg = _text_config(reader.config or {})
+    resolved_layers = tuple(
+        LayerTensors(i, {r: (f"{prefix}layers.{i}.{t}" if t else None) for r, t in _layer_names(spec, rests).items()})
+        for i, rests in sorted(layers.items())
+    )
+    first = resolved_layers[0]
+    num_heads, num_kv, head_dim = _attention_geometry(reader, spec, cfg, first, hidden)
+    eps = cfg.get("rms_norm_eps", cfg.get("layer_norm_eps", 1e-6))
+    return ResolvedModel(
+        spec=spec,
+        prefix=prefix,
+        embed=embed,
+        head=head if head != embed else None,
+        final_norm=_find(names, spec.final_norm, prefix),
+        layers=resolved_layers,
+        hidden_size=hidden,
+        vocab_size=vocab,
+        num_heads=num_heads,
+        num_kv_heads=num_kv,
+        head_dim=head_dim,
+        norm_eps=float(eps) if isinstance(eps, (int, float)) else 1e-6,
+    )
+
+
+def _attention_geometry(reader, spec: ArchSpec, cfg: dict, layer: LayerTensors, hidden: int) -> tuple[int, int, int]:  # noqa: ANN001
+    """Heads, kv heads and head size, from config.json where it is sane, else from the shapes."""
+    if spec.qkv_interleaved:
+        rows = int(reader.info(layer["qkv_interleaved"]).shape[0])
+        heads = int(cfg.get("num_attention_heads") or max(1, rows // (3 * spec.default_head_dim)))
+        return heads, heads, rows // (3 * heads)
+    if spec.qkv:
+        total = int(reader.info(layer["qkv"]).shape[0])
+    else:
+        q_rows = int(reader.info(layer["q"]).shape[0])
+        kv_rows = int(reader.info(layer["k"]).shape[0])
+        total = q_rows + 2 * kv_rows
+    head_dim = cfg.get("head_dim")
+    if layer["q_norm"]:
+        head_dim = int(reader.info(layer["q_norm"]).shape[0])  # the per-head norm's size is the head size
+    heads = cfg.get("num_attention_heads")
+    if not isinstance(head_dim, int) or head_dim <= 0:
+        head_dim = hidden // heads if isinstance(heads, int) and heads > 0 else spec.default_head_dim
+    if spec.qkv:
+        q_rows = head_dim * (heads if isinstance(heads, int) and heads > 0 else hidden // head_dim)
+        kv_rows = (total - q_rows) // 2
+    if q_rows % head_dim or kv_rows % head_dim or kv_rows <= 0:
+        # config.json disagrees with the shapes (edited, or absent): fall back to one head of the whole width.
+        return 1, 1, q_rows if q_rows == kv_rows else min(q_rows, kv_rows)
+    num_heads, num_kv = q_rows // head_dim, kv_rows // head_dim
+    if num_heads % num_kv:
+        return 1, 1, min(q_rows, kv_rows)
+    return num_heads, num_kv, head_dim

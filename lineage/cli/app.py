@@ -1,0 +1,52 @@
+"""The `lineage` command: one typer app, one module per command group, errors mapped to one line.
+
+The library raises `LineageError`s and never prints; `_LineageGroup` turns each into `error: <message>`
+on stderr and exit code 1, for the console script and for `CliRunner` alike. `LINEAGE_DEBUG=1` lets the
+exception through, to show the full traceback.
+"""
+
+from __future__ import annotations
+
+import os
+
+import typer
+from typer.core import TyperGroup
+
+from lineage.errors import LineageError
+
+
+class _LineageGroup(TyperGroup):
+    def invoke(self, ctx):  # noqa: ANN001, ANN201 - click's signature
+        try:
+            return super().invoke(ctx)
+        except LineageError as exc:
+            if os.environ.get("LINEAGE_DEBUG"):
+                raise
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(1) from None
+
+
+app = typer.Typer(
+    name="lineage",
+    cls=_LineageGroup,
+    help="Tell, from a checkpoint's weights alone, which base-model family an LLM comes from.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+def _register() -> None:
+    # Explicit registration, no import-time magic: each module adds its commands to `app`.
+    from lineage.cli import attribute, catalog, classify, fingerprint, scan
+
+    for module in (fingerprint, classify, scan, attribute, catalog):
+        module.register(app)
+
+
+_register()
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

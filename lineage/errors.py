@@ -1,0 +1,64 @@
+"""The `LineageError` hierarchy.
+
+The library raises only these (plus `ValueError` for invalid option objects); the CLI maps each to one
+line on stderr and exit code 1. Messages say what went wrong, where (the file), and what to do.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class LineageError(Exception):
+    """Base class of every error the library raises on purpose."""
+
+
+class CheckpointError(LineageError):
+    """A model folder or one of its files cannot be used (corrupt, truncated, unsafe, missing...).
+
+    Args:
+        path: the file (or folder) at fault.
+        problem: what is wrong, and where useful what to do about it.
+    """
+
+    def __init__(self, path: str | Path, problem: str) -> None:
+        self.path = Path(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")
+
+
+class UnsafeCheckpointError(CheckpointError):
+    """The checkpoint would need unpickling or escapes its folder: refused, never loaded."""
+
+
+class NonFiniteWeightsError(CheckpointError):
+    """A tensor holds NaN or Inf values: the fingerprint would be garbage."""
+
+
+class UnsupportedArchitectureError(LineageError):
+    """The tensors do not match any architecture lineage knows how to probe."""
+
+
+class FingerprintFormatError(LineageError):
+    """A fingerprint file is unreadable, of another schema version, or not a fingerprint."""
+
+    def __init__(self, path: str | Path, problem: str) -> None:
+        self.path = Path(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")
+
+
+class ManifestError(LineageError):
+    """A manifest CSV is missing columns, has bad rows, or points at missing files."""
+
+
+class ClassificationError(LineageError):
+    """Fingerprints cannot be compared or classified (no references, incompatible methods...)."""
+
+
+class CatalogError(LineageError):
+    """The reference catalog cannot be built (bad recipe, missing optional dependency...)."""
+
+
+class DeviceError(LineageError):
+    """The requested compute device is not available."""

@@ -1,0 +1,1 @@
+"""The statistics stage: probe responses in, fingerprint arrays out."""

@@ -1,0 +1,40 @@
+"""Sketch arrays: per-circuit stacks of probe-response matrices, and their normal form for comparison.
+
+A sketch is compared by correlation, so each `[P, P]` matrix is centred and scaled to unit norm over the
+anchor ids two fingerprints share. Correlation ignores a circuit's overall scale (a disguise may rescale
+freely) and keeps its whole pattern across token pairs, which is where a model's identity lives.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+LAYER_CIRCUITS: tuple[str, ...] = ("qk", "vo", "ffn")
+MODEL_CIRCUITS: tuple[str, ...] = ("embed", "head")
+
+
+def stack_layers(per_layer: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """`[L, P, P]` float32 arrays per circuit from a list of per-layer `{circuit: [P, P]}` dicts."""
+    return {c: np.stack([layer[c] for layer in per_layer]).astype(np.float32) for c in LAYER_CIRCUITS if per_layer}
+
+
+def normal_form(sketch: np.ndarray, keep: np.ndarray | None = None) -> np.ndarray:
+    """Centred, unit-norm off-diagonal rows of a `[L, P, P]` sketch restricted to anchor positions `keep`.
+
+    Args:
+        sketch: the stored sketch.
+        keep: positions (into the fingerprint's anchors) to keep on both axes; all when None.
+
+    Returns:
+        float64 `[L, P'*(P'-1)]`, each row of mean 0 and norm 1 (a zero row stays zero).
+    """
+    s = np.asarray(sketch, dtype=np.float64)
+    if keep is not None:
+        s = s[:, keep][:, :, keep]
+    # The diagonal (a token with itself) is alike in every model, trained or not: it would make unrelated
+    # models look correlated, so only the token-pair entries are compared.
+    off = ~np.eye(s.shape[1], dtype=bool)
+    flat = s[:, off]
+    flat = flat - flat.mean(axis=1, keepdims=True)
+    norms = np.linalg.norm(flat, axis=1, keepdims=True)
+    return np.divide(flat, norms, out=np.zeros_like(flat), where=norms > 0)

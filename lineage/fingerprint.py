@@ -1,0 +1,257 @@
+"""The `Fingerprint` type and its file format.
+
+A fingerprint file is a safetensors file (no pickle, self-describing, memory-mappable): the arrays are
+its tensors, and everything else (schema version, lineage version, probe settings and seeds, device,
+model summary, the 15 TensorGuard features) is one JSON document in the header's metadata. Writing the
+same fingerprint twice gives byte-identical files, so a file's hash can serve as a cache key.
+
+Published TensorGuard feature JSONs (`*_features.json`) load as feature-only fingerprints
+(`source == "tensorguard-json"`): they carry the 15 features and nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from lineage import __version__
+from lineage.errors import FingerprintFormatError
+
+SCHEMA_VERSION = 1
+FINGERPRINT_SUFFIX = ".fingerprint.safetensors"
+TENSORGUARD_JSON_SUFFIX = "_features.json"
+_META_KEY = "lineage"
+
+#: The paper's 15 features, in its order (`total_params` is kept aside: the paper does not classify on it).
+TENSORGUARD_FEATURES: tuple[str, ...] = (
+    "global_mean",
+    "global_std",
+    "global_norm",
+    "global_skewness",
+    "global_kurtosis",
+    "attention_mean",
+    "attention_std",
+    "attention_norm",
+    "ffn_mean",
+    "ffn_std",
+    "ffn_norm",
+    "embedding_mean",
+    "embedding_std",
+    "embedding_norm",
+    "num_layers",
+)
+
+#: Circuits whose probe-response sketches the fingerprint holds; see `lineage.features.sketch`.
+CIRCUITS: tuple[str, ...] = ("embed", "head", "qk", "vo", "ffn")
+
+
+@dataclass(frozen=True)
+class ModelSummary:
+    """What the headers and config say about a checkpoint."""
+
+    architecture: str
+    num_layers: int
+    hidden_size: int
+    vocab_size: int
+    num_parameters: int
+    dtypes: tuple[str, ...]
+    header_sha256: str
+    num_files: int
+
+    def __post_init__(self) -> None:
+        if self.num_layers < 0 or self.hidden_size < 0 or self.vocab_size < 0 or self.num_parameters < 0:
+            raise ValueError("model summary sizes must be non-negative")
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    """One model's fingerprint.
+
+    Attributes:
+        name: the model's name (its folder name, or the file stem).
+        tensorguard: the paper's 15 features (`TENSORGUARD_FEATURES`), plus `total_params` when known.
+        summary: header facts of the checkpoint; None for published feature-only fingerprints.
+        anchors: int64 token ids `[P]` of the embedding-anchored probes; None when there are no sketches.
+        sketches: circuit name -> float32 `[L, P, P]` probe-response sketches (L = 1 for embed and head),
+            indexed by `anchors` on both axes.
+        responses: tensor role key (e.g. `layers.3.q`) -> float32 `[r, r]` raw two-sided random responses
+            `Psi^T W Omega`, linear in the weights: the basis of merge attribution.
+        settings: probe settings and seeds used.
+        device: where the probes ran.
+        source: "checkpoint" or "tensorguard-json".
+        lineage_version: the version that wrote it.
+    """
+
+    name: str
+    tensorguard: dict[str, float]
+    summary: ModelSummary | None = None
+    anchors: np.ndarray | None = None
+    sketches: dict[str, np.ndarray] = field(default_factory=dict)
+    responses: dict[str, np.ndarray] = field(default_factory=dict)
+    settings: dict = field(default_factory=dict)
+    device: str = "cpu"
+    source: str = "checkpoint"
+    lineage_version: str = __version__
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            raise ValueError("a fingerprint needs a name")
+        missing = [k for k in TENSORGUARD_FEATURES if k not in self.tensorguard]
+        if missing:
+            raise ValueError(f"tensorguard features missing: {', '.join(missing)}")
+        if self.sketches and self.anchors is None:
+            raise ValueError("sketches need anchors")
+
+    @property
+    def has_sketches(self) -> bool:
+        """Whether lineage's own sketches are present (False for published feature-only files)."""
+        return bool(self.sketches)
+
+    def tensorguard_vector(self) -> np.ndarray:
+        """The 15 features as a float64 vector in the paper's order."""
+        return np.array([float(self.tensorguard[k]) for k in TENSORGUARD_FEATURES], dtype=np.float64)
+
+
+def fingerprint_path(out_dir: str | Path, name: str) -> Path:
+    """Where `save_fingerprint` puts the fingerprint of model `name` inside `out_dir`."""
+    return Path(out_dir) / f"{name}{FINGERPRINT_SUFFIX}"
+
+
+def is_fingerprint_file(path: str | Path) -> bool:
+    """Whether `path` names a fingerprint file lineage can load (ours or a published TensorGuard JSON)."""
+    p = Path(path)
+    return p.is_file() and (p.name.endswith(FINGERPRINT_SUFFIX) or p.name.endswith(TENSORGUARD_JSON_SUFFIX))
+
+
+def fingerprint_stem(path: str | Path) -> str:
+    """The model name a fingerprint file stands for (`x.fingerprint.safetensors` -> `x`)."""
+    name = Path(path).name
+    for suffix in (FINGERPRINT_SUFFIX, TENSORGUARD_JSON_SUFFIX, ".json"):
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return Path(path).stem
+
+
+def save_fingerprint(fp: Fingerprint, path: str | Path) -> Path:
+    """Write `fp` to `path` (a safetensors file); byte-identical for identical fingerprints.
+
+    Args:
+        fp: the fingerprint.
+        path: the file to write (parent folders are created).
+
+    Returns:
+        The path written.
+    """
+    from safetensors.numpy import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors: dict[str, np.ndarray] = {}
+    if fp.anchors is not None:
+        tensors["anchors"] = np.ascontiguousarray(fp.anchors, dtype=np.int64)
+    for circuit, arr in fp.sketches.items():
+        tensors[f"sketch.{circuit}"] = np.ascontiguousarray(arr, dtype=np.float32)
+    for key, arr in fp.responses.items():
+        tensors[f"response.{key}"] = np.ascontiguousarray(arr, dtype=np.float32)
+    doc = {
+        "schema_version": SCHEMA_VERSION,
+        "lineage_version": fp.lineage_version,
+        "name": fp.name,
+        "source": fp.source,
+        "device": fp.device,
+        "settings": fp.settings,
+        "summary": asdict(fp.summary) if fp.summary is not None else None,
+        "tensorguard": {k: float(v) for k, v in fp.tensorguard.items()},
+    }
+    # sort_keys: the JSON, and so the file, must not depend on dict insertion order.
+    meta = json.dumps(doc, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(tensors, str(tmp), metadata={_META_KEY: meta})
+    tmp.replace(path)  # atomic: a crash never leaves a half-written fingerprint in a cache
+    return path
+
+
+def load_fingerprint(path: str | Path) -> Fingerprint:
+    """Read a fingerprint file, or a published TensorGuard `*_features.json`.
+
+    Args:
+        path: the file.
+
+    Returns:
+        The fingerprint.
+
+    Raises:
+        FingerprintFormatError: unreadable, not a fingerprint, or of another schema version.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FingerprintFormatError(path, "no such fingerprint file")
+    if path.suffix == ".json":
+        return _load_tensorguard_json(path)
+    return _load_safetensors(path)
+
+
+def _load_safetensors(path: Path) -> Fingerprint:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="numpy") as f:
+            meta = (f.metadata() or {}).get(_META_KEY)
+            arrays = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as exc:  # safetensors raises several types for a corrupt file
+        raise FingerprintFormatError(path, f"not a readable fingerprint file ({exc})") from None
+    if meta is None:
+        raise FingerprintFormatError(path, "safetensors file without lineage metadata: not a fingerprint")
+    try:
+        doc = json.loads(meta)
+    except json.JSONDecodeError as exc:
+        raise FingerprintFormatError(path, f"fingerprint metadata is not JSON ({exc})") from None
+    version = doc.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise FingerprintFormatError(
+            path, f"schema version {version} is not {SCHEMA_VERSION}: fingerprint the model again"
+        )
+    try:
+        summary = ModelSummary(**{**doc["summary"], "dtypes": tuple(doc["summary"]["dtypes"])}) if doc[
+            "summary"
+        ] else None
+        return Fingerprint(
+            name=doc["name"],
+            tensorguard=doc["tensorguard"],
+            summary=summary,
+            anchors=arrays.get("anchors"),
+            sketches={k[len("sketch.") :]: v for k, v in sorted(arrays.items()) if k.startswith("sketch.")},
+            responses={k[len("response.") :]: v for k, v in sorted(arrays.items()) if k.startswith("response.")},
+            settings=doc.get("settings", {}),
+            device=doc.get("device", "cpu"),
+            source=doc.get("source", "checkpoint"),
+            lineage_version=doc.get("lineage_version", "?"),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise FingerprintFormatError(path, f"malformed fingerprint metadata ({exc})") from None
+
+
+def _load_tensorguard_json(path: Path) -> Fingerprint:
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise FingerprintFormatError(path, f"not a readable JSON file ({exc})") from None
+    if not isinstance(doc, dict):
+        raise FingerprintFormatError(path, "a TensorGuard feature file must hold a JSON object")
+    missing = [k for k in TENSORGUARD_FEATURES if k not in doc]
+    if missing:
+        raise FingerprintFormatError(path, f"not a TensorGuard feature file: missing {', '.join(missing)}")
+    features: dict[str, float] = {}
+    for key in (*TENSORGUARD_FEATURES, "total_params"):
+        if key not in doc:
+            continue
+        value = doc[key]
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+            raise FingerprintFormatError(path, f"feature '{key}' is not a finite number")
+        features[key] = float(value)
+    name = doc.get("model_name") if isinstance(doc.get("model_name"), str) else None
+    return Fingerprint(name=name or fingerprint_stem(path), tensorguard=features, source="tensorguard-json")

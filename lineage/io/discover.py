@@ -1,0 +1,85 @@
+"""Turn a path given on the command line into the list of model folders to process.
+
+A model folder is one path; a folder of model folders is a batch. One more level is followed so that an
+`org/name` tree (as `huggingface-cli download --local-dir models/org/name` leaves it) works too; deeper
+trees are not searched, because a recursive walk over a disk of checkpoints is slow and surprising.
+Folders that only hold pickled weights count as models, so that the reader refuses them by name with a
+conversion hint instead of them vanishing from the batch.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lineage.errors import CheckpointError
+from lineage.io.constants import INDEX_FILE, PICKLE_SUFFIXES, SAFETENSORS_SUFFIX
+from lineage.io.index import pickled_weights
+
+
+def is_model_folder(path: Path) -> bool:
+    """Tell whether a folder holds model weights (safetensors, an index, or pickled weights).
+
+    Args:
+        path: a path.
+
+    Returns:
+        True for a folder holding `*.safetensors`, `model.safetensors.index.json`, or only pickled weights
+        (`*.bin`, `*.pt`, `*.pth`, `*.ckpt`, the Trainer's own pickles aside).
+    """
+    path = Path(path)
+    if not path.is_dir():
+        return False
+    if (path / INDEX_FILE).is_file():
+        return True
+    if any(p.is_file() and not p.name.startswith(".") for p in path.glob(f"*{SAFETENSORS_SUFFIX}")):
+        return True
+    return bool(pickled_weights(path))
+
+
+def discover_models(path: str | Path) -> list[Path]:
+    """List the model folders under a path.
+
+    Args:
+        path: a model folder, a `.safetensors` (or pickled) file, or a folder of model folders.
+
+    Returns:
+        `[path]` for a model folder or a weights file; else the model sub-folders, sorted by path,
+        looking one level down and, under sub-folders that are not models, one more.
+
+    Raises:
+        CheckpointError: the path does not exist, or holds no model.
+
+    Example:
+        >>> discover_models("models")  # models/llama-7b, models/qwen/qwen2-7b
+        [PosixPath('models/llama-7b'), PosixPath('models/qwen/qwen2-7b')]
+    """
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(path, "no such file or folder; check the path")
+    if path.is_file():
+        if path.suffix == SAFETENSORS_SUFFIX or path.suffix in PICKLE_SUFFIXES or path.name == INDEX_FILE:
+            return [path]
+        raise CheckpointError(path, "no model found: not a model folder nor a weights file")
+    if is_model_folder(path):
+        return [path]
+
+    found: list[Path] = []
+    for child in _subfolders(path):
+        if is_model_folder(child):
+            found.append(child)
+        else:
+            found.extend(grandchild for grandchild in _subfolders(child) if is_model_folder(grandchild))
+    if found:
+        return sorted(found)
+    if not any(p for p in path.iterdir() if not p.name.startswith(".")):
+        raise CheckpointError(path, "no model found: the folder is empty; point at a model folder or a folder of them")
+    raise CheckpointError(
+        path,
+        f"no model found: neither the folder nor its sub-folders hold *{SAFETENSORS_SUFFIX} or {INDEX_FILE}; "
+        "point at a model folder or a folder of them",
+    )
+
+
+def _subfolders(path: Path) -> list[Path]:
+    # Hidden folders (.cache, .git) never hold models worth fingerprinting.
+    return sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))

@@ -1,0 +1,342 @@
+"""`CheckpointReader`: the one door through which lineage reads model weights.
+
+Opening a checkpoint reads only headers (a few KB per file), so a 70B model opens as fast as a tiny one;
+tensors are then read one at a time through `safetensors.safe_open`, which memory-maps the file and copies
+out just the asked-for bytes. `rows` goes further and reads a handful of embedding rows through
+`get_slice` without touching the rest of the matrix. The reader keeps one `safe_open` handle per file,
+opened on first use, and holds no tensor data between calls: the memory it needs is that of the largest
+tensor asked for, never that of the model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import struct
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+
+from lineage.errors import CheckpointError, NonFiniteWeightsError
+from lineage.io.constants import SAFETENSORS_SUFFIX, SINGLE_FILE, TORCH_DTYPE_NAMES
+from lineage.io.header import FileHeader, TensorInfo, read_header
+from lineage.io.index import ModelFiles, locate_files
+
+
+class CheckpointReader:
+    """Lazy, read-only view of one safetensors checkpoint (a model folder or a single file).
+
+    Args:
+        path: a model folder (single file, sharded with an index, or several `*.safetensors`), or one
+            `.safetensors` file.
+
+    Attributes:
+        folder: the model folder.
+        name: the folder's name (the file's stem when a lone `.safetensors` file other than
+            `model.safetensors` was given).
+        files: the safetensors files, sorted.
+        config: the parsed `config.json`, {} when absent.
+
+    Raises:
+        CheckpointError: the folder or one of its files cannot be used (see `locate_files`, `read_header`).
+        UnsafeCheckpointError: pickled weights only, or files outside the folder.
+
+    Example:
+        >>> with open_checkpoint("models/tiny-llama") as ckpt:
+        ...     emb = ckpt.rows("model.embed_tokens.weight", [1, 2, 3])
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        located = locate_files(path)
+        self.folder: Path = located.folder
+        self.name: str = _model_name(Path(path), located.folder)
+        self.files: tuple[Path, ...] = located.files
+        self.config: dict[str, Any] = _read_config(located.config)
+        self._headers: dict[Path, FileHeader] = {
+            f: read_header(f, file=f.relative_to(located.folder).as_posix()) for f in located.files
+        }
+        self._infos: dict[str, TensorInfo] = _merge(self._headers, located)
+        self._handles: dict[Path, Any] = {}
+        self._closed = False
+
+    # -- headers -------------------------------------------------------------------------------------
+
+    def names(self) -> list[str]:
+        """Return all tensor names, sorted."""
+        return sorted(self._infos)
+
+    def info(self, name: str) -> TensorInfo:
+        """Return the header facts of one tensor.
+
+        Args:
+            name: tensor name.
+
+        Returns:
+            Its `TensorInfo`.
+
+        Raises:
+            KeyError: no such tensor.
+        """
+        try:
+            return self._infos[name]
+        except KeyError:
+            raise KeyError(f"no tensor '{name}' in checkpoint '{self.name}'") from None
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._infos
+
+    def __iter__(self) -> Iterator[TensorInfo]:
+        return (self._infos[n] for n in self.names())
+
+    def __len__(self) -> int:
+        return len(self._infos)
+
+    @property
+    def num_parameters(self) -> int:
+        """Total number of elements over all tensors (tied weights stored once count once)."""
+        return sum(info.numel for info in self._infos.values())
+
+    @property
+    def dtypes(self) -> tuple[str, ...]:
+        """The safetensors dtypes present, sorted and unique."""
+        return tuple(sorted({info.dtype for info in self._infos.values()}))
+
+    def header_sha256(self) -> str:
+        """Content address of the checkpoint's headers.
+
+        sha256 over the canonical JSON (sorted keys, no spaces) of every tensor's name, dtype and shape,
+        then, for each file in sorted order, its header block as stored on disk (8-byte little-endian
+        length, then the raw JSON header bytes). Equal weights saved the same way hash equal; any change
+        of names, shapes, dtypes, sharding or metadata changes the hash. Tensor data is not read.
+
+        Returns:
+            The hex digest.
+        """
+        table = {i.name: {"dtype": i.dtype, "shape": list(i.shape)} for i in self._infos.values()}
+        digest = hashlib.sha256(json.dumps(table, sort_keys=True, separators=(",", ":")).encode())
+        for path in self.files:
+            raw = self._headers[path].header_bytes
+            digest.update(struct.pack("<Q", len(raw)))
+            digest.update(raw)
+        return digest.hexdigest()
+
+    # -- data ----------------------------------------------------------------------------------------
+
+    def tensor(self, name: str, *, dtype: torch.dtype = torch.float32, check_finite: bool = True) -> torch.Tensor:
+        """Read one whole tensor.
+
+        Args:
+            name: tensor name.
+            dtype: dtype of the returned tensor (F8/BF16/F16 are converted exactly to float32).
+            check_finite: raise if the stored values hold NaN or Inf.
+
+        Returns:
+            A new CPU tensor with the header's shape.
+
+        Raises:
+            KeyError: no such tensor.
+            CheckpointError: a dtype torch cannot read, or safetensors fails on the file.
+            NonFiniteWeightsError: NaN/Inf values and `check_finite`.
+        """
+        info = self.info(name)
+        handle = self._handle(info)
+        with _safetensors_errors(self.folder / info.file, name):
+            raw = handle.get_tensor(name)
+        if check_finite:
+            _check_finite(self.folder / info.file, info, raw)
+        return raw.to(dtype)
+
+    def rows(
+        self,
+        name: str,
+        index: Sequence[int] | torch.Tensor,
+        *,
+        dtype: torch.dtype = torch.float32,
+        check_finite: bool = True,
+    ) -> torch.Tensor:
+        """Read the given rows (first-dimension entries) of a tensor, touching only those rows' bytes.
+
+        Sorted unique rows are grouped into contiguous runs, each read with one `get_slice`; the result
+        follows `index` (order and repeats kept).
+
+        Args:
+            name: tensor name, e.g. `model.embed_tokens.weight`.
+            index: row numbers; negative numbers count from the end.
+            dtype: dtype of the returned tensor.
+            check_finite: raise if the rows read hold NaN or Inf.
+
+        Returns:
+            A tensor of shape `(len(index), *shape[1:])`.
+
+        Raises:
+            KeyError: no such tensor.
+            ValueError: the tensor is a scalar, or `index` is not a one-dimensional list of integers.
+            IndexError: a row number out of range.
+            CheckpointError, NonFiniteWeightsError: as for `tensor`.
+        """
+        info = self.info(name)
+        if not info.shape:
+            raise ValueError(f"tensor '{name}' is a scalar; it has no rows")
+        idx = torch.as_tensor(index)
+        # A bool mask or float index cast to long would silently pick the wrong rows.
+        if idx.numel() and (idx.is_floating_point() or idx.is_complex() or idx.dtype == torch.bool):
+            raise ValueError(f"row index must hold integers, got {idx.dtype}")
+        idx = idx.long()
+        if idx.dim() != 1:
+            raise ValueError(f"row index must be one-dimensional, got shape {tuple(idx.shape)}")
+        n = info.shape[0]
+        if idx.numel() and (idx.min() < -n or idx.max() >= n):
+            raise IndexError(f"row index out of range for tensor '{name}' with {n} rows")
+        idx = torch.where(idx < 0, idx + n, idx)
+        unique, inverse = torch.unique(idx, sorted=True, return_inverse=True)
+        path = self.folder / info.file
+        handle = self._handle(info)
+        pieces = []
+        with _safetensors_errors(path, name):
+            view = handle.get_slice(name)
+            for start, stop in _runs(unique.tolist()):
+                pieces.append(view[start:stop])
+        raw = torch.cat(pieces) if pieces else torch.empty((0, *info.shape[1:]))
+        if check_finite:
+            _check_finite(path, info, raw)
+        return raw.to(dtype)[inverse]
+
+    # -- lifetime ------------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the cached file handles; the reader cannot read tensors afterwards."""
+        for handle in self._handles.values():
+            handle.__exit__(None, None, None)
+        self._handles.clear()
+        self._closed = True
+
+    def __enter__(self) -> CheckpointReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"CheckpointReader({self.name!r}: {len(self._infos)} tensors in {len(self.files)} file(s))"
+
+    def _handle(self, info: TensorInfo) -> Any:
+        if self._closed:
+            raise ValueError(f"checkpoint reader '{self.name}' is closed")
+        path = self.folder / info.file
+        _torch_dtype(path, info)  # fail with our message before safetensors fails with its own
+        if path not in self._handles:
+            with _safetensors_errors(path, info.name):
+                self._handles[path] = safe_open(str(path), framework="pt")
+        return self._handles[path]
+
+
+def open_checkpoint(path: str | Path) -> CheckpointReader:
+    """Open a checkpoint for lazy reading; reads only headers and `config.json`.
+
+    Args:
+        path: a model folder or one `.safetensors` file.
+
+    Returns:
+        A `CheckpointReader`, to use as a context manager.
+
+    Example:
+        >>> with open_checkpoint("models/tiny-llama") as ckpt:
+        ...     print(ckpt.num_parameters, ckpt.dtypes)
+    """
+    return CheckpointReader(path)
+
+
+def _model_name(given: Path, folder: Path) -> str:
+    if given.suffix == SAFETENSORS_SUFFIX and given.name != SINGLE_FILE:
+        return given.stem
+    # abspath, not resolve: "." names the folder, and a symlinked model keeps the name it was given.
+    return Path(os.path.abspath(folder)).name
+
+
+def _read_config(path: Path | None) -> dict[str, Any]:
+    if path is None:
+        return {}
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        problem = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc).splitlines()[0]
+        raise CheckpointError(path, f"config is not valid JSON ({problem}); re-download it or delete it") from exc
+    if not isinstance(config, dict):
+        raise CheckpointError(path, f"config is a JSON {type(config).__name__}, not an object; re-download it")
+    return config
+
+
+def _merge(headers: dict[Path, FileHeader], located: ModelFiles) -> dict[str, TensorInfo]:
+    infos: dict[str, TensorInfo] = {}
+    for path in sorted(headers):
+        for name, info in headers[path].tensors.items():
+            if name in infos:
+                raise CheckpointError(
+                    path,
+                    f"tensor '{name}' is also in '{infos[name].file}': two files hold the same tensor; "
+                    "delete the stray file or add a model.safetensors.index.json",
+                )
+            infos[name] = info
+    if located.weight_map is not None and located.index is not None:
+        for name, rel in located.weight_map.items():
+            info = infos.get(name)
+            if info is None or Path(info.file) != Path(rel):
+                raise CheckpointError(
+                    located.index,
+                    f"index 'weight_map' puts tensor '{name}' in '{rel}', but that shard does not "
+                    "hold it; the index is stale: re-download the checkpoint",
+                )
+    return infos
+
+
+def _torch_dtype(path: Path, info: TensorInfo) -> torch.dtype:
+    dtype = getattr(torch, TORCH_DTYPE_NAMES.get(info.dtype, ""), None)
+    if not isinstance(dtype, torch.dtype):
+        raise CheckpointError(
+            path,
+            f"tensor '{info.name}' has dtype {info.dtype}, which torch {torch.__version__} cannot read; "
+            "convert the checkpoint to BF16, F16 or F32",
+        )
+    return dtype
+
+
+def _check_finite(path: Path, info: TensorInfo, raw: torch.Tensor) -> None:
+    if not raw.is_floating_point():
+        return
+    # isfinite is not implemented for every float8 dtype; one byte per element makes the upcast cheap.
+    values = raw.float() if raw.element_size() == 1 else raw
+    bad = int(values.numel() - torch.isfinite(values).sum())
+    if bad:
+        raise NonFiniteWeightsError(
+            path,
+            f"tensor '{info.name}' holds {bad} NaN/Inf values (of {values.numel()} read): the weights are "
+            "corrupt (a diverged run or a broken conversion); re-download or re-export the checkpoint",
+        )
+
+
+def _runs(rows: list[int]) -> Iterator[tuple[int, int]]:
+    """Yield `[start, stop)` ranges covering sorted unique `rows` with as few reads as possible."""
+    if not rows:
+        return
+    start = prev = rows[0]
+    for row in rows[1:]:
+        if row != prev + 1:
+            yield start, prev + 1
+            start = row
+        prev = row
+    yield start, prev + 1
+
+
+@contextmanager
+def _safetensors_errors(path: Path, name: str) -> Iterator[None]:
+    """Turn a `SafetensorError` into a one-line `CheckpointError` naming the file and the tensor."""
+    try:
+        yield
+    except SafetensorError as exc:
+        detail = " ".join(str(exc).split())
+        raise CheckpointError(path, f"safetensors cannot read tensor '{name}' ({detail})") from exc

@@ -1,0 +1,212 @@
+"""Fingerprinting one model: stream its tensors once through the probes, then the statistics stage.
+
+Every weight matrix is read exactly once, one at a time, and used for everything that needs it: its
+circuit's sketch, its raw random responses (merge attribution) and, for the ten tensors the TensorGuard
+recipe picks, its gradient statistics. Only the anchor rows of the embedding and head are read, unless the
+recipe picked the whole matrix. Memory is one weight matrix plus small arrays, whatever the model size.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lineage import __version__
+from lineage.arch import ResolvedModel, resolve_model
+from lineage.features import tensorguard
+from lineage.features.sketch import stack_layers
+from lineage.fingerprint import Fingerprint, ModelSummary
+from lineage.io import CheckpointReader, open_checkpoint
+from lineage.probe.anchors import anchor_ids
+from lineage.probe.circuits import CircuitProbe
+from lineage.probe.device import select_device
+from lineage.probe.engine import RESPONSE_RANK, ProbeEngine
+from lineage.probe.perturbations import PERTURBATIONS
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class FingerprintOptions:
+    """How to fingerprint.
+
+    Attributes:
+        device: "auto", "cpu", "cuda" or "cuda:N".
+        seed: the probe seed (anchors, probes, random bases); fingerprints compare only at equal seeds.
+        anchors: number of embedding-anchored probes P (sketches are P x P).
+        tensorguard_tensors: tensors the TensorGuard recipe samples (10 in the paper).
+        tensorguard_max_layer: highest layer the recipe samples from (15 in the paper).
+    """
+
+    device: str = "auto"
+    seed: int = 0
+    anchors: int = 64
+    tensorguard_tensors: int = 10
+    tensorguard_max_layer: int = 15
+
+    def __post_init__(self) -> None:
+        if not 8 <= self.anchors <= 1024:
+            raise ValueError("anchors must be between 8 and 1024")
+        if self.tensorguard_tensors < 1 or self.tensorguard_max_layer < 0:
+            raise ValueError("tensorguard_tensors must be >= 1 and tensorguard_max_layer >= 0")
+        if self.seed < 0:
+            raise ValueError("seed must be >= 0")
+
+    def settings(self) -> dict:
+        """What goes into the fingerprint file (everything but the device, which does not change results)."""
+        return {
+            "seed": self.seed,
+            "anchors": self.anchors,
+            "tensorguard_tensors": self.tensorguard_tensors,
+            "tensorguard_max_layer": self.tensorguard_max_layer,
+            "response_rank": RESPONSE_RANK,
+            "perturbations": {p.name: p.count for p in PERTURBATIONS},
+        }
+
+
+def cache_key(path: str | Path, options: FingerprintOptions) -> str:
+    """A content address of a model for the fingerprint cache.
+
+    It hashes every safetensors header (names, dtypes, shapes, offsets), each file's size and
+    modification time, the probe settings and the lineage version. Hashing the tensor bytes themselves
+    would cost as much as fingerprinting, so an in-place edit that keeps size and mtime goes unseen.
+    """
+    with open_checkpoint(path) as reader:
+        stamp = [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in reader.files]
+        doc = {"headers": reader.header_sha256(), "files": stamp, "settings": options.settings(), "v": __version__}
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+
+
+def _role_key(name: str, model: ResolvedModel) -> str:
+    if name == model.embed:
+        return "embed"
+    if name == model.head:
+        return "head"
+    for layer in model.layers:
+        for role, tensor in layer.names.items():
+            if tensor == name:
+                return f"layers.{layer.index}.{role}"
+    return name
+
+
+class _Run:
+    """State of one fingerprinting pass (kept out of the public function for readability)."""
+
+    def __init__(self, reader: CheckpointReader, model: ResolvedModel, options: FingerprintOptions) -> None:
+        self.reader, self.model, self.options = reader, model, options
+        self.device = select_device(options.device)
+        self.engine = ProbeEngine(self.device, options.seed)
+        shapes = {info.name: tuple(info.shape) for info in reader}
+        self.selected = set(
+            tensorguard.select_tensors(
+                shapes,
+                max_layer=options.tensorguard_max_layer,
+                count=options.tensorguard_tensors,
+                seed=options.seed,
+            )
+        )
+        self.stats: list[tuple[str, np.ndarray]] = []
+        self.responses: dict[str, np.ndarray] = {}
+
+    def load(self, name: str | None) -> torch.Tensor | None:
+        """Read one tensor to the device; 2-D tensors also get their per-tensor responses."""
+        if name is None:
+            return None
+        tensor = self.engine.put(self.reader.tensor(name))
+        if tensor.ndim == 2 and min(tensor.shape) > 1:
+            self._respond(name, tensor)
+        return tensor
+
+    def _respond(self, name: str, weight: torch.Tensor) -> None:
+        response = self.engine.tensor_response(weight, _role_key(name, self.model))
+        if name in self.selected:
+            self.stats.append((name, response.gradient_stats))
+        if name not in (self.model.embed, self.model.head):
+            self.responses[_role_key(name, self.model)] = response.responses
+
+    def rows(self, name: str, ids: np.ndarray) -> torch.Tensor:
+        """Anchor rows of the embedding or head: the whole matrix only when the recipe samples it."""
+        if name in self.selected:
+            full = self.load(name)
+            return full[torch.as_tensor(ids, device=self.device)]
+        return self.engine.put(self.reader.rows(name, ids))
+
+
+def fingerprint_model(
+    path: str | Path, options: FingerprintOptions | None = None, progress: Progress | None = None
+) -> Fingerprint:
+    """Fingerprint the model in folder `path`.
+
+    Args:
+        path: a model folder (safetensors, sharded or not).
+        options: probe settings; defaults when None.
+        progress: called as `progress(done, total)` after each layer.
+
+    Returns:
+        The fingerprint (not yet written; see `lineage.fingerprint.save_fingerprint`).
+
+    Raises:
+        CheckpointError: bad input (corrupt file, NaN weights, unsafe paths...).
+        UnsupportedArchitectureError: tensor names of no known layout.
+
+    Example:
+        >>> fp = fingerprint_model("models/llama-mini")  # doctest: +SKIP
+        >>> fp.sketches["qk"].shape  # doctest: +SKIP
+        (4, 64, 64)
+    """
+    options = options or FingerprintOptions()
+    with open_checkpoint(path) as reader, torch.no_grad():
+        model = resolve_model(reader)
+        run = _Run(reader, model, options)
+        ids = anchor_ids(model.vocab_size, options.anchors, options.seed)
+        embed_rows = run.rows(model.embed, ids)
+        circuits = CircuitProbe(model, embed_rows)
+        total = len(model.layers) + 1
+        per_layer = []
+        for done, layer in enumerate(model.layers, start=1):
+            per_layer.append({k: v.cpu().numpy() for k, v in circuits.layer_sketches(layer, run.load).items()})
+            if progress:
+                progress(done, total)
+        head_rows = run.rows(model.head, ids) if model.head else embed_rows
+        sketches = stack_layers(per_layer)
+        sketches["embed"] = circuits.embed_sketch().cpu().numpy()[None].astype(np.float32)
+        final = run.load(model.final_norm)
+        sketches["head"] = circuits.head_sketch(final, head_rows).cpu().numpy()[None].astype(np.float32)
+        # Matrices the recipe sampled that no circuit reads (rare: extra projections) are read here.
+        for name in sorted(run.selected - {n for n, _ in run.stats}):
+            run.load(name)
+        if progress:
+            progress(total, total)
+        summary = ModelSummary(
+            architecture=str(reader.config.get("model_type") or model.spec.name),
+            num_layers=model.num_layers,
+            hidden_size=model.hidden_size,
+            vocab_size=model.vocab_size,
+            num_parameters=reader.num_parameters,
+            dtypes=tuple(reader.dtypes),
+            header_sha256=reader.header_sha256(),
+            num_files=len(reader.files),
+        )
+        features = tensorguard.aggregate(run.stats, model.num_layers, reader.num_parameters)
+    return Fingerprint(
+        name=Path(path).name,
+        tensorguard=features,
+        summary=summary,
+        anchors=ids,
+        sketches=sketches,
+        responses=dict(sorted(run.responses.items())),
+        settings={**options.settings(), "layout": model.spec.name, "layers": [lt.index for lt in model.layers]},
+        device=run.device.type,
+        lineage_version=__version__,
+    )
+
+
+def options_dict(options: FingerprintOptions) -> dict:
+    """The options as a plain dict (for reports)."""
+    return asdict(options)
