@@ -1,0 +1,164 @@
+"""Merge attribution: which known models a suspect was merged from, and with what weights.
+
+The raw responses in a fingerprint (`Psi^T W X^T` per weight matrix, random probes on both sides) are
+linear in the weights. A linear merge `W = sum_i w_i W_i`, or task arithmetic `W = B + sum_i l_i (W_i - B)`,
+is therefore the same combination of the parents' responses. With `B` the suspect's base (the candidate
+base nearest in response space), the suspect's task vector `t = R - R_B` is regressed on the candidates'
+task vectors `t_i = R_i - R_B` by non-negative least squares: the parents are the candidates with weight,
+the weights estimate the merge coefficients, and the residual says how much of the suspect they do not
+explain. TIES, DARE and SLERP are not linear; their parents still explain most of the task vector, with
+weights near the nominal ones. Per layer, the same regression restricted to the chosen parents gives the
+evidence: a layer the parents do not explain stands out by its residual.
+
+Only candidates in the suspect's basis (the same tensor roles and shapes) can be parents: a model that
+was rotated or permuted lives in another basis and is not a merge parent in weight space.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.optimize import nnls
+
+from lineage.errors import ClassificationError
+from lineage.fingerprint import Fingerprint
+
+_LAYER = re.compile(r"^layers\.(\d+)\.")
+
+
+@dataclass(frozen=True)
+class AttributionOptions:
+    """Settings of `attribute`.
+
+    Attributes:
+        min_weight: candidates below this weight are not reported as parents.
+        max_parents: at most this many parents are reported (largest weights first).
+    """
+
+    min_weight: float = 0.05
+    max_parents: int = 8
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.min_weight < 1:
+            raise ValueError("min_weight must be in [0, 1)")
+        if self.max_parents < 1:
+            raise ValueError("max_parents must be >= 1")
+
+
+@dataclass(frozen=True)
+class ParentWeight:
+    name: str
+    weight: float
+
+
+@dataclass(frozen=True)
+class LayerEvidence:
+    """One layer: the parents' weights fitted on that layer alone, and the share left unexplained."""
+
+    layer: int
+    weights: tuple[float, ...]
+    residual: float
+
+
+@dataclass(frozen=True)
+class Attribution:
+    """The answer for one suspect (JSON keys: model, base, parents, residual, layers)."""
+
+    model: str
+    base: str | None
+    parents: tuple[ParentWeight, ...]
+    residual: float
+    layers: tuple[LayerEvidence, ...]
+
+    def as_json(self) -> dict:
+        return {
+            "model": self.model,
+            "base": self.base,
+            "parents": [{"name": p.name, "weight": round(p.weight, 4)} for p in self.parents],
+            "residual": round(self.residual, 4),
+            "layers": [
+                {"layer": ev.layer, "weights": [round(w, 4) for w in ev.weights], "residual": round(ev.residual, 4)}
+                for ev in self.layers
+            ],
+        }
+
+
+def _signature(fp: Fingerprint) -> tuple:
+    return tuple((k, v.shape) for k, v in sorted(fp.responses.items()))
+
+
+def _flat(fp: Fingerprint, keys: Sequence[str]) -> np.ndarray:
+    return np.concatenate([fp.responses[k].astype(np.float64).ravel() for k in keys])
+
+
+def attribute(
+    suspect: Fingerprint,
+    candidates: Sequence[Fingerprint],
+    bases: Sequence[str],
+    options: AttributionOptions | None = None,
+) -> Attribution:
+    """Name the parents of a merged suspect and estimate their weights.
+
+    Args:
+        suspect: the suspect's fingerprint.
+        candidates: known models (the suspect itself is skipped by name).
+        bases: names of the candidates that are base models.
+        options: thresholds.
+
+    Returns:
+        The attribution; `parents` is empty when no candidate shares the suspect's basis.
+
+    Raises:
+        ClassificationError: the suspect has no raw responses (a published feature file).
+    """
+    options = options or AttributionOptions()
+    if not suspect.responses:
+        raise ClassificationError(f"'{suspect.name}' has no raw responses: fingerprint the model folder itself")
+    sig = _signature(suspect)
+    pool = [c for c in candidates if c.name != suspect.name and c.responses and _signature(c) == sig]
+    keys = sorted(suspect.responses)
+    base_pool = [c for c in pool if c.name in set(bases)]
+    if not base_pool:
+        return Attribution(suspect.name, None, (), 1.0, ())
+    target = _flat(suspect, keys)
+    base = min(base_pool, key=lambda c: np.linalg.norm(_flat(c, keys) - target))
+    others = [c for c in pool if c.name not in set(bases)]
+    t = target - _flat(base, keys)
+    if not others or not np.any(t):
+        return Attribution(suspect.name, base.name, (), 0.0 if not np.any(t) else 1.0, ())
+    matrix = np.stack([_flat(c, keys) - _flat(base, keys) for c in others], axis=1)
+    scale = np.linalg.norm(matrix, axis=0)
+    scale[scale == 0] = 1.0
+    weights, _ = nnls(matrix / scale, t, maxiter=50 * matrix.shape[1])
+    weights = weights / scale
+    residual = float(np.linalg.norm(t - matrix @ weights) / np.linalg.norm(t))
+    order = [i for i in np.argsort(-weights) if weights[i] >= options.min_weight][: options.max_parents]
+    parents = tuple(ParentWeight(others[i].name, float(weights[i])) for i in order)
+    layers = _layer_evidence(suspect, base, [others[i] for i in order], keys)
+    return Attribution(suspect.name, base.name, parents, residual, layers)
+
+
+def _layer_evidence(
+    suspect: Fingerprint, base: Fingerprint, parents: Sequence[Fingerprint], keys: Sequence[str]
+) -> tuple[LayerEvidence, ...]:
+    if not parents:
+        return ()
+    by_layer: dict[int, list[str]] = {}
+    for key in keys:
+        m = _LAYER.match(key)
+        if m:
+            by_layer.setdefault(int(m.group(1)), []).append(key)
+    out = []
+    for layer, layer_keys in sorted(by_layer.items()):
+        t = _flat(suspect, layer_keys) - _flat(base, layer_keys)
+        matrix = np.stack([_flat(p, layer_keys) - _flat(base, layer_keys) for p in parents], axis=1)
+        norm = np.linalg.norm(t)
+        if norm == 0:
+            out.append(LayerEvidence(layer, tuple(0.0 for _ in parents), 0.0))
+            continue
+        w, _ = nnls(matrix, t)
+        out.append(LayerEvidence(layer, tuple(float(x) for x in w), float(np.linalg.norm(t - matrix @ w) / norm)))
+    return tuple(out)

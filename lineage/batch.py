@@ -1,0 +1,83 @@
+"""Fingerprinting many models: one bad model is recorded and the batch goes on.
+
+`fingerprint_paths` expands each path (a model folder or a folder of model folders), fingerprints every
+model, writes one file per model, and returns one outcome per model, failed ones with their error text.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from lineage.errors import LineageError
+from lineage.fingerprint import Fingerprint, fingerprint_path, save_fingerprint
+from lineage.io import discover_models
+from lineage.pipeline import FingerprintOptions, fingerprint_model
+
+
+@dataclass(frozen=True)
+class FingerprintOutcome:
+    """One model's result in a batch: a fingerprint and its file, or an error."""
+
+    path: Path
+    name: str
+    fingerprint: Fingerprint | None
+    file: Path | None
+    seconds: float
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def expand_paths(paths: Iterable[str | Path]) -> Iterator[tuple[Path, str | None]]:
+    """Model folders under each path, as (folder, None), or (path, error) when a path holds none."""
+    for path in paths:
+        try:
+            for model in discover_models(path):
+                yield model, None
+        except LineageError as exc:
+            yield Path(path), str(exc)
+
+
+def fingerprint_paths(
+    paths: Iterable[str | Path],
+    options: FingerprintOptions,
+    out_dir: str | Path,
+    on_model: Callable[[FingerprintOutcome], None] | None = None,
+) -> list[FingerprintOutcome]:
+    """Fingerprint every model under `paths` and write `<out_dir>/<name>.fingerprint.safetensors`.
+
+    Args:
+        paths: model folders or folders of model folders.
+        options: probe settings.
+        out_dir: where the fingerprint files go.
+        on_model: called after each model (for progress bars).
+
+    Returns:
+        One outcome per model, in order; failures carry `error` and no fingerprint.
+    """
+    models = list(expand_paths(paths))
+    outcomes = []
+    for model, problem in models:
+        start = time.perf_counter()
+        fp = file = None
+        if problem is None:
+            try:
+                fp = fingerprint_model(model, options)
+                file = save_fingerprint(fp, fingerprint_path(out_dir, fp.name))
+            except LineageError as exc:
+                problem = str(exc)
+        outcome = FingerprintOutcome(model, model.name, fp, file, time.perf_counter() - start, problem)
+        outcomes.append(outcome)
+        if on_model:
+            on_model(outcome)
+    return outcomes
+
+
+def count_models(paths: Iterable[str | Path]) -> int:
+    """How many models `fingerprint_paths` would visit (for a progress bar's total)."""
+    return sum(1 for _ in expand_paths(paths))

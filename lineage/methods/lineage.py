@@ -1,0 +1,114 @@
+"""lineage's own method: sketch distances, and a robust rule for fingerprints that have only features.
+
+With sketches (fingerprints lineage made), the distance is `sketch_distance_matrix`: correlation of
+probe-response sketches, invariant to the disguises that break weight statistics, in [0, 2]. A model's
+vector is its distance profile to the references (a dissimilarity-space embedding): a derivative's
+profile sits next to its base's, whose own profile has a 0 at its own position, so K-Means seeded with the
+references' profiles clusters as the paper does, in a space where the distance means something.
+
+Without sketches (the published TensorGuard JSONs, or any mix that includes one) only the 15 features are
+left, and two of the paper's choices are replaced for stated reasons:
+
+* Scaling is robust: per feature, centre on the median and divide by the normalised median absolute
+  deviation (1.4826 MAD) over the population compared, not by mean and standard deviation. Derivatives
+  made in other conditions (fewer layers, one shard) are outliers, and a standard deviation lets a few of
+  them set the unit for everyone. A feature whose MAD is 0 (over half the models share one value, e.g.
+  the vocabulary-driven embedding features) falls back to its standard deviation, so the models that do
+  differ still count; a constant feature carries nothing and is dropped.
+* A suspect takes the family of its nearest reference instead of a K-Means cluster. K-Means over
+  references and suspects together moves centroids with the crowd and can carry a base out of its own
+  family (the paper loses Qwen2.5-3B that way); a nearest-reference verdict depends only on the suspect
+  and the references, which is what a forensic answer should depend on.
+
+The population statistics use every model compared together (references and suspects), not only the
+references: a median and MAD over a handful of bases, several sharing one value, are degenerate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from lineage.errors import ClassificationError
+from lineage.fingerprint import Fingerprint
+from lineage.methods.base import Method, feature_matrix, pairwise_euclidean, population
+
+_MAD_TO_SIGMA = 1.4826  # MAD of a normal distribution times this is its standard deviation
+
+
+def robust_scale(x: np.ndarray) -> np.ndarray:
+    """Robust z-scores of the columns of `x`: `(x - median) / (1.4826 * MAD)`, std when MAD is 0.
+
+    Args:
+        x: `[n, k]` feature matrix.
+
+    Returns:
+        `[n, k]` float64; constant columns become 0.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    if len(x) == 0:
+        return x
+    centre = np.median(x, axis=0)
+    scale = _MAD_TO_SIGMA * np.median(np.abs(x - centre), axis=0)
+    flat = scale <= 0
+    scale[flat] = x[:, flat].std(axis=0)
+    usable = scale > 0
+    out = np.zeros_like(x)
+    out[:, usable] = (x[:, usable] - centre[usable]) / scale[usable]
+    return out
+
+
+def uses_sketches(fps: Sequence[Fingerprint]) -> bool:
+    """Whether every fingerprint has sketches (else the lineage method falls back to the features)."""
+    return bool(fps) and all(fp.has_sketches for fp in fps)
+
+
+class LineageMethod(Method):
+    """Sketch distances with distance-profile vectors; robust features and nearest base without sketches.
+
+    Example:
+        >>> from lineage.fingerprint import load_fingerprint
+        >>> from lineage.manifest import DEMO_MANIFEST
+        >>> fps = [load_fingerprint(p) for p in sorted(DEMO_MANIFEST.parent.glob("*_features.json"))]
+        >>> LineageMethod().vectors(fps, fps[:2]).shape  # profiles to the 2 references
+        (58, 2)
+    """
+
+    name = "lineage"
+
+    def distances(self, a: Sequence[Fingerprint], b: Sequence[Fingerprint]) -> np.ndarray:
+        """Sketch distances when every model has sketches, else robust-feature Euclidean distances."""
+        if not a or not b:
+            return np.zeros((len(a), len(b)))
+        if uses_sketches([*a, *b]):
+            from lineage.features.similarity import sketch_distance_matrix
+
+            return np.asarray(sketch_distance_matrix(a, b), dtype=np.float64)
+        scaled, row = self._robust(population(a, b))
+        return pairwise_euclidean(scaled[[row[id(fp)] for fp in a]], scaled[[row[id(fp)] for fp in b]])
+
+    def vectors(self, fps: Sequence[Fingerprint], references: Sequence[Fingerprint]) -> np.ndarray:
+        """Each model's distance profile to the references, `[len(fps), len(references)]`."""
+        return self.embed(fps, references)[0]
+
+    def embed(
+        self, fps: Sequence[Fingerprint], references: Sequence[Fingerprint]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Profiles and distances to the references are the same matrix: computed once."""
+        if not references:
+            raise ClassificationError("no references to compare with")
+        profile = self.distances(fps, references)
+        return profile, profile
+
+    def assignment(self, fps: Sequence[Fingerprint]) -> str:
+        return "kmeans" if uses_sketches(fps) else "nearest"
+
+    def describe(self, fps: Sequence[Fingerprint]) -> str:
+        if uses_sketches(fps):
+            return "lineage: sketch correlation distances, K-Means on distance profiles"
+        return "lineage (features only): robust-scaled 15 features, Euclidean, nearest reference"
+
+    @staticmethod
+    def _robust(pop: Sequence[Fingerprint]) -> tuple[np.ndarray, dict[int, int]]:
+        return robust_scale(feature_matrix(pop)), {id(fp): i for i, fp in enumerate(pop)}

@@ -1,0 +1,33 @@
+"""The methods `--method` can name: an explicit dict, no import-time discovery."""
+
+from __future__ import annotations
+
+from lineage.errors import ClassificationError
+from lineage.methods.base import Method
+from lineage.methods.lineage import LineageMethod
+from lineage.methods.tensorguard import TensorGuardMethod
+
+METHODS: dict[str, type[Method]] = {
+    LineageMethod.name: LineageMethod,
+    TensorGuardMethod.name: TensorGuardMethod,
+}
+
+DEFAULT_METHOD = LineageMethod.name
+
+
+def get_method(method: str | Method) -> Method:
+    """The method named `method` (an instance is returned as is).
+
+    Raises:
+        ClassificationError: no method of that name.
+
+    Example:
+        >>> get_method("tensorguard").name
+        'tensorguard'
+    """
+    if isinstance(method, Method):
+        return method
+    try:
+        return METHODS[method]()
+    except KeyError:
+        raise ClassificationError(f"unknown method '{method}'; choose one of {', '.join(METHODS)}") from None

@@ -1,0 +1,107 @@
+"""Fingerprinting end to end on tiny checkpoints: layouts, determinism, golden numbers, devices."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from lineage.features.similarity import sketch_distance_matrix
+from lineage.fingerprint import CIRCUITS, load_fingerprint, save_fingerprint
+from lineage.pipeline import FingerprintOptions, fingerprint_model
+
+GOLDEN = Path(__file__).parent.parent / "golden" / "tiny_llama.json"
+CPU = FingerprintOptions(device="cpu")
+
+
+def _digest(fp) -> dict:
+    return {
+        "tensorguard": {k: fp.tensorguard[k] for k in sorted(fp.tensorguard)},
+        "sketch_sums": {k: float(np.abs(v).sum()) for k, v in sorted(fp.sketches.items())},
+        "sketch_firsts": {k: float(v.reshape(-1)[:7].sum()) for k, v in sorted(fp.sketches.items())},
+        "anchors": fp.anchors.tolist(),
+    }
+
+
+def test_every_real_layout_fingerprints(hf_models):
+    for arch, folder in hf_models.items():
+        fp = fingerprint_model(folder, CPU)
+        assert set(fp.sketches) == set(CIRCUITS), arch
+        assert fp.sketches["qk"].shape == (2, 64, 64)
+        assert fp.summary.num_layers == 2
+        assert all(np.isfinite(v).all() for v in fp.sketches.values())
+    layouts = {arch: fingerprint_model(f, CPU).settings["layout"] for arch, f in hf_models.items()}
+    assert layouts == {"llama": "llama", "qwen2": "llama", "gemma3": "gemma3", "phi3": "phi3",
+                       "mistral": "llama", "gpt_neox": "gpt_neox"}  # fmt: skip
+
+
+def test_qwen_biases_enter_the_sketch(hf_models, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    src = hf_models["qwen2"]
+    tensors = load_file(str(src / "model.safetensors"))
+    tensors["model.layers.0.self_attn.k_proj.bias"] = tensors["model.layers.0.self_attn.k_proj.bias"] + 1.0
+    (tmp_path / "q").mkdir()
+    save_file(tensors, str(tmp_path / "q" / "model.safetensors"))
+    (tmp_path / "q" / "config.json").write_text((src / "config.json").read_text())
+    a, b = fingerprint_model(src, CPU), fingerprint_model(tmp_path / "q", CPU)
+    assert not np.allclose(a.sketches["qk"][0], b.sketches["qk"][0])
+
+
+def test_same_file_twice_is_byte_identical(tiny_llama, tmp_path):
+    a = save_fingerprint(fingerprint_model(tiny_llama, CPU), tmp_path / "a.fingerprint.safetensors")
+    b = save_fingerprint(fingerprint_model(tiny_llama, CPU), tmp_path / "b.fingerprint.safetensors")
+    assert a.read_bytes() == b.read_bytes()
+
+
+def test_round_trip_of_the_file_format(tiny_llama, tmp_path):
+    fp = fingerprint_model(tiny_llama, CPU)
+    back = load_fingerprint(save_fingerprint(fp, tmp_path / "x.fingerprint.safetensors"))
+    assert back.tensorguard == fp.tensorguard and back.summary == fp.summary
+    for k in fp.sketches:
+        np.testing.assert_array_equal(back.sketches[k], fp.sketches[k])
+    assert back.settings["seed"] == 0 and back.lineage_version == fp.lineage_version
+
+
+def test_shard_layout_does_not_change_the_fingerprint(tiny_llama, tiny_llama_sharded):
+    a, b = fingerprint_model(tiny_llama, CPU), fingerprint_model(tiny_llama_sharded, CPU)
+    for k in a.sketches:
+        np.testing.assert_array_equal(a.sketches[k], b.sketches[k])
+    assert a.tensorguard == b.tensorguard
+    assert a.summary.header_sha256 != b.summary.header_sha256  # the files differ; the model does not
+
+
+def test_bf16_copy_stays_at_the_same_place(tiny_llama, tiny_llama_sharded_bf16):
+    a, b = fingerprint_model(tiny_llama, CPU), fingerprint_model(tiny_llama_sharded_bf16, CPU)
+    assert sketch_distance_matrix([a], [b])[0, 0] < 0.01
+    assert b.summary.dtypes == ("BF16",)
+
+
+def test_golden_fingerprint_of_the_tiny_llama(tiny_llama):
+    digest = _digest(fingerprint_model(tiny_llama, CPU))
+    if os.environ.get("LINEAGE_UPDATE_GOLDEN"):
+        GOLDEN.write_text(json.dumps(digest, indent=1, sort_keys=True))
+        pytest.skip("golden file written; run again to compare")
+    golden = json.loads(GOLDEN.read_text())
+    assert digest["anchors"] == golden["anchors"]
+    for section in ("tensorguard", "sketch_sums", "sketch_firsts"):
+        assert digest[section].keys() == golden[section].keys()
+        for key, value in golden[section].items():
+            assert digest[section][key] == pytest.approx(value, rel=1e-5, abs=1e-7), (section, key)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_cpu_and_cuda_agree(tiny_llama, hf_models):
+    for folder in (tiny_llama, *hf_models.values()):
+        cpu = fingerprint_model(folder, CPU)
+        gpu = fingerprint_model(folder, FingerprintOptions(device="cuda"))
+        assert gpu.device == "cuda"
+        for k in cpu.sketches:
+            np.testing.assert_allclose(gpu.sketches[k], cpu.sketches[k], rtol=1e-4, atol=1e-4 * np.abs(cpu.sketches[k]).max())
+        for k in cpu.tensorguard:
+            assert gpu.tensorguard[k] == pytest.approx(cpu.tensorguard[k], rel=1e-4, abs=1e-9)
