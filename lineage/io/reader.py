@@ -1,11 +1,12 @@
 """`CheckpointReader`: the one door through which lineage reads model weights.
 
 Opening a checkpoint reads only headers (a few KB per file), so a 70B model opens as fast as a tiny one;
-tensors are then read one at a time through `safetensors.safe_open`, which memory-maps the file and copies
-out just the asked-for bytes. `rows` goes further and reads a handful of embedding rows through
-`get_slice` without touching the rest of the matrix. The reader keeps one `safe_open` handle per file,
-opened on first use, and holds no tensor data between calls: the memory it needs is that of the largest
-tensor asked for, never that of the model.
+tensors are then read one at a time. A whole tensor is read with one positioned read (`os.pread`) at the
+offsets our own header checks validated, into a fresh buffer: no memory map, so the pages of tensors
+already probed are not counted in the process's resident memory, which stays near the largest tensor
+however large the model. `rows` reads a handful of embedding rows through `safe_open(...).get_slice`
+without touching the rest of the matrix; the reader keeps one `safe_open` handle per file for that,
+opened on first use, and holds no tensor data between calls.
 """
 
 from __future__ import annotations
@@ -144,9 +145,10 @@ class CheckpointReader:
             NonFiniteWeightsError: NaN/Inf values and `check_finite`.
         """
         info = self.info(name)
-        handle = self._handle(info)
-        with _safetensors_errors(self.folder / info.file, name):
-            raw = handle.get_tensor(name)
+        if self._closed:
+            raise ValueError(f"checkpoint reader '{self.name}' is closed")
+        path = self.folder / info.file
+        raw = _pread_tensor(path, info, _torch_dtype(path, info))
         if check_finite:
             _check_finite(self.folder / info.file, info, raw)
         return raw.to(dtype)
@@ -303,6 +305,29 @@ def _torch_dtype(path: Path, info: TensorInfo) -> torch.dtype:
             "convert the checkpoint to BF16, F16 or F32",
         )
     return dtype
+
+
+def _pread_tensor(path: Path, info: TensorInfo, dtype: torch.dtype) -> torch.Tensor:
+    """Read one tensor's bytes with positioned reads (offsets validated by `read_header`)."""
+    buffer = bytearray(info.end - info.start)
+    view = memoryview(buffer)
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError as exc:
+        raise CheckpointError(path, f"cannot open file ({exc.strerror})") from None
+    try:
+        done = 0
+        while done < len(buffer):
+            # pread returns at most ~2 GiB a call on Linux: loop until the tensor is complete.
+            n = os.preadv(fd, [view[done : done + (1 << 30)]], info.start + done)
+            if n <= 0:
+                raise CheckpointError(path, f"file ended while reading tensor '{info.name}': truncated file")
+            done += n
+    finally:
+        os.close(fd)
+    if not buffer:
+        return torch.empty(info.shape, dtype=dtype)
+    return torch.frombuffer(buffer, dtype=dtype).reshape(info.shape)
 
 
 def _check_finite(path: Path, info: TensorInfo, raw: torch.Tensor) -> None:
