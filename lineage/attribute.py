@@ -17,8 +17,9 @@ was rotated or permuted lives in another basis and is not a merge parent in weig
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from scipy.optimize import nnls
@@ -162,3 +163,49 @@ def _layer_evidence(
         w, _ = nnls(matrix, t)
         out.append(LayerEvidence(layer, tuple(float(x) for x in w), float(np.linalg.norm(t - matrix @ w) / norm)))
     return tuple(out)
+
+
+def attribute_paths(
+    suspects: Sequence[str | Path],
+    candidates_manifest: str | Path,
+    *,
+    options=None,  # noqa: ANN001 - FingerprintOptions (imported lazily: torch is heavy)
+    cache=None,  # noqa: ANN001 - FingerprintCache
+    attribution: AttributionOptions | None = None,
+    on_fingerprint: Callable[[], None] | None = None,
+) -> list[Attribution]:
+    """Attribute each suspect (model folder, folder of models, or fingerprint file) against a manifest.
+
+    Args:
+        suspects: paths to suspects.
+        candidates_manifest: CSV with `name,path,family` (and `role`: rows with role `base` are bases).
+        options: fingerprint options for folders.
+        cache: a `FingerprintCache`, or None.
+        attribution: thresholds.
+        on_fingerprint: called after each fingerprint obtained (progress).
+
+    Returns:
+        One attribution per suspect.
+    """
+    from lineage.cache import obtain_fingerprint
+    from lineage.fingerprint import is_fingerprint_file
+    from lineage.io import discover_models
+    from lineage.manifest import read_manifest
+
+    manifest = read_manifest(candidates_manifest)
+    known = []
+    for row in manifest.rows:
+        fp, _ = obtain_fingerprint(row.path, options, cache, name=row.name)
+        known.append(fp)
+        if on_fingerprint:
+            on_fingerprint()
+    bases = [r.name for r in manifest.references]
+    results = []
+    for path in suspects:
+        folders = [Path(path)] if is_fingerprint_file(path) else discover_models(path)
+        for folder in folders:
+            fp, _ = obtain_fingerprint(folder, options, cache)
+            if on_fingerprint:
+                on_fingerprint()
+            results.append(attribute(fp, known, bases, attribution))
+    return results

@@ -8,11 +8,9 @@ from typing import Annotated
 
 import typer
 
-from lineage.cli._options import DeviceOpt, DeviceChoice, OutDirOpt, QuietOpt
+from lineage.cli._options import DeviceChoice, DeviceOpt, OutDirOpt, QuietOpt
 from lineage.cli._progress import progress_bar
 from lineage.paths import default_fingerprint_dir
-
-
 
 
 def register(app: typer.Typer) -> None:

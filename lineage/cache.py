@@ -1,0 +1,123 @@
+"""The fingerprint cache: fingerprint a model once, load it ever after.
+
+Entries are ordinary fingerprint files named by `lineage.pipeline.cache_key` (a hash of the model's
+headers, file sizes and times, the probe settings and the lineage version), so a second scan with
+nothing changed fingerprints nothing, and any change to the model or the settings misses the cache
+instead of returning a stale answer. The key only needs the headers, so computing it costs a few
+reads, not a pass over the weights. Writes are atomic (`save_fingerprint` writes then renames), and a
+corrupt entry counts as a miss and is overwritten: a cache must never be the reason a scan fails.
+
+Default folder: `$LINEAGE_CACHE`, else `~/.cache/lineage` (see `lineage.paths.default_cache_dir`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from lineage.errors import CheckpointError, FingerprintFormatError
+from lineage.fingerprint import (
+    FINGERPRINT_SUFFIX,
+    Fingerprint,
+    is_fingerprint_file,
+    load_fingerprint,
+    save_fingerprint,
+)
+
+if TYPE_CHECKING:
+    from lineage.pipeline import FingerprintOptions
+
+#: How a fingerprint was obtained: read from a fingerprint file, found in the cache, or computed.
+LOADED, CACHED, FINGERPRINTED = "loaded", "cached", "fingerprinted"
+_ENTRIES = "by-key"
+
+
+def default_cache_dir() -> Path:
+    """`$LINEAGE_CACHE`, else `~/.cache/lineage`."""
+    from lineage.paths import default_cache_dir as _default
+
+    return _default()
+
+
+class FingerprintCache:
+    """Fingerprint files in a folder, addressed by cache key.
+
+    Args:
+        folder: the cache folder (created on first write); the default folder when None.
+
+    Example:
+        >>> cache = FingerprintCache("/tmp/lineage-cache")
+        >>> cache.get("0" * 64) is None
+        True
+    """
+
+    def __init__(self, folder: str | Path | None = None) -> None:
+        self.folder = Path(folder) if folder is not None else default_cache_dir()
+
+    def path_for(self, key: str) -> Path:
+        """Where the entry for `key` lives (two-level fan-out keeps folders small on big scans)."""
+        if len(key) < 3 or not key.isalnum():
+            raise ValueError(f"not a cache key: {key!r}")
+        return self.folder / _ENTRIES / key[:2] / f"{key}{FINGERPRINT_SUFFIX}"
+
+    def get(self, key: str) -> Fingerprint | None:
+        """The cached fingerprint for `key`, or None (absent or unreadable)."""
+        path = self.path_for(key)
+        if not path.is_file():
+            return None
+        try:
+            return load_fingerprint(path)
+        except FingerprintFormatError:
+            return None  # corrupt or of an older schema: recompute and overwrite
+
+    def put(self, key: str, fp: Fingerprint) -> Path:
+        """Store `fp` under `key`; returns the file written."""
+        return save_fingerprint(fp, self.path_for(key))
+
+    def __len__(self) -> int:
+        root = self.folder / _ENTRIES
+        return sum(1 for _ in root.glob(f"*/*{FINGERPRINT_SUFFIX}")) if root.is_dir() else 0
+
+
+def obtain_fingerprint(
+    path: str | Path,
+    options: FingerprintOptions | None = None,
+    cache: FingerprintCache | None = None,
+    name: str | None = None,
+) -> tuple[Fingerprint, str]:
+    """The fingerprint of one model: loaded from a fingerprint file, from the cache, or computed.
+
+    Args:
+        path: a fingerprint file or one model folder.
+        options: probe settings for folders (defaults when None).
+        cache: where to look first and store after computing; None computes every time.
+        name: the name to give the fingerprint (a manifest's row name); the file's or folder's when None.
+
+    Returns:
+        `(fingerprint, how)` with `how` one of LOADED, CACHED, FINGERPRINTED.
+
+    Raises:
+        LineageError: the path is missing, not a model, or the model cannot be fingerprinted.
+    """
+    path = Path(path)
+    if is_fingerprint_file(path):
+        fp, how = load_fingerprint(path), LOADED
+    elif path.is_dir():
+        from lineage.pipeline import FingerprintOptions, cache_key, fingerprint_model
+
+        options = options or FingerprintOptions()
+        key = cache_key(path, options) if cache is not None else None
+        fp = cache.get(key) if cache is not None and key is not None else None
+        how = CACHED
+        if fp is None:
+            fp, how = fingerprint_model(path, options), FINGERPRINTED
+            if cache is not None and key is not None:
+                cache.put(key, fp)
+    elif path.exists():
+        raise CheckpointError(path, "neither a model folder nor a fingerprint file (*.fingerprint.safetensors)")
+    else:
+        raise CheckpointError(path, "no such file or folder; check the path (manifest paths are relative to it)")
+    if name is not None and fp.name != name:
+        fp = replace(fp, name=name)  # the cache is content-addressed: the same model may sit under another name
+    return fp, how
