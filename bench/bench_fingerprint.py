@@ -160,16 +160,22 @@ def ensure_checkpoint(ckpt: Path) -> None:
     if ckpt.resolve() != DEFAULT_CKPT.resolve() and checkpoint_files(ckpt):
         return  # a checkpoint of the user's own: measure it as it is
     print(f"checking / writing the benchmark checkpoint at {ckpt} ...", file=sys.stderr)
-    subprocess.run([sys.executable, str(BENCH / "make_checkpoint.py"), "--out", str(ckpt)], check=True)
+    # Its stdout (the folder's path) goes to our stderr, so that our stdout holds only the results.
+    subprocess.run(
+        [sys.executable, str(BENCH / "make_checkpoint.py"), "--out", str(ckpt)], check=True, stdout=sys.stderr
+    )
 
 
-def lineage_command() -> tuple[str | None, str]:
+def lineage_command(exe: str | None = None) -> tuple[str | None, str]:
     """Find the `lineage` console script and check that it has a `fingerprint` command.
+
+    Args:
+        exe: the executable to use; default: `lineage` on PATH, else next to this Python.
 
     Returns:
         `(path, "")` when usable, else `(None, reason)`.
     """
-    exe = shutil.which("lineage")
+    exe = exe or shutil.which("lineage")
     if exe is None:
         beside = Path(sys.executable).parent / "lineage"
         exe = str(beside) if beside.is_file() else None
@@ -277,6 +283,7 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="folder for lineage's output files (default: a temporary folder, removed after)",
     )
+    parser.add_argument("--lineage", default=None, help="the lineage executable (default: `lineage` on PATH)")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds before a row's run is killed")
     parser.add_argument("--json", type=Path, default=None, help="also write the results to this JSON file")
     args = parser.parse_args(argv)
@@ -294,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
     # The first read is timed for information only; it also warms the page cache for every measured row.
     first = measure(read_cmd, args.timeout)
 
-    exe, why_not = lineage_command()
+    exe, why_not = lineage_command(args.lineage)
     out_root = args.out or Path(tempfile.mkdtemp(prefix="lineage-bench-out-"))
     rows = [
         Row("(a) read every byte once (64 MB chunks)"),

@@ -12,11 +12,13 @@ Default folder: `$LINEAGE_CACHE`, else `~/.cache/lineage` (see `lineage.paths.de
 
 from __future__ import annotations
 
-from dataclasses import replace
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lineage.errors import CheckpointError, FingerprintFormatError
+from lineage.errors import CheckpointError, FingerprintFormatError, LineageError
 from lineage.fingerprint import (
     FINGERPRINT_SUFFIX,
     Fingerprint,
@@ -89,7 +91,7 @@ def obtain_fingerprint(
     """The fingerprint of one model: loaded from a fingerprint file, from the cache, or computed.
 
     Args:
-        path: a fingerprint file or one model folder.
+        path: a fingerprint file, one model folder, or one `.safetensors` weights file.
         options: probe settings for folders (defaults when None).
         cache: where to look first and store after computing; None computes every time.
         name: the name to give the fingerprint (a manifest's row name); the file's or folder's when None.
@@ -103,21 +105,103 @@ def obtain_fingerprint(
     path = Path(path)
     if is_fingerprint_file(path):
         fp, how = load_fingerprint(path), LOADED
-    elif path.is_dir():
+    elif path.exists():
         from lineage.pipeline import FingerprintOptions, cache_key, fingerprint_model
 
         options = options or FingerprintOptions()
+        # The key reads the headers, so a broken checkpoint fails here with the reader's own message.
         key = cache_key(path, options) if cache is not None else None
-        fp = cache.get(key) if cache is not None and key is not None else None
+        fp = cache.get(key) if key is not None else None
         how = CACHED
         if fp is None:
             fp, how = fingerprint_model(path, options), FINGERPRINTED
-            if cache is not None and key is not None:
+            if key is not None:
                 cache.put(key, fp)
-    elif path.exists():
-        raise CheckpointError(path, "neither a model folder nor a fingerprint file (*.fingerprint.safetensors)")
     else:
         raise CheckpointError(path, "no such file or folder; check the path (manifest paths are relative to it)")
     if name is not None and fp.name != name:
         fp = replace(fp, name=name)  # the cache is content-addressed: the same model may sit under another name
     return fp, how
+
+
+def expand_inputs(paths: Sequence[str | Path]) -> list[tuple[Path, str | None]]:
+    """The models named on a command line, as `(path, None)`, or `(path, error)` for a path holding none.
+
+    A path is a fingerprint file, a model folder, a folder of model folders (`discover_models`), or a
+    folder of fingerprint files (what `lineage fingerprint --out` writes).
+    """
+    from lineage.io import discover_models
+
+    found: list[tuple[Path, str | None]] = []
+    for raw in paths:
+        path = Path(raw)
+        if is_fingerprint_file(path):
+            found.append((path, None))
+            continue
+        try:
+            found.extend((model, None) for model in discover_models(path))
+        except LineageError as exc:
+            files = sorted(p for p in path.iterdir() if is_fingerprint_file(p)) if path.is_dir() else []
+            found.extend((f, None) for f in files) if files else found.append((path, str(exc)))
+    return found
+
+
+@dataclass(frozen=True)
+class ModelOutcome:
+    """How one model went: its fingerprint and how it was obtained (LOADED, CACHED, FINGERPRINTED), or its
+    error text. `key` is the caller's handle on it (a manifest row, a command-line path)."""
+
+    name: str
+    path: Path
+    fingerprint: Fingerprint | None
+    how: str | None
+    error: str | None
+    seconds: float
+    key: object = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def gather_fingerprints(
+    items: Sequence[tuple[str | None, Path, object]],
+    probe_options: Callable[[], FingerprintOptions],
+    cache: FingerprintCache | None,
+    progress: Callable[[int, int, str], None] | None = None,
+) -> list[ModelOutcome]:
+    """Obtain many fingerprints; a model that fails becomes an outcome with its error, never an exception.
+
+    Args:
+        items: `(name or None, path, key)` per model; None keeps the fingerprint's own name.
+        probe_options: returns the probe settings; called only when a model folder must be fingerprinted,
+            so loading fingerprint files never imports the probing stack.
+        cache: the fingerprint cache, or None.
+        progress: called as `progress(done, total, name)` after each model.
+
+    Returns:
+        One outcome per item, in order.
+    """
+    outcomes: list[ModelOutcome] = []
+    options: FingerprintOptions | None = None
+    for done, (name, path, key) in enumerate(items, start=1):
+        t0 = time.perf_counter()
+        label = name or Path(path).name
+        try:
+            if options is None and not is_fingerprint_file(path):
+                options = probe_options()
+            fp, how = obtain_fingerprint(path, options, cache, name=name)
+            outcome = ModelOutcome(fp.name, Path(path), fp, how, None, time.perf_counter() - t0, key)
+        except Exception as exc:  # noqa: BLE001 - one bad model must never abort a scan of thousands
+            outcome = ModelOutcome(label, Path(path), None, None, _error_text(exc), time.perf_counter() - t0, key)
+        outcomes.append(outcome)
+        if progress is not None:
+            progress(done, len(items), label)
+    return outcomes
+
+
+def _error_text(exc: Exception) -> str:
+    if isinstance(exc, LineageError):
+        return str(exc)
+    # Not one of ours (a bug, or a library failing on a corrupt file): keep the type, it is the clue.
+    return f"{type(exc).__name__}: {exc}"

@@ -218,7 +218,9 @@ class FamilyClassifier:
         if rule == "paper":
             if self.method_.paper_threshold is None:
                 raise ClassificationError(f"method '{self.method_.name}' has no published threshold")
-            return fixed_threshold(self.method_.paper_threshold, f"the paper's fixed threshold {self.method_.paper_threshold:g}")
+            return fixed_threshold(
+                self.method_.paper_threshold, f"the paper's fixed threshold {self.method_.paper_threshold:g}"
+            )
         raise ValueError(f"unknown must be one of {UNKNOWN_RULES} or a number, not {rule!r}")
 
     def _verdicts(

@@ -1,9 +1,12 @@
 """Fingerprinting one model: stream its tensors once through the probes, then the statistics stage.
 
-Every weight matrix is read exactly once, one at a time, and used for everything that needs it: its
-circuit's sketch, its raw random responses (merge attribution) and, for the ten tensors the TensorGuard
-recipe picks, its gradient statistics. Only the anchor rows of the embedding and head are read, unless the
-recipe picked the whole matrix. Memory is one weight matrix plus small arrays, whatever the model size.
+Every weight matrix is read once, in row blocks of at most 64 MB, and each block serves everything that
+needs it in one product: its circuit's sketch, its raw random responses (merge attribution) and, for the
+ten tensors the TensorGuard recipe picks, its gradient statistics (a matrix larger than one block is read
+a second time for the recipe's adversarial probes, which depend on the whole matrix). Only the anchor rows
+of the embedding and head are read, unless the recipe picked the whole matrix. NaN/Inf weights are caught
+on the probe responses, which every entry reaches, so no separate pass over the weights is needed. Memory
+is one block plus small arrays, whatever the model size.
 """
 
 from __future__ import annotations
@@ -21,15 +24,17 @@ from lineage import __version__
 from lineage.arch import ResolvedModel, resolve_model
 from lineage.features import tensorguard
 from lineage.features.sketch import stack_layers
+from lineage.errors import NonFiniteWeightsError
 from lineage.fingerprint import Fingerprint, ModelSummary
 from lineage.io import CheckpointReader, open_checkpoint
 from lineage.probe.anchors import anchor_ids
 from lineage.probe.circuits import CircuitProbe
 from lineage.probe.device import select_device
-from lineage.probe.engine import RESPONSE_RANK, ProbeEngine
+from lineage.probe.engine import RESPONSE_RANK, NonFiniteResponse, ProbeEngine
 from lineage.probe.perturbations import PERTURBATIONS
 
 Progress = Callable[[int, int], None]
+BLOCK_BYTES = 64 << 20  # one streamed block of a weight matrix, as float32
 
 
 @dataclass(frozen=True)
@@ -96,7 +101,7 @@ def _role_key(name: str, model: ResolvedModel) -> str:
 
 
 class _Run:
-    """State of one fingerprinting pass (kept out of the public function for readability)."""
+    """One fingerprinting pass: the `Weights` the circuits read, recording per-tensor responses on the way."""
 
     def __init__(self, reader: CheckpointReader, model: ResolvedModel, options: FingerprintOptions) -> None:
         self.reader, self.model, self.options = reader, model, options
@@ -113,28 +118,41 @@ class _Run:
         )
         self.stats: list[tuple[str, np.ndarray]] = []
         self.responses: dict[str, np.ndarray] = {}
+        self.done: set[str] = set()
 
-    def load(self, name: str | None) -> torch.Tensor | None:
-        """Read one tensor to the device; 2-D tensors also get their per-tensor responses."""
-        if name is None:
-            return None
-        tensor = self.engine.put(self.reader.tensor(name))
-        if tensor.ndim == 2 and min(tensor.shape) > 1:
-            self._respond(name, tensor)
-        return tensor
-
-    def _respond(self, name: str, weight: torch.Tensor) -> None:
-        response = self.engine.tensor_response(weight, _role_key(name, self.model))
+    def matmul(self, name: str, inputs: torch.Tensor | None) -> torch.Tensor | None:
+        """`inputs @ W.T`, streaming W in row blocks; records W's responses (and statistics if selected)."""
+        info = self.reader.info(name)
+        role = _role_key(name, self.model)
+        try:
+            out, response = self.engine.respond(
+                lambda: self.reader.row_blocks(name, BLOCK_BYTES, check_finite=False),
+                tuple(info.shape),
+                role,
+                inputs,
+                with_stats=name in self.selected,
+            )
+        except NonFiniteResponse:
+            raise NonFiniteWeightsError(
+                self.reader.folder / info.file,
+                f"tensor '{name}' holds NaN/Inf values: the weights are corrupt (a diverged run or a broken "
+                "conversion); re-download or re-export the checkpoint",
+            ) from None
+        self.done.add(name)
         if name in self.selected:
             self.stats.append((name, response.gradient_stats))
         if name not in (self.model.embed, self.model.head):
-            self.responses[_role_key(name, self.model)] = response.responses
+            self.responses[role] = response.responses
+        return out
+
+    def vector(self, name: str | None) -> torch.Tensor | None:
+        """A gain or bias on the device (checked for NaN/Inf by the reader)."""
+        return None if name is None else self.engine.put(self.reader.tensor(name))
 
     def rows(self, name: str, ids: np.ndarray) -> torch.Tensor:
-        """Anchor rows of the embedding or head: the whole matrix only when the recipe samples it."""
-        if name in self.selected:
-            full = self.load(name)
-            return full[torch.as_tensor(ids, device=self.device)]
+        """Anchor rows of the embedding or head; the whole matrix is streamed only if the recipe samples it."""
+        if name in self.selected and name not in self.done:
+            self.matmul(name, None)
         return self.engine.put(self.reader.rows(name, ids))
 
 
@@ -170,17 +188,17 @@ def fingerprint_model(
         total = len(model.layers) + 1
         per_layer = []
         for done, layer in enumerate(model.layers, start=1):
-            per_layer.append({k: v.cpu().numpy() for k, v in circuits.layer_sketches(layer, run.load).items()})
+            per_layer.append({k: v.cpu().numpy() for k, v in circuits.layer_sketches(layer, run).items()})
             if progress:
                 progress(done, total)
         head_rows = run.rows(model.head, ids) if model.head else embed_rows
         sketches = stack_layers(per_layer)
         sketches["embed"] = circuits.embed_sketch().cpu().numpy()[None].astype(np.float32)
-        final = run.load(model.final_norm)
+        final = run.vector(model.final_norm)
         sketches["head"] = circuits.head_sketch(final, head_rows).cpu().numpy()[None].astype(np.float32)
         # Matrices the recipe sampled that no circuit reads (rare: extra projections) are read here.
-        for name in sorted(run.selected - {n for n, _ in run.stats}):
-            run.load(name)
+        for name in sorted(run.selected - run.done):
+            run.matmul(name, None)
         if progress:
             progress(total, total)
         summary = ModelSummary(

@@ -19,9 +19,10 @@ if TYPE_CHECKING:
 
 TOKENIZER_KINDS = ("byte_level", "metaspace")
 BOS, EOS, PAD, UNK = "<|bos|>", "<|eos|>", "<|pad|>", "<|unk|>"
+SP_SPECIALS = ("<s>", "</s>", "<pad>", "<unk>")  # SentencePiece-style names for metaspace tokenizers
 
 
-def train_tokenizer(text: str, *, vocab_size: int, kind: str, special_prefix: str = "") -> PreTrainedTokenizerFast:
+def train_tokenizer(text: str, *, vocab_size: int, kind: str) -> PreTrainedTokenizerFast:
     """Train a BPE tokenizer on ``text``.
 
     Args:
@@ -29,7 +30,6 @@ def train_tokenizer(text: str, *, vocab_size: int, kind: str, special_prefix: st
         vocab_size: the target vocabulary, special tokens included (the trainer may stop short when the
             text has fewer merges to offer; models pad their embedding to the recipe's size anyway).
         kind: ``byte_level`` (GPT-2 style) or ``metaspace`` (SentencePiece style, byte fallback).
-        special_prefix: prepended to the special tokens' names so families differ there too.
 
     Returns:
         A fast tokenizer with bos/eos/pad (and unk) set.
@@ -42,13 +42,14 @@ def train_tokenizer(text: str, *, vocab_size: int, kind: str, special_prefix: st
 
     if kind not in TOKENIZER_KINDS:
         raise ValueError(f"tokenizer kind {kind!r}: use one of {TOKENIZER_KINDS}")
-    specials = [special_prefix + t for t in (BOS, EOS, PAD, UNK)]
     if kind == "byte_level":
+        specials = [BOS, EOS, PAD, UNK]
         tok = Tokenizer(models.BPE())
         tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
         tok.decoder = decoders.ByteLevel()
         alphabet = pre_tokenizers.ByteLevel.alphabet()
     else:
+        specials = list(SP_SPECIALS)
         tok = Tokenizer(models.BPE(unk_token=specials[3], byte_fallback=True))
         tok.pre_tokenizer = pre_tokenizers.Metaspace()
         tok.decoder = decoders.Sequence([decoders.Metaspace(), decoders.ByteFallback()])

@@ -148,10 +148,44 @@ class CheckpointReader:
         if self._closed:
             raise ValueError(f"checkpoint reader '{self.name}' is closed")
         path = self.folder / info.file
-        raw = _pread_tensor(path, info, _torch_dtype(path, info))
+        values = _pread_tensor(path, info, _torch_dtype(path, info)).to(dtype)
         if check_finite:
-            _check_finite(self.folder / info.file, info, raw)
-        return raw.to(dtype)
+            _check_finite(path, info, values)
+        return values
+
+    def row_blocks(
+        self, name: str, max_bytes: int, *, dtype: torch.dtype = torch.float32, check_finite: bool = True
+    ) -> Iterator[tuple[int, torch.Tensor]]:
+        """Read a tensor as consecutive blocks of whole rows, each at most about `max_bytes` once converted.
+
+        Lets a caller stream a matrix larger than the memory it may use (a 128k-token embedding).
+
+        Args:
+            name: tensor name.
+            max_bytes: bound on one converted block (at least one row is read).
+            dtype: dtype of the blocks.
+            check_finite: raise if a block holds NaN or Inf.
+
+        Yields:
+            `(first_row, block)` pairs covering the tensor in order.
+        """
+        info = self.info(name)
+        if self._closed:
+            raise ValueError(f"checkpoint reader '{self.name}' is closed")
+        path = self.folder / info.file
+        source = _torch_dtype(path, info)
+        rows = info.shape[0] if info.shape else 1
+        per_row = max(1, info.numel // max(rows, 1)) * torch.empty((), dtype=dtype).element_size()
+        step = max(1, max_bytes // per_row)
+        if not info.shape:
+            yield 0, self.tensor(name, dtype=dtype, check_finite=check_finite)
+            return
+        for start in range(0, rows, step):
+            stop = min(rows, start + step)
+            block = _pread_tensor(path, info, source, (start, stop)).to(dtype)
+            if check_finite:
+                _check_finite(path, info, block)
+            yield start, block
 
     def rows(
         self,
@@ -307,34 +341,50 @@ def _torch_dtype(path: Path, info: TensorInfo) -> torch.dtype:
     return dtype
 
 
-def _pread_tensor(path: Path, info: TensorInfo, dtype: torch.dtype) -> torch.Tensor:
-    """Read one tensor's bytes with positioned reads (offsets validated by `read_header`)."""
-    buffer = bytearray(info.end - info.start)
-    view = memoryview(buffer)
+def _pread_tensor(
+    path: Path, info: TensorInfo, dtype: torch.dtype, rows: tuple[int, int] | None = None
+) -> torch.Tensor:
+    """Read one tensor's bytes (or a block of its rows) with positioned reads.
+
+    The offsets were validated by `read_header`. The buffer is an uninitialised torch tensor, filled in
+    place: no zero-fill, no extra copy.
+    """
+    shape = tuple(info.shape)
+    start, stop = info.start, info.end
+    if rows is not None:
+        row_bytes = (info.end - info.start) // max(shape[0], 1)
+        start, stop = info.start + rows[0] * row_bytes, info.start + rows[1] * row_bytes
+        shape = (rows[1] - rows[0], *shape[1:])
+    buffer = torch.empty(stop - start, dtype=torch.uint8)
+    if stop == start:
+        return torch.empty(shape, dtype=dtype)
+    view = memoryview(buffer.numpy())
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError as exc:
         raise CheckpointError(path, f"cannot open file ({exc.strerror})") from None
     try:
         done = 0
-        while done < len(buffer):
-            # pread returns at most ~2 GiB a call on Linux: loop until the tensor is complete.
-            n = os.preadv(fd, [view[done : done + (1 << 30)]], info.start + done)
+        while done < len(view):
+            # pread returns at most ~2 GiB a call on Linux: loop until the block is complete.
+            n = os.preadv(fd, [view[done : done + (1 << 30)]], start + done)
             if n <= 0:
                 raise CheckpointError(path, f"file ended while reading tensor '{info.name}': truncated file")
             done += n
     finally:
         os.close(fd)
-    if not buffer:
-        return torch.empty(info.shape, dtype=dtype)
-    return torch.frombuffer(buffer, dtype=dtype).reshape(info.shape)
+    return buffer.view(dtype).reshape(shape)
 
 
-def _check_finite(path: Path, info: TensorInfo, raw: torch.Tensor) -> None:
-    if not raw.is_floating_point():
+def _check_finite(path: Path, info: TensorInfo, values: torch.Tensor) -> None:
+    if not values.is_floating_point() or values.numel() == 0:
+        return
+    # Fast path: NaN and Inf propagate into a sum, so one vectorised reduction clears almost every tensor;
+    # only a non-finite sum (or an overflow of huge finite values) pays for the exact count.
+    if values.element_size() > 1 and bool(torch.isfinite(values.sum())):
         return
     # isfinite is not implemented for every float8 dtype; one byte per element makes the upcast cheap.
-    values = raw.float() if raw.element_size() == 1 else raw
+    values = values.float() if values.element_size() == 1 else values
     bad = int(values.numel() - torch.isfinite(values).sum())
     if bad:
         raise NonFiniteWeightsError(

@@ -43,9 +43,7 @@ class Method(ABC):
     def vectors(self, fps: Sequence[Fingerprint], references: Sequence[Fingerprint]) -> np.ndarray:
         """Vectors `[len(fps), d]` (float64) for clustering, comparable with the references' own vectors."""
 
-    def embed(
-        self, fps: Sequence[Fingerprint], references: Sequence[Fingerprint]
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def embed(self, fps: Sequence[Fingerprint], references: Sequence[Fingerprint]) -> tuple[np.ndarray, np.ndarray]:
         """Vectors of `fps` and their distances to `references`, in one pass where the method allows it.
 
         Args:

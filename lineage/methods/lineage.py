@@ -10,23 +10,29 @@ Without sketches (the published TensorGuard JSONs, or any mix that includes one)
 left, and two of the paper's choices are replaced for stated reasons:
 
 * Scaling is robust: per feature, centre on the median and divide by the normalised median absolute
-  deviation (1.4826 MAD) over the population compared, not by mean and standard deviation. Derivatives
+  deviation (1.4826 MAD) over a population (below), not by mean and standard deviation. Derivatives
   made in other conditions (fewer layers, one shard) are outliers, and a standard deviation lets a few of
   them set the unit for everyone. A feature whose MAD is 0 (over half the models share one value, e.g.
   the vocabulary-driven embedding features) falls back to its standard deviation, so the models that do
   differ still count; a constant feature carries nothing and is dropped.
 * A suspect takes the family of its nearest reference instead of a K-Means cluster. K-Means over
   references and suspects together moves centroids with the crowd and can carry a base out of its own
-  family (the paper loses Qwen2.5-3B that way); a nearest-reference verdict depends only on the suspect
-  and the references, which is what a forensic answer should depend on.
+  family (the paper loses Qwen2.5-3B that way); a nearest-reference verdict rests on the suspect and the
+  references, which is what a forensic answer should rest on.
 
-The population statistics use every model compared together (references and suspects), not only the
-references: a median and MAD over a handful of bases, several sharing one value, are degenerate.
+The median and MAD are taken over the models compared together *pooled with the built-in catalog* (the 58
+published TensorGuard fingerprints of real LLMs, `lineage/data/tensorguard`). Robust statistics need a
+population: over the three models of a `lineage distance` call, or eight bases and one suspect, a MAD is
+degenerate (two similar models make it tiny and every other difference explodes). The published table is
+the smallest honest population of real-model features there is; on a large scan the scan's own models
+dominate it, and on the catalog itself pooling changes nothing (a sample pooled with a copy of itself has
+the same median and MAD).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 
 import numpy as np
 
@@ -92,9 +98,7 @@ class LineageMethod(Method):
         """Each model's distance profile to the references, `[len(fps), len(references)]`."""
         return self.embed(fps, references)[0]
 
-    def embed(
-        self, fps: Sequence[Fingerprint], references: Sequence[Fingerprint]
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def embed(self, fps: Sequence[Fingerprint], references: Sequence[Fingerprint]) -> tuple[np.ndarray, np.ndarray]:
         """Profiles and distances to the references are the same matrix: computed once."""
         if not references:
             raise ClassificationError("no references to compare with")
@@ -111,4 +115,16 @@ class LineageMethod(Method):
 
     @staticmethod
     def _robust(pop: Sequence[Fingerprint]) -> tuple[np.ndarray, dict[int, int]]:
-        return robust_scale(feature_matrix(pop)), {id(fp): i for i, fp in enumerate(pop)}
+        features = feature_matrix(pop)
+        pooled = robust_scale(np.vstack([features, catalog_features()]))
+        return pooled[: len(pop)], {id(fp): i for i, fp in enumerate(pop)}
+
+
+@lru_cache(maxsize=1)
+def catalog_features() -> np.ndarray:
+    """The 15 features of the built-in catalog's models, `[58, 15]` (read once per process)."""
+    from lineage.fingerprint import load_fingerprint
+    from lineage.manifest import DEMO_MANIFEST
+
+    files = sorted(DEMO_MANIFEST.parent.glob("*_features.json"))
+    return feature_matrix([load_fingerprint(p) for p in files])

@@ -53,9 +53,7 @@ class TensorGuardMethod(Method):
         scaled, row = self._scaled(population(fps, references))
         return scaled[[row[id(fp)] for fp in fps]]
 
-    def embed(
-        self, fps: Sequence[Fingerprint], references: Sequence[Fingerprint]
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def embed(self, fps: Sequence[Fingerprint], references: Sequence[Fingerprint]) -> tuple[np.ndarray, np.ndarray]:
         """Standardised features of `fps` and their distances to `references`, from one scaler fit."""
         scaled, row = self._scaled(population(fps, references))
         vectors = scaled[[row[id(fp)] for fp in fps]]

@@ -9,21 +9,32 @@ The probes are the model's own normalised token embeddings `E` of the anchor ids
   by rescaling a neuron's input and output in opposite ways.
 Input norm gains are applied as the model applies them, which is the same as folding them into the next
 projections; and because probes and read-outs are the model's own embeddings, an orthogonal rotation of
-the residual stream (gains folded first) cancels. Weights are fetched one at a time, so at most one
-weight matrix is alive on the device.
+the residual stream (gains folded first) cancels. Weights are streamed one at a time, so at most one
+block of one weight matrix is alive on the device.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
 
 from lineage.arch import LayerTensors, ResolvedModel
 
-Fetch = Callable[[str | None], torch.Tensor | None]
+
+
+class Weights(Protocol):
+    """Where circuits get weights from: products with a matrix, and small vectors (gains, biases)."""
+
+    def matmul(self, name: str, inputs: torch.Tensor) -> torch.Tensor:
+        """`inputs @ W.T` for the 2-D tensor `name`, streamed in row blocks."""
+        ...
+
+    def vector(self, name: str | None) -> torch.Tensor | None:
+        """A 1-D tensor on the device, or None for None."""
+        ...
 
 
 def rms_unit(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
@@ -73,76 +84,66 @@ class CircuitProbe:
         """[P, P] logits of the anchor tokens for the (normalised) anchor embeddings."""
         return self._norm(self.probes, final_gain, None) @ head_rows.T / math.sqrt(self.probes.shape[1])
 
-    def layer_sketches(self, layer: LayerTensors, fetch: Fetch) -> dict[str, torch.Tensor]:
+    def layer_sketches(self, layer: LayerTensors, w: Weights) -> dict[str, torch.Tensor]:
         """The [P, P] `qk`, `vo` and `ffn` sketches of one layer.
 
         Args:
             layer: the layer's tensor names.
-            fetch: loads a tensor by name as float32 on the device (None for None); it may also record
-                per-tensor responses, so each weight is read exactly once.
+            w: the weights; its `matmul` may also record per-tensor responses, so each matrix is read once.
         """
-        out = self._attention(layer, fetch)
-        out["ffn"] = self._ffn(layer, fetch)
+        out = self._attention(layer, w)
+        out["ffn"] = self._ffn(layer, w)
         return out
 
-    def _qkv(self, layer: LayerTensors, fetch: Fetch, h: torch.Tensor):  # noqa: ANN202
+    @staticmethod
+    def _affine(w: Weights, weight: str, bias: str | None, x: torch.Tensor) -> torch.Tensor:
+        y = w.matmul(weight, x)
+        b = w.vector(bias)
+        return y if b is None else y + b
+
+    def _qkv(self, layer: LayerTensors, w: Weights, h: torch.Tensor):  # noqa: ANN202
         m = self.model
         q_rows, kv_rows = m.num_heads * m.head_dim, m.num_kv_heads * m.head_dim
         if layer["qkv"]:
-            y = h @ fetch(layer["qkv"]).T
-            b = fetch(layer["qkv_bias"])
-            y = y if b is None else y + b
+            y = self._affine(w, layer["qkv"], layer["qkv_bias"], h)
             return y.split([q_rows, kv_rows, kv_rows], dim=1)
         if layer["qkv_interleaved"]:
-            y = h @ fetch(layer["qkv_interleaved"]).T
-            b = fetch(layer["qkv_interleaved_bias"])
-            y = (y if b is None else y + b).view(h.shape[0], m.num_heads, 3, m.head_dim)
+            y = self._affine(w, layer["qkv_interleaved"], layer["qkv_interleaved_bias"], h)
+            y = y.view(h.shape[0], m.num_heads, 3, m.head_dim)
             return tuple(y[:, :, i, :].reshape(h.shape[0], -1) for i in range(3))
-        outs = []
-        for role in ("q", "k", "v"):
-            y = h @ fetch(layer[role]).T
-            b = fetch(layer[f"{role}_bias"])
-            outs.append(y if b is None else y + b)
-        return tuple(outs)
+        return tuple(self._affine(w, layer[r], layer[f"{r}_bias"], h) for r in ("q", "k", "v"))
 
-    def _attention(self, layer: LayerTensors, fetch: Fetch) -> dict[str, torch.Tensor]:
+    def _attention(self, layer: LayerTensors, w: Weights) -> dict[str, torch.Tensor]:
         m, p = self.model, self.probes
-        h = self._norm(p, fetch(layer["attn_norm"]), fetch(layer["attn_norm_bias"]))
-        q, k, v = self._qkv(layer, fetch, h)
+        h = self._norm(p, w.vector(layer["attn_norm"]), w.vector(layer["attn_norm_bias"]))
+        q, k, v = self._qkv(layer, w, h)
         n, hd = p.shape[0], m.head_dim
         q = q.reshape(n, m.num_heads, hd)
         k = k.reshape(n, m.num_kv_heads, hd)
         v = v.reshape(n, m.num_kv_heads, hd)
         if layer["q_norm"]:
-            q = self._norm(q, fetch(layer["q_norm"]), None)
-            k = self._norm(k, fetch(layer["k_norm"]), None)
+            q = self._norm(q, w.vector(layer["q_norm"]), None)
+            k = self._norm(k, w.vector(layer["k_norm"]), None)
         group = m.num_heads // m.num_kv_heads
         k = k.repeat_interleave(group, dim=1)
         v = v.repeat_interleave(group, dim=1)
         qk = torch.einsum("ahd,bhd->ab", q, k) / math.sqrt(hd)
-        o = v.reshape(n, -1) @ fetch(layer["o"]).T
-        ob = fetch(layer["o_bias"])
-        o = o if ob is None else o + ob
+        o = self._affine(w, layer["o"], layer["o_bias"], v.reshape(n, -1))
         if layer["attn_post_norm"]:
-            o = self._norm(o, fetch(layer["attn_post_norm"]), None)
+            o = self._norm(o, w.vector(layer["attn_post_norm"]), None)
         return {"qk": qk, "vo": o @ p.T / math.sqrt(p.shape[1])}
 
-    def _ffn(self, layer: LayerTensors, fetch: Fetch) -> torch.Tensor:
+    def _ffn(self, layer: LayerTensors, w: Weights) -> torch.Tensor:
         p, spec = self.probes, self.spec
-        h = self._norm(p, fetch(layer["ffn_norm"]), fetch(layer["ffn_norm_bias"]))
+        h = self._norm(p, w.vector(layer["ffn_norm"]), w.vector(layer["ffn_norm_bias"]))
         if layer["gate_up"]:
-            gate, up = (h @ fetch(layer["gate_up"]).T).chunk(2, dim=1)
+            gate, up = self._affine(w, layer["gate_up"], layer["gate_up_bias"], h).chunk(2, dim=1)
             a = _activation(spec.activation, gate) * up
         elif layer["gate"]:
-            a = _activation(spec.activation, h @ fetch(layer["gate"]).T)  # gate first, freed before up
-            a = a * (h @ fetch(layer["up"]).T)
+            a = _activation(spec.activation, w.matmul(layer["gate"], h)) * w.matmul(layer["up"], h)
         else:
-            a = h @ fetch(layer["up"]).T
-            b = fetch(layer["up_bias"])
-            a = _activation(spec.activation, a if b is None else a + b)
-        y = a @ fetch(layer["down"]).T
-        b = fetch(layer["down_bias"])
-        y = y if b is None else y + b
+            a = _activation(spec.activation, self._affine(w, layer["up"], layer["up_bias"], h))
+        y = self._affine(w, layer["down"], layer["down_bias"], a)
         if layer["ffn_post_norm"]:
-            y = self._norm(y, fetch(layer["ffn_post_norm"]), None)
+            y = self._norm(y, w.vector(layer["ffn_post_norm"]), None)
         return y @ p.T / math.sqrt(p.shape[1])

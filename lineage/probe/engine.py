@@ -9,6 +9,7 @@ projected on a seeded random basis, are kept too: they are linear in `W`, which 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,6 +54,18 @@ def _gradient_moments(u: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return torch.stack([mean, std, s[1].sqrt(), m3 / var.pow(1.5), m4 / var**2 - 3.0], dim=1)
 
 
+def role_kind(role: str) -> str:
+    """The kind of a role key: `layers.3.q` -> `q`, `embed` -> `embed`."""
+    return role.rsplit(".", 1)[-1]
+
+
+class NonFiniteResponse(ValueError):
+    """A weight produced NaN/Inf responses: it holds NaN or Inf values (Gaussian probes touch every entry)."""
+
+
+Blocks = Callable[[], Iterator[tuple[int, torch.Tensor]]]
+
+
 class ProbeEngine:
     """Runs probes on one device.
 
@@ -65,41 +78,86 @@ class ProbeEngine:
         self.device = device
         self.seed = seed
         self._bases: dict[tuple[int, str], torch.Tensor] = {}
+        self._probe_cache: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def put(self, tensor: torch.Tensor) -> torch.Tensor:
         """Move a CPU float32 tensor to the engine's device."""
         return tensor.to(self.device, non_blocking=False)
 
-    def _basis(self, rows: int, role: str) -> torch.Tensor:
-        key = (rows, role.split(".")[-1])
-        if key not in self._bases:
-            # One basis per output size and tensor kind, shared by all layers (seeded, not random).
-            gen = torch.Generator().manual_seed(probe_seed("basis:" + role.split(".")[-1], (rows,), self.seed))
-            self._bases[key] = self.put(torch.randn(rows, RESPONSE_RANK, generator=gen) / rows**0.5)
-        return self._bases[key]
+    def _probes(self, role: str, shape: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        # Probes depend on the tensor kind (`q`, `down`, `embed`...) and shape, not the layer: the same
+        # vectors probe every layer, so they are made once per kind and kept on the device.
+        key = (role_kind(role), *shape)
+        if key not in self._probe_cache:
+            self._probe_cache[key] = tuple(self.put(t) for t in make_probes(role_kind(role), shape, self.seed))
+        return self._probe_cache[key]
 
-    def tensor_response(self, weight: torch.Tensor, role: str) -> TensorResponse:
-        """Gradient responses of one 2-D weight (already on the device, float32) to its 15 probes.
+    def _basis(self, rows: int, role: str) -> torch.Tensor:
+        kind = role_kind(role)
+        if (rows, kind) not in self._bases:
+            # One basis per output size and tensor kind, shared by all layers (seeded, not random).
+            gen = torch.Generator().manual_seed(probe_seed("basis:" + kind, (rows,), self.seed))
+            self._bases[rows, kind] = self.put(torch.randn(rows, RESPONSE_RANK, generator=gen) / rows**0.5)
+        return self._bases[rows, kind]
+
+    def respond(
+        self,
+        blocks: Blocks,
+        shape: tuple[int, int],
+        role: str,
+        inputs: torch.Tensor | None = None,
+        with_stats: bool = True,
+    ) -> tuple[torch.Tensor | None, TensorResponse]:
+        """Stream one 2-D weight through its probes (and the caller's inputs) in one product per row block.
 
         Args:
-            weight: [out, in] float32 on `self.device`.
-            role: the tensor's role key (seeds its probes).
+            blocks: returns an iterator of `(first_row, block)` float32 CPU row blocks of the weight; called
+                a second time only when `with_stats` and the weight came in more than one block (the
+                adversarial probes depend on the whole weight).
+            shape: the weight's (out, in) shape.
+            role: its role key (seeds its probes).
+            inputs: `[n, in]` on the device, or None: the caller's own inputs (circuit probes).
+            with_stats: compute the gradient statistics (the TensorGuard recipe's tensors only).
 
         Returns:
-            Its `TensorResponse`.
+            (`inputs @ W.T` or None, the tensor's responses; `gradient_stats` is empty without stats).
+
+        Raises:
+            NonFiniteResponse: the weight holds NaN or Inf.
         """
-        fixed, adv = make_probes(role, tuple(weight.shape), self.seed)
-        fixed, adv = self.put(fixed), self.put(adv)
-        start = torch.cat([fixed, adv])
-        resp = start @ weight.T  # [15, out]: every probe in one product
-        unit = resp / resp.norm(dim=1, keepdim=True).clamp_min(1e-30)
-        adversarial = next(p for p in PERTURBATIONS if p.adversarial)
-        grad_x = unit[len(fixed) :] @ weight  # input gradient of ||W x|| at the adversarial starts
-        adv_probes = adversarial.refine(adv, grad_x)
-        adv_resp = adv_probes @ weight.T
-        adv_unit = adv_resp / adv_resp.norm(dim=1, keepdim=True).clamp_min(1e-30)
-        u = torch.cat([unit[: len(fixed)], adv_unit]).double()
-        x = torch.cat([fixed, adv_probes]).double()
-        stats = _gradient_moments(u, x).mean(0)
-        projected = resp[: len(fixed)] @ self._basis(weight.shape[0], role)
-        return TensorResponse(stats.cpu().numpy(), projected.float().cpu().numpy())
+        fixed, adv = self._probes(role, shape)
+        n = 0 if inputs is None else inputs.shape[0]
+        x = torch.cat([t for t in (inputs, fixed, adv) if t is not None])
+        outs, gram, kept = [], torch.zeros_like(adv), []
+        for _, block in blocks():
+            w = self.put(block)
+            y = x @ w.T  # every probe of this block in one product
+            outs.append(y)
+            gram += y[-len(adv) :] @ w  # accumulates W^T W x for the adversarial starts
+            kept.append(w)
+            if len(kept) > 1:
+                kept = []  # several blocks: do not hold the matrix; re-read it if stats need it
+        y = torch.cat(outs, dim=1)
+        if not bool(torch.isfinite(y).all()):
+            raise NonFiniteResponse(role)
+        fixed_resp = y[n : n + len(fixed)]
+        projected = (fixed_resp @ self._basis(shape[0], role)).float().cpu().numpy()
+        stats = np.zeros(0)
+        if with_stats:
+            start_resp = y[n + len(fixed) :]
+            grad_x = gram / start_resp.norm(dim=1, keepdim=True).clamp_min(1e-30)  # input gradient of ||W x||
+            adversarial = next(p for p in PERTURBATIONS if p.adversarial)
+            adv_probes = adversarial.refine(adv, grad_x)
+            if len(outs) == 1 and kept:
+                adv_resp = adv_probes @ kept[0].T
+            else:
+                adv_resp = torch.cat([adv_probes @ self.put(b).T for _, b in blocks()], dim=1)
+            unit = lambda r: r / r.norm(dim=1, keepdim=True).clamp_min(1e-30)  # noqa: E731
+            u = torch.cat([unit(fixed_resp), unit(adv_resp)]).double()
+            stats = _gradient_moments(u, torch.cat([fixed, adv_probes]).double()).mean(0).cpu().numpy()
+        return (y[:n] if inputs is not None else None), TensorResponse(stats, projected)
+
+    def tensor_response(self, weight: torch.Tensor, role: str) -> TensorResponse:
+        """`respond` for a weight already in memory (one block), with statistics."""
+        _, response = self.respond(lambda: iter([(0, weight)]), tuple(weight.shape), role)
+        return response

@@ -38,11 +38,12 @@ def test_gradient_norm_is_probe_norm_whatever_the_weights():
 
 
 def test_probes_seeded_by_role_and_shape_not_order():
-    a_fixed, a_adv = make_probes("layers.3.q", (16, 32), seed=0)
-    b_fixed, b_adv = make_probes("layers.3.q", (16, 32), seed=0)
+    a_fixed, a_adv = make_probes("q", (16, 32), seed=0)
+    b_fixed, b_adv = make_probes("q", (16, 32), seed=0)
     assert torch.equal(a_fixed, b_fixed) and torch.equal(a_adv, b_adv)
-    c_fixed, _ = make_probes("layers.4.q", (16, 32), seed=0)
-    assert not torch.equal(a_fixed, c_fixed)
+    for other_role, other_shape in (("k", (16, 32)), ("q", (16, 33))):
+        c_fixed, _ = make_probes(other_role, other_shape, seed=0)
+        assert c_fixed.shape[1] != a_fixed.shape[1] or not torch.equal(a_fixed, c_fixed)
     assert a_fixed.shape[0] + a_adv.shape[0] == sum(p.count for p in PERTURBATIONS) == 15
 
 

@@ -1,0 +1,20 @@
+"""The reference catalog: small models of the real architectures, and suspects derived from them.
+
+Only this package needs the ``catalog`` extra (transformers, peft, tokenizers); importing it is cheap,
+the heavy libraries load when a build starts.
+"""
+
+from lineage.catalog.build import BuildEvent, BuildOptions, build_catalog
+from lineage.catalog.manifest import COLUMNS, MANIFEST_NAME
+from lineage.catalog.recipe import Recipe, load_recipe, merge_truth
+
+__all__ = [
+    "COLUMNS",
+    "MANIFEST_NAME",
+    "BuildEvent",
+    "BuildOptions",
+    "Recipe",
+    "build_catalog",
+    "load_recipe",
+    "merge_truth",
+]

@@ -1,0 +1,366 @@
+"""The declarative recipe (``catalog/recipe.toml``) loaded into frozen, validated dataclasses.
+
+The recipe is the catalog's ground truth: which bases exist, how each derivative was made (operation,
+parents, weights, seed), which models are outsiders, and which subset the quick ``mini`` build takes.
+Everything a scorer needs -- the family of a model, the parents and weights of a merge -- is read from
+here, never guessed from the built files.
+
+Validation happens at load time (``ValueError`` from ``__post_init__``, wrapped into ``CatalogError``
+with the recipe's path), so a typo fails in a second rather than after minutes of training.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from lineage.catalog.architectures import Shape
+from lineage.catalog.bpe import TOKENIZER_KINDS
+from lineage.catalog.text import validate_sources
+from lineage.errors import CatalogError
+
+# Bump when the builder's code changes what a recipe entry produces: every marker then goes stale.
+BUILDER_VERSION = 1
+
+TRAINING_OPS = ("finetune", "lora", "instruct", "continued_pretrain")
+MERGE_OPS = ("merge_linear", "merge_task_arithmetic", "merge_ties", "merge_dare_ties", "merge_dare_linear",
+             "merge_slerp", "merge_metric_weighted")
+WEIGHT_OPS = ("quant_int8", "quant_int4", "prune_magnitude", "cast_bf16", "cast_fp16", "vocab_extend",
+              "layer_removal", "abliteration")
+DISGUISE_OPS = ("disguise_permute_ffn", "disguise_mergelock", "disguise_norm_rescale", "disguise_rotate_residual")
+DERIVATION_OPS = TRAINING_OPS + MERGE_OPS + WEIGHT_OPS + DISGUISE_OPS
+ROLES = ("base", "derivative", "outsider")
+LAYOUTS = ("single", "sharded")
+DTYPES = ("float32", "bfloat16", "float16")
+OUTSIDER_FAMILY = "unknown"
+
+# Parameters each operation accepts (anything else in the recipe is a typo).
+_OP_PARAMS: dict[str, frozenset[str]] = {
+    **{op: frozenset({"sources", "steps", "lr"}) for op in ("finetune", "instruct", "continued_pretrain")},
+    "lora": frozenset({"sources", "steps", "lr", "rank", "alpha"}),
+    "merge_linear": frozenset(),
+    "merge_task_arithmetic": frozenset(),
+    "merge_ties": frozenset({"density"}),
+    "merge_dare_ties": frozenset({"density"}),
+    "merge_dare_linear": frozenset({"density"}),
+    "merge_slerp": frozenset({"t"}),
+    "merge_metric_weighted": frozenset({"sources", "temperature"}),
+    "quant_int8": frozenset({"group_size"}),
+    "quant_int4": frozenset({"group_size"}),
+    "prune_magnitude": frozenset({"sparsity"}),
+    "cast_bf16": frozenset(),
+    "cast_fp16": frozenset(),
+    "vocab_extend": frozenset({"sources", "new_tokens", "steps", "lr"}),
+    "layer_removal": frozenset({"layer"}),
+    "abliteration": frozenset({"layer", "prompts"}),
+    **{op: frozenset() for op in DISGUISE_OPS},
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Catalog-wide settings: global seed, batch shape, text budget, shard size for sharded layouts."""
+
+    seed: int = 0
+    seq_len: int = 64
+    batch_size: int = 16
+    max_chars: int = 1_500_000
+    shard_size: str = "150KB"
+
+    def __post_init__(self) -> None:
+        if self.seq_len < 8 or self.batch_size < 1 or self.max_chars < 10_000:
+            raise ValueError(f"implausible catalog settings {self}")
+
+
+@dataclass(frozen=True)
+class Family:
+    """A model family: its tokenizer and its pretraining mixture (shared by all its sizes)."""
+
+    name: str
+    tokenizer: str
+    vocab: int
+    sources: tuple[str, ...]
+    seed: int
+
+    def __post_init__(self) -> None:
+        if self.tokenizer not in TOKENIZER_KINDS:
+            raise ValueError(f"family {self.name}: tokenizer {self.tokenizer!r} not in {TOKENIZER_KINDS}")
+        if not 300 <= self.vocab <= 65536:
+            raise ValueError(f"family {self.name}: tokenizer vocab {self.vocab} out of range")
+        validate_sources(self.sources)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One model of the catalog.
+
+    Args:
+        name: folder name and manifest key.
+        role: ``base``, ``derivative`` or ``outsider``.
+        op: the derivation kind (``base`` and ``outsider`` for trained-from-scratch models).
+        family: the tokenizer family (for derivatives: inherited from the root base).
+        base: name of the root base (empty for bases and outsiders).
+        parents: direct parents (several for merges).
+        weights: merge weights, one per parent (empty for non-merges; computed at build time for
+            ``merge_metric_weighted``).
+        params: operation parameters (see ``_OP_PARAMS``).
+        seed: the entry's own seed, combined with the catalog seed.
+        layout: ``single`` file or ``sharded`` with an index.
+        dtype: dtype of the saved tensors.
+        shape: sizes for bases and outsiders.
+        steps: pretraining steps for bases and outsiders.
+        lr: pretraining learning rate.
+    """
+
+    name: str
+    role: str
+    op: str
+    family: str
+    base: str = ""
+    parents: tuple[str, ...] = ()
+    weights: tuple[float, ...] = ()
+    params: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    seed: int = 0
+    layout: str = "single"
+    dtype: str = "float32"
+    shape: Shape | None = None
+    steps: int = 0
+    lr: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.role not in ROLES:
+            raise ValueError(f"{self.name}: role {self.role!r} not in {ROLES}")
+        if self.layout not in LAYOUTS or self.dtype not in DTYPES:
+            raise ValueError(f"{self.name}: layout must be one of {LAYOUTS}, dtype one of {DTYPES}")
+        if self.role == "derivative":
+            self._check_derivative()
+        elif self.shape is None or self.steps <= 0 or self.lr <= 0 or self.parents:
+            raise ValueError(f"{self.name}: a {self.role} needs a shape, steps > 0, lr > 0 and no parents")
+
+    def _check_derivative(self) -> None:
+        if self.op not in DERIVATION_OPS:
+            raise ValueError(f"{self.name}: unknown operation {self.op!r}; known: {', '.join(DERIVATION_OPS)}")
+        unknown = set(self.params) - _OP_PARAMS[self.op]
+        if unknown:
+            raise ValueError(f"{self.name}: {self.op} takes no parameter(s) {sorted(unknown)}")
+        if self.op in MERGE_OPS:
+            n = len(self.parents)
+            if n < 2 or (self.op == "merge_slerp" and n != 2):
+                raise ValueError(f"{self.name}: {self.op} needs {'exactly 2' if self.op == 'merge_slerp' else '2+'}"
+                                 " parents")
+            if self.op not in ("merge_slerp", "merge_metric_weighted") and len(self.weights) != n:
+                raise ValueError(f"{self.name}: give one weight per parent ({n})")
+            if len(set(self.parents)) != n:
+                raise ValueError(f"{self.name}: a merge's parents must differ")
+        elif len(self.parents) != 1 or self.weights:
+            raise ValueError(f"{self.name}: {self.op} takes exactly one parent and no weights")
+        if "sources" in self.params:
+            validate_sources(self.params["sources"])
+
+    @property
+    def derivation(self) -> str:
+        """The manifest's short derivation kind."""
+        return self.op
+
+    def param(self, key: str, default: Any) -> Any:
+        """An operation parameter, or ``default`` when the recipe leaves it out."""
+        return self.params.get(key, default)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A whole recipe: settings, families and entries in build (topological) order."""
+
+    settings: Settings
+    families: Mapping[str, Family]
+    entries: tuple[Entry, ...]
+    mini: tuple[str, ...] = ()
+    mini_steps: int = 30
+    mini_chars: int = 200_000
+    path: Path | None = None
+
+    def __post_init__(self) -> None:
+        seen: set[str] = set()
+        for e in self.entries:
+            if e.name in seen:
+                raise ValueError(f"model {e.name!r} is declared twice")
+            missing = [p for p in e.parents if p not in seen]
+            if missing:
+                raise ValueError(f"{e.name}: parent(s) {missing} must be declared before it")
+            if e.family not in self.families and e.role != "outsider":
+                raise ValueError(f"{e.name}: unknown family {e.family!r}")
+            seen.add(e.name)
+
+    def __getitem__(self, name: str) -> Entry:
+        for e in self.entries:
+            if e.name == name:
+                return e
+        raise KeyError(name)
+
+    def names(self) -> list[str]:
+        return [e.name for e in self.entries]
+
+    def select(self, size: str) -> Recipe:
+        """The ``full`` recipe, or the ``mini`` subset with steps and text capped for a quick build."""
+        if size == "full":
+            return self
+        if size != "mini":
+            raise ValueError(f"size {size!r}: use full or mini")
+        keep = set(self.mini)
+        for e in self.entries:
+            if e.name in keep and not set(e.parents) <= keep:
+                raise ValueError(f"mini subset: {e.name} needs its parents {list(e.parents)} in the subset")
+        cap = self.mini_steps
+
+        def _capped(e: Entry) -> Entry:
+            params = dict(e.params)
+            if "steps" in params:
+                params["steps"] = min(int(params["steps"]), cap)
+            return replace(e, steps=min(e.steps, cap) if e.steps else 0, params=MappingProxyType(params))
+
+        settings = replace(self.settings, max_chars=min(self.settings.max_chars, self.mini_chars))
+        return replace(self, settings=settings, entries=tuple(_capped(e) for e in self.entries if e.name in keep))
+
+    def with_seed(self, seed: int | None) -> Recipe:
+        """The same recipe under another catalog seed (``None`` keeps the recipe's)."""
+        return self if seed is None else replace(self, settings=replace(self.settings, seed=seed))
+
+    def entry_hash(self, name: str) -> str:
+        """A digest of everything that determines the model's bytes (its parents' digests included)."""
+        e = self[name]
+        payload = {
+            "version": BUILDER_VERSION,
+            "settings": vars(self.settings),
+            "entry": {k: v for k, v in vars(e).items() if k not in ("params", "shape")},
+            "params": dict(e.params),
+            "shape": vars(e.shape) if e.shape else None,
+            "family": vars(self.families[e.family]) if e.family in self.families else None,
+            "parents": [self.entry_hash(p) for p in e.parents],
+        }
+        return hashlib.sha256(json.dumps(payload, sort_keys=True, default=list).encode()).hexdigest()
+
+
+def default_recipe_path() -> Path:
+    """``catalog/recipe.toml`` at the top of the repository this package lives in."""
+    return Path(__file__).resolve().parents[2] / "catalog" / "recipe.toml"
+
+
+def load_recipe(path: str | Path | None = None) -> Recipe:
+    """Read and validate a recipe TOML file.
+
+    Args:
+        path: the recipe; defaults to ``catalog/recipe.toml`` of the repository.
+
+    Returns:
+        The validated `Recipe`, entries in declaration order (parents first).
+
+    Raises:
+        CatalogError: the file is missing or invalid; the message names the entry at fault.
+
+    Example:
+        >>> recipe = load_recipe()
+        >>> recipe["llama-8b"].shape.hidden
+        128
+    """
+    path = Path(path) if path is not None else default_recipe_path()
+    if not path.is_file():
+        raise CatalogError(f"{path}: recipe not found; pass --recipe with the path of a catalog recipe.toml")
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        return _parse(raw, path)
+    except (tomllib.TOMLDecodeError, ValueError, KeyError, TypeError) as exc:
+        raise CatalogError(f"{path}: invalid recipe: {exc}") from exc
+
+
+def _parse(raw: dict[str, Any], path: Path) -> Recipe:
+    settings = Settings(**raw.get("catalog", {}))
+    families = {
+        name: Family(name=name, tokenizer=f["tokenizer"], vocab=int(f["vocab"]), sources=tuple(f["sources"]),
+                     seed=int(f["seed"]))
+        for name, f in raw.get("family", {}).items()
+    }
+    entries: list[Entry] = []
+    roots: dict[str, Entry] = {}
+    for role, key in (("base", "base"), ("outsider", "outsider")):
+        for b in raw.get(key, []):
+            shape = Shape(**b["shape"])
+            # Outsiders keep their tokenizer family here; the manifest reports them as OUTSIDER_FAMILY.
+            if b["family"] not in families:
+                raise ValueError(f"{b['name']}: unknown family {b['family']!r}")
+            e = Entry(name=b["name"], role=role, op=role, family=b["family"],
+                      shape=shape, steps=int(b["steps"]), lr=float(b["lr"]), seed=int(b["seed"]),
+                      layout=b.get("layout", "single"), dtype=b.get("dtype", "float32"))
+            entries.append(e)
+            roots[e.name] = e
+    for d in raw.get("derivative", []):
+        parents = tuple(d["parents"]) if "parents" in d else (d["parent"],)
+        for p in parents:
+            if p not in roots:
+                raise ValueError(f"{d['name']}: parent {p!r} must be declared before it")
+        root = roots[parents[0]]
+        base = root.name if root.role == "base" else root.base
+        if any((roots[p].name if roots[p].role == "base" else roots[p].base) != base for p in parents):
+            raise ValueError(f"{d['name']}: all parents must descend from the same base")
+        params = dict(d.get("params", {}))
+        if d["op"] == "continued_pretrain" and "steps" not in params:
+            params["steps"] = roots[base].steps  # "as long as the base's own pretraining"
+        weights = tuple(float(w) for w in d.get("weights", ()))
+        if d["op"] == "merge_slerp":
+            t = float(params.get("t", 0.5))
+            weights = (1.0 - t, t)
+        e = Entry(name=d["name"], role="derivative", op=d["op"], family=root.family, base=base,
+                  parents=parents, weights=weights, params=MappingProxyType(params), seed=int(d.get("seed", 0)),
+                  layout=d.get("layout", "single"), dtype=d.get("dtype", "float32"))
+        entries.append(e)
+        roots[e.name] = e
+    mini = raw.get("mini", {})
+    return Recipe(settings=settings, families=MappingProxyType(families), entries=tuple(entries),
+                  mini=tuple(mini.get("models", ())), mini_steps=int(mini.get("max_steps", 30)),
+                  mini_chars=int(mini.get("max_chars", 200_000)), path=path)
+
+
+def merge_truth(recipe: Recipe, models_dir: str | Path | None = None) -> dict[str, list[tuple[str, float]]]:
+    """Ground truth of every merge: its parents and their weights, for scoring merge attribution.
+
+    Args:
+        recipe: a loaded recipe (full or mini).
+        models_dir: the built catalog's folder; needed only for ``merge_metric_weighted`` merges, whose
+            weights are computed at build time from validation losses and recorded in the model's marker.
+
+    Returns:
+        ``{merge name: [(parent, weight), ...]}`` in the recipe's parent order. Weights are as the merge
+        method used them (normalised for linear, SLERP's ``(1 - t, t)``, task-vector scales otherwise).
+
+    Raises:
+        CatalogError: a metric-weighted merge's weights are asked for but the model is not built.
+
+    Example:
+        >>> merge_truth(load_recipe())["llama-8b-merge-linear"]
+        [('llama-8b-ft-tests', 0.5), ('llama-8b-ft-email', 0.5)]
+    """
+    from lineage.catalog.save import read_marker
+
+    truth: dict[str, list[tuple[str, float]]] = {}
+    for e in recipe.entries:
+        if e.op not in MERGE_OPS:
+            continue
+        weights = e.weights
+        if e.op == "merge_metric_weighted":
+            if models_dir is None:
+                raise CatalogError(f"{e.name}: metric-weighted merge weights are set at build time; pass the "
+                                   "built catalog folder as models_dir")
+            marker = read_marker(Path(models_dir) / e.name)
+            if marker is None:
+                raise CatalogError(f"{e.name}: not built in {models_dir}; run `lineage catalog build` first")
+            weights = tuple(marker["info"]["weights"])
+        elif e.op == "merge_linear":
+            total = sum(weights)
+            weights = tuple(w / total for w in weights)
+        truth[e.name] = list(zip(e.parents, (float(w) for w in weights), strict=True))
+    return truth

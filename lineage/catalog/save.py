@@ -1,0 +1,87 @@
+"""Hub-like model folders, written atomically, with a marker that makes rebuilds skip finished work.
+
+A folder holds what ``save_pretrained`` writes on the hub -- ``config.json``, ``generation_config.json``,
+``model.safetensors`` or shards plus ``model.safetensors.index.json``, and the tokenizer files -- and one
+extra file, ``catalog_entry.json``: the recipe entry's hash and what the build measured (losses, merge
+weights). The folder is assembled under a temporary name and renamed into place with the marker already
+inside, so a folder that exists under its final name is complete: an interrupted build leaves only a
+``*.partial`` folder, removed on the next run.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerFast
+
+MARKER_NAME = "catalog_entry.json"
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def save_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast, folder: Path, *, layout: str,
+               dtype: str, shard_size: str, marker: dict[str, Any]) -> Path:
+    """Write ``model`` and ``tokenizer`` to ``folder`` the way a hub checkpoint is laid out.
+
+    Args:
+        model: the model (any dtype; cast to ``dtype`` on a copy of the weights).
+        tokenizer: saved alongside (``tokenizer.json``).
+        folder: destination; replaced if it exists.
+        layout: ``single`` (one ``model.safetensors``) or ``sharded`` (shards of at most ``shard_size``
+            and ``model.safetensors.index.json``).
+        dtype: ``float32``, ``bfloat16`` or ``float16``.
+        shard_size: e.g. ``"150KB"``; used only when sharded.
+        marker: JSON-able facts written to ``catalog_entry.json`` (must hold the entry ``hash``).
+
+    Returns:
+        ``folder``.
+    """
+    folder = Path(folder)
+    partial = folder.with_name(folder.name + ".partial")
+    if partial.exists():
+        shutil.rmtree(partial)
+    model = model.to(_DTYPES[dtype])
+    model.config.dtype = dtype
+    # A single-file layout needs a shard limit above the model's size; 10GB is far above any tiny model.
+    max_shard = shard_size if layout == "sharded" else "10GB"
+    model.save_pretrained(partial, safe_serialization=True, max_shard_size=max_shard)
+    if layout == "sharded" and not (partial / "model.safetensors.index.json").exists():
+        raise ValueError(f"{folder.name}: shard size {shard_size} too large to shard this model; lower it")
+    tokenizer.save_pretrained(partial)
+    (partial / MARKER_NAME).write_text(json.dumps(marker, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    if folder.exists():
+        shutil.rmtree(folder)
+    partial.rename(folder)
+    return folder
+
+
+def read_marker(folder: Path) -> dict[str, Any] | None:
+    """The marker of a built model folder, or ``None`` if the folder is absent or incomplete."""
+    path = Path(folder) / MARKER_NAME
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError:
+        return None
+
+
+def is_built(folder: Path, entry_hash: str) -> bool:
+    """Whether ``folder`` holds a complete build of the recipe entry with this hash."""
+    marker = read_marker(folder)
+    return marker is not None and marker.get("hash") == entry_hash
+
+
+def load_model(folder: Path) -> tuple[PreTrainedModel, PreTrainedTokenizerFast]:
+    """Load a catalog model in fp32 (whatever dtype it was saved in) with its tokenizer."""
+    from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
+
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    model.eval()
+    tokenizer = PreTrainedTokenizerFast.from_pretrained(folder)
+    return model, tokenizer

@@ -1,0 +1,143 @@
+"""`lineage classify` and `lineage distance`: verdicts and distance matrices for models on the command line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from lineage.cli._options import (
+    DeviceChoice,
+    DeviceOpt,
+    FormatOpt,
+    Method,
+    MethodOpt,
+    OutDirOpt,
+    OutputFormat,
+    QuietOpt,
+)
+from lineage.cli._progress import progress_bar
+
+UnknownOpt = Annotated[
+    str,
+    typer.Option(
+        "--unknown",
+        help="When a model is 'unknown': calibrated (from the references' cross-family distances), "
+        "paper (tensorguard's fixed 7), off, or a number (a fixed distance threshold).",
+    ),
+]
+CacheDirOpt = Annotated[Path | None, typer.Option("--cache", help="Fingerprint cache folder [$LINEAGE_CACHE].")]
+NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Fingerprint every folder again; store nothing.")]
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `classify` and `distance` commands to `app`."""
+    app.command("classify")(classify)
+    app.command("distance")(distance)
+
+
+def parse_unknown(text: str) -> str | float:
+    """The `--unknown` value: a rule name or a non-negative number."""
+    if text in ("calibrated", "paper", "off"):
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        raise typer.BadParameter("use calibrated, paper, off or a number", param_hint="--unknown") from None
+    if not value >= 0:
+        raise typer.BadParameter("a threshold must be a number >= 0", param_hint="--unknown")
+    return value
+
+
+def scan_options(method: Method, unknown: str, device: DeviceChoice, cache: Path | None, no_cache: bool):  # noqa: ANN201 - ScanOptions, imported lazily
+    """The library's options from the shared command-line options."""
+    from lineage.scan import ScanOptions
+
+    return ScanOptions(
+        method=method.value,
+        unknown=parse_unknown(unknown),
+        device=device.value,
+        cache_dir=cache,
+        use_cache=not no_cache,
+    )
+
+
+def classify(
+    suspects: Annotated[
+        list[Path], typer.Argument(help="Model folders, folders of model folders, or fingerprint files.")
+    ],
+    reference: Annotated[
+        Path, typer.Option("--reference", "-r", help="Manifest CSV of the known models (rows with role=base).")
+    ],
+    method: MethodOpt = Method.lineage,
+    fmt: FormatOpt = OutputFormat.table,
+    out: OutDirOpt = None,
+    device: DeviceOpt = DeviceChoice.auto,
+    unknown: UnknownOpt = "calibrated",
+    cache: CacheDirOpt = None,
+    no_cache: NoCacheOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Name each suspect's family and nearest base, with its distance to every reference.
+
+    K-Means over references and suspects, seeded with the references (the TensorGuard recipe); 'unknown'
+    when the nearest reference is not clearly closer than unrelated families are. --out DIR also writes
+    results.csv, results.parquet and results.json. Exit code 1 when any model failed.
+    """
+    from lineage.report.tables import format_results
+    from lineage.scan import classify_paths
+
+    options = scan_options(method, unknown, device, cache, no_cache)
+    with progress_bar(total=0, desc="fingerprint", disable=quiet) as bar:
+        result = classify_paths(suspects, reference, options, progress=lambda done, total, _: _tick(bar, total))
+    rows = [r.to_dict() for r in result.results]
+    typer.echo(format_results(rows, fmt.value).rstrip("\n"))
+    if out is not None:
+        from lineage.report.writers import write_results
+
+        write_results(rows, out)
+    _fail_on(result.failures)
+
+
+def distance(
+    models: Annotated[list[Path], typer.Argument(help="Two or more model folders or fingerprint files.")],
+    method: MethodOpt = Method.lineage,
+    fmt: FormatOpt = OutputFormat.table,
+    out: OutDirOpt = None,
+    device: DeviceOpt = DeviceChoice.auto,
+    cache: CacheDirOpt = None,
+    no_cache: NoCacheOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Print the pairwise distance matrix of the models (0 = the same model).
+
+    lineage: sketch distances in [0, 2] (about 1 for unrelated models). tensorguard: the paper's
+    standardised features, scaled over the models given, so its numbers only mean something among many.
+    --out DIR also writes distances.csv and distances.parquet.
+    """
+    from lineage.report.tables import format_matrix
+    from lineage.scan import distance_paths
+
+    options = scan_options(method, "off", device, cache, no_cache)
+    with progress_bar(total=0, desc="fingerprint", disable=quiet) as bar:
+        names, matrix, failures = distance_paths(models, options, lambda done, total, _: _tick(bar, total))
+    typer.echo(format_matrix(names, matrix, fmt.value, method.value).rstrip("\n"))
+    if out is not None:
+        from lineage.report.writers import write_matrix
+
+        write_matrix(names, matrix, out)
+    _fail_on(failures)
+
+
+def _tick(bar, total: int) -> None:  # noqa: ANN001 - a tqdm bar
+    bar.total = total  # known only once the paths are expanded
+    bar.update(1)
+
+
+def _fail_on(failures: list) -> None:
+    """Name every failed model on stderr and exit 1 (the others were still processed)."""
+    for f in failures:
+        typer.echo(f"error: {f.error}", err=True)
+    if failures:
+        raise typer.Exit(1)

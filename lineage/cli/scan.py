@@ -1,0 +1,77 @@
+"""`lineage scan`: the bulk job over a manifest (the built-in demo catalog when none is given)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from lineage.cli._options import (
+    DeviceChoice,
+    DeviceOpt,
+    FormatOpt,
+    Method,
+    MethodOpt,
+    OutDirOpt,
+    OutputFormat,
+    QuietOpt,
+)
+from lineage.cli._progress import progress_bar
+from lineage.cli.classify import CacheDirOpt, NoCacheOpt, UnknownOpt, scan_options
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `scan` command to `app`."""
+    app.command("scan")(scan)
+
+
+def scan(
+    manifest: Annotated[
+        Path | None,
+        typer.Argument(help="Manifest CSV (name,path,family[,base,role,...]); the built-in demo when omitted."),
+    ] = None,
+    method: MethodOpt = Method.lineage,
+    fmt: FormatOpt = OutputFormat.table,
+    out: OutDirOpt = None,
+    device: DeviceOpt = DeviceChoice.auto,
+    cache: CacheDirOpt = None,
+    no_cache: NoCacheOpt = False,
+    unknown: UnknownOpt = "calibrated",
+    quiet: QuietOpt = False,
+) -> None:
+    """Fingerprint every model of a manifest (cached), classify the non-base rows, score against the labels.
+
+    Without MANIFEST: the 58 published TensorGuard fingerprints (try --method tensorguard --unknown off
+    for the paper's table). --out DIR writes results and distances (CSV, Parquet), summary.json, map.png,
+    heatmap.png and report.html. Exit code 1 when any model failed (the others are still scanned).
+    """
+    from lineage.report.summary import summary_text
+    from lineage.report.tables import format_results, to_json
+    from lineage.scan import scan as run_scan
+
+    options = scan_options(method, unknown, device, cache, no_cache)
+    with progress_bar(total=0, desc="fingerprint", disable=quiet) as bar:
+
+        def tick(done: int, total: int, name: str) -> None:
+            bar.total = total
+            bar.set_postfix_str(name[:40], refresh=False)
+            bar.update(1)
+
+        result = run_scan(manifest, options, progress=tick)
+    if fmt is OutputFormat.json:
+        typer.echo(to_json({"summary": result.summary, "results": result.rows}))
+    elif fmt is OutputFormat.csv:
+        typer.echo(format_results(result.rows, "csv").rstrip("\n"))
+    else:
+        typer.echo(format_results(result.rows, "table"))
+        typer.echo("")
+        typer.echo(summary_text(result.summary))
+    if out is not None:
+        from lineage.report.writers import write_report
+
+        write_report(result, out)
+    for name, error in result.summary["errors"].items():
+        typer.echo(f"error: {name}: {error}", err=True)
+    if result.failed:
+        raise typer.Exit(1)

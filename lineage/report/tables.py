@@ -1,0 +1,134 @@
+"""Results as text: aligned tables for the terminal, CSV and JSON, and polars frames for the files.
+
+Every format carries the same columns. In CSV and Parquet the `distances` dict becomes one column per
+reference, named `dist:<reference>` so that a reference called `model` or `family` cannot collide with
+the fixed columns.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import polars as pl
+
+#: The fixed columns of a verdict, then the ones a scan adds (shown when present).
+VERDICT_COLUMNS: tuple[str, ...] = ("model", "family", "base", "distance", "confidence")
+SCAN_COLUMNS: tuple[str, ...] = ("role", "true_family", "true_base", "derivation", "cluster_family", "error")
+DISTANCE_PREFIX = "dist:"
+
+_FLOAT_COLUMNS = {"distance", "confidence"}
+
+
+def _columns(rows: Sequence[dict]) -> list[str]:
+    present = set().union(*(r.keys() for r in rows)) if rows else set()
+    return [*VERDICT_COLUMNS, *(c for c in SCAN_COLUMNS if c in present)]
+
+
+def _references(rows: Sequence[dict]) -> list[str]:
+    seen: dict[str, None] = {}
+    for r in rows:
+        for name in r.get("distances") or {}:
+            seen.setdefault(name, None)
+    return list(seen)
+
+
+def results_frame(rows: Sequence[dict]) -> pl.DataFrame:
+    """Rows (classify or scan objects) as a frame: fixed columns, then `dist:<reference>` columns."""
+    columns, refs = _columns(rows), _references(rows)
+    data: dict[str, list] = {c: [r.get(c) for r in rows] for c in columns}
+    schema: dict[str, pl.DataType] = {c: pl.Float64 if c in _FLOAT_COLUMNS else pl.Utf8 for c in columns}
+    for ref in refs:
+        data[DISTANCE_PREFIX + ref] = [(r.get("distances") or {}).get(ref) for r in rows]
+        schema[DISTANCE_PREFIX + ref] = pl.Float64
+    return pl.DataFrame(data, schema=schema)
+
+
+def matrix_frame(names: Sequence[str], matrix: np.ndarray) -> pl.DataFrame:
+    """A square distance matrix as a frame: a `model` column, then one column per model."""
+    data: dict[str, list] = {"model": list(names)}
+    for j, name in enumerate(names):
+        data[name] = np.asarray(matrix)[:, j].astype(float).tolist()
+    return pl.DataFrame(data)
+
+
+def to_csv(frame: pl.DataFrame) -> str:
+    """The frame as CSV text (floats at full precision)."""
+    return frame.write_csv()
+
+
+def to_json(obj: object) -> str:
+    """Indented JSON; NaN and infinities become null (JSON has no spelling for them)."""
+    return json.dumps(_finite(obj), indent=2)
+
+
+def _finite(obj: object) -> object:
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return _finite(obj.item())
+    return obj
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4f}" if math.isfinite(value) else str(value)
+    return str(value)
+
+
+def format_table(header: Sequence[str], body: Sequence[Sequence[object]]) -> str:
+    """An aligned text table: text left-aligned, numbers right-aligned."""
+    cells = [[_cell(v) for v in row] for row in body]
+    numeric = [
+        bool(body) and all(isinstance(row[j], (int, float)) or row[j] is None for row in body)
+        for j in range(len(header))
+    ]
+    widths = [max([len(h), *(len(r[j]) for r in cells)]) for j, h in enumerate(header)]
+
+    def line(values: Sequence[str]) -> str:
+        parts = [v.rjust(w) if num else v.ljust(w) for v, w, num in zip(values, widths, numeric)]
+        return "  ".join(parts).rstrip()
+
+    return "\n".join([line(list(header)), line(["-" * w for w in widths]), *(line(r) for r in cells)])
+
+
+def results_table(rows: Sequence[dict]) -> str:
+    """One aligned row per model: the verdict columns, and a scan's extra columns when present."""
+    columns = [c for c in _columns(rows) if c not in ("derivation",)]
+    return format_table(columns, [[r.get(c) for c in columns] for r in rows])
+
+
+def matrix_table(names: Sequence[str], matrix: np.ndarray) -> str:
+    """A distance matrix as an aligned table (models down and across)."""
+    m = np.asarray(matrix, dtype=float)
+    return format_table(["model", *names], [[n, *m[i].tolist()] for i, n in enumerate(names)])
+
+
+def format_results(rows: Sequence[dict], fmt: str) -> str:
+    """Rows in `fmt` ("table", "json" or "csv")."""
+    if fmt == "json":
+        return to_json(list(rows))
+    if fmt == "csv":
+        return to_csv(results_frame(rows))
+    if fmt == "table":
+        return results_table(rows)
+    raise ValueError(f"unknown format {fmt!r}")
+
+
+def format_matrix(names: Sequence[str], matrix: np.ndarray, fmt: str, method: str = "") -> str:
+    """A distance matrix in `fmt`; JSON is `{"method", "models", "matrix"}`."""
+    if fmt == "json":
+        return to_json({"method": method, "models": list(names), "matrix": np.asarray(matrix, float).tolist()})
+    if fmt == "csv":
+        return to_csv(matrix_frame(names, matrix))
+    if fmt == "table":
+        return matrix_table(names, matrix)
+    raise ValueError(f"unknown format {fmt!r}")
