@@ -127,8 +127,8 @@ def measure(cmd: list[str], timeout_s: float) -> Run:
             # of the child and of the descendants it reaped (for `time`, that is the measured command).
             _, status, usage = os.wait4(proc.pid, 0)
             wall = time.perf_counter() - t0
-            timed_out = not timer.is_alive()
             timer.cancel()
+            timed_out = wall >= timeout_s
             proc.returncode = os.waitstatus_to_exitcode(status)
             out.seek(0)
             err.seek(0)

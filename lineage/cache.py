@@ -188,8 +188,8 @@ def gather_fingerprints(
         t0 = time.perf_counter()
         label = name or Path(path).name
         try:
-            if options is None and not is_fingerprint_file(path):
-                options = probe_options()
+            if options is None and Path(path).exists() and not is_fingerprint_file(path):
+                options = probe_options()  # first model folder: only now import the probing stack
             fp, how = obtain_fingerprint(path, options, cache, name=name)
             outcome = ModelOutcome(fp.name, Path(path), fp, how, None, time.perf_counter() - t0, key)
         except Exception as exc:  # noqa: BLE001 - one bad model must never abort a scan of thousands

@@ -13,12 +13,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: the backport has the same API
+    import tomli as tomllib  # type: ignore[no-redef]
 
 from lineage.catalog.architectures import Shape
 from lineage.catalog.bpe import TOKENIZER_KINDS
@@ -71,7 +75,7 @@ class Settings:
     seq_len: int = 64
     batch_size: int = 16
     max_chars: int = 1_500_000
-    shard_size: str = "150KB"
+    shard_size: str = "1MB"
 
     def __post_init__(self) -> None:
         if self.seq_len < 8 or self.batch_size < 1 or self.max_chars < 10_000:

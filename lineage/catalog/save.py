@@ -35,7 +35,7 @@ def save_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast, folde
         layout: ``single`` (one ``model.safetensors``) or ``sharded`` (shards of at most ``shard_size``
             and ``model.safetensors.index.json``).
         dtype: ``float32``, ``bfloat16`` or ``float16``.
-        shard_size: e.g. ``"150KB"``; used only when sharded.
+        shard_size: e.g. ``"1MB"``; used only when sharded.
         marker: JSON-able facts written to ``catalog_entry.json`` (must hold the entry ``hash``).
 
     Returns:

@@ -93,7 +93,7 @@ def train_lm(model: PreTrainedModel, ids: torch.Tensor, cfg: TrainConfig) -> Tra
         {"params": [p for p in params if p.ndim >= 2], "weight_decay": cfg.weight_decay},
         {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
     ]
-    opt = torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.95), foreach=False)
+    opt = torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.95), foreach=True)
     gen = torch.Generator().manual_seed(cfg.seed)
     losses: list[float] = []
     model.train()
@@ -103,7 +103,7 @@ def train_lm(model: PreTrainedModel, ids: torch.Tensor, cfg: TrainConfig) -> Tra
         batch = _windows(ids, gen, cfg.batch_size, cfg.seq_len)
         loss = model(input_ids=batch, labels=batch).loss
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0, foreach=False)
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
         losses.append(float(loss.detach()))

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from lineage.cli._options import OutDirOpt, QuietOpt
+from lineage.cli._progress import progress_bar
 
 
 class CatalogSize(str, Enum):
@@ -31,26 +32,19 @@ def build(
     Models go to catalog/models/<name>/ (catalog/models/mini/ for --size mini) unless --out is given;
     complete, up-to-date models are skipped, so an interrupted build resumes quickly.
     """
-    from tqdm import tqdm
-
-    from lineage.catalog import BuildOptions, build_catalog
+    from lineage.catalog import BuildEvent, BuildOptions, build_catalog
 
     options = BuildOptions(size=size.value, out_dir=out, manifest=manifest, seed=seed, force=force, recipe=recipe)
     counts = {"built": 0, "skipped": 0}
-    bar = None if quiet else tqdm(unit="model", file=None, dynamic_ncols=True)
+    with progress_bar(total=0, desc="catalog", disable=quiet) as bar:
 
-    def _progress(event) -> None:  # noqa: ANN001 - a BuildEvent
-        counts[event.action] += 1
-        if bar is not None:
+        def _progress(event: BuildEvent) -> None:
+            counts[event.action] += 1
             bar.total = event.total
             bar.set_postfix_str(f"{event.name} ({event.action})")
             bar.update(1)
 
-    try:
         path = build_catalog(options, progress=_progress)
-    finally:
-        if bar is not None:
-            bar.close()
     typer.echo(f"{counts['built']} built, {counts['skipped']} up to date; manifest: {path}")
 
 

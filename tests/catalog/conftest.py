@@ -1,0 +1,143 @@
+"""Fixtures of the catalog tests: tiny models of each architecture, real token ids, tiny recipes, the mini build.
+
+Everything is small enough to keep ``tests/catalog`` near a minute on two CPU cores; the one expensive
+fixture, the ``mini`` catalog, is built once per session.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("transformers")
+pytest.importorskip("peft")
+
+import torch  # noqa: E402
+
+from lineage.catalog.architectures import Shape, make_model  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def real_ids() -> torch.Tensor:
+    """Token ids of real text (the json package's source) under a tokenizer trained on it; ids < 512."""
+    from lineage.catalog.bpe import encode, train_tokenizer
+    from lineage.catalog.text import mixture_text
+
+    text = mixture_text(("pkg:json",), seed=0, max_chars=40_000)
+    tok = train_tokenizer(text, vocab_size=512, kind="byte_level")
+    ids = encode(tok, text)
+    return torch.tensor(ids[: 3 * 48], dtype=torch.long).view(3, 48)
+
+
+def tiny_model(arch: str, *, tied: bool = False, seed: int = 0) -> torch.nn.Module:
+    """A tiny random model whose norm gains and biases are perturbed away from their init values.
+
+    Fresh models have all gains equal (1, or 0 for Gemma's ``1 + w``), which would hide mistakes in
+    folding or rescaling them; real checkpoints never look like that.
+    """
+    shape = Shape(arch, hidden=64, layers=2, heads=4, kv_heads=2, intermediate=96, vocab=512, tied=tied)
+    model = make_model(shape, bos=0, eos=1, pad=2, seed=seed)
+    gen = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        for _, p in model.named_parameters():
+            if p.ndim == 1:
+                p.add_(0.3 * torch.randn(p.shape, generator=gen))
+    return model.eval()
+
+
+TINY_RECIPE = """
+[catalog]
+seed = 0
+seq_len = 32
+batch_size = 4
+max_chars = 30000
+shard_size = "40KB"
+
+[family.tiny]
+tokenizer = "byte_level"
+vocab = 400
+sources = ["pkg:json"]
+seed = 1
+
+[family.other]
+tokenizer = "metaspace"
+vocab = 400
+sources = ["pkg:urllib"]
+seed = 2
+
+[[base]]
+name = "tiny-base"
+family = "tiny"
+shape = { arch = "llama", hidden = 32, layers = 2, heads = 4, kv_heads = 2, intermediate = 64, vocab = 400, tied = 1 }
+steps = 8
+lr = 3e-3
+seed = 1
+layout = "sharded"
+
+[[outsider]]
+name = "tiny-outsider"
+family = "other"
+[outsider.shape]
+arch = "gpt_neox"
+hidden = 32
+layers = 1
+heads = 4
+kv_heads = 4
+intermediate = 64
+vocab = 400
+tied = false
+steps = 4
+lr = 3e-3
+seed = 2
+
+[[derivative]]
+name = "tiny-ft-a"
+op = "finetune"
+parent = "tiny-base"
+params = { sources = ["pkg:logging"], steps = 4 }
+seed = 3
+
+[[derivative]]
+name = "tiny-ft-b"
+op = "lora"
+parent = "tiny-base"
+params = { sources = ["pkg:http"], steps = 4 }
+seed = 4
+dtype = "bfloat16"
+
+[[derivative]]
+name = "tiny-dare"
+op = "merge_dare_ties"
+parents = ["tiny-ft-a", "tiny-ft-b"]
+weights = [0.6, 0.4]
+params = { density = 0.5 }
+seed = 5
+
+[[derivative]]
+name = "tiny-rotated"
+op = "disguise_rotate_residual"
+parent = "tiny-ft-a"
+seed = 6
+
+[mini]
+models = ["tiny-base", "tiny-ft-a"]
+max_steps = 2
+"""
+
+
+@pytest.fixture()
+def tiny_recipe(tmp_path: Path) -> Path:
+    """A recipe of six very small models (a base, an outsider, two fine-tunes, a DARE merge, a disguise)."""
+    path = tmp_path / "recipe.toml"
+    path.write_text(TINY_RECIPE, encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def mini_catalog(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The repository recipe's ``mini`` catalog, built once per session; returns its manifest."""
+    from lineage.catalog import BuildOptions, build_catalog
+
+    out = tmp_path_factory.mktemp("mini_catalog")
+    return build_catalog(BuildOptions(size="mini", out_dir=out))

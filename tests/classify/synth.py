@@ -1,0 +1,53 @@
+"""Synthetic fingerprints and catalogs with a known answer, for the classification tests.
+
+Sketch fingerprints: each family has a random base sketch; a derivative is its base plus a little noise;
+an outsider is drawn independently. Their correlation distances are then about 0 within a family and
+about 1 across, which is what the calibration and the classifier must recover.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+
+from lineage.fingerprint import TENSORGUARD_FEATURES, Fingerprint
+
+P, LAYERS = 16, 2
+
+
+def features(rng: np.random.Generator, centre: np.ndarray | None = None, spread: float = 1.0) -> dict[str, float]:
+    """15 TensorGuard features around `centre` (random when None)."""
+    centre = rng.normal(0, 10, len(TENSORGUARD_FEATURES)) if centre is None else centre
+    values = centre + rng.normal(0, spread, len(TENSORGUARD_FEATURES))
+    return dict(zip(TENSORGUARD_FEATURES, values.tolist()))
+
+
+def sketch_fingerprint(name: str, sketches: dict[str, np.ndarray], feats: dict[str, float]) -> Fingerprint:
+    return Fingerprint(name=name, tensorguard=feats, anchors=np.arange(P, dtype=np.int64), sketches=sketches)
+
+
+def random_sketches(rng: np.random.Generator) -> dict[str, np.ndarray]:
+    out = {c: rng.normal(size=(1, P, P)).astype(np.float32) for c in ("embed", "head")}
+    out |= {c: rng.normal(size=(LAYERS, P, P)).astype(np.float32) for c in ("qk", "vo", "ffn")}
+    return out
+
+
+def write_feature_json(folder: Path, name: str, feats: dict[str, float]) -> Path:
+    """A TensorGuard-style `<name>_features.json`."""
+    path = folder / f"{name}_features.json"
+    path.write_text(json.dumps({**feats, "model_name": name}))
+    return path
+
+
+def write_manifest(
+    path: Path, rows: list[dict], columns: tuple[str, ...] = ("name", "path", "family", "base", "role")
+) -> Path:
+    with path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(columns))
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({c: row.get(c, "") for c in columns})
+    return path
