@@ -40,7 +40,7 @@ class Shape:
     kv_heads: int
     intermediate: int
     vocab: int
-    tied: bool
+    tied: bool = False
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHITECTURES:

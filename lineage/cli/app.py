@@ -38,9 +38,9 @@ app = typer.Typer(
 
 def _register() -> None:
     # Explicit registration, no import-time magic: each module adds its commands to `app`.
-    from lineage.cli import attribute, catalog, classify, fingerprint, scan
+    from lineage.cli import attribute, catalog, classify, evaluate, fingerprint, scan
 
-    for module in (fingerprint, classify, scan, attribute, catalog):
+    for module in (fingerprint, classify, scan, attribute, evaluate, catalog):
         module.register(app)
 
 

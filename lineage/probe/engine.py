@@ -127,16 +127,18 @@ class ProbeEngine:
         """
         fixed, adv = self._probes(role, shape)
         n = 0 if inputs is None else inputs.shape[0]
-        x = torch.cat([t for t in (inputs, fixed, adv) if t is not None])
+        # The adversarial starts only matter for the statistics: other tensors skip their rows.
+        x = torch.cat([t for t in (inputs, fixed, adv if with_stats else None) if t is not None])
         outs, gram, kept = [], torch.zeros_like(adv), []
         for _, block in blocks():
             w = self.put(block)
             y = x @ w.T  # every probe of this block in one product
             outs.append(y)
-            gram += y[-len(adv) :] @ w  # accumulates W^T W x for the adversarial starts
-            kept.append(w)
-            if len(kept) > 1:
-                kept = []  # several blocks: do not hold the matrix; re-read it if stats need it
+            if with_stats:
+                gram += y[-len(adv) :] @ w  # accumulates W^T W x for the adversarial starts
+                kept.append(w)
+                if len(kept) > 1:
+                    kept = []  # several blocks: do not hold the matrix; re-read it for the second pass
         y = torch.cat(outs, dim=1)
         if not bool(torch.isfinite(y).all()):
             raise NonFiniteResponse(role)

@@ -69,7 +69,7 @@ seed = 2
 [[base]]
 name = "tiny-base"
 family = "tiny"
-shape = { arch = "llama", hidden = 32, layers = 2, heads = 4, kv_heads = 2, intermediate = 64, vocab = 400, tied = 1 }
+shape = {arch = "llama", hidden = 32, layers = 2, heads = 4, kv_heads = 2, intermediate = 64, vocab = 400, tied = true}
 steps = 8
 lr = 3e-3
 seed = 1
@@ -78,18 +78,10 @@ layout = "sharded"
 [[outsider]]
 name = "tiny-outsider"
 family = "other"
-[outsider.shape]
-arch = "gpt_neox"
-hidden = 32
-layers = 1
-heads = 4
-kv_heads = 4
-intermediate = 64
-vocab = 400
-tied = false
 steps = 4
 lr = 3e-3
 seed = 2
+shape = {arch = "gpt_neox", hidden = 32, layers = 1, heads = 4, kv_heads = 4, intermediate = 64, vocab = 400}
 
 [[derivative]]
 name = "tiny-ft-a"

@@ -1,0 +1,113 @@
+"""`lineage evaluate`: the repeatable accuracy experiments (leave-one-base-out, merge attribution)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from lineage.cli._options import DeviceChoice, DeviceOpt, Method, MethodOpt, QuietOpt
+from lineage.cli._progress import progress_bar
+from lineage.cli.classify import CacheDirOpt, NoCacheOpt, UnknownOpt, scan_options
+
+ManifestArg = Annotated[Path, typer.Argument(help="Labelled manifest CSV (role and base columns).")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the whole result as JSON.")]
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `evaluate` command group to `app`."""
+    group = typer.Typer(help="Repeatable accuracy experiments on a labelled manifest.", no_args_is_help=True)
+    group.command("loo")(loo)
+    group.command("merges")(merges)
+    app.add_typer(group, name="evaluate")
+
+
+def _bar(quiet: bool):  # noqa: ANN202
+    return progress_bar(total=0, desc="fingerprint", disable=quiet)
+
+
+def _tick(bar):  # noqa: ANN001, ANN202
+    def tick(done: int, total: int, name: str) -> None:
+        bar.total = total
+        bar.update(1)
+
+    return tick
+
+
+def loo(
+    manifest: ManifestArg = Path("models_manifest.csv"),
+    method: MethodOpt = Method.lineage,
+    unknown: UnknownOpt = "calibrated",
+    device: DeviceOpt = DeviceChoice.auto,
+    cache: CacheDirOpt = None,
+    no_cache: NoCacheOpt = False,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Leave each base out of the references in turn; classify it and its derivatives against the rest.
+
+    Target: most of each left-out lineage in the right family (through the family's other sizes), none in
+    a wrong family (unknown is acceptable).
+    """
+    from lineage.evaluate import leave_one_base_out
+
+    with _bar(quiet) as bar:
+        result = leave_one_base_out(manifest, scan_options(method, unknown, device, cache, no_cache), _tick(bar))
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    typer.echo(f"{'left out':<24} {'family':<10} {'models':>6} {'right':>6} {'wrong':>6} {'unknown':>8}")
+    for f in result["folds"]:
+        typer.echo(
+            f"{f['left_out']:<24} {f['family']:<10} {f['models']:>6} {f['right']:>6} {f['wrong']:>6} {f['unknown']:>8}"
+        )
+        for row in f["rows"]:
+            if row["outcome"] != "right":
+                typer.echo(f"    {row['model']}: {row['outcome']} ({row['family']}, distance {row['distance']})")
+    s = result["summary"]
+    typer.echo(
+        f"\nleave-one-base-out ({result['method']}): {s['right_family']}/{s['models']} right family "
+        f"({100 * (s['right_rate'] or 0):.1f}%), {s['wrong_family']} wrong family, {s['unknown']} unknown"
+    )
+
+
+def merges(
+    manifest: ManifestArg = Path("models_manifest.csv"),
+    recipe: Annotated[
+        Path | None, typer.Option("--recipe", help="Catalog recipe with the true merge weights (optional).")
+    ] = None,
+    device: DeviceOpt = DeviceChoice.auto,
+    cache: CacheDirOpt = None,
+    no_cache: NoCacheOpt = False,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Attribute every merge of the manifest (rows with two or more parents) and score parents and weights."""
+    from lineage.evaluate import merge_attribution
+
+    truth = None
+    if recipe is not None:
+        from lineage.catalog.recipe import load_recipe, merge_truth
+        from lineage.manifest import read_manifest
+
+        models_dir = read_manifest(manifest).rows[0].path.parent  # metric-weighted merges record weights there
+        truth = merge_truth(load_recipe(recipe), models_dir)
+    with _bar(quiet) as bar:
+        result = merge_attribution(
+            manifest, truth, scan_options(Method.lineage, "off", device, cache, no_cache), _tick(bar)
+        )
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    for m in result["merges"]:
+        found = ", ".join(f"{p['name']} {p['weight']:.3f}" for p in m["parents"]) or "-"
+        mark = "ok " if m["parents_ranked_first"] else "MISS"
+        err = f"  max weight error {m['max_weight_error']:.3f}" if "max_weight_error" in m else ""
+        typer.echo(f"{mark} {m['model']} ({m['derivation']}): {found}  residual {m['residual']:.3f}{err}")
+    s = result["summary"]
+    typer.echo(f"\ntrue parents ranked first: {s['parents_ranked_first']}/{s['merges']}")
+    for key, value in s.items():
+        if key.startswith("max_weight_error"):
+            typer.echo(f"{key}: {value}")

@@ -1,0 +1,130 @@
+"""Repeatable accuracy experiments on a labelled manifest: leave-one-base-out and merge attribution.
+
+`leave_one_base_out` removes each base in turn from the references and classifies that base and every
+model derived from it against the others: a family with other sizes in the references should still be
+found through them (right family), or the models should be called unknown, never put in another family.
+`merge_attribution` runs `lineage.attribute` on every merge of the manifest and scores the parents found
+and, where the true weights are known (the catalog's recipe), the weight error.
+Both reuse the fingerprint cache, so after one scan they cost only the comparisons.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+from lineage.attribute import AttributionOptions, attribute
+from lineage.cache import gather_fingerprints
+from lineage.errors import ClassificationError
+from lineage.manifest import Manifest, read_manifest
+from lineage.scan import ScanOptions
+
+Progress = Callable[[int, int, str], None]
+
+
+def _fingerprints(manifest: Manifest, options: ScanOptions, progress: Progress | None) -> dict:
+    items = [(row.name, row.path, row) for row in manifest.rows]
+    outcomes = gather_fingerprints(items, options.probe_options, options.cache(), progress)
+    return {o.name: o.fingerprint for o in outcomes if o.ok}
+
+
+def leave_one_base_out(
+    manifest: str | Path | Manifest, options: ScanOptions | None = None, progress: Progress | None = None
+) -> dict:
+    """Classify each base's lineage with that base removed from the references.
+
+    Args:
+        manifest: a manifest with `role` and `base` columns.
+        options: scan settings (method, threshold rule, cache).
+        progress: fingerprinting progress.
+
+    Returns:
+        `{"folds": [...], "summary": {...}}`; each fold names the base left out and counts its models in
+        the right family, in a wrong family, and unknown, with one row per model.
+    """
+    options = options or ScanOptions()
+    manifest = manifest if isinstance(manifest, Manifest) else read_manifest(manifest)
+    fps = _fingerprints(manifest, options, progress)
+    refs = [r for r in manifest.references if r.name in fps]
+    if len(refs) < 2:
+        raise ClassificationError("leave-one-base-out needs at least two references")
+    folds, totals = [], Counter()
+    for left_out in refs:
+        kept = [r for r in refs if r.name != left_out.name]
+        lineage_rows = [
+            r for r in manifest.rows if r.name in fps and left_out.name in (r.name, r.base)
+        ]  # the base itself and every model derived from it
+        clf = options.classifier().fit(
+            [fps[r.name] for r in kept], [r.family for r in kept], [r.base or r.name for r in kept]
+        )
+        verdicts = clf.classify([fps[r.name] for r in lineage_rows]).results
+        rows, counts = [], Counter()
+        for row, v in zip(lineage_rows, verdicts):
+            outcome = "unknown" if v.family == "unknown" else ("right" if v.family == row.family else "wrong")
+            counts[outcome] += 1
+            rows.append({"model": row.name, "true_family": row.family, "family": v.family, "base": v.base,
+                         "distance": round(v.distance, 4), "outcome": outcome})  # fmt: skip
+        totals.update(counts)
+        folds.append(
+            {"left_out": left_out.name, "family": left_out.family, "models": len(rows), "right": counts["right"],
+             "wrong": counts["wrong"], "unknown": counts["unknown"], "rows": rows}
+        )  # fmt: skip
+    n = sum(totals.values())
+    summary = {
+        "models": n,
+        "right_family": totals["right"],
+        "wrong_family": totals["wrong"],
+        "unknown": totals["unknown"],
+        "right_rate": round(totals["right"] / n, 4) if n else None,
+    }
+    return {"method": options.method, "folds": folds, "summary": summary}
+
+
+def merge_attribution(
+    manifest: str | Path | Manifest,
+    truth: Mapping[str, Sequence[tuple[str, float]]] | None = None,
+    options: ScanOptions | None = None,
+    progress: Progress | None = None,
+) -> dict:
+    """Attribute every merge of the manifest (rows whose `parents` list two or more models) and score it.
+
+    Args:
+        manifest: the labelled manifest; all its other rows are the candidates.
+        truth: merge name -> [(parent, weight)] when the weights are known (the catalog's recipe).
+        options: scan settings (cache).
+        progress: fingerprinting progress.
+
+    Returns:
+        `{"merges": [...], "summary": {...}}`: per merge the parents found with weights, whether the true
+        parents are the top-ranked ones, and the largest weight error where truth is given.
+    """
+    options = options or ScanOptions()
+    manifest = manifest if isinstance(manifest, Manifest) else read_manifest(manifest)
+    fps = _fingerprints(manifest, options, progress)
+    bases = [r.name for r in manifest.references]
+    merges = [r for r in manifest.rows if len(r.parents) >= 2 and r.name in fps]
+    out, hits, weight_errors = [], 0, []
+    for row in merges:
+        candidates = [fp for name, fp in fps.items() if name != row.name]
+        result = attribute(fps[row.name], candidates, bases, AttributionOptions())
+        found = [p.name for p in result.parents]
+        top = set(found[: len(row.parents)])
+        ok = top == set(row.parents)
+        hits += ok
+        entry = {"model": row.name, "derivation": row.derivation, "true_parents": list(row.parents),
+                 **result.as_json(), "parents_ranked_first": ok}  # fmt: skip
+        entry.pop("layers")
+        if truth and row.name in truth:
+            estimated = {p.name: p.weight for p in result.parents}
+            err = max(abs(estimated.get(name, 0.0) - w) for name, w in truth[row.name])
+            entry["true_weights"] = {name: w for name, w in truth[row.name]}
+            entry["max_weight_error"] = round(err, 4)
+            weight_errors.append((row.derivation, err))
+        out.append(entry)
+    summary = {"merges": len(merges), "parents_ranked_first": hits,
+               "rate": round(hits / len(merges), 4) if merges else None}  # fmt: skip
+    for kind in sorted({k for k, _ in weight_errors}):
+        errs = [e for k, e in weight_errors if k == kind]
+        summary[f"max_weight_error[{kind}]"] = round(max(errs), 4)
+    return {"merges": out, "summary": summary}
