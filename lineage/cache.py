@@ -8,6 +8,9 @@ reads, not a pass over the weights. Writes are atomic (`save_fingerprint` writes
 corrupt entry counts as a miss and is overwritten: a cache must never be the reason a scan fails.
 
 Default folder: `$LINEAGE_CACHE`, else `~/.cache/lineage` (see `lineage.paths.default_cache_dir`).
+
+`gather_fingerprints` obtains many fingerprints this way (fingerprint files are simply loaded) and turns
+each model's failure into an outcome carrying its error text, so that callers never abort a batch.
 """
 
 from __future__ import annotations
@@ -142,7 +145,10 @@ def expand_inputs(paths: Sequence[str | Path]) -> list[tuple[Path, str | None]]:
             found.extend((model, None) for model in discover_models(path))
         except LineageError as exc:
             files = sorted(p for p in path.iterdir() if is_fingerprint_file(p)) if path.is_dir() else []
-            found.extend((f, None) for f in files) if files else found.append((path, str(exc)))
+            if files:
+                found.extend((f, None) for f in files)
+            else:
+                found.append((path, str(exc)))
     return found
 
 

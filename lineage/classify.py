@@ -21,11 +21,13 @@ disagree), the distance to that base, its distance to every reference, and a con
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 from sklearn.cluster import KMeans
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 
 from lineage.calibrate import DEFAULT_ALPHA, Calibration, calibrate_threshold, fixed_threshold
@@ -95,6 +97,15 @@ class ClassificationRun:
     reference_distances: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)), repr=False)
 
 
+def check_unknown_rule(rule: object) -> None:
+    """Raise ValueError unless `rule` is one of `UNKNOWN_RULES` or a number >= 0."""
+    if isinstance(rule, (int, float)) and not isinstance(rule, bool):
+        if not rule >= 0:  # also rejects NaN
+            raise ValueError("a fixed unknown threshold must be a number >= 0")
+    elif rule not in UNKNOWN_RULES:
+        raise ValueError(f"unknown must be one of {UNKNOWN_RULES} or a number, not {rule!r}")
+
+
 class FamilyClassifier:
     """Open-set family classifier over fingerprints.
 
@@ -157,6 +168,7 @@ class FamilyClassifier:
             raise ClassificationError(f"a reference cannot have family '{UNKNOWN}': label it or drop it")
         if self.assign != "auto" and self.assign not in ASSIGNMENTS:
             raise ValueError(f"assign must be 'auto' or one of {ASSIGNMENTS}")
+        check_unknown_rule(self.unknown)
         self.method_ = get_method(self.method)
         self.references_ = list(references)
         self.families_ = np.asarray(families, dtype=object)
@@ -188,7 +200,12 @@ class FamilyClassifier:
                 n_init=1,
                 max_iter=self.max_iter,
                 random_state=check_random_state(self.random_state),
-            ).fit(vectors)
+            )
+            with warnings.catch_warnings():
+                # Two references with equal vectors (a base listed twice under two names) make fewer distinct
+                # clusters than seeds; the labels are still right, the warning would only be noise on stderr.
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                kmeans.fit(vectors)
             cluster_family = self.families_[kmeans.labels_]
         else:
             cluster_family = self.families_[dist.argmin(axis=1)]

@@ -46,7 +46,7 @@ TENSORGUARD_FEATURES: tuple[str, ...] = (
 )
 
 #: Circuits whose probe-response sketches the fingerprint holds; see `lineage.features.sketch`.
-CIRCUITS: tuple[str, ...] = ("embed", "head", "qk", "vo", "ffn")
+CIRCUITS: tuple[str, ...] = ("embed", "head", "unembed", "qk", "vo", "ffn")
 
 
 @dataclass(frozen=True)

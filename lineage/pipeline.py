@@ -196,6 +196,7 @@ def fingerprint_model(
         sketches["embed"] = circuits.embed_sketch().cpu().numpy()[None].astype(np.float32)
         final = run.vector(model.final_norm)
         sketches["head"] = circuits.head_sketch(final, head_rows).cpu().numpy()[None].astype(np.float32)
+        sketches["unembed"] = circuits.unembed_sketch(final, head_rows).cpu().numpy()[None].astype(np.float32)
         # Matrices the recipe sampled that no circuit reads (rare: extra projections) are read here.
         for name in sorted(run.selected - run.done):
             run.matmul(name, None)

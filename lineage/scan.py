@@ -30,7 +30,7 @@ from lineage.cache import (
     gather_fingerprints,
 )
 from lineage.calibrate import DEFAULT_ALPHA
-from lineage.classify import Classification, ClassificationRun, FamilyClassifier
+from lineage.classify import Classification, ClassificationRun, FamilyClassifier, check_unknown_rule
 from lineage.errors import ClassificationError
 from lineage.fingerprint import Fingerprint
 from lineage.manifest import DEMO_MANIFEST, Manifest, ManifestRow, read_manifest
@@ -73,6 +73,7 @@ class ScanOptions:
             raise ValueError(f"method must be one of {', '.join(METHODS)}")
         if not 0.0 < self.alpha < 0.5:
             raise ValueError("alpha must be in (0, 0.5)")
+        check_unknown_rule(self.unknown)
 
     def probe_options(self) -> FingerprintOptions:
         """The probe settings for model folders (imports the probing stack: only called for folders)."""

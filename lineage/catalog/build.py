@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import time
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -128,8 +129,6 @@ def build_models(recipe: Recipe, out_dir: Path, *, force: bool = False, threads:
     Returns:
         The model folders, in recipe order.
     """
-    import time
-
     from lineage.catalog.derive import Workspace, derive
     from lineage.catalog.save import is_built, save_model
 

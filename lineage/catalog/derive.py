@@ -8,6 +8,7 @@ earlier, interrupted one -- and a bf16 parent passes its rounding on to its chil
 from __future__ import annotations
 
 import hashlib
+import itertools
 import re
 from collections import Counter
 from collections.abc import Callable
@@ -22,7 +23,7 @@ from lineage.catalog.architectures import make_model
 from lineage.catalog.bpe import encode, train_tokenizer
 from lineage.catalog.recipe import Entry, Recipe
 from lineage.catalog.save import load_model
-from lineage.catalog.text import format_instruction, iter_documents, mixture_text
+from lineage.catalog.text import api_headers, instruction_prompt, iter_documents, mixture_text
 from lineage.catalog.train import TrainConfig, eval_loss, train_lm, train_lora
 
 if TYPE_CHECKING:
@@ -69,7 +70,7 @@ class Workspace:
             self._tokens[key] = torch.tensor(encode(tokenizer, text), dtype=torch.long)
         return self._tokens[key]
 
-    def train_config(self, entry: Entry, *, steps: int, lr: float, seed: int) -> TrainConfig:
+    def train_config(self, *, steps: int, lr: float, seed: int) -> TrainConfig:
         s = self.recipe.settings
         return TrainConfig(steps=steps, lr=lr, batch_size=s.batch_size, seq_len=s.seq_len, seed=seed)
 
@@ -79,7 +80,7 @@ def _pretrain(ws: Workspace, e: Entry, seed: int) -> Derived:
     tok = ws.family_tokenizer(e.family)
     model = make_model(e.shape, bos=tok.bos_token_id, eos=tok.eos_token_id, pad=tok.pad_token_id, seed=seed)
     ids = ws.tokens(tok, fam.sources, fam.seed)
-    result = train_lm(model, ids, ws.train_config(e, steps=e.steps, lr=e.lr, seed=seed))
+    result = train_lm(model, ids, ws.train_config(steps=e.steps, lr=e.lr, seed=seed))
     return model, tok, {"first_loss": result.first_loss, "last_loss": result.last_loss}
 
 
@@ -87,7 +88,7 @@ _TRAIN_DEFAULTS = {  # (sources, steps, lr) when the recipe leaves them out
     "finetune": ((), 100, 1e-3),
     "instruct": (("instruct",), 100, 1e-3),
     "continued_pretrain": ((), 300, 2e-3),
-    "lora": ((), 100, 5e-3),
+    "lora": ((), 100, 1e-2),
 }
 
 
@@ -98,9 +99,9 @@ def _train(ws: Workspace, e: Entry, seed: int) -> Derived:
     if not sources:
         raise ValueError(f"{e.name}: {e.op} needs params.sources (the text domain)")
     ids = ws.tokens(tok, sources, _DERIVATIVE_TEXT_SEED)
-    cfg = ws.train_config(e, steps=int(e.param("steps", steps)), lr=float(e.param("lr", lr)), seed=seed)
+    cfg = ws.train_config(steps=int(e.param("steps", steps)), lr=float(e.param("lr", lr)), seed=seed)
     if e.op == "lora":
-        model, result = train_lora(model, ids, cfg, rank=int(e.param("rank", 8)), alpha=float(e.param("alpha", 16)))
+        model, result = train_lora(model, ids, cfg, rank=int(e.param("rank", 8)), alpha=float(e.param("alpha", 32)))
     else:
         result = train_lm(model, ids, cfg)
     return model, tok, {"first_loss": result.first_loss, "last_loss": result.last_loss}
@@ -115,7 +116,7 @@ def _merge(ws: Workspace, e: Entry, seed: int) -> Derived:
         sources = tuple(e.param("sources", ws.recipe.families[e.family].sources))
         ids = ws.tokens(loaded[0][1], sources, _DERIVATIVE_TEXT_SEED + 1, max_chars=60_000)
         losses = [eval_loss(m, ids, seq_len=ws.recipe.settings.seq_len) for m, _ in loaded]
-        weights = merge.metric_weights(losses, temperature=float(e.param("temperature", 0.05)))
+        weights = merge.metric_weights(losses, temperature=float(e.param("temperature", 0.2)))
         info["val_losses"] = losses
     method = e.op.removeprefix("merge_").replace("metric_weighted", "linear")
     base = ws.load(e.base)[0].state_dict() if method not in ("linear", "slerp") else None
@@ -151,27 +152,21 @@ def _weight_op(ws: Workspace, e: Entry, seed: int) -> Derived:
 
 def _abliteration_direction(ws: Workspace, model: PreTrainedModel, tok: PreTrainedTokenizerFast, layer: int,
                             n: int) -> torch.Tensor:
-    # Two prompt sets, as in refusal-direction work: requests (instruction prompts) against plain code.
+    """Mean residual at ``layer`` over requests (instruction prompts) minus over plain code.
+
+    Refusal-direction work contrasts harmful and harmless requests; the catalog has no such sets, so it
+    contrasts two behaviours it does have. The operation on the weights is the same.
+    """
     length = 24
-    requests = [format_instruction(h, "").split("<|assistant|>")[0] for h in _headers(n * 2)]
-    code = [d for d in iter_documents(("lib:0,1,2,3,4,5,6,7",), seed=7)][: n * 2]
+    requests = [instruction_prompt(h) for h in api_headers(n * 2, seed=11)]
+    code = list(itertools.islice(iter_documents(("lib:0,1,2,3,4,5,6,7",), seed=7), n * 2))
 
     def _batch(texts: list[str]) -> torch.Tensor:
         rows = [ids[:length] for ids in (encode(tok, t) for t in texts) if len(ids) >= length][:n]
         return torch.tensor(rows, dtype=torch.long)
 
-    return operations.mean_residual(model, _batch(requests), layer) - operations.mean_residual(model, _batch(code),
-                                                                                                layer)
-
-
-def _headers(n: int) -> list[str]:
-    docs = iter_documents(("instruct",), seed=11)
-    out = []
-    for d in docs:
-        out.append(d.split("`")[1] if "`" in d else d[:40])
-        if len(out) >= n:
-            break
-    return out
+    mean_requests = operations.mean_residual(model, _batch(requests), layer)
+    return mean_requests - operations.mean_residual(model, _batch(code), layer)
 
 
 def _vocab_extend(ws: Workspace, e: Entry, seed: int, model: PreTrainedModel, tok: PreTrainedTokenizerFast) -> Derived:
@@ -187,7 +182,7 @@ def _vocab_extend(ws: Workspace, e: Entry, seed: int, model: PreTrainedModel, to
     info: dict[str, Any] = {"added_tokens": added}
     if steps:
         ids = torch.tensor(encode(tok, text), dtype=torch.long)
-        result = train_lm(model, ids, ws.train_config(e, steps=steps, lr=float(e.param("lr", 1e-3)), seed=seed))
+        result = train_lm(model, ids, ws.train_config(steps=steps, lr=float(e.param("lr", 1e-3)), seed=seed))
         info.update(first_loss=result.first_loss, last_loss=result.last_loss)
     return model, tok, info
 

@@ -30,7 +30,7 @@ from lineage.catalog.text import validate_sources
 from lineage.errors import CatalogError
 
 # Bump when the builder's code changes what a recipe entry produces: every marker then goes stale.
-BUILDER_VERSION = 1
+BUILDER_VERSION = 2
 
 TRAINING_OPS = ("finetune", "lora", "instruct", "continued_pretrain")
 MERGE_OPS = ("merge_linear", "merge_task_arithmetic", "merge_ties", "merge_dare_ties", "merge_dare_linear",
@@ -67,6 +67,16 @@ _OP_PARAMS: dict[str, frozenset[str]] = {
 }
 
 
+def size_in_bytes(size: str) -> int:
+    """``"150KB"`` -> 150000 (decimal units KB, MB, GB, as transformers reads ``max_shard_size``)."""
+    units = {"GB": 10**9, "MB": 10**6, "KB": 10**3, "B": 1}
+    text = size.strip().upper()
+    for unit, factor in units.items():
+        if text.endswith(unit) and text[: -len(unit)].strip().isdigit():
+            return int(text[: -len(unit)]) * factor
+    raise ValueError(f"shard size {size!r}: write e.g. 150KB or 1MB")
+
+
 @dataclass(frozen=True)
 class Settings:
     """Catalog-wide settings: global seed, batch shape, text budget, shard size for sharded layouts."""
@@ -80,6 +90,7 @@ class Settings:
     def __post_init__(self) -> None:
         if self.seq_len < 8 or self.batch_size < 1 or self.max_chars < 10_000:
             raise ValueError(f"implausible catalog settings {self}")
+        size_in_bytes(self.shard_size)
 
 
 @dataclass(frozen=True)

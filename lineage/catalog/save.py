@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from lineage.catalog.recipe import size_in_bytes
+
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerFast
 
@@ -35,7 +37,8 @@ def save_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast, folde
         layout: ``single`` (one ``model.safetensors``) or ``sharded`` (shards of at most ``shard_size``
             and ``model.safetensors.index.json``).
         dtype: ``float32``, ``bfloat16`` or ``float16``.
-        shard_size: e.g. ``"1MB"``; used only when sharded.
+        shard_size: e.g. ``"1MB"``; used only when sharded (a third of the model when that is smaller,
+            so that a sharded layout always has several files).
         marker: JSON-able facts written to ``catalog_entry.json`` (must hold the entry ``hash``).
 
     Returns:
@@ -47,17 +50,22 @@ def save_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast, folde
         shutil.rmtree(partial)
     model = model.to(_DTYPES[dtype])
     model.config.dtype = dtype
-    # A single-file layout needs a shard limit above the model's size; 10GB is far above any tiny model.
-    max_shard = shard_size if layout == "sharded" else "10GB"
-    model.save_pretrained(partial, safe_serialization=True, max_shard_size=max_shard)
-    if layout == "sharded" and not (partial / "model.safetensors.index.json").exists():
-        raise ValueError(f"{folder.name}: shard size {shard_size} too large to shard this model; lower it")
+    model.save_pretrained(partial, safe_serialization=True, max_shard_size=_max_shard(model, layout, shard_size))
     tokenizer.save_pretrained(partial)
     (partial / MARKER_NAME).write_text(json.dumps(marker, indent=1, sort_keys=True) + "\n", encoding="utf-8")
     if folder.exists():
         shutil.rmtree(folder)
     partial.rename(folder)
     return folder
+
+
+def _max_shard(model: PreTrainedModel, layout: str, shard_size: str) -> int | str:
+    if layout == "single":
+        return "10GB"  # far above any catalog model: one file
+    total = sum(p.numel() * p.element_size() for p in model.parameters())
+    # A model smaller than the shard size would come out as one file; split it in about three instead.
+    return min(size_in_bytes(shard_size), max(total // 3, 1))
+
 
 
 def read_marker(folder: Path) -> dict[str, Any] | None:

@@ -28,7 +28,7 @@ from functools import lru_cache
 from pathlib import Path
 
 N_BUCKETS = 8
-_SKIP_DIRS = frozenset({"site-packages", "__pycache__", "lib2to3", "ensurepip", "config-3.11-x86_64-linux-gnu"})
+_SKIP_DIRS = frozenset({"site-packages", "__pycache__", "lib2to3", "ensurepip"})
 # Test folders are a domain of their own ("tests"), kept out of "lib" buckets.
 _TEST_DIRS = frozenset({"test", "tests", "idle_test"})
 _MAX_FILE_CHARS = 60_000  # a few huge generated files (e.g. unicode tables) would dominate a mixture
@@ -50,7 +50,8 @@ def _source_files() -> tuple[tuple[str, bool], ...]:
     out = []
     for path in sorted(root.rglob("*.py")):
         parts = path.relative_to(root).parts
-        if any(p in _SKIP_DIRS for p in parts):
+        # config-3.X-<platform>/ holds build machinery, not library text.
+        if any(p in _SKIP_DIRS or p.startswith("config-") for p in parts):
             continue
         out.append((path.relative_to(root).as_posix(), any(p in _TEST_DIRS for p in parts[:-1])))
     return tuple(out)
@@ -118,9 +119,21 @@ def _source_documents(spec: str) -> list[tuple[str, str]]:
     raise ValueError(f"unknown text source {spec!r}: use lib:<buckets>, pkg:<name>, tests, docs or instruct")
 
 
+def instruction_prompt(header: str) -> str:
+    """The user turn of an instruction example: a question about one API."""
+    return f"<|user|>\nWhat does `{header}` do?\n"
+
+
 def format_instruction(header: str, docstring: str) -> str:
     """One instruction-tuning example: a question about an API and its documented answer."""
-    return f"<|user|>\nWhat does `{header}` do?\n<|assistant|>\n{docstring.strip()}\n<|end|>\n"
+    return f"{instruction_prompt(header)}<|assistant|>\n{docstring.strip()}\n<|end|>\n"
+
+
+def api_headers(n: int, *, seed: int) -> list[str]:
+    """``n`` documented API headers (``def name(args)`` / ``class Name``), in a seeded fixed order."""
+    docs = {f"{rel}#{i}": head for rel in _library_files() for i, (head, _) in enumerate(_docstrings(rel))}
+    keys = sorted(docs, key=lambda k: (_stable_hash(f"{seed}|{k}"), k))
+    return [docs[k] for k in keys[:n]]
 
 
 def validate_sources(sources: Sequence[str]) -> None:

@@ -81,9 +81,12 @@ def classify(
 ) -> None:
     """Name each suspect's family and nearest base, with its distance to every reference.
 
-    K-Means over references and suspects, seeded with the references (the TensorGuard recipe); 'unknown'
-    when the nearest reference is not clearly closer than unrelated families are. --out DIR also writes
-    results.csv, results.parquet and results.json. Exit code 1 when any model failed.
+    K-Means over references and suspects seeded with the references (the TensorGuard recipe);
+    nearest reference for feature-only fingerprints with --method lineage.
+
+    'unknown' when the nearest reference is not clearly closer than references of different families are.
+
+    --out DIR also writes results.csv, results.parquet and results.json. Exit code 1 when any model failed.
     """
     from lineage.report.tables import format_results
     from lineage.scan import classify_paths
@@ -112,8 +115,10 @@ def distance(
 ) -> None:
     """Print the pairwise distance matrix of the models (0 = the same model).
 
-    lineage: sketch distances in [0, 2] (about 1 for unrelated models). tensorguard: the paper's
-    standardised features, scaled over the models given, so its numbers only mean something among many.
+    lineage: sketch distances in [0, 2], about 1 for unrelated models.
+
+    tensorguard: the paper's features standardised over the models given: meaningful only among many.
+
     --out DIR also writes distances.csv and distances.parquet.
     """
     from lineage.report.tables import format_matrix

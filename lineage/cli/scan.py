@@ -29,7 +29,7 @@ def register(app: typer.Typer) -> None:
 def scan(
     manifest: Annotated[
         Path | None,
-        typer.Argument(help="Manifest CSV (name,path,family[,base,role,...]); the built-in demo when omitted."),
+        typer.Argument(help="Manifest CSV: name,path,family and optional base,role,derivation,parents."),
     ] = None,
     method: MethodOpt = Method.lineage,
     fmt: FormatOpt = OutputFormat.table,
@@ -42,9 +42,11 @@ def scan(
 ) -> None:
     """Fingerprint every model of a manifest (cached), classify the non-base rows, score against the labels.
 
-    Without MANIFEST: the 58 published TensorGuard fingerprints (try --method tensorguard --unknown off
-    for the paper's table). --out DIR writes results and distances (CSV, Parquet), summary.json, map.png,
-    heatmap.png and report.html. Exit code 1 when any model failed (the others are still scanned).
+    Without MANIFEST: the 58 published TensorGuard fingerprints (--method tensorguard --unknown off: the paper's table).
+
+    --out DIR writes results and distances (CSV, Parquet), summary.json, map.png, heatmap.png and report.html.
+
+    Exit code 1 when any model failed (the others are still scanned).
     """
     from lineage.report.summary import summary_text
     from lineage.report.tables import format_results, to_json

@@ -5,8 +5,9 @@ circuits (`embed`, `head`) give one correlation each. Layer circuits (`qk`, `vo`
 layer correlation matrix, and the best order-preserving one-to-one matching of layers is taken (a
 longest-common-subsequence style alignment), averaged over the shallower model's layers: a model with
 layers removed still lines up with its parent, and models of different depths compare by their best
-matching layers. The similarity is the mean over circuits (a circuit only one side has counts 0), and the
-distance is `1 - similarity`, in [0, 2]: 0 for the same function, about 1 for unrelated models.
+matching layers. The similarity is a weighted mean over circuits (`CIRCUIT_WEIGHTS`; a circuit only one
+side has counts 0), and the distance is `1 - similarity`, in [0, 2]: 0 for the same function, about 0.5
+for another size of the same family, about 1 for unrelated models.
 
 All suspects are compared with all references in batched array operations, chunked to bound memory.
 """
@@ -23,6 +24,12 @@ from lineage.features.sketch import LAYER_CIRCUITS, MODEL_CIRCUITS, normal_form
 from lineage.fingerprint import Fingerprint
 
 CIRCUIT_ORDER: tuple[str, ...] = (*MODEL_CIRCUITS, *LAYER_CIRCUITS)
+#: Half the similarity is the family level (the output embedding, which a family's tokenizer and data shape
+#: and all its sizes share), half the identity level (every circuit alike, which only one lineage of weights
+#: shares). A derivative agrees on both; another size of its family on the first; an unrelated model on none.
+CIRCUIT_WEIGHTS: dict[str, float] = {
+    c: 0.5 / len(CIRCUIT_ORDER) + (0.5 if c == "unembed" else 0.0) for c in CIRCUIT_ORDER
+}
 MIN_SHARED_ANCHORS = 8
 _CHUNK = 256
 
@@ -82,8 +89,8 @@ def _block_similarity(
                     na = np.stack([normal_form(a[i].sketches[circuit], keep_a) for i in chunk]).astype(np.float32)
                     corr = np.einsum("ild,jkd->ijlk", na, nb, optimize=True).astype(np.float64)
                     sim = align_layers(corr) if circuit in LAYER_CIRCUITS else corr[..., 0, 0]
-                    total[np.ix_(chunk, jb)] += sim
-    return total / len(CIRCUIT_ORDER)
+                    total[np.ix_(chunk, jb)] += CIRCUIT_WEIGHTS[circuit] * sim
+    return total
 
 
 def sketch_similarity_matrix(a: Sequence[Fingerprint], b: Sequence[Fingerprint]) -> np.ndarray:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 LAYER_CIRCUITS: tuple[str, ...] = ("qk", "vo", "ffn")
-MODEL_CIRCUITS: tuple[str, ...] = ("embed", "head")
+MODEL_CIRCUITS: tuple[str, ...] = ("embed", "head", "unembed")
 
 
 def stack_layers(per_layer: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
@@ -31,10 +31,16 @@ def normal_form(sketch: np.ndarray, keep: np.ndarray | None = None) -> np.ndarra
     s = np.asarray(sketch, dtype=np.float64)
     if keep is not None:
         s = s[:, keep][:, :, keep]
-    # The diagonal (a token with itself) is alike in every model, trained or not: it would make unrelated
-    # models look correlated, so only the token-pair entries are compared.
-    off = ~np.eye(s.shape[1], dtype=bool)
-    flat = s[:, off]
-    flat = flat - flat.mean(axis=1, keepdims=True)
+    # The diagonal (a token with itself) is alike in every model, trained or not, and row and column
+    # means are per-token effects (frequency, norm) that every tokenizer orders alike: kept, they make
+    # unrelated models look correlated. Only the token-pair interactions are compared: the off-diagonal
+    # entries, double-centred (row and column means removed).
+    p = s.shape[1]
+    off = ~np.eye(p, dtype=bool)
+    s = np.where(off, s, 0.0)
+    row = s.sum(axis=2, keepdims=True) / max(p - 1, 1)
+    col = s.sum(axis=1, keepdims=True) / max(p - 1, 1)
+    total = s.sum(axis=(1, 2), keepdims=True) / max(p * (p - 1), 1)
+    flat = (s - row - col + total)[:, off]
     norms = np.linalg.norm(flat, axis=1, keepdims=True)
     return np.divide(flat, norms, out=np.zeros_like(flat), where=norms > 0)

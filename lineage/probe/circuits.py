@@ -80,6 +80,17 @@ class CircuitProbe:
         p = self.probes
         return p @ p.T / p.shape[1]
 
+    def unembed_sketch(self, final_gain: torch.Tensor | None, head_rows: torch.Tensor) -> torch.Tensor:
+        """[P, P] cosine Gram of the anchor tokens' output embeddings, final norm gain applied.
+
+        The output embedding is what a family's tokenizer and data shape most directly (every training step
+        moves it), so it is the part of the fingerprint that sizes of one family share; applying the gain
+        makes it the same whether or not a thief folded the gain into the head.
+        """
+        h = head_rows if final_gain is None else head_rows * (final_gain + self.spec.gain_offset)
+        h = h / h.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        return h @ h.T
+
     def head_sketch(self, final_gain: torch.Tensor | None, head_rows: torch.Tensor) -> torch.Tensor:
         """[P, P] logits of the anchor tokens for the (normalised) anchor embeddings."""
         return self._norm(self.probes, final_gain, None) @ head_rows.T / math.sqrt(self.probes.shape[1])

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 UMAP_MIN_MODELS = 100
-_MAX_TICK_LABELS = 60
+_MAX_TICK_LABELS = 100
 
 
 def classical_mds(matrix: np.ndarray, dims: int = 2) -> np.ndarray:

@@ -55,12 +55,14 @@ def summarize(
     ref_names, ref_families, ref_bases = set(reference_names), set(reference_families), set(reference_bases)
     scored = []
     for row in rows:
+        reference = row["model"] in ref_names
         fam = expected_family(row, ref_families)
-        base = row.get("true_base") if fam != UNKNOWN and row.get("true_base") in ref_bases else None
+        true_base = row.get("true_base") or (row["model"] if reference else None)  # a base is its own base
+        base = true_base if fam != UNKNOWN and true_base in ref_bases else None
         scored.append(
             {
                 "row": row,
-                "reference": row["model"] in ref_names,
+                "reference": reference,
                 "expected": fam,
                 "expected_base": base,
                 "family_ok": row.get("error") is None and row.get("family") == fam,

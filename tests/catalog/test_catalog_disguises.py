@@ -36,11 +36,12 @@ def _parent(arch: str, tied: bool) -> torch.nn.Module:
     return tiny_model(arch, tied=tied)
 
 
-@pytest.mark.parametrize(("arch", "tied"), VARIANTS)
-@pytest.mark.parametrize("name", sorted(DISGUISES))
+@pytest.mark.parametrize(
+    ("arch", "tied", "name"),
+    # Gemma 3 is not residual-rotated: its post-norms forbid it (the refusal is tested below).
+    [(a, t, n) for a, t in VARIANTS for n in sorted(DISGUISES) if (a, n) != ("gemma3", "rotate_residual")],
+)
 def test_disguise_preserves_logits(arch: str, tied: bool, name: str, real_ids: torch.Tensor) -> None:
-    if name == "rotate_residual" and arch == "gemma3":
-        pytest.skip("Gemma 3's post-norms make residual rotation non-preserving (refusal tested below)")
     parent = _parent(arch, tied)
     child = DISGUISES[name](copy.deepcopy(parent), torch.Generator().manual_seed(7))
     with torch.no_grad():

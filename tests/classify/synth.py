@@ -30,8 +30,11 @@ def sketch_fingerprint(name: str, sketches: dict[str, np.ndarray], feats: dict[s
 
 
 def random_sketches(rng: np.random.Generator) -> dict[str, np.ndarray]:
-    out = {c: rng.normal(size=(1, P, P)).astype(np.float32) for c in ("embed", "head")}
-    out |= {c: rng.normal(size=(LAYERS, P, P)).astype(np.float32) for c in ("qk", "vo", "ffn")}
+    """Independent random sketches for every circuit the similarity compares."""
+    from lineage.features.sketch import LAYER_CIRCUITS, MODEL_CIRCUITS
+
+    out = {c: rng.normal(size=(1, P, P)).astype(np.float32) for c in MODEL_CIRCUITS}
+    out |= {c: rng.normal(size=(LAYERS, P, P)).astype(np.float32) for c in LAYER_CIRCUITS}
     return out
 
 

@@ -107,7 +107,9 @@ def test_paper_threshold_needs_a_method_that_has_one(make_feature_fps):
     with pytest.raises(ClassificationError, match="published threshold"):
         FamilyClassifier(method="lineage", unknown="paper").fit(bases, families).classify(suspects)
     with pytest.raises(ValueError):
-        FamilyClassifier(unknown="sometimes").fit(bases, families).classify(suspects)
+        FamilyClassifier(unknown="sometimes").fit(bases, families)
+    with pytest.raises(ValueError):
+        FamilyClassifier(unknown=-1.0).fit(bases, families)
 
 
 def test_lineage_method_uses_sketches_when_every_model_has_them(make_family_sketches):
