@@ -18,6 +18,14 @@ How the threshold is chosen (the rule the README quotes):
     alpha = 5% (the default); the normal quantile of a robust median/MAD fit let through 12% to 40%.
     A suspect is unknown when its nearest distance exceeds the threshold.
 
+    When the references hold several bases of one family (sizes of Llama, say), they also show how far a
+    *related* model that is not a derivative sits: the distances between references of the same family.
+    If all of them are below every cross-family distance, the two labelled samples are separated, and the
+    threshold is lowered to the boundary of largest margin between them, the geometric midpoint of the
+    largest same-family and the smallest cross-family distance, when that is stricter than the bound
+    above. A family whose data resembles another's then cannot claim a suspect of a third, missing family
+    merely because no two references happen to be that close.
+
     Fewer than three references (at most one unrelated pair) leave no spread to estimate: the threshold
     is then the median cross-family distance, i.e. related only when closer than the references of
     different families are to each other. With references of a single family there are no unrelated
@@ -86,6 +94,32 @@ def null_distances(reference_distances: np.ndarray, families: np.ndarray | list[
     return d[i, j][fam[i] != fam[j]]
 
 
+def related_distances(reference_distances: np.ndarray, families: np.ndarray | list[str]) -> np.ndarray:
+    """The distances between every two references of the same family (each pair once)."""
+    d = np.asarray(reference_distances, dtype=np.float64)
+    d = (d + d.T) / 2
+    fam = np.asarray(families)
+    i, j = np.triu_indices(len(fam), k=1)
+    return d[i, j][fam[i] == fam[j]]
+
+
+def _with_margin(cal: Calibration, related: np.ndarray) -> Calibration:
+    """Lower a calibrated threshold to the largest-margin boundary between related and unrelated pairs."""
+    if not len(related) or not cal.null or not math.isfinite(cal.threshold):
+        return cal
+    hardest_related, closest_unrelated = float(related.max()), float(min(cal.null))
+    if not 0.0 < hardest_related < closest_unrelated:
+        return cal  # no same-family pair, or the two samples overlap: the null bound alone decides
+    boundary = math.sqrt(hardest_related * closest_unrelated)
+    if boundary >= cal.threshold:
+        return cal
+    note = (
+        f"{cal.note}; lowered to {boundary:.4g}, the geometric midpoint of the largest same-family "
+        f"({hardest_related:.4g}) and the smallest cross-family ({closest_unrelated:.4g}) reference distance"
+    )
+    return Calibration(boundary, cal.rule, cal.null, cal.alpha, note)
+
+
 def calibrate_threshold(
     reference_distances: np.ndarray, families: np.ndarray | list[str], alpha: float = DEFAULT_ALPHA
 ) -> Calibration:
@@ -106,6 +140,11 @@ def calibrate_threshold(
     """
     if not 0.0 < alpha < 0.5:
         raise ValueError("alpha must be in (0, 0.5)")
+    bound = _null_bound(reference_distances, families, alpha)
+    return _with_margin(bound, related_distances(reference_distances, families))
+
+
+def _null_bound(reference_distances: np.ndarray, families: np.ndarray | list[str], alpha: float) -> Calibration:
     null = null_distances(reference_distances, families)
     if len(null) == 0:
         return Calibration(

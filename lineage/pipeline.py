@@ -22,9 +22,9 @@ import torch
 
 from lineage import __version__
 from lineage.arch import ResolvedModel, resolve_model
+from lineage.errors import NonFiniteWeightsError
 from lineage.features import tensorguard
 from lineage.features.sketch import stack_layers
-from lineage.errors import NonFiniteWeightsError
 from lineage.fingerprint import Fingerprint, ModelSummary
 from lineage.io import CheckpointReader, open_checkpoint
 from lineage.probe.anchors import anchor_ids
@@ -34,7 +34,10 @@ from lineage.probe.engine import RESPONSE_RANK, NonFiniteResponse, ProbeEngine
 from lineage.probe.perturbations import PERTURBATIONS
 
 Progress = Callable[[int, int], None]
-BLOCK_BYTES = 64 << 20  # one streamed block of a weight matrix, as float32
+BLOCK_BYTES = 64 << 20
+#: Bumped whenever the numbers a fingerprint holds change for the same settings: it is part of the settings,
+#: so fingerprints of different pipelines never compare and cache entries of an older one are not reused.
+PIPELINE_VERSION = 2  # one streamed block of a weight matrix, as float32
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,7 @@ class FingerprintOptions:
     def settings(self) -> dict:
         """What goes into the fingerprint file (everything but the device, which does not change results)."""
         return {
+            "pipeline": PIPELINE_VERSION,
             "seed": self.seed,
             "anchors": self.anchors,
             "tensorguard_tensors": self.tensorguard_tensors,

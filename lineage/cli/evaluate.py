@@ -68,8 +68,10 @@ def loo(
                 typer.echo(f"    {row['model']}: {row['outcome']} ({row['family']}, distance {row['distance']})")
     s = result["summary"]
     typer.echo(
-        f"\nleave-one-base-out ({result['method']}): {s['right_family']}/{s['models']} right family "
-        f"({100 * (s['right_rate'] or 0):.1f}%), {s['wrong_family']} wrong family, {s['unknown']} unknown"
+        f"\nleave-one-base-out ({result['method']}): {s['right_when_family_in_references']}/"
+        f"{s['with_family_in_references']} right family where the family keeps a base in the references "
+        f"({100 * (s['right_rate'] or 0):.1f}%); {s['unknown_when_family_missing']}/{s['without_family_in_references']}"
+        f" unknown where it keeps none; {s['wrong_family']} in a wrong family (of {s['models']} models)"
     )
 
 

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from lineage.errors import ClassificationError
-from lineage.features.sketch import LAYER_CIRCUITS, MODEL_CIRCUITS, normal_form
+from lineage.features.sketch import LAYER_CIRCUITS, MODEL_CIRCUITS, normal_form, normal_forms
 from lineage.fingerprint import Fingerprint
 
 CIRCUIT_ORDER: tuple[str, ...] = (*MODEL_CIRCUITS, *LAYER_CIRCUITS)
@@ -66,28 +66,33 @@ def _shared_positions(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndar
     return ia, ib
 
 
+def _stack(fps: Sequence[Fingerprint], rows: Sequence[int], circuit: str, keep: np.ndarray | None) -> np.ndarray:
+    return normal_forms(np.stack([fps[i].sketches[circuit] for i in rows]), keep)
+
+
 def _block_similarity(
     a: Sequence[Fingerprint], b: Sequence[Fingerprint], keep_a: np.ndarray | None, keep_b: np.ndarray | None
 ) -> np.ndarray:
     """Similarities `[len(a), len(b)]` for fingerprints that all share one anchor layout per side."""
     total = np.zeros((len(a), len(b)))
     for circuit in CIRCUIT_ORDER:
-        rows_a = [i for i, fp in enumerate(a) if circuit in fp.sketches]
-        rows_b = [j for j, fp in enumerate(b) if circuit in fp.sketches]
-        if not rows_a or not rows_b:
-            continue
         by_depth_a, by_depth_b = defaultdict(list), defaultdict(list)
-        for i in rows_a:
-            by_depth_a[a[i].sketches[circuit].shape[0]].append(i)
-        for j in rows_b:
-            by_depth_b[b[j].sketches[circuit].shape[0]].append(j)
+        for i, fp in enumerate(a):
+            if circuit in fp.sketches:
+                by_depth_a[fp.sketches[circuit].shape[0]].append(i)
+        for j, fp in enumerate(b):
+            if circuit in fp.sketches:
+                by_depth_b[fp.sketches[circuit].shape[0]].append(j)
+        normed_b = {lb: _stack(b, jb, circuit, keep_b) for lb, jb in by_depth_b.items()}  # [m, Lb, D] each
         for la, ia in by_depth_a.items():
-            for lb, jb in by_depth_b.items():
-                nb = np.stack([normal_form(b[j].sketches[circuit], keep_b) for j in jb]).astype(np.float32)
-                for start in range(0, len(ia), _CHUNK):
-                    chunk = ia[start : start + _CHUNK]
-                    na = np.stack([normal_form(a[i].sketches[circuit], keep_a) for i in chunk]).astype(np.float32)
-                    corr = np.einsum("ild,jkd->ijlk", na, nb, optimize=True).astype(np.float64)
+            for start in range(0, len(ia), _CHUNK):
+                chunk = ia[start : start + _CHUNK]
+                na = _stack(a, chunk, circuit, keep_a)  # [n, La, D], normalised once per chunk
+                for lb, jb in by_depth_b.items():
+                    nb = normed_b[lb]
+                    # One matrix product for every layer pair of every model pair: [n*La, m*Lb].
+                    corr = (na.reshape(-1, na.shape[-1]) @ nb.reshape(-1, nb.shape[-1]).T).astype(np.float64)
+                    corr = corr.reshape(len(chunk), la, len(jb), lb).transpose(0, 2, 1, 3)
                     sim = align_layers(corr) if circuit in LAYER_CIRCUITS else corr[..., 0, 0]
                     total[np.ix_(chunk, jb)] += CIRCUIT_WEIGHTS[circuit] * sim
     return total

@@ -28,19 +28,24 @@ def normal_form(sketch: np.ndarray, keep: np.ndarray | None = None) -> np.ndarra
     Returns:
         float64 `[L, P'*(P'-1)]`, each row of mean 0 and norm 1 (a zero row stays zero).
     """
-    s = np.asarray(sketch, dtype=np.float64)
+    return normal_forms(np.asarray(sketch)[None], keep)[0].astype(np.float64)
+
+
+def normal_forms(sketches: np.ndarray, keep: np.ndarray | None = None) -> np.ndarray:
+    """`normal_form` of a stack `[N, L, P, P]` of sketches at once (float32 `[N, L, P'*(P'-1)]`)."""
+    s = np.asarray(sketches, dtype=np.float32)
     if keep is not None:
-        s = s[:, keep][:, :, keep]
+        s = s[:, :, keep][:, :, :, keep]
     # The diagonal (a token with itself) is alike in every model, trained or not, and row and column
     # means are per-token effects (frequency, norm) that every tokenizer orders alike: kept, they make
     # unrelated models look correlated. Only the token-pair interactions are compared: the off-diagonal
     # entries, double-centred (row and column means removed).
-    p = s.shape[1]
+    p = s.shape[-1]
     off = ~np.eye(p, dtype=bool)
-    s = np.where(off, s, 0.0)
-    row = s.sum(axis=2, keepdims=True) / max(p - 1, 1)
-    col = s.sum(axis=1, keepdims=True) / max(p - 1, 1)
-    total = s.sum(axis=(1, 2), keepdims=True) / max(p * (p - 1), 1)
-    flat = (s - row - col + total)[:, off]
-    norms = np.linalg.norm(flat, axis=1, keepdims=True)
+    s = np.where(off, s, np.float32(0.0))
+    row = s.sum(axis=-1, keepdims=True) / max(p - 1, 1)
+    col = s.sum(axis=-2, keepdims=True) / max(p - 1, 1)
+    total = s.sum(axis=(-2, -1), keepdims=True) / max(p * (p - 1), 1)
+    flat = (s - row - col + total)[..., off]
+    norms = np.linalg.norm(flat, axis=-1, keepdims=True)
     return np.divide(flat, norms, out=np.zeros_like(flat), where=norms > 0)

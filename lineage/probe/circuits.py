@@ -24,7 +24,6 @@ import torch.nn.functional as F
 from lineage.arch import LayerTensors, ResolvedModel
 
 
-
 class Weights(Protocol):
     """Where circuits get weights from: products with a matrix, and small vectors (gains, biases)."""
 

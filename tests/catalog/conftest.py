@@ -6,6 +6,8 @@ fixture, the ``mini`` catalog, is built once per session.
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -30,7 +32,7 @@ def real_ids() -> torch.Tensor:
     return torch.tensor(ids[: 3 * 48], dtype=torch.long).view(3, 48)
 
 
-def tiny_model(arch: str, *, tied: bool = False, seed: int = 0) -> torch.nn.Module:
+def _tiny_model(arch: str, *, tied: bool = False, seed: int = 0) -> torch.nn.Module:
     """A tiny random model whose norm gains and biases are perturbed away from their init values.
 
     Fresh models have all gains equal (1, or 0 for Gemma's ``1 + w``), which would hide mistakes in
@@ -44,6 +46,19 @@ def tiny_model(arch: str, *, tied: bool = False, seed: int = 0) -> torch.nn.Modu
             if p.ndim == 1:
                 p.add_(0.3 * torch.randn(p.shape, generator=gen))
     return model.eval()
+
+
+@pytest.fixture(scope="session")
+def tiny_model() -> Callable[..., torch.nn.Module]:
+    """Factory ``tiny_model(arch, tied=False)``: a fresh copy of a cached tiny model of that architecture."""
+    cache: dict[tuple[str, bool], torch.nn.Module] = {}
+
+    def make(arch: str, *, tied: bool = False) -> torch.nn.Module:
+        if (arch, tied) not in cache:
+            cache[(arch, tied)] = _tiny_model(arch, tied=tied)
+        return copy.deepcopy(cache[(arch, tied)])
+
+    return make
 
 
 TINY_RECIPE = """

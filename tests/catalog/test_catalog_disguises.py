@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import copy
-import functools
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
 
 from lineage.catalog import disguise, rotate
-from tests.catalog.conftest import tiny_model
 
 TOL = 1e-4
 DISGUISES = {
@@ -31,18 +30,14 @@ VARIANTS = [("llama", True), ("llama", False), ("mistral", False), ("qwen2", Tru
             ("gemma3", True), ("phi3", False)]
 
 
-@functools.cache
-def _parent(arch: str, tied: bool) -> torch.nn.Module:
-    return tiny_model(arch, tied=tied)
-
-
 @pytest.mark.parametrize(
     ("arch", "tied", "name"),
     # Gemma 3 is not residual-rotated: its post-norms forbid it (the refusal is tested below).
     [(a, t, n) for a, t in VARIANTS for n in sorted(DISGUISES) if (a, n) != ("gemma3", "rotate_residual")],
 )
-def test_disguise_preserves_logits(arch: str, tied: bool, name: str, real_ids: torch.Tensor) -> None:
-    parent = _parent(arch, tied)
+def test_disguise_preserves_logits(arch: str, tied: bool, name: str, real_ids: torch.Tensor,
+                                   tiny_model: Callable[..., torch.nn.Module]) -> None:
+    parent = tiny_model(arch, tied=tied)
     child = DISGUISES[name](copy.deepcopy(parent), torch.Generator().manual_seed(7))
     with torch.no_grad():
         want, got = parent(input_ids=real_ids).logits, child(input_ids=real_ids).logits
@@ -50,9 +45,10 @@ def test_disguise_preserves_logits(arch: str, tied: bool, name: str, real_ids: t
     assert _max_weight_change(parent, child) > 0.05
 
 
-def test_mergelock_changes_qk_and_vo_including_biases_and_fused_qkv() -> None:
+def test_mergelock_changes_qk_and_vo_including_biases_and_fused_qkv(
+        tiny_model: Callable[..., torch.nn.Module]) -> None:
     for arch in ("qwen2", "phi3"):
-        parent = _parent(arch, False)
+        parent = tiny_model(arch)
         child = disguise.mergelock(copy.deepcopy(parent), torch.Generator().manual_seed(0))
         changed = {k for k, v in child.state_dict().items() if not torch.equal(v, parent.state_dict()[k])}
         layer = "model.layers.0.self_attn."
@@ -76,12 +72,13 @@ def test_rope_commuting_map_commutes_with_rotate_half_rotations() -> None:
     assert torch.allclose(rope(a @ x), a @ rope(x))
 
 
-def test_rotation_refuses_gemma() -> None:
+def test_rotation_refuses_gemma(tiny_model: Callable[..., torch.nn.Module]) -> None:
     with pytest.raises(ValueError, match="cannot preserve"):
         rotate.rotate_residual(tiny_model("gemma3", tied=True), torch.Generator().manual_seed(0))
 
 
-def test_rotated_tied_model_survives_save_and_load(tmp_path: Path, real_ids: torch.Tensor) -> None:
+def test_rotated_tied_model_survives_save_and_load(tmp_path: Path, real_ids: torch.Tensor,
+                                                   tiny_model: Callable[..., torch.nn.Module]) -> None:
     from lineage.catalog.bpe import train_tokenizer
     from lineage.catalog.save import load_model, save_model
 

@@ -4,12 +4,12 @@ abliteration."""
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 
 import pytest
 import torch
 
 from lineage.catalog import anatomy, operations
-from tests.catalog.conftest import tiny_model
 
 
 @pytest.mark.parametrize("bits", [8, 4])
@@ -26,7 +26,7 @@ def test_groupwise_quantisation_levels_and_error(bits: int) -> None:
         assert (q[:, start : start + 32] - group).abs().max() <= scale.max() / 2 + 1e-6  # round to nearest
 
 
-def test_quantize_touches_projections_not_embeddings() -> None:
+def test_quantize_touches_projections_not_embeddings(tiny_model: Callable[..., torch.nn.Module]) -> None:
     model = tiny_model("llama")
     before = copy.deepcopy(model.state_dict())
     operations.quantize(model, bits=4)
@@ -35,13 +35,13 @@ def test_quantize_touches_projections_not_embeddings() -> None:
     assert not torch.equal(before["model.layers.0.mlp.up_proj.weight"], after["model.layers.0.mlp.up_proj.weight"])
 
 
-def test_magnitude_pruning_zeroes_the_smallest_30_percent() -> None:
+def test_magnitude_pruning_zeroes_the_smallest_30_percent(tiny_model: Callable[..., torch.nn.Module]) -> None:
     model = operations.prune_magnitude(tiny_model("phi3"), sparsity=0.3)
     w = model.model.layers[0].mlp.gate_up_proj.weight
     assert (w == 0).float().mean().item() == pytest.approx(0.3, abs=0.01)
 
 
-def test_layer_removal_renumbers_layers(real_ids: torch.Tensor) -> None:
+def test_layer_removal_renumbers_layers(real_ids: torch.Tensor, tiny_model: Callable[..., torch.nn.Module]) -> None:
     model = tiny_model("gemma3", tied=True)
     model.config.num_hidden_layers = 2
     smaller = operations.remove_layer(model, 0)
@@ -51,7 +51,7 @@ def test_layer_removal_renumbers_layers(real_ids: torch.Tensor) -> None:
     assert smaller(input_ids=real_ids).logits.shape[-1] == 512
 
 
-def test_vocabulary_extension_grows_embedding_and_tokenizer() -> None:
+def test_vocabulary_extension_grows_embedding_and_tokenizer(tiny_model: Callable[..., torch.nn.Module]) -> None:
     from lineage.catalog.bpe import encode, train_tokenizer
 
     tok = train_tokenizer("def function(argument):\n    return argument\n" * 300, vocab_size=300, kind="byte_level")
@@ -62,7 +62,8 @@ def test_vocabulary_extension_grows_embedding_and_tokenizer() -> None:
     assert encode(tok, " zzyzx_token") == [512]
 
 
-def test_abliteration_removes_the_direction_from_every_residual_write() -> None:
+def test_abliteration_removes_the_direction_from_every_residual_write(
+        tiny_model: Callable[..., torch.nn.Module]) -> None:
     model = tiny_model("qwen2")
     r = torch.randn(64, generator=torch.Generator().manual_seed(0))
     operations.abliterate(model, r)
