@@ -43,7 +43,8 @@ def row_for(entry: Entry, model_dir: Path, manifest_path: Path) -> ManifestRow:
         name=entry.name,
         path=rel,
         family=OUTSIDER_FAMILY if outsider else entry.family,
-        base="" if entry.role != "derivative" else entry.base,
+        # A base is its own base (as in the published TensorGuard manifest); outsiders have none.
+        base={"derivative": entry.base, "base": entry.name}.get(entry.role, ""),
         role=entry.role,
         derivation=entry.derivation,
         parents=";".join(entry.parents),

@@ -180,9 +180,12 @@ class CheckpointReader:
         if not info.shape:
             yield 0, self.tensor(name, dtype=dtype, check_finite=check_finite)
             return
+        # One read buffer serves every block when the blocks are converted (a fresh buffer per block would
+        # pay page faults on every first touch); without a conversion the block is the buffer itself.
+        scratch = torch.empty(0, dtype=torch.uint8) if source != dtype else None
         for start in range(0, rows, step):
             stop = min(rows, start + step)
-            block = _pread_tensor(path, info, source, (start, stop)).to(dtype)
+            block = _pread_tensor(path, info, source, (start, stop), scratch).to(dtype)
             if check_finite:
                 _check_finite(path, info, block)
             yield start, block
@@ -342,12 +345,16 @@ def _torch_dtype(path: Path, info: TensorInfo) -> torch.dtype:
 
 
 def _pread_tensor(
-    path: Path, info: TensorInfo, dtype: torch.dtype, rows: tuple[int, int] | None = None
+    path: Path,
+    info: TensorInfo,
+    dtype: torch.dtype,
+    rows: tuple[int, int] | None = None,
+    scratch: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Read one tensor's bytes (or a block of its rows) with positioned reads.
 
-    The offsets were validated by `read_header`. The buffer is an uninitialised torch tensor, filled in
-    place: no zero-fill, no extra copy.
+    The offsets were validated by `read_header`. The buffer is an uninitialised torch tensor (or the caller's
+    reusable `scratch`, grown as needed), filled in place: no zero-fill, no extra copy.
     """
     shape = tuple(info.shape)
     start, stop = info.start, info.end
@@ -355,7 +362,12 @@ def _pread_tensor(
         row_bytes = (info.end - info.start) // max(shape[0], 1)
         start, stop = info.start + rows[0] * row_bytes, info.start + rows[1] * row_bytes
         shape = (rows[1] - rows[0], *shape[1:])
-    buffer = torch.empty(stop - start, dtype=torch.uint8)
+    if scratch is not None:
+        if scratch.numel() < stop - start:
+            scratch.resize_(stop - start)
+        buffer = scratch[: stop - start]
+    else:
+        buffer = torch.empty(stop - start, dtype=torch.uint8)
     if stop == start:
         return torch.empty(shape, dtype=dtype)
     view = memoryview(buffer.numpy())

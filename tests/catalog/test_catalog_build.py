@@ -98,7 +98,7 @@ def test_mini_catalog_manifest(mini_catalog: Path) -> None:
         assert (folder / "config.json").is_file() and (folder / "tokenizer.json").is_file()
         assert r["role"] in ("base", "derivative", "outsider")
         if r["role"] == "base":
-            assert r["base"] == "" and r["parents"] == "" and r["derivation"] == "base"
+            assert r["base"] == r["name"] and r["parents"] == "" and r["derivation"] == "base"
         elif r["role"] == "outsider":
             assert r["family"] == "unknown" and r["base"] == "" and r["derivation"] == "outsider"
         else:
