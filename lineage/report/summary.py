@@ -156,4 +156,12 @@ def summary_text(summary: dict) -> str:
         f"outsiders flagged: {summary['outsiders']['flagged']}/{summary['outsiders']['total']}, "
         f"false unknowns: {summary['false_unknowns']['count']}",
     ]
+    groups = summary.get("by_derivation") or {}
+    if groups:
+        # One row per derivation kind, so a weakness (a disguise, a merge method) shows as a row.
+        width = max(len(str(k)) for k in groups)
+        lines.append("")
+        lines.append(f"{'derivation':<{width}}  {'family':>14}  {'base':>14}")
+        for kind, scores in sorted(groups.items(), key=lambda kv: str(kv[0])):
+            lines.append(f"{str(kind):<{width}}  {acc(scores.get('family')):>14}  {acc(scores.get('base')):>14}")
     return "\n".join(lines)
