@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from lineage.cache import error_text
 from lineage.errors import LineageError
 from lineage.fingerprint import Fingerprint, fingerprint_path, save_fingerprint
 from lineage.io import discover_models
@@ -69,8 +70,8 @@ def fingerprint_paths(
             try:
                 fp = fingerprint_model(model, options)
                 file = save_fingerprint(fp, fingerprint_path(out_dir, fp.name))
-            except LineageError as exc:
-                problem = str(exc)
+            except Exception as exc:  # noqa: BLE001 - one bad model must never abort a batch
+                fp, problem = None, error_text(exc)
         outcome = FingerprintOutcome(model, model.name, fp, file, time.perf_counter() - start, problem)
         outcomes.append(outcome)
         if on_model:

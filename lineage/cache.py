@@ -199,15 +199,15 @@ def gather_fingerprints(
             fp, how = obtain_fingerprint(path, options, cache, name=name)
             outcome = ModelOutcome(fp.name, Path(path), fp, how, None, time.perf_counter() - t0, key)
         except Exception as exc:  # noqa: BLE001 - one bad model must never abort a scan of thousands
-            outcome = ModelOutcome(label, Path(path), None, None, _error_text(exc), time.perf_counter() - t0, key)
+            outcome = ModelOutcome(label, Path(path), None, None, error_text(exc), time.perf_counter() - t0, key)
         outcomes.append(outcome)
         if progress is not None:
             progress(done, len(items), label)
     return outcomes
 
 
-def _error_text(exc: Exception) -> str:
+def error_text(exc: Exception) -> str:
+    """One line for a model that failed: ours as they are, anything else with its type (the clue to a bug)."""
     if isinstance(exc, LineageError):
         return str(exc)
-    # Not one of ours (a bug, or a library failing on a corrupt file): keep the type, it is the clue.
-    return f"{type(exc).__name__}: {exc}"
+    return f"{type(exc).__name__}: {exc}".splitlines()[0]

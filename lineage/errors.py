@@ -13,8 +13,8 @@ class LineageError(Exception):
     """Base class of every error the library raises on purpose."""
 
 
-class CheckpointError(LineageError):
-    """A model folder or one of its files cannot be used (corrupt, truncated, unsafe, missing...).
+class FileError(LineageError):
+    """An error about one file: the message is `<path>: <problem>`.
 
     Args:
         path: the file (or folder) at fault.
@@ -25,6 +25,10 @@ class CheckpointError(LineageError):
         self.path = Path(path)
         self.problem = problem
         super().__init__(f"{self.path}: {problem}")
+
+
+class CheckpointError(FileError):
+    """A model folder or one of its files cannot be used (corrupt, truncated, unsafe, missing...)."""
 
 
 class UnsafeCheckpointError(CheckpointError):
@@ -39,13 +43,8 @@ class UnsupportedArchitectureError(LineageError):
     """The tensors do not match any architecture lineage knows how to probe."""
 
 
-class FingerprintFormatError(LineageError):
+class FingerprintFormatError(FileError):
     """A fingerprint file is unreadable, of another schema version, or not a fingerprint."""
-
-    def __init__(self, path: str | Path, problem: str) -> None:
-        self.path = Path(path)
-        self.problem = problem
-        super().__init__(f"{self.path}: {problem}")
 
 
 class ManifestError(LineageError):

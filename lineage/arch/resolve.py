@@ -10,10 +10,11 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 from lineage.arch.spec import ARCHITECTURES, ArchSpec
-from lineage.errors import UnsupportedArchitectureError
+from lineage.errors import CheckpointError, UnsupportedArchitectureError
 
 _LAYER_RE = re.compile(r"^(?P<prefix>.*?)layers\.(?P<index>\d+)\.(?P<rest>.+)$")
 
@@ -150,6 +151,8 @@ def _build(reader, spec, prefix, embed, layers, names) -> ResolvedModel:  # noqa
     first = resolved_layers[0]
     num_heads, num_kv, head_dim = _attention_geometry(reader, spec, cfg, first, hidden)
     eps = cfg.get("rms_norm_eps", cfg.get("layer_norm_eps", 1e-6))
+    for layer in resolved_layers:
+        _check_shapes(reader, layer, hidden, num_heads * head_dim, num_kv * head_dim)
     return ResolvedModel(
         spec=spec,
         prefix=prefix,
@@ -194,3 +197,32 @@ def _attention_geometry(reader, spec: ArchSpec, cfg: dict, layer: LayerTensors, 
     if num_heads % num_kv:
         return 1, 1, min(q_rows, kv_rows)
     return num_heads, num_kv, head_dim
+
+
+def _check_shapes(reader, layer: LayerTensors, hidden: int, q_rows: int, kv_rows: int) -> None:  # noqa: ANN001
+    """Every tensor of a layer must fit the model's widths: a wrong shape is named with its file, never left
+    to fail deep inside a matrix product."""
+    ffn = None
+    for role in ("gate", "up", "gate_up"):
+        if layer[role]:
+            rows = int(reader.info(layer[role]).shape[0])
+            ffn = rows // 2 if role == "gate_up" else rows
+            break
+    expected = {
+        "q": (q_rows, hidden), "k": (kv_rows, hidden), "v": (kv_rows, hidden),
+        "qkv": (q_rows + 2 * kv_rows, hidden), "qkv_interleaved": (q_rows + 2 * kv_rows, hidden),
+        "o": (hidden, q_rows), "gate": (ffn, hidden), "up": (ffn, hidden), "gate_up": (2 * (ffn or 0), hidden),
+        "down": (hidden, ffn), "attn_norm": (hidden,), "ffn_norm": (hidden,),
+        "attn_post_norm": (hidden,), "ffn_post_norm": (hidden,),
+    }  # fmt: skip
+    for role, shape in expected.items():
+        name = layer[role]
+        if name is None:
+            continue
+        info = reader.info(name)
+        if tuple(int(x) for x in info.shape) != shape:
+            raise CheckpointError(
+                getattr(reader, "folder", Path(".")) / info.file,
+                f"tensor '{name}' has shape {list(info.shape)}, expected {list(shape)} for hidden size {hidden}: "
+                "the checkpoint is corrupt or mixes two models",
+            )

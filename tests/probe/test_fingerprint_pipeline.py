@@ -106,3 +106,30 @@ def test_cpu_and_cuda_agree(tiny_llama, hf_models):
             np.testing.assert_allclose(gpu.sketches[k], cpu.sketches[k], rtol=1e-4, atol=1e-4 * scale)
         for k in cpu.tensorguard:
             assert gpu.tensorguard[k] == pytest.approx(cpu.tensorguard[k], rel=1e-4, abs=1e-9)
+
+
+def test_wrong_shapes_are_named_with_their_file(tmp_path):
+    from tests.probe.conftest import LLAMA_CONFIG, tiny_llama_tensors, write_checkpoint
+
+    from lineage.errors import CheckpointError
+
+    tensors = tiny_llama_tensors(0)
+    tensors["model.layers.1.self_attn.k_proj.weight"] = torch.zeros(12, 32)  # GQA wants 16 rows
+    folder = write_checkpoint(tmp_path / "bad-shape", tensors, LLAMA_CONFIG)
+    with pytest.raises(CheckpointError) as info:
+        fingerprint_model(folder, CPU)
+    message = str(info.value)
+    assert "model.safetensors" in message and "k_proj" in message and "shape [12, 32]" in message
+    assert "\n" not in message
+
+
+def test_nan_weights_are_refused_with_the_tensor_name(tmp_path):
+    from tests.probe.conftest import LLAMA_CONFIG, tiny_llama_tensors, write_checkpoint
+
+    from lineage.errors import NonFiniteWeightsError
+
+    tensors = tiny_llama_tensors(0)
+    tensors["model.layers.0.mlp.up_proj.weight"][3, 5] = float("nan")
+    folder = write_checkpoint(tmp_path / "nan", tensors, LLAMA_CONFIG, shards=2)
+    with pytest.raises(NonFiniteWeightsError, match=r"safetensors: tensor 'model.layers.0.mlp.up_proj.weight'"):
+        fingerprint_model(folder, CPU)
