@@ -109,9 +109,8 @@ def test_cpu_and_cuda_agree(tiny_llama, hf_models):
 
 
 def test_wrong_shapes_are_named_with_their_file(tmp_path):
-    from tests.probe.conftest import LLAMA_CONFIG, tiny_llama_tensors, write_checkpoint
-
     from lineage.errors import CheckpointError
+    from tests.probe.conftest import LLAMA_CONFIG, tiny_llama_tensors, write_checkpoint
 
     tensors = tiny_llama_tensors(0)
     tensors["model.layers.1.self_attn.k_proj.weight"] = torch.zeros(12, 32)  # GQA wants 16 rows
@@ -124,9 +123,8 @@ def test_wrong_shapes_are_named_with_their_file(tmp_path):
 
 
 def test_nan_weights_are_refused_with_the_tensor_name(tmp_path):
-    from tests.probe.conftest import LLAMA_CONFIG, tiny_llama_tensors, write_checkpoint
-
     from lineage.errors import NonFiniteWeightsError
+    from tests.probe.conftest import LLAMA_CONFIG, tiny_llama_tensors, write_checkpoint
 
     tensors = tiny_llama_tensors(0)
     tensors["model.layers.0.mlp.up_proj.weight"][3, 5] = float("nan")
