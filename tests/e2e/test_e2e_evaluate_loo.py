@@ -1,0 +1,63 @@
+"""`lineage evaluate loo` end to end on the mini catalog.
+
+The mini catalog holds one base per family (llama-8b, mistral-7b), so every fold leaves its family with no
+base among the references: "unknown" is the only acceptable answer, a family is always a wrong one.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from lineage.cli.app import app
+from tests.e2e.conftest import cli_runner
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def loo(e2e_mini_scans, e2e_mini_manifest: Path, e2e_mini_cache: Path) -> dict:
+    runner = cli_runner(e2e_mini_cache)
+    args = ["evaluate", "loo", str(e2e_mini_manifest), "--cache", str(e2e_mini_cache), "--json", "--quiet"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def test_loo_has_one_fold_per_base_with_its_whole_lineage(loo):
+    assert loo["method"] == "lineage"
+    folds = {f["left_out"]: f for f in loo["folds"]}
+    assert sorted(folds) == ["llama-8b", "mistral-7b"]
+    llama = {row["model"] for row in folds["llama-8b"]["rows"]}
+    assert llama == {"llama-8b", "llama-8b-ft-email", "llama-8b-ft-asyncio", "llama-8b-merge-ta", "llama-8b-mergelock"}
+    assert [row["model"] for row in folds["mistral-7b"]["rows"]] == ["mistral-7b"]
+    for fold in folds.values():
+        assert fold["family_in_references"] is False
+        assert fold["models"] == len(fold["rows"]) == fold["right"] + fold["wrong"] + fold["unknown"]
+    s = loo["summary"]
+    assert s["models"] == s["without_family_in_references"] == 6 and s["with_family_in_references"] == 0
+    assert s["right_rate"] is None
+
+
+def test_loo_table_output_runs(e2e_mini_scans, e2e_mini_manifest, e2e_mini_cache):
+    runner = cli_runner(e2e_mini_cache)
+    result = runner.invoke(app, ["evaluate", "loo", str(e2e_mini_manifest), "--cache", str(e2e_mini_cache), "-q"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[0].split()[:2] == ["left", "out"]
+    assert "leave-one-base-out (lineage)" in result.stdout and "of 6 models" in result.stdout
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="library bug: a fold that keeps references of one family only cannot call anything unknown "
+    "(calibrate.py: no cross-family pair, threshold inf), so every left-out model lands in the remaining "
+    "family; see the e2e report",
+)
+def test_loo_puts_no_model_in_a_wrong_family(loo):
+    wrong = [(f["left_out"], row["model"], row["family"]) for f in loo["folds"] for row in f["rows"]
+             if row["outcome"] == "wrong"]  # fmt: skip
+    assert wrong == []
+    assert loo["summary"]["wrong_family"] == 0
+    assert loo["summary"]["unknown_when_family_missing"] == loo["summary"]["without_family_in_references"] == 6
