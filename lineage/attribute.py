@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -37,16 +37,21 @@ class AttributionOptions:
     Attributes:
         min_weight: candidates below this weight are not reported as parents.
         max_parents: at most this many parents are reported (largest weights first).
+        max_residual: no parents are reported when the best fit leaves more than this share of the task
+            vector's norm unexplained (0.95: the candidates explain under 10% of its energy).
     """
 
     min_weight: float = 0.05
     max_parents: int = 8
+    max_residual: float = 0.95
 
     def __post_init__(self) -> None:
         if not 0 <= self.min_weight < 1:
             raise ValueError("min_weight must be in [0, 1)")
         if self.max_parents < 1:
             raise ValueError("max_parents must be >= 1")
+        if not 0 < self.max_residual <= 1:
+            raise ValueError("max_residual must be in (0, 1]")
 
 
 @dataclass(frozen=True)
@@ -100,6 +105,7 @@ def attribute(
     candidates: Sequence[Fingerprint],
     bases: Sequence[str],
     options: AttributionOptions | None = None,
+    base: str | None = None,
 ) -> Attribution:
     """Name the parents of a merged suspect and estimate their weights.
 
@@ -108,6 +114,9 @@ def attribute(
         candidates: known models (the suspect itself is skipped by name).
         bases: names of the candidates that are base models.
         options: thresholds.
+        base: the suspect's base as classification found it (`lineage.classify`); when given, only that
+            base is used, and an empty string means the suspect belongs to no known family (no parents).
+            When None, the base nearest in response space is taken.
 
     Returns:
         The attribution; `parents` is empty when no candidate shares the suspect's basis.
@@ -121,13 +130,17 @@ def attribute(
     sig = _signature(suspect)
     pool = [c for c in candidates if c.name != suspect.name and c.responses and _signature(c) == sig]
     keys = sorted(suspect.responses)
-    base_pool = [c for c in pool if c.name in set(bases)]
+    base_pool = [c for c in pool if c.name in set(bases) and (base is None or c.name == base)]
     if not base_pool:
         return Attribution(suspect.name, None, (), 1.0, ())
     target = _flat(suspect, keys)
     base = min(base_pool, key=lambda c: np.linalg.norm(_flat(c, keys) - target))
     others = [c for c in pool if c.name not in set(bases)]
     t = target - _flat(base, keys)
+    if np.linalg.norm(t) > np.linalg.norm(_flat(base, keys)):
+        # A "task vector" larger than the base's own weights is no fine-tune of it: unrelated models
+        # (independent weights) sit about sqrt(2) times the norm apart.
+        return Attribution(suspect.name, None, (), 1.0, ())
     if not others or not np.any(t):
         return Attribution(suspect.name, base.name, (), 0.0 if not np.any(t) else 1.0, ())
     matrix = np.stack([_flat(c, keys) - _flat(base, keys) for c in others], axis=1)
@@ -136,6 +149,8 @@ def attribute(
     weights, _ = nnls(matrix / scale, t, maxiter=50 * matrix.shape[1])
     weights = weights / scale
     residual = float(np.linalg.norm(t - matrix @ weights) / np.linalg.norm(t))
+    if residual > options.max_residual:
+        return Attribution(suspect.name, base.name, (), residual, ())  # the candidates explain (almost) nothing
     order = [i for i in np.argsort(-weights) if weights[i] >= options.min_weight][: options.max_parents]
     parents = tuple(ParentWeight(others[i].name, float(weights[i])) for i in order)
     layers = _layer_evidence(suspect, base, [others[i] for i in order], keys)
@@ -199,7 +214,6 @@ def attribute_paths(
         known.append(fp)
         if on_fingerprint:
             on_fingerprint()
-    bases = [r.name for r in manifest.references]
     results = []
     for path in suspects:
         folders = [Path(path)] if is_fingerprint_file(path) else discover_models(path)
@@ -207,5 +221,28 @@ def attribute_paths(
             fp, _ = obtain_fingerprint(folder, options, cache)
             if on_fingerprint:
                 on_fingerprint()
-            results.append(attribute(fp, known, bases, attribution))
+            results.append(attribute_with_base(fp, known, manifest, attribution))
     return results
+
+
+def attribute_with_base(
+    suspect: Fingerprint, known: Sequence[Fingerprint], manifest, attribution: AttributionOptions | None = None  # noqa: ANN001
+) -> Attribution:
+    """`attribute` with the suspect's base found by classification against the manifest's bases (the
+    suspect itself left out of them), so a model of no known family gets no base and no parents."""
+    from lineage.classify import FamilyClassifier
+
+    refs = [(r, fp) for r, fp in zip(manifest.rows, known) if r in manifest.references and r.name != suspect.name]
+    if not refs:
+        return Attribution(suspect.name, None, (), 1.0, ())
+    verdict = (
+        FamilyClassifier()
+        .fit([fp for _, fp in refs], [r.family for r, _ in refs], [r.name for r, _ in refs])
+        .classify([suspect])
+        .results[0]
+    )
+    base = verdict.base if verdict.family != "unknown" and verdict.base else ""
+    result = attribute(suspect, known, [r.name for r, _ in refs], attribution, base=base)
+    # A disguised copy (rotated, MergeLocked) has its base's function in another weight basis: no merge
+    # parents in weight space, but its base is still the one classification found.
+    return result if result.base or not base else replace(result, base=base)

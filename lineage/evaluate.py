@@ -12,9 +12,10 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 
-from lineage.attribute import AttributionOptions, attribute
+from lineage.attribute import AttributionOptions, attribute_with_base
 from lineage.cache import gather_fingerprints
 from lineage.errors import ClassificationError
 from lineage.manifest import Manifest, read_manifest
@@ -116,12 +117,11 @@ def merge_attribution(
     options = options or ScanOptions()
     manifest = manifest if isinstance(manifest, Manifest) else read_manifest(manifest)
     fps = _fingerprints(manifest, options, progress)
-    bases = [r.name for r in manifest.references]
     merges = [r for r in manifest.rows if len(r.parents) >= 2 and r.name in fps]
     out, hits, weight_errors = [], 0, []
     for row in merges:
-        candidates = [fp for name, fp in fps.items() if name != row.name]
-        result = attribute(fps[row.name], candidates, bases, AttributionOptions())
+        known = replace(manifest, rows=tuple(r for r in manifest.rows if r.name in fps))  # fingerprinted rows only
+        result = attribute_with_base(fps[row.name], [fps[r.name] for r in known.rows], known, AttributionOptions())
         found = [p.name for p in result.parents]
         top = set(found[: len(row.parents)])
         ok = top == set(row.parents)
