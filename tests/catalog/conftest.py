@@ -17,7 +17,7 @@ pytest.importorskip("peft")
 
 import torch  # noqa: E402
 
-from lineage.catalog.architectures import Shape, make_model  # noqa: E402
+from tests.checkpoints import tiny_hf_model  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -32,20 +32,7 @@ def real_ids() -> torch.Tensor:
     return torch.tensor(ids[: 3 * 48], dtype=torch.long).view(3, 48)
 
 
-def _tiny_model(arch: str, *, tied: bool = False, seed: int = 0) -> torch.nn.Module:
-    """A tiny random model whose norm gains and biases are perturbed away from their init values.
-
-    Fresh models have all gains equal (1, or 0 for Gemma's ``1 + w``), which would hide mistakes in
-    folding or rescaling them; real checkpoints never look like that.
-    """
-    shape = Shape(arch, hidden=64, layers=2, heads=4, kv_heads=2, intermediate=96, vocab=512, tied=tied)
-    model = make_model(shape, bos=0, eos=1, pad=2, seed=seed)
-    gen = torch.Generator().manual_seed(seed + 1)
-    with torch.no_grad():
-        for _, p in model.named_parameters():
-            if p.ndim == 1:
-                p.add_(0.3 * torch.randn(p.shape, generator=gen))
-    return model.eval()
+_tiny_model = tiny_hf_model
 
 
 @pytest.fixture(scope="session")

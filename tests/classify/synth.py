@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from lineage.fingerprint import TENSORGUARD_FEATURES, Fingerprint
+from tests.checkpoints import tiny_llama_tensors, write_checkpoint
 
 P, LAYERS = 16, 2
 
@@ -56,55 +57,11 @@ def write_manifest(
     return path
 
 
-TINY_LLAMA_CONFIG = {
-    "model_type": "llama",
-    "architectures": ["LlamaForCausalLM"],
-    "hidden_size": 32,
-    "intermediate_size": 64,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 4,
-    "num_key_value_heads": 2,
-    "head_dim": 8,
-    "vocab_size": 128,
-    "rms_norm_eps": 1e-6,
-    "tie_word_embeddings": True,
-}
-
-
 def tiny_llama(seed: int, parent: dict | None = None, noise: float = 0.01) -> dict:
-    """A tiny Llama state dict (numpy float32): random from `seed`, or `parent` plus a little noise."""
-    rng = np.random.default_rng(seed)
-    if parent is not None:
-        return {k: (v + noise * rng.standard_normal(v.shape)).astype(np.float32) for k, v in parent.items()}
-    c = TINY_LLAMA_CONFIG
-    d, f, hd = c["hidden_size"], c["intermediate_size"], c["head_dim"]
-    q, kv = c["num_attention_heads"] * hd, c["num_key_value_heads"] * hd
-
-    def rnd(*shape: int) -> np.ndarray:
-        return (0.1 * rng.standard_normal(shape)).astype(np.float32)
-
-    out = {"model.embed_tokens.weight": rnd(c["vocab_size"], d), "model.norm.weight": 1 + rnd(d)}
-    for i in range(c["num_hidden_layers"]):
-        p = f"model.layers.{i}."
-        out |= {
-            p + "input_layernorm.weight": 1 + rnd(d),
-            p + "post_attention_layernorm.weight": 1 + rnd(d),
-            p + "self_attn.q_proj.weight": rnd(q, d),
-            p + "self_attn.k_proj.weight": rnd(kv, d),
-            p + "self_attn.v_proj.weight": rnd(kv, d),
-            p + "self_attn.o_proj.weight": rnd(d, q),
-            p + "mlp.gate_proj.weight": rnd(f, d),
-            p + "mlp.up_proj.weight": rnd(f, d),
-            p + "mlp.down_proj.weight": rnd(d, f),
-        }
-    return out
+    """A tiny Llama state dict: random from `seed`, or `parent` plus a little noise (see tests.checkpoints)."""
+    return tiny_llama_tensors(seed, parent, noise)
 
 
 def write_tiny_model(folder: Path, tensors: dict) -> Path:
     """A Hugging Face style folder: config.json and model.safetensors."""
-    from safetensors.numpy import save_file
-
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "config.json").write_text(json.dumps(TINY_LLAMA_CONFIG))
-    save_file(tensors, str(folder / "model.safetensors"))
-    return folder
+    return write_checkpoint(folder, tensors)

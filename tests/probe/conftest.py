@@ -7,70 +7,16 @@ The transformers-built models cover the real layouts of the five families and th
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import save_file
 
-LLAMA_CONFIG = {
-    "model_type": "llama",
-    "hidden_size": 32,
-    "intermediate_size": 64,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 4,
-    "num_key_value_heads": 2,
-    "head_dim": 8,
-    "vocab_size": 128,
-    "rms_norm_eps": 1e-6,
-    "tie_word_embeddings": True,
-}
+from tests.checkpoints import TINY_LLAMA_CONFIG, tiny_llama_tensors, write_checkpoint
 
+__all__ = ["LLAMA_CONFIG", "tiny_llama_tensors", "write_checkpoint"]
 
-def tiny_llama_tensors(seed: int = 0) -> dict[str, torch.Tensor]:
-    """A tiny Llama state dict (hidden 32, 2 layers, GQA 4/2, tied embeddings) from a seeded generator."""
-    g = torch.Generator().manual_seed(seed)
-    c = LLAMA_CONFIG
-    d, f, hd = c["hidden_size"], c["intermediate_size"], c["head_dim"]
-    q, kv = c["num_attention_heads"] * hd, c["num_key_value_heads"] * hd
-
-    def rnd(*shape: int) -> torch.Tensor:
-        return torch.randn(*shape, generator=g) * 0.1
-
-    out = {"model.embed_tokens.weight": rnd(c["vocab_size"], d), "model.norm.weight": 1 + rnd(d)}
-    for i in range(c["num_hidden_layers"]):
-        p = f"model.layers.{i}."
-        out |= {
-            p + "input_layernorm.weight": 1 + rnd(d),
-            p + "post_attention_layernorm.weight": 1 + rnd(d),
-            p + "self_attn.q_proj.weight": rnd(q, d),
-            p + "self_attn.k_proj.weight": rnd(kv, d),
-            p + "self_attn.v_proj.weight": rnd(kv, d),
-            p + "self_attn.o_proj.weight": rnd(d, q),
-            p + "mlp.gate_proj.weight": rnd(f, d),
-            p + "mlp.up_proj.weight": rnd(f, d),
-            p + "mlp.down_proj.weight": rnd(d, f),
-        }
-    return out
-
-
-def write_checkpoint(folder: Path, tensors: dict[str, torch.Tensor], config: dict, shards: int = 1) -> Path:
-    """Write `tensors` as a HF-layout folder: one file, or `shards` files with an index."""
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "config.json").write_text(json.dumps(config))
-    names = sorted(tensors)
-    if shards == 1:
-        save_file(tensors, str(folder / "model.safetensors"))
-        return folder
-    weight_map = {}
-    for s in range(shards):
-        part = names[s::shards]
-        fname = f"model-{s + 1:05d}-of-{shards:05d}.safetensors"
-        save_file({n: tensors[n].contiguous() for n in part}, str(folder / fname))
-        weight_map |= {n: fname for n in part}
-    (folder / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
-    return folder
+LLAMA_CONFIG = TINY_LLAMA_CONFIG
 
 
 @pytest.fixture(scope="session")

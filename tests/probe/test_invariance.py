@@ -18,7 +18,7 @@ from lineage.pipeline import FingerprintOptions, fingerprint_model
 
 pytest.importorskip("transformers")
 from lineage.catalog import disguise, rotate  # noqa: E402
-from tests.catalog.conftest import _tiny_model as tiny_model  # noqa: E402
+from tests.checkpoints import tiny_hf_model as tiny_model  # noqa: E402
 
 CPU = FingerprintOptions(device="cpu")
 DISGUISES = {
