@@ -131,3 +131,23 @@ def test_nan_weights_are_refused_with_the_tensor_name(tmp_path):
     folder = write_checkpoint(tmp_path / "nan", tensors, LLAMA_CONFIG, shards=2)
     with pytest.raises(NonFiniteWeightsError, match=r"safetensors: tensor 'model.layers.0.mlp.up_proj.weight'"):
         fingerprint_model(folder, CPU)
+
+
+def test_multimodal_prefix_and_vision_tower_do_not_change_the_text_fingerprint(hf_models, tmp_path):
+    # Gemma 3 4B+ checkpoints keep the language model under `language_model.model.` beside a vision tower
+    # whose layers also have q_proj names: the text model must be found, the tower ignored.
+    from safetensors.torch import load_file, save_file
+
+    src = hf_models["gemma3"]
+    tensors = {f"language_model.{k}": v for k, v in load_file(str(src / "model.safetensors")).items()}
+    tensors["vision_tower.vision_model.encoder.layers.0.self_attn.q_proj.weight"] = torch.randn(16, 16)
+    tensors["vision_tower.vision_model.encoder.layers.1.self_attn.q_proj.weight"] = torch.randn(16, 16)
+    folder = tmp_path / "gemma-mm"
+    folder.mkdir()
+    save_file(tensors, str(folder / "model.safetensors"))
+    config = json.loads((src / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({"model_type": "gemma3", "text_config": config}))
+    a, b = fingerprint_model(src, CPU), fingerprint_model(folder, CPU)
+    assert b.settings["layout"] == "gemma3" and b.summary.num_layers == a.summary.num_layers
+    for k in a.sketches:
+        np.testing.assert_allclose(b.sketches[k], a.sketches[k], rtol=1e-5, atol=1e-6)
