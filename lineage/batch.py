@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from lineage.cache import error_text
@@ -45,40 +45,39 @@ def expand_paths(paths: Iterable[str | Path]) -> Iterator[tuple[Path, str | None
 
 
 def fingerprint_paths(
-    paths: Iterable[str | Path],
+    models: Iterable[tuple[Path, str | None]],
     options: FingerprintOptions,
     out_dir: str | Path,
     on_model: Callable[[FingerprintOutcome], None] | None = None,
 ) -> list[FingerprintOutcome]:
-    """Fingerprint every model under `paths` and write `<out_dir>/<name>.fingerprint.safetensors`.
+    """Fingerprint every model and write `<out_dir>/<name>.fingerprint.safetensors`.
 
     Args:
-        paths: model folders or folders of model folders.
+        models: `expand_paths(...)` of the paths given (model folders or folders of model folders).
         options: probe settings.
         out_dir: where the fingerprint files go.
         on_model: called after each model (for progress bars).
 
     Returns:
-        One outcome per model, in order; failures carry `error` and no fingerprint.
+        One outcome per model, in order; failures carry `error` and no fingerprint. Two models of one name
+        (`org1/llama`, `org2/llama`) are written as `llama` and `org2__llama`, never over each other.
     """
-    models = list(expand_paths(paths))
-    outcomes = []
+    outcomes, used = [], set()
     for model, problem in models:
         start = time.perf_counter()
         fp = file = None
         if problem is None:
             try:
                 fp = fingerprint_model(model, options)
+                if fp.name in used:
+                    fp = replace(fp, name=f"{model.parent.name}__{fp.name}")
+                used.add(fp.name)
                 file = save_fingerprint(fp, fingerprint_path(out_dir, fp.name))
             except Exception as exc:  # noqa: BLE001 - one bad model must never abort a batch
                 fp, problem = None, error_text(exc)
-        outcome = FingerprintOutcome(model, model.name, fp, file, time.perf_counter() - start, problem)
+        name = fp.name if fp else model.name
+        outcome = FingerprintOutcome(model, name, fp, file, time.perf_counter() - start, problem)
         outcomes.append(outcome)
         if on_model:
             on_model(outcome)
     return outcomes
-
-
-def count_models(paths: Iterable[str | Path]) -> int:
-    """How many models `fingerprint_paths` would visit (for a progress bar's total)."""
-    return sum(1 for _ in expand_paths(paths))

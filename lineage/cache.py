@@ -15,6 +15,7 @@ each model's failure into an outcome carrying its error text, so that callers ne
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -29,6 +30,7 @@ from lineage.fingerprint import (
     load_fingerprint,
     save_fingerprint,
 )
+from lineage.paths import default_cache_dir
 
 if TYPE_CHECKING:
     from lineage.pipeline import FingerprintOptions
@@ -36,13 +38,6 @@ if TYPE_CHECKING:
 #: How a fingerprint was obtained: read from a fingerprint file, found in the cache, or computed.
 LOADED, CACHED, FINGERPRINTED = "loaded", "cached", "fingerprinted"
 _ENTRIES = "by-key"
-
-
-def default_cache_dir() -> Path:
-    """`$LINEAGE_CACHE`, else `~/.cache/lineage`."""
-    from lineage.paths import default_cache_dir as _default
-
-    return _default()
 
 
 class FingerprintCache:
@@ -122,6 +117,10 @@ def obtain_fingerprint(
                 cache.put(key, fp)
     else:
         raise CheckpointError(path, "no such file or folder; check the path (manifest paths are relative to it)")
+    if name is None and how == CACHED:
+        # The cache is content-addressed: a copy of a model elsewhere (cp -a, rsync) hits the entry another
+        # folder made, whose name is not this one's.
+        name = Path(os.path.abspath(path)).name
     if name is not None and fp.name != name:
         fp = replace(fp, name=name)  # the cache is content-addressed: the same model may sit under another name
     return fp, how

@@ -20,9 +20,9 @@ import numpy as np
 
 from lineage import __version__
 from lineage.errors import FingerprintFormatError
+from lineage.io.constants import FINGERPRINT_SUFFIX
 
 SCHEMA_VERSION = 1
-FINGERPRINT_SUFFIX = ".fingerprint.safetensors"
 TENSORGUARD_JSON_SUFFIX = "_features.json"
 _META_KEY = "lineage"
 

@@ -218,7 +218,7 @@ def fingerprint_model(
         )
         features = tensorguard.aggregate(run.stats, model.num_layers, reader.num_parameters)
     return Fingerprint(
-        name=Path(path).name,
+        name=reader.name,
         tensorguard=features,
         summary=summary,
         anchors=ids,

@@ -34,12 +34,23 @@ MIN_SHARED_ANCHORS = 8
 _CHUNK = 256
 
 
+def _probe_key(fp: Fingerprint) -> tuple:
+    return tuple(fp.settings.get(k) for k in ("pipeline", "seed"))
+
+
 def _check(fps: Sequence[Fingerprint]) -> None:
     for fp in fps:
         if not fp.has_sketches:
             raise ClassificationError(
                 f"'{fp.name}' has no lineage sketches (a published feature file?): use --method tensorguard"
             )
+    keys = {_probe_key(fp) for fp in fps}
+    if len(keys) > 1:
+        # Other probes (seed) or another pipeline version give incomparable numbers, not large distances.
+        raise ClassificationError(
+            "fingerprints made with different probe settings or lineage pipelines (pipeline, seed: "
+            f"{', '.join(map(str, sorted(keys, key=str)))}): fingerprint the models again with one setting"
+        )
 
 
 def align_layers(corr: np.ndarray) -> np.ndarray:
@@ -110,8 +121,7 @@ def sketch_similarity_matrix(a: Sequence[Fingerprint], b: Sequence[Fingerprint])
     Raises:
         ClassificationError: a fingerprint has no sketches.
     """
-    _check(a)
-    _check(b)
+    _check([*a, *b])
     out = np.zeros((len(a), len(b)))
     groups_a: dict[bytes, list[int]] = defaultdict(list)
     groups_b: dict[bytes, list[int]] = defaultdict(list)

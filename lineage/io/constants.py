@@ -8,6 +8,8 @@ torch without float8 still imports this module and the reader can say which dtyp
 from __future__ import annotations
 
 SAFETENSORS_SUFFIX = ".safetensors"
+# lineage's own fingerprint files are safetensors too: never mistaken for model weights.
+FINGERPRINT_SUFFIX = ".fingerprint.safetensors"
 SINGLE_FILE = "model.safetensors"
 INDEX_FILE = "model.safetensors.index.json"
 CONFIG_FILE = "config.json"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from lineage.errors import CheckpointError
 from lineage.io.constants import INDEX_FILE, PICKLE_SUFFIXES, SAFETENSORS_SUFFIX
-from lineage.io.index import pickled_weights
+from lineage.io.index import pickled_weights, weight_files
 
 
 def is_model_folder(path: Path) -> bool:
@@ -31,7 +31,7 @@ def is_model_folder(path: Path) -> bool:
         return False
     if (path / INDEX_FILE).is_file():
         return True
-    if any(p.is_file() and not p.name.startswith(".") for p in path.glob(f"*{SAFETENSORS_SUFFIX}")):
+    if any(p.is_file() for p in weight_files(path)):
         return True
     return bool(pickled_weights(path))
 

@@ -16,6 +16,7 @@ from typing import Any
 from lineage.errors import CheckpointError, UnsafeCheckpointError
 from lineage.io.constants import (
     CONFIG_FILE,
+    FINGERPRINT_SUFFIX,
     INDEX_FILE,
     PICKLE_SUFFIXES,
     PYTORCH_BIN,
@@ -85,7 +86,7 @@ def locate_files(path: str | Path) -> ModelFiles:
     single = folder / SINGLE_FILE
     # transformers loads model.safetensors alone when present; stray copies next to it (Mistral's
     # consolidated.safetensors) would otherwise read as duplicate tensors.
-    candidates = [single] if single.is_file() else _visible(folder.glob(f"*{SAFETENSORS_SUFFIX}"))
+    candidates = [single] if single.is_file() else weight_files(folder)
     files = tuple(sorted(_inside(folder, p) for p in candidates if p.is_file()))
     if files:
         return ModelFiles(folder, files, None, None, config_path)
@@ -142,6 +143,11 @@ def read_index(index: Path, folder: Path) -> dict[str, str]:
                 "to read it (the index is corrupt or malicious)",
             )
     return dict(weight_map)
+
+
+def weight_files(folder: Path) -> list[Path]:
+    """The visible `*.safetensors` files of a folder that are weights (lineage's fingerprint files are not)."""
+    return [p for p in _visible(folder.glob(f"*{SAFETENSORS_SUFFIX}")) if not p.name.endswith(FINGERPRINT_SUFFIX)]
 
 
 def pickled_weights(folder: Path) -> list[Path]:
