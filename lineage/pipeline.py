@@ -3,8 +3,9 @@
 Every weight matrix is read once, in row blocks of at most 64 MB, and each block serves everything that
 needs it in one product: its circuit's sketch, its raw random responses (merge attribution) and, for the
 ten tensors the TensorGuard recipe picks, its gradient statistics (a matrix larger than one block is read
-a second time for the recipe's adversarial probes, which depend on the whole matrix). Only the anchor rows
-of the embedding and head are read, unless the recipe picked the whole matrix. NaN/Inf weights are caught
+a second time for the recipe's adversarial probes, which depend on the whole matrix). The recipe always
+picks the embedding (and an untied head), so those are streamed whole, twice when larger than one block;
+the circuits themselves need only their anchor rows. NaN/Inf weights are caught
 on the probe responses, which every entry reaches, so no separate pass over the weights is needed. Memory
 is one block plus small arrays, whatever the model size.
 """
@@ -111,7 +112,9 @@ class _Run:
         self.reader, self.model, self.options = reader, model, options
         self.device = select_device(options.device)
         self.engine = ProbeEngine(self.device, options.seed)
-        shapes = {info.name: tuple(info.shape) for info in reader}
+        # Only the text model's own tensors: a multimodal checkpoint's vision tower must not be sampled.
+        own = {model.embed, model.head, model.final_norm} | {n for lt in model.layers for n in lt.names.values()}
+        shapes = {info.name: tuple(info.shape) for info in reader if info.name in own}
         self.selected = set(
             tensorguard.select_tensors(
                 shapes,

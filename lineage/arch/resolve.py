@@ -72,7 +72,8 @@ def _find(names: set[str], candidates: tuple[str, ...], prefix: str) -> str | No
             return prefix + cand
     # The head often sits above the prefix (`lm_head.weight` beside `model.`, `embed_out.weight` beside `gpt_neox.`).
     for cand in candidates:
-        hits = sorted((n for n in names if (n == cand or n.endswith("." + cand)) and "layers." not in n), key=len)
+        hits = sorted((n for n in names if (n == cand or n.endswith("." + cand)) and "layers." not in n),
+                      key=lambda n: (len(n), n))
         if hits:
             return hits[0]
     return None
@@ -124,8 +125,16 @@ def resolve_model(reader: _NamedShapes) -> ResolvedModel:
         m = _LAYER_RE.match(name)
         if m:
             by_prefix[m["prefix"]][int(m["index"])].add(m["rest"])
+    scaled = sorted(n for n in names if n.endswith(("weight_scale", "weight_scale_inv")))
+    if scaled:
+        raise CheckpointError(
+            getattr(reader, "folder", Path(".")),
+            f"block-scaled (FP8) weights such as '{scaled[0]}': lineage reads weights without their scales; "
+            "dequantize the checkpoint to BF16 first",
+        )
     for spec in ARCHITECTURES:
-        for prefix, layers in sorted(by_prefix.items(), key=lambda kv: -len(kv[1])):
+        # Most layers first; ties broken by name, so the choice never depends on set order.
+        for prefix, layers in sorted(by_prefix.items(), key=lambda kv: (-len(kv[1]), kv[0])):
             embed = _find(names, spec.embed, prefix)
             if embed is None or len(reader.info(embed).shape) != 2:
                 continue
@@ -133,6 +142,14 @@ def resolve_model(reader: _NamedShapes) -> ResolvedModel:
             indices = sorted(i for i, rests in layers.items() if all(t in rests for t in required))
             if not indices:
                 continue
+            broken = sorted(set(layers) - set(indices))
+            if broken:
+                missing = sorted(t for t in required if t not in layers[broken[0]])
+                raise CheckpointError(
+                    getattr(reader, "folder", Path(".")),
+                    f"layer {broken[0]} lacks {', '.join(missing)} ({len(broken)} incomplete layer(s)): "
+                    "a shard is missing or the checkpoint is truncated",
+                )
             return _build(reader, spec, prefix, embed, {i: layers[i] for i in indices}, names)
     raise UnsupportedArchitectureError(
         f"{getattr(reader, 'folder', 'model')}: tensor names match no known layout "
@@ -186,6 +203,14 @@ def _attention_geometry(reader, spec: ArchSpec, cfg: dict, layer: LayerTensors, 
         head_dim = int(reader.info(layer["q_norm"]).shape[0])  # the per-head norm's size is the head size
     heads = cfg.get("num_attention_heads")
     if not isinstance(head_dim, int) or head_dim <= 0:
+        if not (isinstance(heads, int) and heads > 0) and not spec.qkv and q_rows != kv_rows:
+            # Grouped-query attention: which query heads share a key head cannot be read off the shapes,
+            # and a guess would change the sketches. Stripping config.json must not be a disguise.
+            raise CheckpointError(
+                getattr(reader, "folder", Path(".")),
+                "config.json gives no attention head count (num_attention_heads / head_dim) and the key "
+                "projection is narrower than the query (grouped-query attention): restore config.json",
+            )
         head_dim = hidden // heads if isinstance(heads, int) and heads > 0 else spec.default_head_dim
     if spec.qkv:
         q_rows = head_dim * (heads if isinstance(heads, int) and heads > 0 else hidden // head_dim)

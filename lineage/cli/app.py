@@ -24,6 +24,11 @@ class _LineageGroup(TyperGroup):
                 raise
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(1) from None
+        except ValueError as exc:  # an options dataclass refused a value (e.g. --anchors 4)
+            if os.environ.get("LINEAGE_DEBUG"):
+                raise
+            typer.echo(f"error: invalid option: {exc}", err=True)
+            raise typer.Exit(2) from None
 
 
 app = typer.Typer(
