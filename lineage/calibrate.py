@@ -77,6 +77,14 @@ class Calibration:
         }
 
 
+def _pairs(reference_distances: np.ndarray, families: np.ndarray | list[str], same: bool) -> np.ndarray:
+    d = np.asarray(reference_distances, dtype=np.float64)
+    d = (d + d.T) / 2  # a method's distances may differ by rounding in the two directions
+    fam = np.asarray(families)
+    i, j = np.triu_indices(len(fam), k=1)
+    return d[i, j][(fam[i] == fam[j]) == same]
+
+
 def null_distances(reference_distances: np.ndarray, families: np.ndarray | list[str]) -> np.ndarray:
     """The distances between every two references of different families (each pair once).
 
@@ -87,20 +95,12 @@ def null_distances(reference_distances: np.ndarray, families: np.ndarray | list[
     Returns:
         float64 array; empty when the references hold fewer than two families.
     """
-    d = np.asarray(reference_distances, dtype=np.float64)
-    d = (d + d.T) / 2  # a method's distances may differ by rounding in the two directions
-    fam = np.asarray(families)
-    i, j = np.triu_indices(len(fam), k=1)
-    return d[i, j][fam[i] != fam[j]]
+    return _pairs(reference_distances, families, same=False)
 
 
 def related_distances(reference_distances: np.ndarray, families: np.ndarray | list[str]) -> np.ndarray:
     """The distances between every two references of the same family (each pair once)."""
-    d = np.asarray(reference_distances, dtype=np.float64)
-    d = (d + d.T) / 2
-    fam = np.asarray(families)
-    i, j = np.triu_indices(len(fam), k=1)
-    return d[i, j][fam[i] == fam[j]]
+    return _pairs(reference_distances, families, same=True)
 
 
 def _with_margin(cal: Calibration, related: np.ndarray) -> Calibration:

@@ -78,8 +78,9 @@ class Fingerprint:
         anchors: int64 token ids `[P]` of the embedding-anchored probes; None when there are no sketches.
         sketches: circuit name -> float32 `[L, P, P]` probe-response sketches (L = 1 for embed and head),
             indexed by `anchors` on both axes.
-        responses: tensor role key (e.g. `layers.3.q`) -> float32 `[r, r]` raw two-sided random responses
-            `Psi^T W Omega`, linear in the weights: the basis of merge attribution.
+        responses: tensor role key (e.g. `layers.3.q`) -> float32 `[12, 8]` raw responses of the 12 fixed
+            probes projected on a seeded random basis, `X W^T Psi`: linear in the weights, the basis of
+            merge attribution.
         settings: probe settings and seeds used.
         device: where the probes ran.
         source: "checkpoint" or "tensorguard-json".

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -231,8 +231,3 @@ def fingerprint_model(
         device=run.device.type,
         lineage_version=__version__,
     )
-
-
-def options_dict(options: FingerprintOptions) -> dict:
-    """The options as a plain dict (for reports)."""
-    return asdict(options)

@@ -2,7 +2,8 @@
 
 Only names, shapes and config.json are used (no tensor data). The prefix above `layers.{i}.` is found
 from the names, so text-only and multimodal layouts (`model.`, `language_model.model.`, `gpt_neox.`)
-resolve alike; a vision tower's layers are skipped because no token embedding sits beside them.
+resolve alike; a vision tower's layers are skipped because they do not carry every template of the
+layout (the most complete prefix of the first matching layout wins).
 """
 
 from __future__ import annotations

@@ -65,11 +65,6 @@ class ArchSpec:
         if self.norm not in ("rms", "layer"):
             raise ValueError(f"{self.name}: norm must be 'rms' or 'layer'")
 
-    @property
-    def marker(self) -> str:
-        """The per-layer template whose presence identifies this layout."""
-        return self.qkv or self.qkv_interleaved or self.q or ""
-
 
 _LLAMA_LIKE = dict(
     embed=("embed_tokens.weight",),

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from lineage.errors import ClassificationError
-from lineage.features.sketch import LAYER_CIRCUITS, MODEL_CIRCUITS, normal_form, normal_forms
+from lineage.features.sketch import LAYER_CIRCUITS, MODEL_CIRCUITS, normal_forms
 from lineage.fingerprint import Fingerprint
 
 CIRCUIT_ORDER: tuple[str, ...] = (*MODEL_CIRCUITS, *LAYER_CIRCUITS)
@@ -145,20 +145,3 @@ def sketch_similarity_matrix(a: Sequence[Fingerprint], b: Sequence[Fingerprint])
 def sketch_distance_matrix(a: Sequence[Fingerprint], b: Sequence[Fingerprint]) -> np.ndarray:
     """Distances `1 - similarity` in [0, 2] of every fingerprint of `a` to every one of `b`."""
     return np.clip(1.0 - sketch_similarity_matrix(a, b), 0.0, 2.0)
-
-
-def layer_agreement(a: Fingerprint, b: Fingerprint) -> dict[str, np.ndarray]:
-    """Per-layer evidence: for each layer circuit, the correlation of each layer of `a` with the same-index
-    layer of `b` (NaN where `b` has no such layer). Used in attribution and reports."""
-    _check([a, b])
-    keep_a, keep_b = _shared_positions(np.asarray(a.anchors), np.asarray(b.anchors))
-    out = {}
-    for circuit in LAYER_CIRCUITS:
-        if circuit not in a.sketches or circuit not in b.sketches:
-            continue
-        na, nb = normal_form(a.sketches[circuit], keep_a), normal_form(b.sketches[circuit], keep_b)
-        depth = min(len(na), len(nb))
-        values = np.full(len(na), np.nan)
-        values[:depth] = np.einsum("ld,ld->l", na[:depth], nb[:depth])
-        out[circuit] = values
-    return out

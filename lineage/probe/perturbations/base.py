@@ -1,7 +1,7 @@
 """The base class of a probe family, and seeding by tensor role and shape.
 
-Seeds come from the tensor's role (`layers.3.q`, `embed`...) and shape, never from file order, so the
-same model in another shard layout or dtype is probed with the same vectors.
+Seeds come from the tensor's kind (`q`, `down`, `embed`...) and shape, never from file order, so the
+same model in another shard layout or dtype is probed with the same vectors, and every layer alike.
 """
 
 from __future__ import annotations

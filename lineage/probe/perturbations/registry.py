@@ -18,7 +18,7 @@ def make_probes(role: str, shape: tuple[int, ...], seed: int) -> tuple[torch.Ten
     """All probes for a tensor of `shape` (out, in) playing `role`.
 
     Args:
-        role: the tensor's role key, e.g. `layers.3.q` or `embed`.
+        role: the tensor's kind, e.g. `q` or `embed` (the engine passes kinds, so all layers share probes).
         shape: the tensor's shape; probes have dimension `shape[-1]`.
         seed: the global probe seed.
 
