@@ -188,7 +188,7 @@ def attribute_paths(
     cache=None,  # noqa: ANN001 - FingerprintCache
     attribution: AttributionOptions | None = None,
     on_fingerprint: Callable[[], None] | None = None,
-) -> list[Attribution]:
+) -> tuple[list[Attribution], list[tuple[str, str]]]:
     """Attribute each suspect (model folder, folder of models, or fingerprint file) against a manifest.
 
     Args:
@@ -200,29 +200,24 @@ def attribute_paths(
         on_fingerprint: called after each fingerprint obtained (progress).
 
     Returns:
-        One attribution per suspect.
+        (one attribution per suspect that could be fingerprinted, `(name, error)` for every model, suspect
+        or candidate, that could not: a bad model never aborts the job).
     """
-    from lineage.cache import obtain_fingerprint
-    from lineage.fingerprint import is_fingerprint_file
-    from lineage.io import discover_models
+    from lineage.cache import expand_inputs, gather_fingerprints
     from lineage.manifest import read_manifest
 
     manifest = read_manifest(candidates_manifest)
-    known = []
-    for row in manifest.rows:
-        fp, _ = obtain_fingerprint(row.path, options, cache, name=row.name)
-        known.append(fp)
-        if on_fingerprint:
-            on_fingerprint()
-    results = []
-    for path in suspects:
-        folders = [Path(path)] if is_fingerprint_file(path) else discover_models(path)
-        for folder in folders:
-            fp, _ = obtain_fingerprint(folder, options, cache)
-            if on_fingerprint:
-                on_fingerprint()
-            results.append(attribute_with_base(fp, known, manifest, attribution))
-    return results
+    tick = (lambda done, total, name: on_fingerprint()) if on_fingerprint else None
+    known_outcomes = gather_fingerprints([(r.name, r.path, r) for r in manifest.rows], lambda: options, cache, tick)
+    rows = [o.key for o in known_outcomes if o.ok]
+    known = [o.fingerprint for o in known_outcomes if o.ok]
+    manifest = replace(manifest, rows=tuple(rows))  # candidates that could be fingerprinted
+    inputs = expand_inputs(suspects)
+    found = gather_fingerprints([(None, p, None) for p, e in inputs if e is None], lambda: options, cache, tick)
+    failures = [(o.name, o.error) for o in (*known_outcomes, *found) if not o.ok]
+    failures += [(Path(p).name, e) for p, e in inputs if e is not None]
+    results = [attribute_with_base(o.fingerprint, known, manifest, attribution) for o in found if o.ok]
+    return results, failures
 
 
 def attribute_with_base(

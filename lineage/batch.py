@@ -7,14 +7,12 @@ model, writes one file per model, and returns one outcome per model, failed ones
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from lineage.cache import error_text
-from lineage.errors import LineageError
 from lineage.fingerprint import Fingerprint, fingerprint_path, save_fingerprint
-from lineage.io import discover_models
 from lineage.pipeline import FingerprintOptions, fingerprint_model
 
 
@@ -34,16 +32,6 @@ class FingerprintOutcome:
         return self.error is None
 
 
-def expand_paths(paths: Iterable[str | Path]) -> Iterator[tuple[Path, str | None]]:
-    """Model folders under each path, as (folder, None), or (path, error) when a path holds none."""
-    for path in paths:
-        try:
-            for model in discover_models(path):
-                yield model, None
-        except LineageError as exc:
-            yield Path(path), str(exc)
-
-
 def fingerprint_paths(
     models: Iterable[tuple[Path, str | None]],
     options: FingerprintOptions,
@@ -53,7 +41,7 @@ def fingerprint_paths(
     """Fingerprint every model and write `<out_dir>/<name>.fingerprint.safetensors`.
 
     Args:
-        models: `expand_paths(...)` of the paths given (model folders or folders of model folders).
+        models: `lineage.cache.expand_inputs(...)` of the paths given (model folders or folders of model folders).
         options: probe settings.
         out_dir: where the fingerprint files go.
         on_model: called after each model (for progress bars).

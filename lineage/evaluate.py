@@ -98,7 +98,7 @@ def leave_one_base_out(
 
 def merge_attribution(
     manifest: str | Path | Manifest,
-    truth: Mapping[str, Sequence[tuple[str, float]]] | None = None,
+    recipe: str | Path | None = None,
     options: ScanOptions | None = None,
     progress: Progress | None = None,
 ) -> dict:
@@ -106,7 +106,7 @@ def merge_attribution(
 
     Args:
         manifest: the labelled manifest; all its other rows are the candidates.
-        truth: merge name -> [(parent, weight)] when the weights are known (the catalog's recipe).
+        recipe: the catalog recipe the manifest was built from, for the true merge weights (optional).
         options: scan settings (cache).
         progress: fingerprinting progress.
 
@@ -118,6 +118,7 @@ def merge_attribution(
     manifest = manifest if isinstance(manifest, Manifest) else read_manifest(manifest)
     fps = _fingerprints(manifest, options, progress)
     merges = [r for r in manifest.rows if len(r.parents) >= 2 and r.name in fps]
+    truth = _recipe_truth(recipe, merges) if recipe is not None and merges else None
     out, hits, weight_errors = [], 0, []
     for row in merges:
         known = replace(manifest, rows=tuple(r for r in manifest.rows if r.name in fps))  # fingerprinted rows only
@@ -142,3 +143,10 @@ def merge_attribution(
         errs = [e for k, e in weight_errors if k == kind]
         summary[f"max_weight_error[{kind}]"] = round(max(errs), 4)
     return {"merges": out, "summary": summary}
+
+
+def _recipe_truth(recipe: str | Path, merges: Sequence) -> Mapping[str, Sequence[tuple[str, float]]]:
+    """True parents and weights of the merges; metric-weighted merges recorded theirs in their folder."""
+    from lineage.catalog.recipe import load_recipe, merge_truth
+
+    return merge_truth(load_recipe(recipe), merges[0].path.parent)

@@ -38,7 +38,7 @@ def attribute(
         raise typer.BadParameter("--format must be table or json")
     options = FingerprintOptions(device=device.value)
     with progress_bar(total=0, desc="fingerprint", disable=quiet) as bar:
-        results = attribute_paths(
+        results, failures = attribute_paths(
             suspects,
             candidates,
             options=options,
@@ -48,10 +48,13 @@ def attribute(
         )
     if fmt == "json":
         typer.echo(json.dumps([r.as_json() for r in results], indent=2))
-        return
-    for r in results:
+    for r in results if fmt != "json" else []:
         parents = ", ".join(f"{p.name} {p.weight:.3f}" for p in r.parents) or "(none found)"
         typer.echo(f"{r.model}: base={r.base or '-'}  parents: {parents}  residual={r.residual:.3f}")
         for ev in r.layers:
             weights = " ".join(f"{w:.3f}" for w in ev.weights)
             typer.echo(f"    layer {ev.layer:>3}: weights {weights}  residual {ev.residual:.3f}")
+    for name, error in failures:
+        typer.echo(f"error: {name}: {error}", err=True)
+    if failures:
+        raise typer.Exit(1)

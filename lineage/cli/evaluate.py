@@ -89,16 +89,9 @@ def merges(
     """Attribute every merge of the manifest (rows with two or more parents) and score parents and weights."""
     from lineage.evaluate import merge_attribution
 
-    truth = None
-    if recipe is not None:
-        from lineage.catalog.recipe import load_recipe, merge_truth
-        from lineage.manifest import read_manifest
-
-        models_dir = read_manifest(manifest).rows[0].path.parent  # metric-weighted merges record weights there
-        truth = merge_truth(load_recipe(recipe), models_dir)
     with _bar(quiet) as bar:
         result = merge_attribution(
-            manifest, truth, scan_options(Method.lineage, "off", device, cache, no_cache), _tick(bar)
+            manifest, recipe, scan_options(Method.lineage, "off", device, cache, no_cache), _tick(bar)
         )
     if as_json:
         typer.echo(json.dumps(result, indent=2))

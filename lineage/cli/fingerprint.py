@@ -31,14 +31,15 @@ def fingerprint(
 
     Exit code 1 when any model failed (the others are still fingerprinted).
     """
-    from lineage.batch import expand_paths, fingerprint_paths
+    from lineage.batch import fingerprint_paths
+    from lineage.cache import expand_inputs
     from lineage.pipeline import FingerprintOptions
 
     if fmt not in ("table", "json"):
         raise typer.BadParameter("--format must be table or json")
     options = FingerprintOptions(device=device.value, seed=seed, anchors=anchors)
     out_dir = out or default_fingerprint_dir()
-    models = list(expand_paths(paths))
+    models = expand_inputs(paths)
     with progress_bar(total=len(models), desc="fingerprint", disable=quiet) as bar:
         outcomes = fingerprint_paths(models, options, out_dir, on_model=lambda o: bar.update(1))
     if fmt == "json":
