@@ -17,7 +17,7 @@ from lineage.cli._options import (
     OutputFormat,
     QuietOpt,
 )
-from lineage.cli._progress import progress_bar
+from lineage.cli._progress import progress_bar, ticker
 
 UnknownOpt = Annotated[
     str,
@@ -93,7 +93,7 @@ def classify(
 
     options = scan_options(method, unknown, device, cache, no_cache)
     with progress_bar(total=0, desc="fingerprint", disable=quiet) as bar:
-        result = classify_paths(suspects, reference, options, progress=lambda done, total, _: _tick(bar, total))
+        result = classify_paths(suspects, reference, options, progress=ticker(bar))
     rows = [r.to_dict() for r in result.results]
     typer.echo(format_results(rows, fmt.value).rstrip("\n"))
     if out is not None:
@@ -126,18 +126,13 @@ def distance(
 
     options = scan_options(method, "off", device, cache, no_cache)
     with progress_bar(total=0, desc="fingerprint", disable=quiet) as bar:
-        names, matrix, failures = distance_paths(models, options, lambda done, total, _: _tick(bar, total))
+        names, matrix, failures = distance_paths(models, options, ticker(bar))
     typer.echo(format_matrix(names, matrix, fmt.value, method.value).rstrip("\n"))
     if out is not None:
         from lineage.report.writers import write_matrix
 
         write_matrix(names, matrix, out)
     _fail_on(failures)
-
-
-def _tick(bar, total: int) -> None:  # noqa: ANN001 - a tqdm bar
-    bar.total = total  # known only once the paths are expanded
-    bar.update(1)
 
 
 def _fail_on(failures: list) -> None:

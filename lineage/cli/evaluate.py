@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from lineage.cli._options import DeviceChoice, DeviceOpt, Method, MethodOpt, QuietOpt
-from lineage.cli._progress import progress_bar
+from lineage.cli._progress import progress_bar, ticker
 from lineage.cli.classify import CacheDirOpt, NoCacheOpt, UnknownOpt, scan_options
 
 ManifestArg = Annotated[Path, typer.Argument(help="Labelled manifest CSV (role and base columns).")]
@@ -26,14 +26,6 @@ def register(app: typer.Typer) -> None:
 
 def _bar(quiet: bool):  # noqa: ANN202
     return progress_bar(total=0, desc="fingerprint", disable=quiet)
-
-
-def _tick(bar):  # noqa: ANN001, ANN202
-    def tick(done: int, total: int, name: str) -> None:
-        bar.total = total
-        bar.update(1)
-
-    return tick
 
 
 def loo(
@@ -54,7 +46,7 @@ def loo(
     from lineage.evaluate import leave_one_base_out
 
     with _bar(quiet) as bar:
-        result = leave_one_base_out(manifest, scan_options(method, unknown, device, cache, no_cache), _tick(bar))
+        result = leave_one_base_out(manifest, scan_options(method, unknown, device, cache, no_cache), ticker(bar))
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return
@@ -91,7 +83,7 @@ def merges(
 
     with _bar(quiet) as bar:
         result = merge_attribution(
-            manifest, recipe, scan_options(Method.lineage, "off", device, cache, no_cache), _tick(bar)
+            manifest, recipe, scan_options(Method.lineage, "off", device, cache, no_cache), ticker(bar)
         )
     if as_json:
         typer.echo(json.dumps(result, indent=2))

@@ -17,7 +17,7 @@ from lineage.cli._options import (
     OutputFormat,
     QuietOpt,
 )
-from lineage.cli._progress import progress_bar
+from lineage.cli._progress import progress_bar, ticker
 from lineage.cli.classify import CacheDirOpt, NoCacheOpt, UnknownOpt, scan_options
 
 
@@ -54,13 +54,7 @@ def scan(
 
     options = scan_options(method, unknown, device, cache, no_cache)
     with progress_bar(total=0, desc="fingerprint", disable=quiet) as bar:
-
-        def tick(done: int, total: int, name: str) -> None:
-            bar.total = total
-            bar.set_postfix_str(name[:40], refresh=False)
-            bar.update(1)
-
-        result = run_scan(manifest, options, progress=tick)
+        result = run_scan(manifest, options, progress=ticker(bar))
     if fmt is OutputFormat.json:
         typer.echo(to_json({"summary": result.summary, "results": result.rows}))
     elif fmt is OutputFormat.csv:

@@ -47,10 +47,11 @@ def results_frame(rows: Sequence[dict]) -> pl.DataFrame:
 
 
 def matrix_frame(names: Sequence[str], matrix: np.ndarray) -> pl.DataFrame:
-    """A square distance matrix as a frame: a `model` column, then one column per model."""
+    """A square distance matrix as a frame: a `model` column, then one `dist:<model>` column per model (the
+    prefix keeps a model named `model` from overwriting the name column)."""
     data: dict[str, list] = {"model": list(names)}
     for j, name in enumerate(names):
-        data[name] = np.asarray(matrix)[:, j].astype(float).tolist()
+        data[DISTANCE_PREFIX + name] = np.asarray(matrix)[:, j].astype(float).tolist()
     return pl.DataFrame(data)
 
 

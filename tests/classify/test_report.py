@@ -71,7 +71,8 @@ def test_text_formats_carry_the_same_columns():
     assert results_frame(rows).schema["distance"] == pl.Float64
     matrix = np.array([[0.0, 1.0], [1.0, 0.0]])
     assert json.loads(format_matrix(["x", "y"], matrix, "json", "lineage"))["matrix"] == matrix.tolist()
-    assert format_matrix(["x", "y"], matrix, "csv").splitlines()[0] == "model,x,y"
+    assert format_matrix(["x", "y"], matrix, "csv").splitlines()[0] == "model,dist:x,dist:y"
+    assert format_matrix(["model", "y"], matrix, "csv").splitlines()[1].startswith("model,0.0,1.0")
     with pytest.raises(ValueError):
         format_results(rows, "xml")
 
