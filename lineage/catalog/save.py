@@ -31,7 +31,7 @@ def save_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast, folde
     """Write ``model`` and ``tokenizer`` to ``folder`` the way a hub checkpoint is laid out.
 
     Args:
-        model: the model (any dtype; cast to ``dtype`` on a copy of the weights).
+        model: the model (any dtype); it is cast to ``dtype`` in place (``nn.Module.to``), as saved.
         tokenizer: saved alongside (``tokenizer.json``).
         folder: destination; replaced if it exists.
         layout: ``single`` (one ``model.safetensors``) or ``sharded`` (shards of at most ``shard_size``

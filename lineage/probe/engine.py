@@ -129,16 +129,14 @@ class ProbeEngine:
         n = 0 if inputs is None else inputs.shape[0]
         # The adversarial starts only matter for the statistics: other tensors skip their rows.
         x = torch.cat([t for t in (inputs, fixed, adv if with_stats else None) if t is not None])
-        outs, gram, kept = [], torch.zeros_like(adv), []
+        outs, gram, first = [], torch.zeros_like(adv), None
         for _, block in blocks():
             w = self.put(block)
             y = x @ w.T  # every probe of this block in one product
             outs.append(y)
             if with_stats:
                 gram += y[-len(adv) :] @ w  # accumulates W^T W x for the adversarial starts
-                kept.append(w)
-                if len(kept) > 1:
-                    kept = []  # several blocks: do not hold the matrix; re-read it for the second pass
+                first = w if not outs[1:] else None  # a one-block matrix is kept for the second pass
         y = torch.cat(outs, dim=1)
         if not bool(torch.isfinite(y).all()):
             raise NonFiniteResponse(role)
@@ -150,9 +148,9 @@ class ProbeEngine:
             grad_x = gram / start_resp.norm(dim=1, keepdim=True).clamp_min(1e-30)  # input gradient of ||W x||
             adversarial = next(p for p in PERTURBATIONS if p.adversarial)
             adv_probes = adversarial.refine(adv, grad_x)
-            if len(outs) == 1 and kept:
-                adv_resp = adv_probes @ kept[0].T
-            else:
+            if first is not None:
+                adv_resp = adv_probes @ first.T
+            else:  # several blocks were not held: read the matrix again
                 adv_resp = torch.cat([adv_probes @ self.put(b).T for _, b in blocks()], dim=1)
             unit = lambda r: r / r.norm(dim=1, keepdim=True).clamp_min(1e-30)  # noqa: E731
             u = torch.cat([unit(fixed_resp), unit(adv_resp)]).double()
