@@ -23,8 +23,9 @@ from typing import Any
 import torch
 from safetensors import SafetensorError, safe_open
 
-from lineage.errors import CheckpointError, NonFiniteWeightsError
-from lineage.io.constants import SAFETENSORS_SUFFIX, SINGLE_FILE, TORCH_DTYPE_NAMES
+from lineage.errors import CheckpointError
+from lineage.io.blocks import check_finite_values, pread_tensor, torch_dtype
+from lineage.io.constants import SAFETENSORS_SUFFIX, SINGLE_FILE
 from lineage.io.header import FileHeader, TensorInfo, read_header
 from lineage.io.index import ModelFiles, locate_files
 
@@ -148,9 +149,9 @@ class CheckpointReader:
         if self._closed:
             raise ValueError(f"checkpoint reader '{self.name}' is closed")
         path = self.folder / info.file
-        values = _pread_tensor(path, info, _torch_dtype(path, info)).to(dtype)
+        values = pread_tensor(path, info, torch_dtype(path, info)).to(dtype)
         if check_finite:
-            _check_finite(path, info, values)
+            check_finite_values(path, info, values)
         return values
 
     def row_blocks(
@@ -173,7 +174,7 @@ class CheckpointReader:
         if self._closed:
             raise ValueError(f"checkpoint reader '{self.name}' is closed")
         path = self.folder / info.file
-        source = _torch_dtype(path, info)
+        source = torch_dtype(path, info)
         rows = info.shape[0] if info.shape else 1
         per_row = max(1, info.numel // max(rows, 1)) * torch.empty((), dtype=dtype).element_size()
         step = max(1, max_bytes // per_row)
@@ -185,9 +186,9 @@ class CheckpointReader:
         scratch = torch.empty(0, dtype=torch.uint8) if source != dtype else None
         for start in range(0, rows, step):
             stop = min(rows, start + step)
-            block = _pread_tensor(path, info, source, (start, stop), scratch).to(dtype)
+            block = pread_tensor(path, info, source, (start, stop), scratch).to(dtype)
             if check_finite:
-                _check_finite(path, info, block)
+                check_finite_values(path, info, block)
             yield start, block
 
     def rows(
@@ -242,7 +243,7 @@ class CheckpointReader:
                 pieces.append(view[start:stop])
         raw = torch.cat(pieces) if pieces else torch.empty((0, *info.shape[1:]))
         if check_finite:
-            _check_finite(path, info, raw)
+            check_finite_values(path, info, raw)
         return raw.to(dtype)[inverse]
 
     # -- lifetime ------------------------------------------------------------------------------------
@@ -267,7 +268,7 @@ class CheckpointReader:
         if self._closed:
             raise ValueError(f"checkpoint reader '{self.name}' is closed")
         path = self.folder / info.file
-        _torch_dtype(path, info)  # fail with our message before safetensors fails with its own
+        torch_dtype(path, info)  # fail with our message before safetensors fails with its own
         if path not in self._handles:
             with _safetensors_errors(path, info.name):
                 self._handles[path] = safe_open(str(path), framework="pt")
@@ -331,79 +332,6 @@ def _merge(headers: dict[Path, FileHeader], located: ModelFiles) -> dict[str, Te
                     "hold it; the index is stale: re-download the checkpoint",
                 )
     return infos
-
-
-def _torch_dtype(path: Path, info: TensorInfo) -> torch.dtype:
-    dtype = getattr(torch, TORCH_DTYPE_NAMES.get(info.dtype, ""), None)
-    if not isinstance(dtype, torch.dtype):
-        raise CheckpointError(
-            path,
-            f"tensor '{info.name}' has dtype {info.dtype}, which torch {torch.__version__} cannot read; "
-            "convert the checkpoint to BF16, F16 or F32",
-        )
-    return dtype
-
-
-def _pread_tensor(
-    path: Path,
-    info: TensorInfo,
-    dtype: torch.dtype,
-    rows: tuple[int, int] | None = None,
-    scratch: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """Read one tensor's bytes (or a block of its rows) with positioned reads.
-
-    The offsets were validated by `read_header`. The buffer is an uninitialised torch tensor (or the caller's
-    reusable `scratch`, grown as needed), filled in place: no zero-fill, no extra copy.
-    """
-    shape = tuple(info.shape)
-    start, stop = info.start, info.end
-    if rows is not None:
-        row_bytes = (info.end - info.start) // max(shape[0], 1)
-        start, stop = info.start + rows[0] * row_bytes, info.start + rows[1] * row_bytes
-        shape = (rows[1] - rows[0], *shape[1:])
-    if scratch is not None:
-        if scratch.numel() < stop - start:
-            scratch.resize_(stop - start)
-        buffer = scratch[: stop - start]
-    else:
-        buffer = torch.empty(stop - start, dtype=torch.uint8)
-    if stop == start:
-        return torch.empty(shape, dtype=dtype)
-    view = memoryview(buffer.numpy())
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError as exc:
-        raise CheckpointError(path, f"cannot open file ({exc.strerror})") from None
-    try:
-        done = 0
-        while done < len(view):
-            # pread returns at most ~2 GiB a call on Linux: loop until the block is complete.
-            n = os.preadv(fd, [view[done : done + (1 << 30)]], start + done)
-            if n <= 0:
-                raise CheckpointError(path, f"file ended while reading tensor '{info.name}': truncated file")
-            done += n
-    finally:
-        os.close(fd)
-    return buffer.view(dtype).reshape(shape)
-
-
-def _check_finite(path: Path, info: TensorInfo, values: torch.Tensor) -> None:
-    if not values.is_floating_point() or values.numel() == 0:
-        return
-    # Fast path: NaN and Inf propagate into a sum, so one vectorised reduction clears almost every tensor;
-    # only a non-finite sum (or an overflow of huge finite values) pays for the exact count.
-    if values.element_size() > 1 and bool(torch.isfinite(values.sum())):
-        return
-    # isfinite is not implemented for every float8 dtype; one byte per element makes the upcast cheap.
-    values = values.float() if values.element_size() == 1 else values
-    bad = int(values.numel() - torch.isfinite(values).sum())
-    if bad:
-        raise NonFiniteWeightsError(
-            path,
-            f"tensor '{info.name}' holds {bad} NaN/Inf values (of {values.numel()} read): the weights are "
-            "corrupt (a diverged run or a broken conversion); re-download or re-export the checkpoint",
-        )
 
 
 def _runs(rows: list[int]) -> Iterator[tuple[int, int]]:
