@@ -133,7 +133,10 @@ def resolve_model(reader: _NamedShapes) -> ResolvedModel:
             f"block-scaled (FP8) weights such as '{scaled[0]}': lineage reads weights without their scales; "
             "dequantize the checkpoint to BF16 first",
         )
+    model_type = _text_config(reader.config or {}).get("model_type")
     for spec in ARCHITECTURES:
+        if spec.model_types and model_type not in spec.model_types:
+            continue
         # Most layers first; ties broken by name, so the choice never depends on set order.
         for prefix, layers in sorted(by_prefix.items(), key=lambda kv: (-len(kv[1]), kv[0])):
             embed = _find(names, spec.embed, prefix)

@@ -30,6 +30,8 @@ class ArchSpec:
         gain_offset: RMSNorm multiplies by (offset + w): 1 for Gemma, 0 otherwise.
         activation: FFN activation.
         default_head_dim: used only when config.json gives no head count.
+        model_types: when set, the layout applies only to these config `model_type`s (Gemma 1 has Llama's
+            names but (1 + w) norm gains: only its config tells them apart).
     """
 
     name: str
@@ -56,6 +58,7 @@ class ArchSpec:
     gain_offset: float = 0.0
     activation: str = "silu"
     default_head_dim: int = 64
+    model_types: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if (self.q is None) == (self.qkv is None and self.qkv_interleaved is None):
@@ -95,6 +98,22 @@ ARCHITECTURES: tuple[ArchSpec, ...] = (
         default_head_dim=256,
     ),
     ArchSpec(
+        name="gemma2",
+        **{**_LLAMA_LIKE, "ffn_norm": "pre_feedforward_layernorm.weight"},
+        attn_post_norm="post_attention_layernorm.weight",
+        ffn_post_norm="post_feedforward_layernorm.weight",
+        gain_offset=1.0,
+        activation="gelu_tanh",
+        default_head_dim=256,
+    ),
+    ArchSpec(
+        name="qwen3",
+        **_LLAMA_LIKE,
+        q_norm="self_attn.q_norm.weight",
+        k_norm="self_attn.k_norm.weight",
+        default_head_dim=128,
+    ),
+    ArchSpec(
         name="phi3",
         embed=("embed_tokens.weight",),
         head=("lm_head.weight",),
@@ -121,6 +140,7 @@ ARCHITECTURES: tuple[ArchSpec, ...] = (
         norm="layer",
         activation="gelu",
     ),
+    ArchSpec(name="gemma", **_LLAMA_LIKE, gain_offset=1.0, activation="gelu_tanh", model_types=("gemma",)),
     # Llama, Mistral and Qwen2 share one layout; Qwen2's q/k/v biases are picked up where present.
     ArchSpec(name="llama", **_LLAMA_LIKE),
 )

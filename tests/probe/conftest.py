@@ -52,6 +52,9 @@ def hf_models(tmp_path_factory) -> dict[str, Path]:
         "phi3": transformers.Phi3Config(**common, num_key_value_heads=2, pad_token_id=0),
         "mistral": transformers.MistralConfig(**common, num_key_value_heads=2),
         "gpt_neox": transformers.GPTNeoXConfig(**common),
+        "gemma2": transformers.Gemma2Config(**common, num_key_value_heads=2, head_dim=16),
+        "qwen3": transformers.Qwen3Config(**common, num_key_value_heads=2, head_dim=16),
+        "gemma": transformers.GemmaConfig(**common, num_key_value_heads=2, head_dim=16),
     }
     out = {}
     for i, (name, cfg) in enumerate(configs.items()):

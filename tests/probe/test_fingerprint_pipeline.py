@@ -36,7 +36,8 @@ def test_every_real_layout_fingerprints(hf_models):
         assert all(np.isfinite(v).all() for v in fp.sketches.values())
     layouts = {arch: fingerprint_model(f, CPU).settings["layout"] for arch, f in hf_models.items()}
     assert layouts == {"llama": "llama", "qwen2": "llama", "gemma3": "gemma3", "phi3": "phi3",
-                       "mistral": "llama", "gpt_neox": "gpt_neox"}  # fmt: skip
+                       "mistral": "llama", "gpt_neox": "gpt_neox", "gemma2": "gemma2", "qwen3": "qwen3",
+                       "gemma": "gemma"}  # fmt: skip
 
 
 def test_qwen_biases_enter_the_sketch(hf_models, tmp_path):
