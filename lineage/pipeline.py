@@ -190,8 +190,8 @@ def fingerprint_model(
         model = resolve_model(reader)
         run = _Run(reader, model, options)
         # A head padded or trimmed to another vocabulary size than the embedding: anchor only ids both have.
-        head_rows = int(reader.info(model.head).shape[0]) if model.head else model.vocab_size
-        ids = anchor_ids(min(model.vocab_size, head_rows), options.anchors, options.seed)
+        head_vocab = int(reader.info(model.head).shape[0]) if model.head else model.vocab_size
+        ids = anchor_ids(min(model.vocab_size, head_vocab), options.anchors, options.seed)
         embed_rows = run.rows(model.embed, ids)
         circuits = CircuitProbe(model, embed_rows)
         total = len(model.layers) + 1
