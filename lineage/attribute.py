@@ -226,6 +226,7 @@ def attribute_with_base(
     """`attribute` with the suspect's base found by classification against the manifest's bases (the
     suspect itself left out of them), so a model of no known family gets no base and no parents."""
     from lineage.classify import FamilyClassifier
+    from lineage.manifest import UNKNOWN_FAMILY
 
     refs = [(r, fp) for r, fp in zip(manifest.rows, known) if r in manifest.references and r.name != suspect.name]
     if not refs:
@@ -236,7 +237,7 @@ def attribute_with_base(
         .classify([suspect])
         .results[0]
     )
-    base = verdict.base if verdict.family != "unknown" and verdict.base else ""
+    base = verdict.base if verdict.family != UNKNOWN_FAMILY and verdict.base else ""
     result = attribute(suspect, known, [r.name for r, _ in refs], attribution, base=base)
     # A disguised copy (rotated, MergeLocked) has its base's function in another weight basis: no merge
     # parents in weight space, but its base is still the one classification found.

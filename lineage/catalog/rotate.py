@@ -23,16 +23,12 @@ from typing import TYPE_CHECKING
 import torch
 
 from lineage.catalog import anatomy
-from lineage.catalog.disguise import random_orthogonal
+from lineage.catalog.disguise import _write, random_orthogonal
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
 
 ROTATABLE = ("llama", "mistral", "qwen2", "phi3")
-
-
-def _write(view: torch.Tensor, value: torch.Tensor) -> None:
-    view.copy_(value.to(view.dtype))
 
 
 @torch.no_grad()
