@@ -3,7 +3,7 @@
 What is measured, and why: fingerprinting is paid once per model and cached; what a hub operator repeats
 is the scan, which must then cost loading the fingerprints plus one batched classification, not
 fingerprinting and not a Python loop over pairs. The bench writes N synthetic models the way the cache
-holds them and times `lineage.scan.scan` over a manifest of all of them (the library call behind
+holds them and times `lineage.jobs.scan.scan` over a manifest of all of them (the library call behind
 `lineage scan`, without the terminal output). Goals: 10,000 models in < 60 s; a 58-model scan < 5 s.
 
 The models: 8 bases in 5 families (llama 3, qwen 2, mistral, gemma, phi, like the published table), and N
@@ -36,9 +36,9 @@ import numpy as np
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH.parent))  # run from a checkout without installing
 
-from lineage.cache import FingerprintCache  # noqa: E402
 from lineage.features.sketch import LAYER_CIRCUITS, MODEL_CIRCUITS  # noqa: E402
 from lineage.fingerprint import TENSORGUARD_FEATURES, Fingerprint  # noqa: E402
+from lineage.fingerprint.cache import FingerprintCache  # noqa: E402
 
 P, LAYERS = 64, 8
 BASES = (
@@ -70,7 +70,7 @@ def _model_folder(folder: Path, index: int) -> None:
 
 def write_models(out: Path, n: int, seed: int = 0) -> Path:
     """Write 8 bases and `n` suspects as model folders with cached fingerprints; returns the manifest."""
-    from lineage.pipeline import FingerprintOptions, cache_key
+    from lineage.fingerprint.pipeline import FingerprintOptions, cache_key
 
     rng = np.random.default_rng(seed)
     cache, options = FingerprintCache(out / "cache"), FingerprintOptions()
@@ -105,7 +105,7 @@ def write_models(out: Path, n: int, seed: int = 0) -> Path:
 
 
 def timed_scan(manifest, cache_dir: Path | None, method: str) -> tuple[float, dict]:  # noqa: ANN001
-    from lineage.scan import ScanOptions, scan
+    from lineage.jobs.scan import ScanOptions, scan
 
     start = time.perf_counter()
     result = scan(manifest, ScanOptions(method=method, cache_dir=cache_dir, device="cpu"))
@@ -126,7 +126,7 @@ def main() -> None:
         manifest = write_models(args.out, args.models)
         print(f"wrote {args.models + len(BASES)} models and cached fingerprints in {time.perf_counter() - start:.1f} s")
 
-    from lineage.manifest import read_manifest
+    from lineage.jobs.manifest import read_manifest
 
     full = read_manifest(manifest)
     for run in (1, 2):

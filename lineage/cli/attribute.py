@@ -30,9 +30,9 @@ def attribute(
 
     JSON: a list of {model, base, parents: [{name, weight}], residual, layers}.
     """
-    from lineage.attribute import AttributionOptions, attribute_paths
-    from lineage.cache import FingerprintCache
-    from lineage.pipeline import FingerprintOptions
+    from lineage.attribute.nnls import AttributionOptions, attribute_paths
+    from lineage.fingerprint.cache import FingerprintCache
+    from lineage.fingerprint.pipeline import FingerprintOptions
 
     if fmt not in ("table", "json"):
         raise typer.BadParameter("--format must be table or json")

@@ -52,7 +52,7 @@ def parse_unknown(text: str) -> str | float:
 
 def scan_options(method: Method, unknown: str, device: DeviceChoice, cache: Path | None, no_cache: bool):  # noqa: ANN201 - ScanOptions, imported lazily
     """The library's options from the shared command-line options."""
-    from lineage.scan import ScanOptions
+    from lineage.jobs.scan import ScanOptions
 
     return ScanOptions(
         method=method.value,
@@ -88,8 +88,8 @@ def classify(
 
     --out DIR also writes results.csv, results.parquet and results.json. Exit code 1 when any model failed.
     """
+    from lineage.jobs.scan import classify_paths
     from lineage.report.tables import format_results
-    from lineage.scan import classify_paths
 
     options = scan_options(method, unknown, device, cache, no_cache)
     with progress_bar(total=0, desc="fingerprint", disable=quiet) as bar:
@@ -121,8 +121,8 @@ def distance(
 
     --out DIR also writes distances.csv and distances.parquet.
     """
+    from lineage.jobs.scan import distance_paths
     from lineage.report.tables import format_matrix
-    from lineage.scan import distance_paths
 
     options = scan_options(method, "off", device, cache, no_cache)
     with progress_bar(total=0, desc="fingerprint", disable=quiet) as bar:

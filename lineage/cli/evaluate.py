@@ -43,7 +43,7 @@ def loo(
     Target: most of each left-out lineage in the right family (through the family's other sizes), none in
     a wrong family (unknown is acceptable).
     """
-    from lineage.evaluate import leave_one_base_out
+    from lineage.jobs.evaluate import leave_one_base_out
 
     with _bar(quiet) as bar:
         result = leave_one_base_out(manifest, scan_options(method, unknown, device, cache, no_cache), ticker(bar))
@@ -79,7 +79,7 @@ def merges(
     quiet: QuietOpt = False,
 ) -> None:
     """Attribute every merge of the manifest (rows with two or more parents) and score parents and weights."""
-    from lineage.evaluate import merge_attribution
+    from lineage.jobs.evaluate import merge_attribution
 
     with _bar(quiet) as bar:
         result = merge_attribution(

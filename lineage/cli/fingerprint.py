@@ -10,7 +10,7 @@ import typer
 
 from lineage.cli._options import DeviceChoice, DeviceOpt, OutDirOpt, QuietOpt
 from lineage.cli._progress import progress_bar
-from lineage.paths import default_fingerprint_dir
+from lineage.fingerprint.paths import default_fingerprint_dir
 
 
 def register(app: typer.Typer) -> None:
@@ -31,9 +31,9 @@ def fingerprint(
 
     Exit code 1 when any model failed (the others are still fingerprinted).
     """
-    from lineage.batch import fingerprint_paths
-    from lineage.cache import expand_inputs
-    from lineage.pipeline import FingerprintOptions
+    from lineage.fingerprint.batch import fingerprint_paths
+    from lineage.fingerprint.cache import expand_inputs
+    from lineage.fingerprint.pipeline import FingerprintOptions
 
     if fmt not in ("table", "json"):
         raise typer.BadParameter("--format must be table or json")

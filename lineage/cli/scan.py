@@ -48,9 +48,9 @@ def scan(
 
     Exit code 1 when any model failed (the others are still scanned).
     """
+    from lineage.jobs.scan import scan as run_scan
     from lineage.report.summary import summary_text
     from lineage.report.tables import format_results, to_json
-    from lineage.scan import scan as run_scan
 
     options = scan_options(method, unknown, device, cache, no_cache)
     with progress_bar(total=0, desc="fingerprint", disable=quiet) as bar:

@@ -15,7 +15,7 @@ from lineage.report.summary import expected_family
 from lineage.report.tables import matrix_frame, results_frame, to_json
 
 if TYPE_CHECKING:
-    from lineage.scan import ScanResult
+    from lineage.jobs.scan import ScanResult
 
 RESULTS, DISTANCES, SUMMARY = "results", "distances", "summary.json"
 MAP_PNG, HEATMAP_PNG, REPORT_HTML = "map.png", "heatmap.png", "report.html"

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from scipy.stats import t as student_t
 
-from lineage.calibrate import calibrate_threshold, fixed_threshold, null_distances
-from lineage.classify import FamilyClassifier
+from lineage.decide.calibrate import calibrate_threshold, fixed_threshold, null_distances
+from lineage.decide.kmeans import FamilyClassifier
 
 
 def test_null_is_every_cross_family_pair_once():

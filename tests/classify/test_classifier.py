@@ -8,12 +8,12 @@ import time
 import numpy as np
 import pytest
 
-from lineage.classify import Classification, FamilyClassifier
+from lineage.compare import get_method
+from lineage.compare.lineage import LineageMethod, robust_scale
+from lineage.compare.tensorguard import TensorGuardMethod
+from lineage.decide.kmeans import Classification, FamilyClassifier
 from lineage.errors import ClassificationError
 from lineage.fingerprint import TENSORGUARD_FEATURES, Fingerprint
-from lineage.methods import get_method
-from lineage.methods.lineage import LineageMethod, robust_scale
-from lineage.methods.tensorguard import TensorGuardMethod
 
 
 def test_init_only_stores_parameters():

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from lineage.manifest import DEMO_MANIFEST
+from lineage.jobs.manifest import DEMO_MANIFEST
 
 try:
     from lineage.cli.app import app

@@ -11,10 +11,10 @@ import numpy as np
 import polars as pl
 import pytest
 
+from lineage.jobs.scan import ScanOptions, scan
 from lineage.report.plots import classical_mds, embed_2d
 from lineage.report.tables import format_matrix, format_results, results_frame
 from lineage.report.writers import write_report
-from lineage.scan import ScanOptions, scan
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lineage.cache import CACHED, FINGERPRINTED, LOADED, FingerprintCache, expand_inputs, obtain_fingerprint
 from lineage.errors import ClassificationError, ManifestError
 from lineage.fingerprint import load_fingerprint
-from lineage.manifest import DEMO_MANIFEST, read_manifest
-from lineage.scan import ScanOptions, classify_paths, distance_paths, scan
+from lineage.fingerprint.cache import CACHED, FINGERPRINTED, LOADED, FingerprintCache, expand_inputs, obtain_fingerprint
+from lineage.jobs.manifest import DEMO_MANIFEST, read_manifest
+from lineage.jobs.scan import ScanOptions, classify_paths, distance_paths, scan
 
 from .synth import features, write_feature_json, write_manifest
 
@@ -148,7 +148,7 @@ def test_default_cache_folder_follows_the_environment(monkeypatch, tmp_path: Pat
 
 
 def test_second_scan_fingerprints_nothing(tmp_path: Path, monkeypatch):
-    import lineage.pipeline as pipeline
+    import lineage.fingerprint.pipeline as pipeline
 
     rng = np.random.default_rng(0)
     computed: list[str] = []

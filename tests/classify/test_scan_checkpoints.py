@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from lineage.scan import ScanOptions, scan
+from lineage.jobs.scan import ScanOptions, scan
 
 from .synth import tiny_llama, write_manifest, write_tiny_model
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from lineage.manifest import DEMO_MANIFEST, read_manifest
-from lineage.scan import ScanOptions, scan
+from lineage.jobs.manifest import DEMO_MANIFEST, read_manifest
+from lineage.jobs.scan import ScanOptions, scan
 
 # The four models the recipe puts in the wrong family (K-Means moves the Qwen2.5-3B base itself).
 PAPER_MISSES = {

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from lineage.cli.app import app
-from lineage.manifest import read_manifest
+from lineage.jobs.manifest import read_manifest
 from tests.e2e.conftest import cli_runner
 
 pytestmark = pytest.mark.slow

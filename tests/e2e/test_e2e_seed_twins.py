@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from lineage.cache import FingerprintCache, obtain_fingerprint
-from lineage.classify import FamilyClassifier
-from lineage.features.similarity import sketch_distance_matrix
-from lineage.manifest import read_manifest
-from lineage.scan import ScanOptions, classify_paths
+from lineage.compare.similarity import sketch_distance_matrix
+from lineage.decide.kmeans import FamilyClassifier
+from lineage.fingerprint.cache import FingerprintCache, obtain_fingerprint
+from lineage.jobs.manifest import read_manifest
+from lineage.jobs.scan import ScanOptions, classify_paths
 
 pytestmark = pytest.mark.slow
 

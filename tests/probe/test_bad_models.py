@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from lineage.errors import CheckpointError
+from lineage.fingerprint.pipeline import FingerprintOptions, fingerprint_model
 from lineage.io import discover_models
-from lineage.pipeline import FingerprintOptions, fingerprint_model
 from tests.checkpoints import TINY_LLAMA_CONFIG, tiny_llama_tensors, write_checkpoint
 
 CPU = FingerprintOptions(device="cpu")

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from lineage.features.similarity import sketch_distance_matrix
+from lineage.compare.similarity import sketch_distance_matrix
 from lineage.fingerprint import CIRCUITS, load_fingerprint, save_fingerprint
-from lineage.pipeline import FingerprintOptions, fingerprint_model
+from lineage.fingerprint.pipeline import FingerprintOptions, fingerprint_model
 
 GOLDEN = Path(__file__).parent.parent / "golden" / "tiny_llama.json"
 CPU = FingerprintOptions(device="cpu")

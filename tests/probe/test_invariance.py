@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from lineage.features.similarity import sketch_distance_matrix
-from lineage.pipeline import FingerprintOptions, fingerprint_model
+from lineage.compare.similarity import sketch_distance_matrix
+from lineage.fingerprint.pipeline import FingerprintOptions, fingerprint_model
 
 pytest.importorskip("transformers")
 from lineage.catalog import disguise, rotate  # noqa: E402

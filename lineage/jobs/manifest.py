@@ -27,7 +27,7 @@ OUTSIDER_ROLE = "outsider"
 UNKNOWN_FAMILY = "unknown"
 
 #: The built-in demo catalog: the 58 published TensorGuard fingerprints (Apache-2.0, see its README).
-DEMO_MANIFEST = Path(__file__).resolve().parent / "data" / "tensorguard" / "manifest.csv"
+DEMO_MANIFEST = Path(__file__).resolve().parents[1] / "data" / "tensorguard" / "manifest.csv"
 
 _PARENT_SEPARATORS = re.compile(r"[;|]")
 

@@ -1,13 +1,13 @@
 """The fingerprint cache: fingerprint a model once, load it ever after.
 
-Entries are ordinary fingerprint files named by `lineage.pipeline.cache_key` (a hash of the model's
+Entries are ordinary fingerprint files named by `lineage.fingerprint.pipeline.cache_key` (a hash of the model's
 headers, file sizes and times, the probe settings and the lineage version), so a second scan with
 nothing changed fingerprints nothing, and any change to the model or the settings misses the cache
 instead of returning a stale answer. The key only needs the headers, so computing it costs a few
 reads, not a pass over the weights. Writes are atomic (`save_fingerprint` writes then renames), and a
 corrupt entry counts as a miss and is overwritten: a cache must never be the reason a scan fails.
 
-Default folder: `$LINEAGE_CACHE`, else `~/.cache/lineage` (see `lineage.paths.default_cache_dir`).
+Default folder: `$LINEAGE_CACHE`, else `~/.cache/lineage` (see `lineage.fingerprint.paths.default_cache_dir`).
 
 `gather_fingerprints` obtains many fingerprints this way (fingerprint files are simply loaded) and turns
 each model's failure into an outcome carrying its error text, so that callers never abort a batch.
@@ -23,17 +23,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lineage.errors import CheckpointError, FingerprintFormatError, LineageError
-from lineage.fingerprint import (
+from lineage.fingerprint.format import (
     FINGERPRINT_SUFFIX,
     Fingerprint,
     is_fingerprint_file,
     load_fingerprint,
     save_fingerprint,
 )
-from lineage.paths import default_cache_dir
+from lineage.fingerprint.paths import default_cache_dir
 
 if TYPE_CHECKING:
-    from lineage.pipeline import FingerprintOptions
+    from lineage.fingerprint.pipeline import FingerprintOptions
 
 #: How a fingerprint was obtained: read from a fingerprint file, found in the cache, or computed.
 LOADED, CACHED, FINGERPRINTED = "loaded", "cached", "fingerprinted"
@@ -104,7 +104,7 @@ def obtain_fingerprint(
     if is_fingerprint_file(path):
         fp, how = load_fingerprint(path), LOADED
     elif path.exists():
-        from lineage.pipeline import FingerprintOptions, cache_key, fingerprint_model
+        from lineage.fingerprint.pipeline import FingerprintOptions, cache_key, fingerprint_model
 
         options = options or FingerprintOptions()
         # The key reads the headers, so a broken checkpoint fails here with the reader's own message.

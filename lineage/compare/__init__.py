@@ -1,6 +1,6 @@
 """Ways to compare fingerprints: one module per method behind `Method`, named in `registry.METHODS`."""
 
-from lineage.methods.base import Method
-from lineage.methods.registry import DEFAULT_METHOD, METHODS, get_method
+from lineage.compare.base import Method
+from lineage.compare.registry import DEFAULT_METHOD, METHODS, get_method
 
 __all__ = ["DEFAULT_METHOD", "METHODS", "Method", "get_method"]

@@ -14,9 +14,9 @@ from collections.abc import Sequence
 import numpy as np
 from sklearn.preprocessing import StandardScaler
 
+from lineage.compare.base import Method, feature_matrix, pairwise_euclidean, population
 from lineage.errors import ClassificationError
 from lineage.fingerprint import Fingerprint
-from lineage.methods.base import Method, feature_matrix, pairwise_euclidean, population
 
 PAPER_THRESHOLD = 7.0
 
@@ -26,7 +26,7 @@ class TensorGuardMethod(Method):
 
     Example:
         >>> from lineage.fingerprint import load_fingerprint
-        >>> from lineage.manifest import DEMO_MANIFEST
+        >>> from lineage.jobs.manifest import DEMO_MANIFEST
         >>> fps = [load_fingerprint(p) for p in sorted(DEMO_MANIFEST.parent.glob("*_features.json"))]
         >>> TensorGuardMethod().distances(fps[:3], fps[:3]).shape
         (3, 3)

@@ -4,7 +4,7 @@
 the verdicts against the manifest's labels. A model that cannot be fingerprinted becomes a row with its
 error text and the scan goes on; only a scan left without a single usable reference stops (there is
 nothing to classify against). Fingerprints come from the files a manifest names, from the cache
-(`lineage.cache`), or are computed and cached, so a second scan with nothing changed fingerprints nothing.
+(`lineage.fingerprint.cache`), or are computed and cached, so a second scan with nothing changed fingerprints nothing.
 
 The full pairwise distance matrix (the report's heat-map and map) is computed only when asked for: a scan
 of 10,000 models needs 10,000 x R distances to classify, not 10,000 x 10,000.
@@ -20,7 +20,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from lineage.cache import (
+from lineage.compare import DEFAULT_METHOD, METHODS, get_method
+from lineage.decide.calibrate import DEFAULT_ALPHA
+from lineage.decide.kmeans import Classification, ClassificationRun, FamilyClassifier, check_unknown_rule
+from lineage.errors import ClassificationError
+from lineage.fingerprint import Fingerprint
+from lineage.fingerprint.cache import (
     CACHED,
     FINGERPRINTED,
     LOADED,
@@ -29,16 +34,11 @@ from lineage.cache import (
     expand_inputs,
     gather_fingerprints,
 )
-from lineage.calibrate import DEFAULT_ALPHA
-from lineage.classify import Classification, ClassificationRun, FamilyClassifier, check_unknown_rule
-from lineage.errors import ClassificationError
-from lineage.fingerprint import Fingerprint
-from lineage.manifest import DEMO_MANIFEST, Manifest, ManifestRow, read_manifest
-from lineage.methods import DEFAULT_METHOD, METHODS, get_method
+from lineage.jobs.manifest import DEMO_MANIFEST, Manifest, ManifestRow, read_manifest
 from lineage.report.summary import summarize
 
 if TYPE_CHECKING:
-    from lineage.pipeline import FingerprintOptions
+    from lineage.fingerprint.pipeline import FingerprintOptions
 
 #: `progress(done, total, model_name)`, called after each model is fingerprinted or loaded.
 Progress = Callable[[int, int, str], None]
@@ -79,7 +79,7 @@ class ScanOptions:
         """The probe settings for model folders (imports the probing stack: only called for folders)."""
         if self.fingerprint is not None:
             return self.fingerprint
-        from lineage.pipeline import FingerprintOptions
+        from lineage.fingerprint.pipeline import FingerprintOptions
 
         return FingerprintOptions(device=self.device)
 

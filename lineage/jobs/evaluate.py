@@ -15,11 +15,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from lineage.attribute import AttributionOptions, attribute_with_base
-from lineage.cache import gather_fingerprints
+from lineage.attribute.nnls import AttributionOptions, attribute_with_base
 from lineage.errors import ClassificationError
-from lineage.manifest import Manifest, read_manifest
-from lineage.scan import ScanOptions
+from lineage.fingerprint.cache import gather_fingerprints
+from lineage.jobs.manifest import Manifest, read_manifest
+from lineage.jobs.scan import ScanOptions
 
 Progress = Callable[[int, int, str], None]
 

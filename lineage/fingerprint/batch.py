@@ -11,9 +11,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from lineage.cache import error_text
-from lineage.fingerprint import Fingerprint, fingerprint_path, save_fingerprint
-from lineage.pipeline import FingerprintOptions, fingerprint_model
+from lineage.fingerprint.cache import error_text
+from lineage.fingerprint.format import Fingerprint, fingerprint_path, save_fingerprint
+from lineage.fingerprint.pipeline import FingerprintOptions, fingerprint_model
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,7 @@ def fingerprint_paths(
     """Fingerprint every model and write `<out_dir>/<name>.fingerprint.safetensors`.
 
     Args:
-        models: `lineage.cache.expand_inputs(...)` of the paths given (model folders or folders of model folders).
+        models: `lineage.fingerprint.cache.expand_inputs(...)` of the paths given (model folders or folders of model folders).
         options: probe settings.
         out_dir: where the fingerprint files go.
         on_model: called after each model (for progress bars).

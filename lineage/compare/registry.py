@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from lineage.compare.base import Method
+from lineage.compare.lineage import LineageMethod
+from lineage.compare.tensorguard import TensorGuardMethod
 from lineage.errors import ClassificationError
-from lineage.methods.base import Method
-from lineage.methods.lineage import LineageMethod
-from lineage.methods.tensorguard import TensorGuardMethod
 
 METHODS: dict[str, type[Method]] = {
     LineageMethod.name: LineageMethod,

@@ -26,7 +26,7 @@ from lineage.arch import ResolvedModel, resolve_model
 from lineage.errors import NonFiniteWeightsError
 from lineage.features import tensorguard
 from lineage.features.sketch import stack_layers
-from lineage.fingerprint import Fingerprint, ModelSummary
+from lineage.fingerprint.format import Fingerprint, ModelSummary
 from lineage.io import CheckpointReader, open_checkpoint
 from lineage.probe.anchors import anchor_ids
 from lineage.probe.circuits import CircuitProbe

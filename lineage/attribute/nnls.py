@@ -114,7 +114,7 @@ def attribute(
         candidates: known models (the suspect itself is skipped by name).
         bases: names of the candidates that are base models.
         options: thresholds.
-        base: the suspect's base as classification found it (`lineage.classify`); when given, only that
+        base: the suspect's base as classification found it (`lineage.decide.kmeans`); when given, only that
             base is used, and an empty string means the suspect belongs to no known family (no parents).
             When None, the base nearest in response space is taken.
 
@@ -203,8 +203,8 @@ def attribute_paths(
         (one attribution per suspect that could be fingerprinted, `(name, error)` for every model, suspect
         or candidate, that could not: a bad model never aborts the job).
     """
-    from lineage.cache import expand_inputs, gather_fingerprints
-    from lineage.manifest import read_manifest
+    from lineage.fingerprint.cache import expand_inputs, gather_fingerprints
+    from lineage.jobs.manifest import read_manifest
 
     manifest = read_manifest(candidates_manifest)
     tick = (lambda done, total, name: on_fingerprint()) if on_fingerprint else None
@@ -225,8 +225,8 @@ def attribute_with_base(
 ) -> Attribution:
     """`attribute` with the suspect's base found by classification against the manifest's bases (the
     suspect itself left out of them), so a model of no known family gets no base and no parents."""
-    from lineage.classify import FamilyClassifier
-    from lineage.manifest import UNKNOWN_FAMILY
+    from lineage.decide.kmeans import FamilyClassifier
+    from lineage.jobs.manifest import UNKNOWN_FAMILY
 
     refs = [(r, fp) for r, fp in zip(manifest.rows, known) if r in manifest.references and r.name != suspect.name]
     if not refs:

@@ -14,7 +14,7 @@ disagree), the distance to that base, its distance to every reference, and a con
   the chosen family and `d_other` the distance to the nearest reference of any other family. 0 means
   another family is as close (or closer: K-Means disagreed with the nearest reference), 1 an exact match.
   With a single family among the references, `d_other` is the unknown threshold.
-* unknown suspects (nearest reference farther than the threshold, see `lineage.calibrate`):
+* unknown suspects (nearest reference farther than the threshold, see `lineage.decide.calibrate`):
   `1 - threshold / d_nearest`, how far beyond the threshold it lies. Family `unknown`, base None.
 """
 
@@ -30,12 +30,12 @@ from sklearn.cluster import KMeans
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 
-from lineage.calibrate import DEFAULT_ALPHA, Calibration, calibrate_threshold, fixed_threshold
+from lineage.compare import Method, get_method
+from lineage.compare.base import ASSIGNMENTS
+from lineage.decide.calibrate import DEFAULT_ALPHA, Calibration, calibrate_threshold, fixed_threshold
 from lineage.errors import ClassificationError
 from lineage.fingerprint import Fingerprint
-from lineage.manifest import UNKNOWN_FAMILY
-from lineage.methods import Method, get_method
-from lineage.methods.base import ASSIGNMENTS
+from lineage.jobs.manifest import UNKNOWN_FAMILY
 
 UNKNOWN = UNKNOWN_FAMILY
 UNKNOWN_RULES: tuple[str, ...] = ("calibrated", "paper", "off")
@@ -111,7 +111,7 @@ class FamilyClassifier:
 
     Args:
         method: a method name (`lineage`, `tensorguard`) or instance.
-        unknown: "calibrated" (default; `lineage.calibrate`), "paper" (the method's published fixed
+        unknown: "calibrated" (default; `lineage.decide.calibrate`), "paper" (the method's published fixed
             threshold, 7 for tensorguard), "off", or a number (a fixed threshold).
         alpha: the calibrated threshold's false-claim rate.
         assign: "auto" (the method's choice), "kmeans" (the paper) or "nearest" (nearest reference).

@@ -42,9 +42,9 @@ from functools import lru_cache
 
 import numpy as np
 
+from lineage.compare.base import Method, feature_matrix, pairwise_euclidean, population
 from lineage.errors import ClassificationError
 from lineage.fingerprint import Fingerprint
-from lineage.methods.base import Method, feature_matrix, pairwise_euclidean, population
 
 _MAD_TO_SIGMA = 1.4826  # MAD of a normal distribution times this is its standard deviation
 
@@ -81,7 +81,7 @@ class LineageMethod(Method):
 
     Example:
         >>> from lineage.fingerprint import load_fingerprint
-        >>> from lineage.manifest import DEMO_MANIFEST
+        >>> from lineage.jobs.manifest import DEMO_MANIFEST
         >>> fps = [load_fingerprint(p) for p in sorted(DEMO_MANIFEST.parent.glob("*_features.json"))]
         >>> LineageMethod().vectors(fps, fps[:2]).shape  # profiles to the 2 references
         (58, 2)
@@ -94,7 +94,7 @@ class LineageMethod(Method):
         if not a or not b:
             return np.zeros((len(a), len(b)))
         if uses_sketches([*a, *b]):
-            from lineage.features.similarity import sketch_distance_matrix
+            from lineage.compare.similarity import sketch_distance_matrix
 
             return np.asarray(sketch_distance_matrix(a, b), dtype=np.float64)
         scaled, row = self._robust(population(a, b))
@@ -130,7 +130,7 @@ class LineageMethod(Method):
 def catalog_features() -> np.ndarray:
     """The 15 features of the built-in catalog's models, `[58, 15]` (read once per process)."""
     from lineage.fingerprint import load_fingerprint
-    from lineage.manifest import DEMO_MANIFEST
+    from lineage.jobs.manifest import DEMO_MANIFEST
 
     files = sorted(DEMO_MANIFEST.parent.glob("*_features.json"))
     return feature_matrix([load_fingerprint(p) for p in files])

@@ -1,0 +1,1 @@
+"""Decisions: the K-Means family classifier seeded with the bases, the calibrated thresholds, the verdicts."""

@@ -1,0 +1,1 @@
+"""Jobs over many models: manifests, scans, classify/distance over paths, evaluations."""
