@@ -41,7 +41,8 @@ def fingerprint_paths(
     """Fingerprint every model and write `<out_dir>/<name>.fingerprint.safetensors`.
 
     Args:
-        models: `lineage.fingerprint.cache.expand_inputs(...)` of the paths given (model folders or folders of model folders).
+        models: `lineage.fingerprint.cache.expand_inputs(...)` of the paths given (model folders or folders
+            of model folders).
         options: probe settings.
         out_dir: where the fingerprint files go.
         on_model: called after each model (for progress bars).
