@@ -28,6 +28,7 @@ from lineage.io.blocks import check_finite_values, pread_tensor, torch_dtype
 from lineage.io.constants import SAFETENSORS_SUFFIX, SINGLE_FILE
 from lineage.io.header import FileHeader, TensorInfo, read_header
 from lineage.io.index import ModelFiles, locate_files
+from lineage.io.vocab import Vocabulary, find_vocabulary
 
 
 class CheckpointReader:
@@ -65,6 +66,14 @@ class CheckpointReader:
         self._infos: dict[str, TensorInfo] = _merge(self._headers, located)
         self._handles: dict[Path, Any] = {}
         self._closed = False
+        self._vocabulary: Vocabulary | None | bool = False  # False: not read yet
+
+    @property
+    def vocabulary(self) -> Vocabulary | None:
+        """The tokenizer's vocabulary (`tokenizer.json` in the folder), None when the folder has none."""
+        if self._vocabulary is False:
+            self._vocabulary = find_vocabulary(self.folder)
+        return self._vocabulary  # type: ignore[return-value]
 
     # -- headers -------------------------------------------------------------------------------------
 
