@@ -61,3 +61,19 @@ class CatalogError(LineageError):
 
 class DeviceError(LineageError):
     """The requested compute device is not available."""
+
+
+class ExecutorError(LineageError):
+    """Fingerprinting cannot be spread as asked (Ray not installed, cluster unreachable, workers cannot start)."""
+
+
+class PackError(LineageError):
+    """A reference pack cannot be built or read (a reference failed, a file is missing or altered...)."""
+
+
+class HubError(LineageError):
+    """A model hub path (`hf://org/name[@revision]`) cannot be resolved or fetched."""
+
+
+class StoreError(LineageError):
+    """A fingerprint store file is unreadable, of another format, or cannot be built."""

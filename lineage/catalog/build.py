@@ -7,6 +7,8 @@ restored when the build returns, since this is a library call.
 
 A model is rebuilt only if its folder lacks a marker with the entry's hash (which covers its parents'
 hashes, so changing a base rebuilds its descendants) or when ``force`` is set; interrupted builds resume.
+Declaration files (model card, mergekit config) are metadata: they are brought up to date in every
+folder on every run, built or skipped, without touching the weights.
 """
 
 from __future__ import annotations
@@ -19,8 +21,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from lineage.catalog.manifest import MANIFEST_NAME, ManifestRow, row_for, write_manifest
-from lineage.catalog.recipe import Recipe, default_recipe_path, load_recipe
+from lineage.catalog.declare import CARD_NAME, MERGEKIT_CONFIG_NAME, render_card, render_mergekit_config
+from lineage.catalog.declare import write_declaration_files as _write_files
+from lineage.catalog.manifest import MANIFEST_NAME, catalog_rows, write_manifest
+from lineage.catalog.recipe import MERGE_OPS, Entry, Recipe, default_recipe_path, load_recipe
 from lineage.errors import CatalogError
 
 SIZES = ("full", "mini")
@@ -156,10 +160,52 @@ def build_models(recipe: Recipe, out_dir: Path, *, force: bool = False, threads:
                 save_model(model, tok, folder, layout=entry.layout, dtype=entry.dtype,
                            shard_size=recipe.settings.shard_size, marker=marker)
                 action = "built"
+            write_declarations(entry, folder)
             folders.append(folder)
             if progress is not None:
                 progress(BuildEvent(i + 1, total, entry.name, action, time.perf_counter() - start))
     return folders
+
+
+def write_declarations(entry: Entry, folder: Path) -> None:
+    """Bring a built model's declaration files in line with its recipe entry.
+
+    The card (``README.md``) exists only for entries that declare (``declare`` in the recipe); a merge
+    that truthfully declares its parents also gets its ``mergekit_config.yml`` with the merge's weights
+    (read from the marker, where metric-weighted merges record the weights computed at build time).
+    """
+    from lineage.catalog.save import read_marker
+
+    d = entry.declared
+    card = render_card(entry.name, d) if d is not None else None
+    config = None
+    if d is not None and d.true_parents and entry.op in MERGE_OPS:
+        marker = read_marker(folder) or {}
+        weights = marker.get("info", {}).get("weights", list(entry.weights))
+        config = render_mergekit_config(entry.op, entry.base, entry.parents, weights, entry.params)
+    _write_files(folder, {CARD_NAME: card, MERGEKIT_CONFIG_NAME: config})
+
+
+def _selected_recipe(options: BuildOptions) -> Recipe:
+    recipe = load_recipe(options.recipe).with_seed(options.seed)
+    try:
+        return recipe.select(options.size)
+    except ValueError as exc:
+        raise CatalogError(f"{recipe.path}: {exc}") from exc
+
+
+def write_catalog_manifest(options: BuildOptions) -> Path:
+    """Write the manifest of the catalog `build_catalog` would build, without building anything.
+
+    The manifest depends on the recipe alone (names, roles, families, parents, declarations), so it can
+    be regenerated after a recipe edit before the models are (re)built.
+
+    Returns:
+        The path of the manifest CSV.
+    """
+    recipe = _selected_recipe(options)
+    manifest = options.resolved_manifest()
+    return write_manifest(catalog_rows(recipe, options.resolved_out_dir(), manifest), manifest)
 
 
 def build_catalog(options: BuildOptions, progress: ProgressCallback | None = None) -> Path:
@@ -179,13 +225,8 @@ def build_catalog(options: BuildOptions, progress: ProgressCallback | None = Non
         >>> manifest = build_catalog(BuildOptions(size="mini", out_dir=Path("/tmp/catalog")))
     """
     _require_catalog_extra()
-    recipe = load_recipe(options.recipe).with_seed(options.seed)
-    try:
-        recipe = recipe.select(options.size)
-    except ValueError as exc:
-        raise CatalogError(f"{recipe.path}: {exc}") from exc
+    recipe = _selected_recipe(options)
     out_dir = options.resolved_out_dir()
     manifest = options.resolved_manifest()
-    folders = build_models(recipe, out_dir, force=options.force, threads=options.threads, progress=progress)
-    rows: list[ManifestRow] = [row_for(e, f, manifest) for e, f in zip(recipe.entries, folders, strict=True)]
-    return write_manifest(rows, manifest)
+    build_models(recipe, out_dir, force=options.force, threads=options.threads, progress=progress)
+    return write_manifest(catalog_rows(recipe, out_dir, manifest), manifest)

@@ -3,6 +3,13 @@
 Every derivation starts from its parents *as saved on disk* (loaded back in fp32), never from objects
 still in memory, so a model comes out the same whether its parents were built in this run or in an
 earlier, interrupted one -- and a bf16 parent passes its rounding on to its children, as on the hub.
+
+Seeds: every random choice of an entry (initialisation, training windows, LoRA's init, merge masks,
+disguises, vocabulary permutations) draws from `effective_seed` (catalog seed, entry name, entry seed),
+and every document order (a family's mixture, hence its tokenizer; fine-tuning domains; abliteration's
+prompt sets) from `text_seed` (catalog seed, recipe seed). Another catalog seed thus gives a catalog of
+the same structure in which every model -- tokenizers included -- is a fresh draw: the held-out catalog
+that constants chosen on the first one are measured on.
 """
 
 from __future__ import annotations
@@ -10,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import re
+import tempfile
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -39,6 +47,18 @@ def effective_seed(catalog_seed: int, entry: Entry) -> int:
     return int.from_bytes(digest[:4], "big")
 
 
+def text_seed(catalog_seed: int, seed: int) -> int:
+    """The document-order seed of a mixture: the recipe's ``seed`` under catalog seed 0, reshuffled otherwise.
+
+    Catalog seed 0 keeps the recipe's own text seeds, so the default catalog is the one the recipe has
+    always described (and stays byte-identical across builder versions that add entries).
+    """
+    if catalog_seed == 0:
+        return seed
+    digest = hashlib.sha256(f"{catalog_seed}|text|{seed}".encode()).digest()
+    return int.from_bytes(digest[:4], "big")
+
+
 @dataclass
 class Workspace:
     """What derivations share during one build: the recipe, the models folder and cached text/tokenizers."""
@@ -51,11 +71,16 @@ class Workspace:
     def load(self, name: str) -> tuple[PreTrainedModel, PreTrainedTokenizerFast]:
         return load_model(self.out_dir / name)
 
+    def text_seed(self, seed: int) -> int:
+        """A recipe text seed under this build's catalog seed (see `text_seed`)."""
+        return text_seed(self.recipe.settings.seed, seed)
+
     def family_tokenizer(self, family: str) -> PreTrainedTokenizerFast:
-        """The family's tokenizer, trained on its mixture once per build."""
+        """The family's tokenizer, trained on its mixture once per build (every model of the family, its
+        independents included, gets this very tokenizer)."""
         if family not in self._tokenizers:
             fam = self.recipe.families[family]
-            text = mixture_text(fam.sources, seed=fam.seed, max_chars=self.recipe.settings.max_chars)
+            text = mixture_text(fam.sources, seed=self.text_seed(fam.seed), max_chars=self.recipe.settings.max_chars)
             self._tokenizers[family] = train_tokenizer(text, vocab_size=fam.vocab, kind=fam.tokenizer)
         return self._tokenizers[family]
 
@@ -76,10 +101,12 @@ class Workspace:
 
 
 def _pretrain(ws: Workspace, e: Entry, seed: int) -> Derived:
-    fam = ws.recipe.families[e.family]
+    # An independent model takes its family's tokenizer and the mixture of `data_family` (its own family's
+    # by default): with the same seed-independent inputs as a base, only its own seed sets it apart.
+    data = ws.recipe.families[e.data_family]
     tok = ws.family_tokenizer(e.family)
     model = make_model(e.shape, bos=tok.bos_token_id, eos=tok.eos_token_id, pad=tok.pad_token_id, seed=seed)
-    ids = ws.tokens(tok, fam.sources, fam.seed)
+    ids = ws.tokens(tok, data.sources, ws.text_seed(data.seed))
     result = train_lm(model, ids, ws.train_config(steps=e.steps, lr=e.lr, seed=seed))
     return model, tok, {"first_loss": result.first_loss, "last_loss": result.last_loss}
 
@@ -98,7 +125,7 @@ def _train(ws: Workspace, e: Entry, seed: int) -> Derived:
     sources = tuple(e.param("sources", sources))
     if not sources:
         raise ValueError(f"{e.name}: {e.op} needs params.sources (the text domain)")
-    ids = ws.tokens(tok, sources, _DERIVATIVE_TEXT_SEED)
+    ids = ws.tokens(tok, sources, ws.text_seed(_DERIVATIVE_TEXT_SEED))
     cfg = ws.train_config(steps=int(e.param("steps", steps)), lr=float(e.param("lr", lr)), seed=seed)
     if e.op == "lora":
         model, result = train_lora(model, ids, cfg, rank=int(e.param("rank", 8)), alpha=float(e.param("alpha", 32)))
@@ -114,7 +141,7 @@ def _merge(ws: Workspace, e: Entry, seed: int) -> Derived:
     info: dict[str, Any] = {}
     if e.op == "merge_metric_weighted":
         sources = tuple(e.param("sources", ws.recipe.families[e.family].sources))
-        ids = ws.tokens(loaded[0][1], sources, _DERIVATIVE_TEXT_SEED + 1, max_chars=60_000)
+        ids = ws.tokens(loaded[0][1], sources, ws.text_seed(_DERIVATIVE_TEXT_SEED + 1), max_chars=60_000)
         losses = [eval_loss(m, ids, seq_len=ws.recipe.settings.seq_len) for m, _ in loaded]
         weights = merge.metric_weights(losses, temperature=float(e.param("temperature", 0.2)))
         info["val_losses"] = losses
@@ -158,8 +185,8 @@ def _abliteration_direction(ws: Workspace, model: PreTrainedModel, tok: PreTrain
     contrasts two behaviours it does have. The operation on the weights is the same.
     """
     length = 24
-    requests = [instruction_prompt(h) for h in api_headers(n * 2, seed=11)]
-    code = list(itertools.islice(iter_documents(("lib:0,1,2,3,4,5,6,7",), seed=7), n * 2))
+    requests = [instruction_prompt(h) for h in api_headers(n * 2, seed=ws.text_seed(11))]
+    code = list(itertools.islice(iter_documents(("lib:0,1,2,3,4,5,6,7",), seed=ws.text_seed(7)), n * 2))
 
     def _batch(texts: list[str]) -> torch.Tensor:
         rows = [ids[:length] for ids in (encode(tok, t) for t in texts) if len(ids) >= length][:n]
@@ -171,7 +198,7 @@ def _abliteration_direction(ws: Workspace, model: PreTrainedModel, tok: PreTrain
 
 def _vocab_extend(ws: Workspace, e: Entry, seed: int, model: PreTrainedModel, tok: PreTrainedTokenizerFast) -> Derived:
     sources = tuple(e.param("sources", ("docs",)))
-    text = mixture_text(sources, seed=_DERIVATIVE_TEXT_SEED, max_chars=ws.recipe.settings.max_chars)
+    text = mixture_text(sources, seed=ws.text_seed(_DERIVATIVE_TEXT_SEED), max_chars=ws.recipe.settings.max_chars)
     # New tokens: the domain's most frequent identifiers that the tokenizer splits into several pieces.
     counts = Counter(re.findall(r"[A-Za-z_][A-Za-z0-9_]{4,}", text))
     ranked = sorted(counts, key=lambda w: (-counts[w], w))
@@ -185,6 +212,22 @@ def _vocab_extend(ws: Workspace, e: Entry, seed: int, model: PreTrainedModel, to
         result = train_lm(model, ids, ws.train_config(steps=steps, lr=float(e.param("lr", 1e-3)), seed=seed))
         info.update(first_loss=result.first_loss, last_loss=result.last_loss)
     return model, tok, info
+
+
+def _vocab_op(ws: Workspace, e: Entry, seed: int) -> Derived:
+    """Renumber or trim the vocabulary of the parent's saved folder (weights and ``tokenizer.json`` alike)."""
+    from lineage.catalog.vocab import permute_vocabulary, trim_vocabulary
+
+    src = ws.out_dir / e.parents[0]
+    with tempfile.TemporaryDirectory(prefix=f"lineage-{e.name}-") as tmp:
+        out = Path(tmp) / e.name
+        if e.op == "vocab_permute":
+            permute_vocabulary(src, out, seed)
+        else:
+            trim_vocabulary(src, out, float(e.param("keep", 0.8)), seed)
+        model, tok = load_model(out)  # into memory: the folder goes with the temporary directory
+    rows = model.get_input_embeddings().weight.shape[0]
+    return model, tok, {"embedding_rows": int(rows), "tokenizer_size": len(tok)}
 
 
 _DISGUISES: dict[str, Callable[[PreTrainedModel, torch.Generator], PreTrainedModel]] = {
@@ -202,12 +245,14 @@ def _disguise(ws: Workspace, e: Entry, seed: int) -> Derived:
 
 
 def _registry() -> dict[str, Callable[[Workspace, Entry, int], Derived]]:
-    from lineage.catalog.recipe import DISGUISE_OPS, MERGE_OPS, TRAINING_OPS, WEIGHT_OPS
+    from lineage.catalog.recipe import DISGUISE_OPS, MERGE_OPS, TRAINING_OPS, VOCAB_OPS, WEIGHT_OPS
 
-    reg: dict[str, Callable[[Workspace, Entry, int], Derived]] = {"base": _pretrain, "outsider": _pretrain}
+    reg: dict[str, Callable[[Workspace, Entry, int], Derived]] = {
+        "base": _pretrain, "outsider": _pretrain, "independent": _pretrain}
     reg.update({op: _train for op in TRAINING_OPS})
     reg.update({op: _merge for op in MERGE_OPS})
     reg.update({op: _weight_op for op in WEIGHT_OPS})
+    reg.update({op: _vocab_op for op in VOCAB_OPS})
     reg.update({op: _disguise for op in DISGUISE_OPS})
     return reg
 

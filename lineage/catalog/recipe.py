@@ -1,9 +1,11 @@
 """The declarative recipe (``catalog/recipe.toml``) loaded into frozen, validated dataclasses.
 
 The recipe is the catalog's ground truth: which bases exist, how each derivative was made (operation,
-parents, weights, seed), which models are outsiders, and which subset the quick ``mini`` build takes.
-Everything a scorer needs -- the family of a model, the parents and weights of a merge -- is read from
-here, never guessed from the built files.
+parents, weights, seed), which models are outsiders, which are trained independently on a family's
+tokenizer (the hard negatives: related, never derived), what each model declares about its lineage in
+its model card, and which subset the quick ``mini`` build takes. Everything a scorer needs -- the family
+of a model, the parents and weights of a merge, the expected outcome of checking a declaration -- is read
+from here, never guessed from the built files.
 
 Validation happens at load time (``ValueError`` from ``__post_init__``, wrapped into ``CatalogError``
 with the recipe's path), so a typo fails in a second rather than after minutes of training.
@@ -26,6 +28,7 @@ except ModuleNotFoundError:  # Python 3.10: the backport has the same API
 
 from lineage.catalog.architectures import Shape
 from lineage.catalog.bpe import TOKENIZER_KINDS
+from lineage.catalog.declare import Declaration, parse_declaration
 from lineage.catalog.text import validate_sources
 from lineage.errors import CatalogError
 
@@ -37,9 +40,14 @@ MERGE_OPS = ("merge_linear", "merge_task_arithmetic", "merge_ties", "merge_dare_
              "merge_slerp", "merge_metric_weighted")
 WEIGHT_OPS = ("quant_int8", "quant_int4", "prune_magnitude", "cast_bf16", "cast_fp16", "vocab_extend",
               "layer_removal", "abliteration")
+# Token ids renumbered (embedding/head rows and tokenizer.json alike) or a share of tokens dropped.
+VOCAB_OPS = ("vocab_permute", "vocab_trim")
 DISGUISE_OPS = ("disguise_permute_ffn", "disguise_mergelock", "disguise_norm_rescale", "disguise_rotate_residual")
-DERIVATION_OPS = TRAINING_OPS + MERGE_OPS + WEIGHT_OPS + DISGUISE_OPS
-ROLES = ("base", "derivative", "outsider")
+DERIVATION_OPS = TRAINING_OPS + MERGE_OPS + WEIGHT_OPS + VOCAB_OPS + DISGUISE_OPS
+# Trained from scratch on a family's tokenizer: the family's own data, or another family's mixture.
+INDEPENDENT_KINDS = ("independent_same_data", "independent_other_data")
+INDEPENDENT_SUFFIX = "_of_independent"  # a derivative of an independent model: "finetune_of_independent"
+ROLES = ("base", "derivative", "outsider", "independent")
 LAYOUTS = ("single", "sharded")
 DTYPES = ("float32", "bfloat16", "float16")
 OUTSIDER_FAMILY = "unknown"
@@ -63,6 +71,8 @@ _OP_PARAMS: dict[str, frozenset[str]] = {
     "vocab_extend": frozenset({"sources", "new_tokens", "steps", "lr"}),
     "layer_removal": frozenset({"layer"}),
     "abliteration": frozenset({"layer", "prompts"}),
+    "vocab_permute": frozenset(),
+    "vocab_trim": frozenset({"keep"}),
     **{op: frozenset() for op in DISGUISE_OPS},
 }
 
@@ -117,10 +127,11 @@ class Entry:
 
     Args:
         name: folder name and manifest key.
-        role: ``base``, ``derivative`` or ``outsider``.
-        op: the derivation kind (``base`` and ``outsider`` for trained-from-scratch models).
-        family: the tokenizer family (for derivatives: inherited from the root base).
-        base: name of the root base (empty for bases and outsiders).
+        role: ``base``, ``derivative``, ``outsider`` or ``independent`` (trained from scratch with a
+            family's tokenizer, or derived from such a model: never derived from a base).
+        op: the derivation kind (``base``, ``outsider`` and ``independent`` for trained-from-scratch models).
+        family: the tokenizer family (for derivatives: inherited from the root).
+        base: name of the root base (empty for bases, outsiders and independents).
         parents: direct parents (several for merges).
         weights: merge weights, one per parent (empty for non-merges; computed at build time for
             ``merge_metric_weighted``).
@@ -131,6 +142,9 @@ class Entry:
         shape: sizes for bases and outsiders.
         steps: pretraining steps for bases and outsiders.
         lr: pretraining learning rate.
+        data: the family whose pretraining mixture a from-scratch model trains on (its own by default;
+            another one for ``independent_other_data``).
+        declared: what the model card declares about its lineage (``None``: no card).
     """
 
     name: str
@@ -147,15 +161,21 @@ class Entry:
     shape: Shape | None = None
     steps: int = 0
     lr: float = 0.0
+    data: str = ""
+    declared: Declaration | None = None
 
     def __post_init__(self) -> None:
         if self.role not in ROLES:
             raise ValueError(f"{self.name}: role {self.role!r} not in {ROLES}")
         if self.layout not in LAYOUTS or self.dtype not in DTYPES:
             raise ValueError(f"{self.name}: layout must be one of {LAYOUTS}, dtype one of {DTYPES}")
-        if self.role == "derivative":
+        if self.declared is not None and self.role in ("base", "outsider"):
+            raise ValueError(f"{self.name}: a {self.role} is trained from scratch and declares no base_model")
+        if self.parents:
+            if self.role not in ("derivative", "independent"):
+                raise ValueError(f"{self.name}: a {self.role} has no parents")
             self._check_derivative()
-        elif self.shape is None or self.steps <= 0 or self.lr <= 0 or self.parents:
+        elif self.role == "derivative" or self.shape is None or self.steps <= 0 or self.lr <= 0:
             raise ValueError(f"{self.name}: a {self.role} needs a shape, steps > 0, lr > 0 and no parents")
 
     def _check_derivative(self) -> None:
@@ -179,9 +199,23 @@ class Entry:
             validate_sources(self.params["sources"])
 
     @property
+    def from_scratch(self) -> bool:
+        """Whether the model is pretrained from a random initialisation (bases, outsiders, independents)."""
+        return not self.parents
+
+    @property
     def derivation(self) -> str:
-        """The manifest's short derivation kind."""
-        return self.op
+        """The manifest's short derivation kind (``independent_same_data``, ``finetune_of_independent``...)."""
+        if self.role != "independent":
+            return self.op
+        if self.parents:
+            return self.op + INDEPENDENT_SUFFIX
+        return INDEPENDENT_KINDS[0] if self.data in ("", self.family) else INDEPENDENT_KINDS[1]
+
+    @property
+    def data_family(self) -> str:
+        """The family whose pretraining mixture a from-scratch model trains on."""
+        return self.data or self.family
 
     def param(self, key: str, default: Any) -> Any:
         """An operation parameter, or ``default`` when the recipe leaves it out."""
@@ -210,6 +244,8 @@ class Recipe:
                 raise ValueError(f"{e.name}: parent(s) {missing} must be declared before it")
             if e.family not in self.families and e.role != "outsider":
                 raise ValueError(f"{e.name}: unknown family {e.family!r}")
+            if e.data and e.data not in self.families:
+                raise ValueError(f"{e.name}: unknown data family {e.data!r}")
             seen.add(e.name)
 
     def __getitem__(self, name: str) -> Entry:
@@ -249,10 +285,16 @@ class Recipe:
     def entry_hash(self, name: str) -> str:
         """A digest of everything that determines the model's bytes (its parents' digests included)."""
         e = self[name]
+        # What a model card declares is written next to the weights on every build, without retraining:
+        # it stays out of the hash (and so do fields at their default, so that adding a field to the
+        # recipe does not make every finished model stale).
+        entry = {k: v for k, v in vars(e).items() if k not in ("params", "shape", "declared")}
+        if not entry["data"]:
+            del entry["data"]
         payload = {
             "version": BUILDER_VERSION,
             "settings": vars(self.settings),
-            "entry": {k: v for k, v in vars(e).items() if k not in ("params", "shape")},
+            "entry": entry,
             "params": dict(e.params),
             "shape": vars(e.shape) if e.shape else None,
             "family": vars(self.families[e.family]) if e.family in self.families else None,
@@ -302,15 +344,18 @@ def _parse(raw: dict[str, Any], path: Path) -> Recipe:
     }
     entries: list[Entry] = []
     roots: dict[str, Entry] = {}
-    for role, key in (("base", "base"), ("outsider", "outsider")):
+    names = _all_names(raw)
+    for role, key in (("base", "base"), ("outsider", "outsider"), ("independent", "independent")):
         for b in raw.get(key, []):
             shape = Shape(**b["shape"])
             # Outsiders keep their tokenizer family here; the manifest reports them as OUTSIDER_FAMILY.
             if b["family"] not in families:
                 raise ValueError(f"{b['name']}: unknown family {b['family']!r}")
+            data = str(b.get("data", "")) if role == "independent" else ""
             e = Entry(name=b["name"], role=role, op=role, family=b["family"],
                       shape=shape, steps=int(b["steps"]), lr=float(b["lr"]), seed=int(b["seed"]),
-                      layout=b.get("layout", "single"), dtype=b.get("dtype", "float32"))
+                      layout=b.get("layout", "single"), dtype=b.get("dtype", "float32"), data=data,
+                      declared=_declaration(b, role, names))
             entries.append(e)
             roots[e.name] = e
     for d in raw.get("derivative", []):
@@ -322,6 +367,12 @@ def _parse(raw: dict[str, Any], path: Path) -> Recipe:
         base = root.name if root.role == "base" else root.base
         if any((roots[p].name if roots[p].role == "base" else roots[p].base) != base for p in parents):
             raise ValueError(f"{d['name']}: all parents must descend from the same base")
+        if any((roots[p].role == "independent") != (root.role == "independent") for p in parents):
+            raise ValueError(f"{d['name']}: parents must all be independent models or all descend from a base")
+        if root.role == "outsider":
+            raise ValueError(f"{d['name']}: outsiders have no derivatives in a catalog")
+        # A model derived from an independent one is still derived from no reference.
+        role = "independent" if root.role == "independent" else "derivative"
         params = dict(d.get("params", {}))
         if d["op"] == "continued_pretrain" and "steps" not in params:
             params["steps"] = roots[base].steps  # "as long as the base's own pretraining"
@@ -329,15 +380,32 @@ def _parse(raw: dict[str, Any], path: Path) -> Recipe:
         if d["op"] == "merge_slerp":
             t = float(params.get("t", 0.5))
             weights = (1.0 - t, t)
-        e = Entry(name=d["name"], role="derivative", op=d["op"], family=root.family, base=base,
+        e = Entry(name=d["name"], role=role, op=d["op"], family=root.family, base=base,
                   parents=parents, weights=weights, params=MappingProxyType(params), seed=int(d.get("seed", 0)),
-                  layout=d.get("layout", "single"), dtype=d.get("dtype", "float32"))
+                  layout=d.get("layout", "single"), dtype=d.get("dtype", "float32"),
+                  declared=_declaration(d, d["op"], names, parents))
         entries.append(e)
         roots[e.name] = e
     mini = raw.get("mini", {})
     return Recipe(settings=settings, families=MappingProxyType(families), entries=tuple(entries),
                   mini=tuple(mini.get("models", ())), mini_steps=int(mini.get("max_steps", 30)),
                   mini_chars=int(mini.get("max_chars", 200_000)), path=path)
+
+
+def _all_names(raw: dict[str, Any]) -> frozenset[str]:
+    return frozenset(str(t["name"]) for key in ("base", "outsider", "independent", "derivative")
+                     for t in raw.get(key, []))
+
+
+def _declaration(table: dict[str, Any], op: str, names: frozenset[str],
+                 parents: tuple[str, ...] = ()) -> Declaration | None:
+    """The entry's ``declare``/``relation`` keys as a `Declaration` (``None`` when it declares nothing)."""
+    if "declare" not in table:
+        if "relation" in table:
+            raise ValueError(f"{table['name']}: 'relation' needs a 'declare' key")
+        return None
+    return parse_declaration(table["name"], table["declare"], table.get("relation"), op=op, parents=parents,
+                             names=names)
 
 
 def merge_truth(recipe: Recipe, models_dir: str | Path | None = None) -> dict[str, list[tuple[str, float]]]:

@@ -26,8 +26,43 @@ class Method(str, Enum):
     tensorguard = "tensorguard"
 
 
+class ExecutorChoice(str, Enum):
+    local = "local"
+    process = "process"
+    ray = "ray"
+
+
 FormatOpt = Annotated[OutputFormat, typer.Option("--format", "-f", help="Output format.")]
 DeviceOpt = Annotated[DeviceChoice, typer.Option("--device", help="Where probes run: auto picks CUDA when present.")]
 OutDirOpt = Annotated[Path | None, typer.Option("--out", "-o", help="Folder for the files this command writes.")]
 MethodOpt = Annotated[Method, typer.Option("--method", help="lineage (ours, default) or the published tensorguard.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
+BaseOpt = Annotated[
+    Path | None,
+    typer.Option("--base", help="Base model folder of LoRA adapter folders (else found by the references' hub_id)."),
+]
+ExecutorOpt = Annotated[
+    ExecutorChoice,
+    typer.Option(
+        "--executor",
+        help="Where models are fingerprinted: local (one after another), process (--jobs worker processes), "
+        "ray (one task per model on a Ray cluster; pip install 'lineage[ray]').",
+    ),
+]
+JobsOpt = Annotated[
+    int | None,
+    typer.Option("--jobs", "-j", min=1, help="Models fingerprinted at once [process: CPU count; ray: no limit]."),
+]
+RayAddressOpt = Annotated[
+    str | None,
+    typer.Option("--ray-address", help="Ray cluster to join (ray://host:10001, auto) [a local one is started]."),
+]
+
+
+def executor_options(executor: ExecutorChoice, jobs: int | None, ray_address: str | None):  # noqa: ANN201 - lazy import
+    """The library's `ExecutorOptions` from the shared executor options."""
+    from lineage.jobs.executors import ExecutorOptions
+
+    if ray_address is not None and executor is not ExecutorChoice.ray:
+        raise typer.BadParameter("--ray-address needs --executor ray", param_hint="--ray-address")
+    return ExecutorOptions(kind=executor.value, jobs=jobs, ray_address=ray_address)

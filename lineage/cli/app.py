@@ -41,11 +41,28 @@ app = typer.Typer(
 )
 
 
+def _version(value: bool) -> None:
+    if value:
+        from lineage import __version__
+
+        typer.echo(f"lineage {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Tell, from a checkpoint's weights alone, whether an LLM derives from a known base model."""
+
+
 def _register() -> None:
     # Explicit registration, no import-time magic: each module adds its commands to `app`.
-    from lineage.cli import attribute, catalog, classify, evaluate, fingerprint, scan
+    from lineage.cli import attribute, catalog, classify, evaluate, fingerprint, refs, scan, store, verify
 
-    for module in (fingerprint, classify, scan, attribute, evaluate, catalog):
+    for module in (fingerprint, classify, scan, attribute, evaluate, catalog, refs, store, verify):
         module.register(app)
 
 

@@ -79,12 +79,12 @@ def classify(
     no_cache: NoCacheOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Name each suspect's family and nearest base, with its distance to every reference.
+    """Give each suspect a verdict: derived from a reference base, related to a family, or unknown.
 
-    K-Means over references and suspects seeded with the references (the TensorGuard recipe);
-    nearest reference for feature-only fingerprints with --method lineage.
-
-    'unknown' when the nearest reference is not clearly closer than references of different families are.
+    derived: the weights descend from the base (weight test or function test, p-value corrected for the
+    number of references below --alpha). related: not derived, but of a reference's family (shared tokenizer
+    geometry, another size). unknown: farther than the calibrated family threshold from every reference.
+    Each verdict depends only on the suspect and the references, never on the other suspects.
 
     --out DIR also writes results.csv, results.parquet and results.json. Exit code 1 when any model failed.
     """
@@ -124,6 +124,8 @@ def distance(
     from lineage.jobs.scan import distance_paths
     from lineage.report.tables import format_matrix
 
+    if len(models) < 2:
+        raise typer.BadParameter("give at least two models to compare", param_hint="MODELS")
     options = scan_options(method, "off", device, cache, no_cache)
     with progress_bar(total=0, desc="fingerprint", disable=quiet) as bar:
         names, matrix, failures = distance_paths(models, options, ticker(bar))

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from lineage.cli._options import DeviceChoice, DeviceOpt, OutDirOpt, QuietOpt
+from lineage.cli._options import BaseOpt, DeviceChoice, DeviceOpt, OutDirOpt, QuietOpt
 from lineage.cli._progress import progress_bar
 from lineage.fingerprint.paths import default_fingerprint_dir
 
@@ -26,6 +26,7 @@ def fingerprint(
     seed: Annotated[int, typer.Option(help="Probe seed; fingerprints compare only at equal seeds.")] = 0,
     anchors: Annotated[int, typer.Option(help="Embedding-anchored probes per model (sketches are P x P).")] = 64,
     quiet: QuietOpt = False,
+    base: BaseOpt = None,
 ) -> None:
     """Fingerprint each model and write <out>/<name>.fingerprint.safetensors; one summary line per model.
 
@@ -34,13 +35,14 @@ def fingerprint(
     from lineage.fingerprint.batch import fingerprint_paths
     from lineage.fingerprint.cache import expand_inputs
     from lineage.fingerprint.pipeline import FingerprintOptions
+    from lineage.io.adapter import adapter_bases
 
     if fmt not in ("table", "json"):
         raise typer.BadParameter("--format must be table or json")
     options = FingerprintOptions(device=device.value, seed=seed, anchors=anchors)
     out_dir = out or default_fingerprint_dir()
     models = expand_inputs(paths)
-    with progress_bar(total=len(models), desc="fingerprint", disable=quiet) as bar:
+    with adapter_bases(base), progress_bar(total=len(models), desc="fingerprint", disable=quiet) as bar:
         outcomes = fingerprint_paths(models, options, out_dir, on_model=lambda o: bar.update(1))
     if fmt == "json":
         typer.echo(json.dumps([_as_json(o) for o in outcomes], indent=2))

@@ -10,14 +10,19 @@ import typer
 from lineage.cli._options import (
     DeviceChoice,
     DeviceOpt,
+    ExecutorChoice,
+    ExecutorOpt,
     FormatOpt,
+    JobsOpt,
     Method,
     MethodOpt,
     OutDirOpt,
     OutputFormat,
     QuietOpt,
+    RayAddressOpt,
+    executor_options,
 )
-from lineage.cli._progress import progress_bar, ticker
+from lineage.cli._progress import ScanProgress
 from lineage.cli.classify import CacheDirOpt, NoCacheOpt, UnknownOpt, scan_options
 
 
@@ -39,6 +44,9 @@ def scan(
     no_cache: NoCacheOpt = False,
     unknown: UnknownOpt = "calibrated",
     quiet: QuietOpt = False,
+    executor: ExecutorOpt = ExecutorChoice.local,
+    jobs: JobsOpt = None,
+    ray_address: RayAddressOpt = None,
 ) -> None:
     """Fingerprint every model of a manifest (cached), classify the non-base rows, score against the labels.
 
@@ -46,15 +54,23 @@ def scan(
 
     --out DIR writes results and distances (CSV, Parquet), summary.json, map.png, heatmap.png and report.html.
 
+    --executor process --jobs N fingerprints on N local worker processes; --executor ray on a Ray cluster
+    (one task per model, a GPU each when it has them). The results are the same; a worker that dies costs
+    its model a retry, and a scan restarted after a crash picks up from the cache.
+
     Exit code 1 when any model failed (the others are still scanned).
     """
+    from dataclasses import replace
+
     from lineage.jobs.scan import scan as run_scan
     from lineage.report.summary import summary_text
     from lineage.report.tables import format_results, to_json
 
-    options = scan_options(method, unknown, device, cache, no_cache)
-    with progress_bar(total=0, desc="fingerprint", disable=quiet) as bar:
-        result = run_scan(manifest, options, progress=ticker(bar))
+    options = replace(
+        scan_options(method, unknown, device, cache, no_cache), executor=executor_options(executor, jobs, ray_address)
+    )
+    with ScanProgress("fingerprint", disable=quiet) as bars:
+        result = run_scan(manifest, options, progress=bars)
     if fmt is OutputFormat.json:
         typer.echo(to_json({"summary": result.summary, "results": result.rows}))
     elif fmt is OutputFormat.csv:

@@ -1,6 +1,6 @@
 """Similarity of two fingerprints' sketches, and the distance every lineage decision rests on.
 
-Per circuit, sketches are compared by correlation over the anchor ids both fingerprints share. Model-level
+Per circuit, sketches are compared by correlation over the anchors both fingerprints share. Model-level
 circuits (`embed`, `head`) give one correlation each. Layer circuits (`qk`, `vo`, `ffn`) give a layer-by-
 layer correlation matrix, and the best order-preserving one-to-one matching of layers is taken (a
 longest-common-subsequence style alignment), averaged over the shallower model's layers: a model with
@@ -9,19 +9,40 @@ matching layers. The similarity is a weighted mean over circuits (`CIRCUIT_WEIGH
 side has counts 0), and the distance is `1 - similarity`, in [0, 2]: 0 for the same function, about 0.5
 for another size of the same family, about 1 for unrelated models.
 
-All suspects are compared with all references in batched array operations, chunked to bound memory.
+Which anchors are shared depends on how they were chosen (`lineage.probe.anchors`):
+- both fingerprints anchored by token string (`tokens` basis): the token strings both hold, found by
+  string, so a vocabulary permutation, extension or trimming lines the same tokens up;
+- otherwise, by id on the id anchors: two models without a tokenizer (`ids` basis), or one with and one
+  without, which cannot be mapped by string. A token-anchored fingerprint carries id anchors for this: the
+  pair compares as two tokenizer-less models would, right when the two share a vocabulary order and blind
+  to a permuted one. `comparison_basis` says which was used, so a verdict can say so.
+Fewer than `MIN_SHARED_ANCHORS` shared anchors is nothing to compare: similarity 0 (unrelated).
+
+On the token basis the family level needs one more factor. By ids, two models agree on the output
+embedding only if their tokenizers give the same ids to the same tokens, i.e. share the tokenizer; by
+string, two unrelated tokenizers trained on similar text share many tokens, and the geometry of those
+tokens follows the language, not the family (0.4-0.5 correlation between unrelated catalog families). So
+the `unembed` similarity is scaled by a steep power of `vocabulary_overlap`, the share of the smaller
+vocabulary the other holds, estimated from the anchor samples themselves: 1 for one tokenizer and for a
+permuted, extended or trimmed copy of it, about 0.5 for two tokenizers trained apart. As by ids, only a
+shared tokenizer then carries the family level. The identity level is left as measured: what weights share
+does not depend on how much vocabulary they share.
+
+All suspects are compared with all references in batched array operations (fingerprints grouped by
+identical anchor lists), chunked to bound memory.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
 from lineage.errors import ClassificationError
 from lineage.features.sketch import LAYER_CIRCUITS, MODEL_CIRCUITS, normal_forms
 from lineage.fingerprint import Fingerprint
+from lineage.probe.anchors import token_rank
 
 CIRCUIT_ORDER: tuple[str, ...] = (*MODEL_CIRCUITS, *LAYER_CIRCUITS)
 #: Half the similarity is the family level (the output embedding, which a family's tokenizer and data shape
@@ -31,6 +52,9 @@ CIRCUIT_WEIGHTS: dict[str, float] = {
     c: 0.5 / len(CIRCUIT_ORDER) + (0.5 if c == "unembed" else 0.0) for c in CIRCUIT_ORDER
 }
 MIN_SHARED_ANCHORS = 8
+#: The family level counts `vocabulary_overlap ** FAMILY_OVERLAP_POWER`: one tokenizer (overlap 1) keeps it
+#: whole, 0.95 keeps two thirds, two tokenizers trained apart (0.5-0.6) under 2%.
+FAMILY_OVERLAP_POWER = 8
 _CHUNK = 256
 
 
@@ -72,9 +96,86 @@ def align_layers(corr: np.ndarray) -> np.ndarray:
     return best[..., la, lb] / min(la, lb)
 
 
-def _shared_positions(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    _, ia, ib = np.intersect1d(a, b, assume_unique=True, return_indices=True)
-    return ia, ib
+def comparison_basis(a: Fingerprint, b: Fingerprint) -> str:
+    """How two fingerprints are compared: "tokens" (by shared token strings) or "ids" (by shared ids)."""
+    return "tokens" if a.anchor_basis == b.anchor_basis == "tokens" else "ids"
+
+
+def comparison_note(a: Fingerprint, b: Fingerprint) -> str | None:
+    """A sentence for a verdict when the pair is compared by ids (None when by token strings).
+
+    Example:
+        >>> comparison_note(suspect, reference)  # doctest: +SKIP
+        "compared by token ids: no tokenizer for 'suspect'; a permuted vocabulary would go unseen"
+    """
+    if comparison_basis(a, b) == "tokens":
+        return None
+    missing = [fp.name for fp in (a, b) if fp.anchor_basis == "ids"]
+    names = " and ".join(f"'{n}'" for n in dict.fromkeys(missing))
+    return f"compared by token ids: no tokenizer for {names}; a permuted vocabulary would go unseen"
+
+
+class _Layout:
+    """One group's anchor layout: its token strings and its id anchors, with their positions."""
+
+    def __init__(self, fp: Fingerprint) -> None:
+        ids = np.asarray(fp.anchors, dtype=np.int64)
+        start = fp.id_anchor_start
+        self.tokens: tuple[str, ...] = fp.anchor_tokens
+        self.ids = ids[start:]
+        self.id_offset = start
+        self.size = len(ids)
+        self.key = (self.tokens, self.ids.tobytes(), self.size)
+        self.seed = int(fp.settings.get("seed") or 0)
+
+    def ranks(self) -> dict[str, bytes]:
+        """The seeded hash of each token anchor, the order its MinHash sample was drawn in."""
+        return {t: token_rank(t, self.seed) for t in self.tokens}
+
+
+def _overlap(a: _Layout, b: _Layout) -> float:
+    """Share of the smaller vocabulary held by the other, from the two bottom-k samples (1.0 for ids).
+
+    Each side's token anchors are all its tokens whose hash falls below its largest anchor hash (untrained
+    rows aside), so below the smaller of the two largest hashes both samples are complete: there, the
+    tokens both hold over the tokens of the sparser side estimate the containment without bias.
+    """
+    if not (a.tokens and b.tokens):
+        return 1.0
+    ra, rb = a.ranks(), b.ranks()
+    top = min(max(ra.values()), max(rb.values()))
+    sa = {t for t, r in ra.items() if r <= top}
+    sb = {t for t, r in rb.items() if r <= top}
+    return len(sa & sb) / max(1, min(len(sa), len(sb)))
+
+
+def vocabulary_overlap(a: Fingerprint, b: Fingerprint) -> float | None:
+    """Estimated share of the smaller of two vocabularies that the other holds; None unless by tokens.
+
+    Example:
+        >>> vocabulary_overlap(fp, permuted_copy)  # doctest: +SKIP
+        1.0
+    """
+    if comparison_basis(a, b) != "tokens":
+        return None
+    return _overlap(_Layout(a), _Layout(b))
+
+
+def _shared_positions(a: _Layout, b: _Layout) -> tuple[np.ndarray, np.ndarray]:
+    """Positions (into each side's anchors) of the anchors both share, in one common order."""
+    if a.tokens and b.tokens:
+        where_b = {t: j for j, t in enumerate(b.tokens)}
+        pairs = [(i, where_b[t]) for i, t in enumerate(a.tokens) if t in where_b]
+        ia = np.array([i for i, _ in pairs], dtype=np.int64)
+        ib = np.array([j for _, j in pairs], dtype=np.int64)
+        return ia, ib
+    _, ia, ib = np.intersect1d(a.ids, b.ids, assume_unique=True, return_indices=True)
+    return ia + a.id_offset, ib + b.id_offset
+
+
+def shared_positions(a: Fingerprint, b: Fingerprint) -> tuple[np.ndarray, np.ndarray]:
+    """Positions (into `a.anchors` and `b.anchors`) of the anchors two fingerprints share, in one order."""
+    return _shared_positions(_Layout(a), _Layout(b))
 
 
 def _stack(fps: Sequence[Fingerprint], rows: Sequence[int], circuit: str, keep: np.ndarray | None) -> np.ndarray:
@@ -82,11 +183,19 @@ def _stack(fps: Sequence[Fingerprint], rows: Sequence[int], circuit: str, keep: 
 
 
 def _block_similarity(
-    a: Sequence[Fingerprint], b: Sequence[Fingerprint], keep_a: np.ndarray | None, keep_b: np.ndarray | None
+    a: Sequence[Fingerprint],
+    b: Sequence[Fingerprint],
+    keep_a: np.ndarray | None,
+    keep_b: np.ndarray | None,
+    overlap: float = 1.0,
+    weights: Mapping[str, float] | None = None,
 ) -> np.ndarray:
     """Similarities `[len(a), len(b)]` for fingerprints that all share one anchor layout per side."""
     total = np.zeros((len(a), len(b)))
+    weights = CIRCUIT_WEIGHTS if weights is None else weights
     for circuit in CIRCUIT_ORDER:
+        if not weights.get(circuit):
+            continue
         by_depth_a, by_depth_b = defaultdict(list), defaultdict(list)
         for i, fp in enumerate(a):
             if circuit in fp.sketches:
@@ -105,15 +214,20 @@ def _block_similarity(
                     corr = (na.reshape(-1, na.shape[-1]) @ nb.reshape(-1, nb.shape[-1]).T).astype(np.float64)
                     corr = corr.reshape(len(chunk), la, len(jb), lb).transpose(0, 2, 1, 3)
                     sim = align_layers(corr) if circuit in LAYER_CIRCUITS else corr[..., 0, 0]
-                    total[np.ix_(chunk, jb)] += CIRCUIT_WEIGHTS[circuit] * sim
+                    if circuit == "unembed":
+                        sim = sim * overlap**FAMILY_OVERLAP_POWER  # the family level: see the module docstring
+                    total[np.ix_(chunk, jb)] += weights[circuit] * sim
     return total
 
 
-def sketch_similarity_matrix(a: Sequence[Fingerprint], b: Sequence[Fingerprint]) -> np.ndarray:
+def sketch_similarity_matrix(
+    a: Sequence[Fingerprint], b: Sequence[Fingerprint], weights: Mapping[str, float] | None = None
+) -> np.ndarray:
     """Similarities in [-1, 1] of every fingerprint of `a` to every one of `b`.
 
     Args:
         a, b: fingerprints with sketches.
+        weights: circuit -> weight of the mean (`CIRCUIT_WEIGHTS` when None; a circuit left out counts 0).
 
     Returns:
         float64 `[len(a), len(b)]`.
@@ -123,22 +237,26 @@ def sketch_similarity_matrix(a: Sequence[Fingerprint], b: Sequence[Fingerprint])
     """
     _check([*a, *b])
     out = np.zeros((len(a), len(b)))
-    groups_a: dict[bytes, list[int]] = defaultdict(list)
-    groups_b: dict[bytes, list[int]] = defaultdict(list)
-    for i, fp in enumerate(a):
-        groups_a[np.asarray(fp.anchors, dtype=np.int64).tobytes()].append(i)
-    for j, fp in enumerate(b):
-        groups_b[np.asarray(fp.anchors, dtype=np.int64).tobytes()].append(j)
+    groups_a: dict[tuple, list[int]] = defaultdict(list)
+    groups_b: dict[tuple, list[int]] = defaultdict(list)
+    layouts: dict[tuple, _Layout] = {}
+    for groups, fps in ((groups_a, a), (groups_b, b)):
+        for i, fp in enumerate(fps):
+            layout = _Layout(fp)
+            layouts.setdefault(layout.key, layout)
+            groups[layout.key].append(i)
     for key_a, ia in groups_a.items():
         for key_b, jb in groups_b.items():
-            anchors_a, anchors_b = np.frombuffer(key_a, dtype=np.int64), np.frombuffer(key_b, dtype=np.int64)
-            if key_a == key_b:
-                keep_a = keep_b = None
-            else:
-                keep_a, keep_b = _shared_positions(anchors_a, anchors_b)
-                if len(keep_a) < MIN_SHARED_ANCHORS:
-                    continue  # no common tokens: nothing to compare, similarity 0 (unrelated)
-            out[np.ix_(ia, jb)] = _block_similarity([a[i] for i in ia], [b[j] for j in jb], keep_a, keep_b)
+            layout_a, layout_b = layouts[key_a], layouts[key_b]
+            keep_a, keep_b = _shared_positions(layout_a, layout_b)
+            if len(keep_a) < MIN_SHARED_ANCHORS:
+                continue  # no common tokens: nothing to compare, similarity 0 (unrelated)
+            if len(keep_a) == layout_a.size == layout_b.size and np.array_equal(keep_a, keep_b):
+                keep_a = keep_b = None  # one layout, every anchor shared: no need to subset
+            overlap = _overlap(layout_a, layout_b)
+            out[np.ix_(ia, jb)] = _block_similarity(
+                [a[i] for i in ia], [b[j] for j in jb], keep_a, keep_b, overlap, weights
+            )
     return out
 
 

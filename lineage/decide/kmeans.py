@@ -1,26 +1,19 @@
-"""The family classifier: the paper's K-Means seeded with the known bases, plus a calibrated "unknown".
+"""The family classifier: K-Means seeded with the known bases, fitted on the references, then one verdict
+per suspect that no other suspect can change.
 
-`FamilyClassifier` follows scikit-learn's conventions: `__init__` stores parameters, `fit(references,
-families)` learns (and validates) the labelled references, `classify(suspects)` returns every verdict.
-Classification is transductive, as in the paper: references and suspects are clustered together, K-Means
-starting from the references' own vectors (`n_init=1`), and each suspect takes the family of the
-reference that seeded its cluster. Everything is computed in whole-matrix operations: one method call
-gives the distances of all models to all references.
-
-Per suspect the verdict holds its family, its nearest base *within that family* (so family and base never
-disagree), the distance to that base, its distance to every reference, and a confidence in [0, 1]:
-
-* known suspects: `1 - d_family / d_other`, where `d_family` is the distance to the nearest reference of
-  the chosen family and `d_other` the distance to the nearest reference of any other family. 0 means
-  another family is as close (or closer: K-Means disagreed with the nearest reference), 1 an exact match.
-  With a single family among the references, `d_other` is the unknown threshold.
-* unknown suspects (nearest reference farther than the threshold, see `lineage.decide.calibrate`):
-  `1 - threshold / d_nearest`, how far beyond the threshold it lies. Family `unknown`, base None.
+`FamilyClassifier` is a scikit-learn style estimator. `fit(references, families, bases)` learns everything
+that rests on the references alone: their distances to each other, the calibrated family-level threshold
+(`lineage.decide.calibrate`), the function null (`lineage.decide.null`) and a K-Means of their vectors with
+one centroid started at each base (the paper's design; `n_init=1`; with references that hold several
+models of one base the centroids move to those groups' centres). `predict(suspects)` then gives each
+suspect its verdict (`lineage.decide.verdict`) from the suspect and the fitted state only: a suspect's
+verdict is the same alone and in any batch (the paper refits K-Means on every batch, so one model's answer
+could depend on which others were scanned with it). Suspects are compared with the references one at a
+time for that reason: batched matrix products may round differently with the batch's size.
 """
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -30,51 +23,19 @@ from sklearn.cluster import KMeans
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 
+from lineage import __version__
 from lineage.compare import Method, get_method
-from lineage.compare.base import ASSIGNMENTS
-from lineage.decide.calibrate import DEFAULT_ALPHA, Calibration, calibrate_threshold, fixed_threshold
+from lineage.compare.evidence import basis, circuit_similarities, family_evidence, function_similarities
+from lineage.compare.identity import weight_test
+from lineage.compare.lineage import uses_sketches
+from lineage.decide.calibrate import DEFAULT_ALPHA as RELATED_ALPHA
+from lineage.decide.calibrate import Calibration, calibrate_threshold, fixed_threshold
+from lineage.decide.null import FunctionNull, pooled_null
+from lineage.decide.verdict import DEFAULT_ALPHA, DERIVED, NEAREST, RELATED, UNKNOWN, Verdict, sidak
 from lineage.errors import ClassificationError
 from lineage.fingerprint import Fingerprint
-from lineage.jobs.manifest import UNKNOWN_FAMILY
 
-UNKNOWN = UNKNOWN_FAMILY
 UNKNOWN_RULES: tuple[str, ...] = ("calibrated", "paper", "off")
-
-
-@dataclass(frozen=True)
-class Classification:
-    """One model's verdict.
-
-    Attributes:
-        model: the model's name.
-        family: its family, or "unknown".
-        base: its nearest reference of that family (the reference's base label), None when unknown.
-        distance: distance to `base` (to the nearest reference when unknown).
-        confidence: in [0, 1], see the module docstring.
-        distances: reference name -> distance.
-        cluster_family: the family before the unknown rule (K-Means or nearest reference): the paper's answer.
-        nearest: the nearest reference overall.
-    """
-
-    model: str
-    family: str
-    base: str | None
-    distance: float
-    confidence: float
-    distances: dict[str, float]
-    cluster_family: str
-    nearest: str
-
-    def to_dict(self) -> dict:
-        """The JSON object of `lineage classify --format json`."""
-        return {
-            "model": self.model,
-            "family": self.family,
-            "base": self.base,
-            "distance": self.distance,
-            "confidence": self.confidence,
-            "distances": dict(self.distances),
-        }
 
 
 @dataclass(frozen=True)
@@ -83,16 +44,15 @@ class ClassificationRun:
 
     Attributes:
         results: one verdict per suspect, in order.
-        reference_results: the references' own verdicts (K-Means may move a base to another cluster).
-        calibration: the unknown threshold used.
-        assignment: "kmeans" or "nearest".
+        reference_results: the references' own verdicts.
+        calibration: the family-level (related/unknown) threshold.
         description: what the method did, in words.
+        reference_distances: `[R, R]` distances among the references.
     """
 
-    results: list[Classification]
-    reference_results: list[Classification]
+    results: list[Verdict]
+    reference_results: list[Verdict]
     calibration: Calibration
-    assignment: str
     description: str = ""
     reference_distances: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)), repr=False)
 
@@ -106,22 +66,28 @@ def check_unknown_rule(rule: object) -> None:
         raise ValueError(f"unknown must be one of {UNKNOWN_RULES} or a number, not {rule!r}")
 
 
+def _pairs_same_family(d: np.ndarray, families: np.ndarray, bases: list[str]) -> list[float]:
+    i, j = np.triu_indices(len(families), k=1)
+    keep = (families[i] == families[j]) & (np.asarray(bases)[i] != np.asarray(bases)[j])
+    return [float((d[a, b] + d[b, a]) / 2) for a, b in zip(i[keep], j[keep])]
+
+
 class FamilyClassifier:
-    """Open-set family classifier over fingerprints.
+    """Open-set lineage classifier over fingerprints.
 
     Args:
         method: a method name (`lineage`, `tensorguard`) or instance.
-        unknown: "calibrated" (default; `lineage.decide.calibrate`), "paper" (the method's published fixed
-            threshold, 7 for tensorguard), "off", or a number (a fixed threshold).
-        alpha: the calibrated threshold's false-claim rate.
-        assign: "auto" (the method's choice), "kmeans" (the paper) or "nearest" (nearest reference).
+        unknown: the family-level threshold: "calibrated" (default), "paper" (the method's published
+            fixed threshold), "off", or a number.
+        alpha: the derivation test's level (the share of unrelated suspects it may call derived).
+        related_alpha: the calibrated family threshold's level.
         max_iter: K-Means iterations.
-        random_state: seed for K-Means (it only matters when a cluster empties and is re-seeded).
+        random_state: K-Means seed (it only matters when a cluster empties and is re-seeded).
 
     Example:
-        >>> clf = FamilyClassifier(method="tensorguard").fit(references, ["llama", "qwen"])  # doctest: +SKIP
-        >>> [r.family for r in clf.classify(suspects).results]  # doctest: +SKIP
-        ['llama', 'unknown']
+        >>> clf = FamilyClassifier().fit(references, ["llama", "qwen"])  # doctest: +SKIP
+        >>> [v.verdict for v in clf.predict(suspects)]  # doctest: +SKIP
+        ['derived', 'unknown']
     """
 
     def __init__(
@@ -129,26 +95,26 @@ class FamilyClassifier:
         method: str | Method = "lineage",
         unknown: str | float = "calibrated",
         alpha: float = DEFAULT_ALPHA,
-        assign: str = "auto",
+        related_alpha: float = RELATED_ALPHA,
         max_iter: int = 300,
         random_state: int | None = 0,
     ) -> None:
         self.method = method
         self.unknown = unknown
         self.alpha = alpha
-        self.assign = assign
+        self.related_alpha = related_alpha
         self.max_iter = max_iter
         self.random_state = random_state
 
     def fit(
         self, references: Sequence[Fingerprint], families: Sequence[str], bases: Sequence[str | None] | None = None
     ) -> FamilyClassifier:
-        """Learn the labelled references.
+        """Learn the labelled references (see the module docstring).
 
         Args:
             references: the known models' fingerprints.
             families: their families.
-            bases: their base labels (reported as a suspect's `base`); the reference names when None.
+            bases: their base labels (a derived suspect's `derived_from`); the reference names when None.
 
         Returns:
             self.
@@ -166,112 +132,176 @@ class FamilyClassifier:
             raise ClassificationError(f"duplicate reference name(s): {', '.join(dupes)}")
         if UNKNOWN in families:
             raise ClassificationError(f"a reference cannot have family '{UNKNOWN}': label it or drop it")
-        if self.assign != "auto" and self.assign not in ASSIGNMENTS:
-            raise ValueError(f"assign must be 'auto' or one of {ASSIGNMENTS}")
+        if not 0.0 < self.alpha < 0.5:
+            raise ValueError("alpha must be in (0, 0.5)")
         check_unknown_rule(self.unknown)
         self.method_ = get_method(self.method)
         self.references_ = list(references)
+        self.names_ = names
         self.families_ = np.asarray(families, dtype=object)
         self.bases_ = [b or n for b, n in zip(bases or [None] * len(names), names)]
         self.classes_ = np.array(sorted(set(families)), dtype=object)
+        vectors, dist = self.method_.embed(self.references_, self.references_)
+        if not np.all(np.isfinite(dist)):
+            raise ClassificationError("non-finite distances: a reference fingerprint holds NaN or Inf")
+        self.reference_distances_ = dist
+        self.calibration_ = self._calibration(dist)
+        # One centroid per base, started at the base's own vector (the first reference of each base label).
+        seeds = [self.bases_.index(b) for b in dict.fromkeys(self.bases_)]
+        self.cluster_families_ = self.families_[seeds]
+        self.kmeans_ = KMeans(
+            n_clusters=len(seeds),
+            init=vectors[seeds],
+            n_init=1,
+            max_iter=self.max_iter,
+            random_state=check_random_state(self.random_state),
+        )
+        with warnings.catch_warnings():
+            # Two references with equal vectors (a base listed twice) make fewer distinct clusters than seeds.
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            self.kmeans_.fit(vectors)
+        self.cluster_centers_ = self.kmeans_.cluster_centers_
+        self.testable_ = uses_sketches(self.references_)
+        if self.testable_:
+            fdist = 1.0 - function_similarities(self.references_, self.references_)
+            pipeline = self.references_[0].settings.get("pipeline")
+            self.null_ = pooled_null(_pairs_same_family(fdist, self.families_, self.bases_), pipeline)
+        else:
+            self.null_ = FunctionNull((), "feature-only fingerprints: no derivation test")
         return self
 
-    def classify(self, suspects: Sequence[Fingerprint]) -> ClassificationRun:
-        """Classify `suspects` (clustered together with the references).
-
-        Args:
-            suspects: fingerprints to classify (may be empty: the references are still clustered).
-
-        Returns:
-            The run: verdicts for suspects and references, and the threshold used.
-        """
+    def predict(self, suspects: Sequence[Fingerprint]) -> list[Verdict]:
+        """One verdict per suspect, each from the suspect and the fitted references alone."""
         if not hasattr(self, "references_"):
             raise ClassificationError("the classifier is not fitted: call fit(references, families) first")
-        refs, n_ref = self.references_, len(self.references_)
-        everyone = [*refs, *suspects]
-        vectors, dist = self.method_.embed(everyone, refs)
-        if not np.all(np.isfinite(dist)):
-            raise ClassificationError("non-finite distances: a fingerprint holds NaN or Inf")
-        assignment = self.method_.assignment(everyone) if self.assign == "auto" else self.assign
-        if assignment == "kmeans":
-            kmeans = KMeans(
-                n_clusters=n_ref,
-                init=vectors[:n_ref],
-                n_init=1,
-                max_iter=self.max_iter,
-                random_state=check_random_state(self.random_state),
-            )
-            with warnings.catch_warnings():
-                # Two references with equal vectors (a base listed twice under two names) make fewer distinct
-                # clusters than seeds; the labels are still right, the warning would only be noise on stderr.
-                warnings.simplefilter("ignore", ConvergenceWarning)
-                kmeans.fit(vectors)
-            cluster_family = self.families_[kmeans.labels_]
-        else:
-            cluster_family = self.families_[dist.argmin(axis=1)]
-        calibration = self._calibration(dist[:n_ref])
-        verdicts = self._verdicts([fp.name for fp in everyone], dist, cluster_family, calibration.threshold)
+        return [self._verdict(fp) for fp in suspects]
+
+    def classify(self, suspects: Sequence[Fingerprint]) -> ClassificationRun:
+        """Verdicts for the suspects and for the references themselves."""
+        results = self.predict(suspects)
         return ClassificationRun(
-            results=verdicts[n_ref:],
-            reference_results=verdicts[:n_ref],
-            calibration=calibration,
-            assignment=assignment,
-            description=self.method_.describe(everyone),
-            reference_distances=dist[:n_ref],
+            results=results,
+            reference_results=self.predict(self.references_),
+            calibration=self.calibration_,
+            description=self.method_.describe(self.references_),
+            reference_distances=self.reference_distances_,
         )
 
-    def predict(self, suspects: Sequence[Fingerprint]) -> np.ndarray:
-        """The family of each suspect ("unknown" included), as an object array."""
-        return np.array([r.family for r in self.classify(suspects).results], dtype=object)
+    # -- one suspect ---------------------------------------------------------------------------------
+
+    def _verdict(self, fp: Fingerprint) -> Verdict:
+        vectors, dist = self.method_.embed([fp], self.references_)
+        d = dist[0]
+        if not np.all(np.isfinite(d)):
+            raise ClassificationError(f"'{fp.name}': non-finite distances, its fingerprint holds NaN or Inf")
+        cluster = int(self.kmeans_.predict(vectors)[0])
+        cluster_family = str(self.cluster_families_[cluster])
+        pairs = self._tests(fp) if self.testable_ and fp.has_sketches else None
+        order = np.argsort(d, kind="stable")
+        nearest = []
+        for j in order[:NEAREST]:
+            entry = {"reference": self.names_[j], "family": str(self.families_[j]), "distance": float(d[j])}
+            if pairs is not None:
+                entry.update({k: pairs[k][j] for k in ("p_value", "weight_p", "function_p", "function_distance")})
+            nearest.append(entry)
+        threshold = {
+            "alpha": self.alpha,
+            "related_distance": self.calibration_.to_dict()["threshold"],
+            "related_rule": self.calibration_.note,
+            "function_null": self.null_.to_dict(),
+        }
+        common = {
+            "model": fp.name,
+            "nearest": nearest,
+            "threshold": threshold,
+            "method": self.method_.name,
+            "lineage_version": __version__,
+            "probe_settings": dict(fp.settings),
+            "cluster": cluster_family,
+            "distances": {n: float(v) for n, v in zip(self.names_, d.tolist())},
+        }
+        p_value, evidence = None, {}
+        if pairs is not None:
+            p = np.asarray(pairs["p_value"])
+            best = int(np.lexsort((d, p))[0])  # smallest p-value, then the nearest
+            p_value = sidak(float(p[best]), len(self.references_))
+            evidence = self._evidence(fp, best, pairs)
+            if p_value < self.alpha:
+                rule = (
+                    f"derived: {pairs['which'][best]} test p={p[best]:.3g} against {self.names_[best]}, "
+                    f"{p_value:.3g} for the best of {len(self.references_)} references < alpha {self.alpha:g}"
+                )
+                return Verdict(
+                    verdict=DERIVED,
+                    derived_from=self.bases_[best],
+                    family=str(self.families_[best]),
+                    p_value=p_value,
+                    evidence=evidence,
+                    rule=rule,
+                    **common,
+                )
+        j = int(order[0])
+        evidence.setdefault("family", self._family_evidence(fp, j))
+        if d[j] <= self.calibration_.threshold:
+            why = "not derived" if p_value is not None else "no derivation test on feature-only fingerprints"
+            rule = (
+                f"related: {why} (p={p_value:.3g} >= {self.alpha:g}); " if p_value is not None else f"related: {why}; "
+            ) + f"family distance {d[j]:.4g} to {self.names_[j]} <= {self.calibration_.threshold:.4g}"
+            return Verdict(
+                verdict=RELATED, derived_from=None, family=cluster_family, p_value=p_value,
+                evidence=evidence, rule=rule, **common,
+            )  # fmt: skip
+        rule = f"unknown: nearest reference {self.names_[j]} at {d[j]:.4g} > family threshold " + (
+            f"{self.calibration_.threshold:.4g}"
+        )
+        return Verdict(
+            verdict=UNKNOWN, derived_from=None, family=UNKNOWN, p_value=p_value,
+            evidence=evidence, rule=rule, **common,
+        )  # fmt: skip
+
+    def _tests(self, fp: Fingerprint) -> dict[str, list]:
+        """Per reference: the weight test, the function test and the pair's p-value (Bonferroni of two)."""
+        fdist = 1.0 - function_similarities([fp], self.references_)[0]
+        out: dict[str, list] = {k: [] for k in ("p_value", "weight_p", "function_p", "function_distance", "which")}
+        out["weight"] = []
+        for ref, f in zip(self.references_, fdist):
+            w = weight_test(fp, ref)
+            pf = self.null_.p_value(float(f))
+            out["weight"].append(w)
+            out["weight_p"].append(w.p_value)
+            out["function_p"].append(pf)
+            out["function_distance"].append(float(f))
+            out["p_value"].append(min(1.0, 2.0 * min(w.p_value, pf)))
+            out["which"].append("weight" if w.p_value <= pf else "function")
+        return out
+
+    def _evidence(self, fp: Fingerprint, best: int, pairs: dict[str, list]) -> dict:
+        ref = self.references_[best]
+        return {
+            "reference": self.names_[best],
+            "weight": pairs["weight"][best].to_dict(),
+            "function": {
+                "distance": pairs["function_distance"][best],
+                "p_value": pairs["function_p"][best],
+                "circuits": circuit_similarities(fp, ref),
+            },
+            "family": self._family_evidence(fp, best),
+            "basis": basis(fp, ref),
+        }
+
+    def _family_evidence(self, fp: Fingerprint, j: int) -> dict:
+        return family_evidence(fp, self.references_[j])
 
     def _calibration(self, reference_distances: np.ndarray) -> Calibration:
         rule = self.unknown
         if isinstance(rule, (int, float)) and not isinstance(rule, bool):
             return fixed_threshold(float(rule))
         if rule == "calibrated":
-            return calibrate_threshold(reference_distances, self.families_, self.alpha)
+            return calibrate_threshold(reference_distances, self.families_, self.related_alpha)
         if rule == "off":
-            return fixed_threshold(math.inf)
-        if rule == "paper":
-            if self.method_.paper_threshold is None:
-                raise ClassificationError(f"method '{self.method_.name}' has no published threshold")
-            return fixed_threshold(
-                self.method_.paper_threshold, f"the paper's fixed threshold {self.method_.paper_threshold:g}"
-            )
-        raise ValueError(f"unknown must be one of {UNKNOWN_RULES} or a number, not {rule!r}")
-
-    def _verdicts(
-        self, names: list[str], dist: np.ndarray, cluster_family: np.ndarray, threshold: float
-    ) -> list[Classification]:
-        ref_names = [fp.name for fp in self.references_]
-        same = cluster_family[:, None] == self.families_[None, :]  # [N, R]: references of the chosen family
-        in_family = np.where(same, dist, np.inf)
-        base_idx = in_family.argmin(axis=1)
-        d_family = in_family.min(axis=1)
-        d_other = np.where(same, np.inf, dist).min(axis=1)
-        nearest = dist.argmin(axis=1)
-        d_nearest = dist.min(axis=1)
-        unknown = d_nearest > threshold
-        alternative = np.where(np.isfinite(d_other), d_other, threshold)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            known_conf = np.where(
-                np.isinf(alternative), 1.0, np.where(alternative > 0, 1.0 - d_family / alternative, 0.0)
-            )
-            unknown_conf = 1.0 - threshold / d_nearest
-        confidence = np.clip(np.where(unknown, unknown_conf, known_conf), 0.0, 1.0)
-        out = []
-        for i, name in enumerate(names):
-            row = dist[i]
-            out.append(
-                Classification(
-                    model=name,
-                    family=UNKNOWN if unknown[i] else str(cluster_family[i]),
-                    base=None if unknown[i] else self.bases_[base_idx[i]],
-                    distance=float(d_nearest[i] if unknown[i] else d_family[i]),
-                    confidence=float(confidence[i]),
-                    distances={r: float(v) for r, v in zip(ref_names, row.tolist())},
-                    cluster_family=str(cluster_family[i]),
-                    nearest=ref_names[nearest[i]],
-                )
-            )
-        return out
+            return fixed_threshold(float("inf"))
+        if self.method_.paper_threshold is None:
+            raise ClassificationError(f"method '{self.method_.name}' has no published threshold")
+        return fixed_threshold(
+            self.method_.paper_threshold, f"the paper's fixed threshold {self.method_.paper_threshold:g}"
+        )

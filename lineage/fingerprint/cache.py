@@ -10,7 +10,14 @@ corrupt entry counts as a miss and is overwritten: a cache must never be the rea
 Default folder: `$LINEAGE_CACHE`, else `~/.cache/lineage` (see `lineage.fingerprint.paths.default_cache_dir`).
 
 `gather_fingerprints` obtains many fingerprints this way (fingerprint files are simply loaded) and turns
-each model's failure into an outcome carrying its error text, so that callers never abort a batch.
+each model's failure into an outcome carrying its error text, so that callers never abort a batch. It runs
+one model after another; `lineage.jobs.executors` runs the same work on local worker processes or a Ray
+cluster, with `resolve_without_compute` as the driver's cheap first pass (files, cache hits, bad paths).
+
+Progress: a caller's `progress(done, total, name)` is called after each model. When the object also has
+`finished(outcome)` it is told how each model went (cached, failed...), and with `weights(name, done,
+total)` it is told the weight bytes streamed so far inside the model being fingerprinted (a 70B model is
+minutes of work: it must not look stuck).
 """
 
 from __future__ import annotations
@@ -31,6 +38,9 @@ from lineage.fingerprint.format import (
     save_fingerprint,
 )
 from lineage.fingerprint.paths import default_cache_dir
+
+#: `weights(done_bytes, total_bytes)` while one model's weights stream (see `fingerprint_model`).
+WeightProgress = Callable[[int, int], None]
 
 if TYPE_CHECKING:
     from lineage.fingerprint.pipeline import FingerprintOptions
@@ -85,6 +95,7 @@ def obtain_fingerprint(
     options: FingerprintOptions | None = None,
     cache: FingerprintCache | None = None,
     name: str | None = None,
+    progress: WeightProgress | None = None,
 ) -> tuple[Fingerprint, str]:
     """The fingerprint of one model: loaded from a fingerprint file, from the cache, or computed.
 
@@ -93,6 +104,7 @@ def obtain_fingerprint(
         options: probe settings for folders (defaults when None).
         cache: where to look first and store after computing; None computes every time.
         name: the name to give the fingerprint (a manifest's row name); the file's or folder's when None.
+        progress: called as `progress(done_bytes, total_bytes)` while the weights stream (when computed).
 
     Returns:
         `(fingerprint, how)` with `how` one of LOADED, CACHED, FINGERPRINTED.
@@ -100,30 +112,58 @@ def obtain_fingerprint(
     Raises:
         LineageError: the path is missing, not a model, or the model cannot be fingerprinted.
     """
+    found = resolve_without_compute(path, options, cache, name)
+    if found is not None:
+        return found
+    from lineage.fingerprint.pipeline import FingerprintOptions, cache_key, fingerprint_model
+
+    options = options or FingerprintOptions()
+    # The key reads the headers, so a broken checkpoint fails here with the reader's own message.
+    key = cache_key(path, options) if cache is not None else None
+    fp = fingerprint_model(path, options, progress=progress)
+    if key is not None:
+        cache.put(key, fp)
+    return _named(fp, FINGERPRINTED, path, name), FINGERPRINTED
+
+
+def resolve_without_compute(
+    path: str | Path,
+    options: FingerprintOptions | None = None,
+    cache: FingerprintCache | None = None,
+    name: str | None = None,
+) -> tuple[Fingerprint, str] | None:
+    """The fingerprint of one model when it costs no probing: a fingerprint file, or a cache hit.
+
+    Args:
+        path, options, cache, name: as for `obtain_fingerprint`.
+
+    Returns:
+        `(fingerprint, LOADED or CACHED)`, or None when the model must be fingerprinted.
+
+    Raises:
+        LineageError: the path is missing, or its headers are unreadable (the cache key reads them).
+    """
     path = Path(path)
     if is_fingerprint_file(path):
-        fp, how = load_fingerprint(path), LOADED
-    elif path.exists():
-        from lineage.fingerprint.pipeline import FingerprintOptions, cache_key, fingerprint_model
-
-        options = options or FingerprintOptions()
-        # The key reads the headers, so a broken checkpoint fails here with the reader's own message.
-        key = cache_key(path, options) if cache is not None else None
-        fp = cache.get(key) if key is not None else None
-        how = CACHED
-        if fp is None:
-            fp, how = fingerprint_model(path, options), FINGERPRINTED
-            if key is not None:
-                cache.put(key, fp)
-    else:
+        return _named(load_fingerprint(path), LOADED, path, name), LOADED
+    if not path.exists():
         raise CheckpointError(path, "no such file or folder; check the path (manifest paths are relative to it)")
+    if cache is None:
+        return None
+    from lineage.fingerprint.pipeline import FingerprintOptions, cache_key
+
+    fp = cache.get(cache_key(path, options or FingerprintOptions()))
+    return None if fp is None else (_named(fp, CACHED, path, name), CACHED)
+
+
+def _named(fp: Fingerprint, how: str, path: Path | str, name: str | None) -> Fingerprint:
     if name is None and how == CACHED:
         # The cache is content-addressed: a copy of a model elsewhere (cp -a, rsync) hits the entry another
         # folder made, whose name is not this one's.
         name = Path(os.path.abspath(path)).name
     if name is not None and fp.name != name:
         fp = replace(fp, name=name)  # the cache is content-addressed: the same model may sit under another name
-    return fp, how
+    return fp
 
 
 def expand_inputs(paths: Sequence[str | Path]) -> list[tuple[Path, str | None]]:
@@ -154,7 +194,8 @@ def expand_inputs(paths: Sequence[str | Path]) -> list[tuple[Path, str | None]]:
 @dataclass(frozen=True)
 class ModelOutcome:
     """How one model went: its fingerprint and how it was obtained (LOADED, CACHED, FINGERPRINTED), or its
-    error text. `key` is the caller's handle on it (a manifest row, a command-line path)."""
+    error text. `key` is the caller's handle on it (a manifest row, a command-line path); `attempts` counts
+    the workers it took (more than 1 when a worker died under it and it was retried)."""
 
     name: str
     path: Path
@@ -163,6 +204,7 @@ class ModelOutcome:
     error: str | None
     seconds: float
     key: object = None
+    attempts: int = 1
 
     @property
     def ok(self) -> bool:
@@ -175,34 +217,55 @@ def gather_fingerprints(
     cache: FingerprintCache | None,
     progress: Callable[[int, int, str], None] | None = None,
 ) -> list[ModelOutcome]:
-    """Obtain many fingerprints; a model that fails becomes an outcome with its error, never an exception.
+    """Obtain many fingerprints, one after another; a model that fails becomes an outcome with its error,
+    never an exception.
 
     Args:
         items: `(name or None, path, key)` per model; None keeps the fingerprint's own name.
         probe_options: returns the probe settings; called only when a model folder must be fingerprinted,
             so loading fingerprint files never imports the probing stack.
         cache: the fingerprint cache, or None.
-        progress: called as `progress(done, total, name)` after each model.
+        progress: called as `progress(done, total, name)` after each model (see the module docstring for
+            its optional `finished` and `weights` hooks).
 
     Returns:
         One outcome per item, in order.
     """
     outcomes: list[ModelOutcome] = []
     options: FingerprintOptions | None = None
-    for done, (name, path, key) in enumerate(items, start=1):
+    for name, path, key in items:
         t0 = time.perf_counter()
         label = name or Path(path).name
         try:
             if options is None and Path(path).exists() and not is_fingerprint_file(path):
                 options = probe_options()  # first model folder: only now import the probing stack
-            fp, how = obtain_fingerprint(path, options, cache, name=name)
+            fp, how = obtain_fingerprint(path, options, cache, name=name, progress=weights_hook(progress, label))
             outcome = ModelOutcome(fp.name, Path(path), fp, how, None, time.perf_counter() - t0, key)
         except Exception as exc:  # noqa: BLE001 - one bad model must never abort a scan of thousands
             outcome = ModelOutcome(label, Path(path), None, None, error_text(exc), time.perf_counter() - t0, key)
         outcomes.append(outcome)
-        if progress is not None:
-            progress(done, len(items), label)
+        report_outcome(progress, len(outcomes), len(items), outcome)
     return outcomes
+
+
+def report_outcome(
+    progress: Callable[[int, int, str], None] | None, done: int, total: int, outcome: ModelOutcome
+) -> None:
+    """Tell `progress` that `outcome` is in (its `finished` hook first, then the `(done, total, name)` tick)."""
+    if progress is None:
+        return
+    finished = getattr(progress, "finished", None)
+    if finished is not None:
+        finished(outcome)
+    progress(done, total, outcome.name)
+
+
+def weights_hook(progress: object, name: str) -> WeightProgress | None:
+    """`progress.weights` bound to one model's name, or None when `progress` has no such hook."""
+    weights = getattr(progress, "weights", None)
+    if weights is None:
+        return None
+    return lambda done, total: weights(name, done, total)
 
 
 def error_text(exc: Exception) -> str:

@@ -5,6 +5,10 @@ its tensors, and everything else (schema version, lineage version, probe setting
 model summary, the 15 TensorGuard features) is one JSON document in the header's metadata. Writing the
 same fingerprint twice gives byte-identical files, so a file's hash can serve as a cache key.
 
+The anchors are the model's own row ids (`anchors`); when they were chosen by token string (`anchor_basis`
+"tokens") the file also records the strings (`anchor_tokens`, one per leading position), so two models
+compare on the tokens they share whatever ids their tokenizers give them (see `lineage.probe.anchors`).
+
 Published TensorGuard feature JSONs (`*_features.json`) load as feature-only fingerprints
 (`source == "tensorguard-json"`): they carry the 15 features and nothing else.
 """
@@ -13,6 +17,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -22,7 +28,9 @@ from lineage import __version__
 from lineage.errors import FingerprintFormatError
 from lineage.io.constants import FINGERPRINT_SUFFIX
 
-SCHEMA_VERSION = 1
+#: 2: anchors may be chosen by token string (`anchor_basis`, `anchor_tokens`).
+SCHEMA_VERSION = 2
+ANCHOR_BASES: tuple[str, ...] = ("tokens", "ids")
 TENSORGUARD_JSON_SUFFIX = "_features.json"
 _META_KEY = "lineage"
 
@@ -75,12 +83,19 @@ class Fingerprint:
         name: the model's name (its folder name, or the file stem).
         tensorguard: the paper's 15 features (`TENSORGUARD_FEATURES`), plus `total_params` when known.
         summary: header facts of the checkpoint; None for published feature-only fingerprints.
-        anchors: int64 token ids `[P]` of the embedding-anchored probes; None when there are no sketches.
+        anchors: int64 row ids `[P]` of the embedding-anchored probes in this model; None when there are no
+            sketches. For the `tokens` basis the first `len(anchor_tokens)` are the token anchors and the
+            rest the id anchors (`lineage.probe.anchors.Anchors`).
+        anchor_tokens: canonical token strings of the leading anchors (sorted); empty for the `ids` basis.
+        anchor_basis: "tokens" (anchors chosen by token string) or "ids" (no tokenizer: chosen by id).
         sketches: circuit name -> float32 `[L, P, P]` probe-response sketches (L = 1 for embed and head),
             indexed by `anchors` on both axes.
         responses: tensor role key (e.g. `layers.3.q`) -> float32 `[12, 8]` raw responses of the 12 fixed
             probes projected on a seeded random basis, `X W^T Psi`: linear in the weights, the basis of
             merge attribution.
+        anchored: reader role key (`layers.3.q`, `layers.3.gate`...) -> float32 `[P, 8]`: the circuit inputs'
+            responses (the normalised anchors through the matrix) projected on the same basis, indexed like
+            `anchors`: the rotation-following half of the weight test (`lineage.compare.identity`).
         settings: probe settings and seeds used.
         device: where the probes ran.
         source: "checkpoint" or "tensorguard-json".
@@ -97,6 +112,9 @@ class Fingerprint:
     device: str = "cpu"
     source: str = "checkpoint"
     lineage_version: str = __version__
+    anchor_tokens: tuple[str, ...] = ()
+    anchor_basis: str = "ids"
+    anchored: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -106,6 +124,17 @@ class Fingerprint:
             raise ValueError(f"tensorguard features missing: {', '.join(missing)}")
         if self.sketches and self.anchors is None:
             raise ValueError("sketches need anchors")
+        if self.anchor_basis not in ANCHOR_BASES:
+            raise ValueError(f"anchor basis {self.anchor_basis!r}: use one of {ANCHOR_BASES}")
+        if (self.anchor_basis == "tokens") != bool(self.anchor_tokens):
+            raise ValueError("anchor tokens are given exactly when the anchor basis is 'tokens'")
+        if self.anchor_tokens and (self.anchors is None or len(self.anchor_tokens) > len(self.anchors)):
+            raise ValueError("more anchor tokens than anchors")
+
+    @property
+    def id_anchor_start(self) -> int:
+        """Position of the first id anchor (the token anchors come before it)."""
+        return len(self.anchor_tokens)
 
     @property
     def has_sketches(self) -> bool:
@@ -158,6 +187,8 @@ def save_fingerprint(fp: Fingerprint, path: str | Path) -> Path:
         tensors[f"sketch.{circuit}"] = np.ascontiguousarray(arr, dtype=np.float32)
     for key, arr in fp.responses.items():
         tensors[f"response.{key}"] = np.ascontiguousarray(arr, dtype=np.float32)
+    for key, arr in fp.anchored.items():
+        tensors[f"anchored.{key}"] = np.ascontiguousarray(arr, dtype=np.float32)
     doc = {
         "schema_version": SCHEMA_VERSION,
         "lineage_version": fp.lineage_version,
@@ -167,12 +198,24 @@ def save_fingerprint(fp: Fingerprint, path: str | Path) -> Path:
         "settings": fp.settings,
         "summary": asdict(fp.summary) if fp.summary is not None else None,
         "tensorguard": {k: float(v) for k, v in fp.tensorguard.items()},
+        "anchor_basis": fp.anchor_basis,
+        "anchor_tokens": list(fp.anchor_tokens),
     }
-    # sort_keys: the JSON, and so the file, must not depend on dict insertion order.
+    # sort_keys: the JSON, and so the file, must not depend on dict insertion order. ASCII escapes (the
+    # default) keep any token string, even a lone surrogate, valid in the header.
     meta = json.dumps(doc, sort_keys=True, separators=(",", ":"), allow_nan=False)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata={_META_KEY: meta})
-    tmp.replace(path)  # atomic: a crash never leaves a half-written fingerprint in a cache
+    # A unique temporary name in the target folder, then os.replace (atomic on one file system): readers see
+    # the old file or the new one, never a partial one, and two writers of one key (two scans sharing a
+    # cache) never write into each other's temporary file.
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata={_META_KEY: meta})
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a cache is shared like any folder of files
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return path
 
 
@@ -227,10 +270,13 @@ def _load_safetensors(path: Path) -> Fingerprint:
             anchors=arrays.get("anchors"),
             sketches={k[len("sketch.") :]: v for k, v in sorted(arrays.items()) if k.startswith("sketch.")},
             responses={k[len("response.") :]: v for k, v in sorted(arrays.items()) if k.startswith("response.")},
+            anchored={k[len("anchored.") :]: v for k, v in sorted(arrays.items()) if k.startswith("anchored.")},
             settings=doc.get("settings", {}),
             device=doc.get("device", "cpu"),
             source=doc.get("source", "checkpoint"),
             lineage_version=doc.get("lineage_version", "?"),
+            anchor_tokens=tuple(str(t) for t in doc.get("anchor_tokens", [])),
+            anchor_basis=doc.get("anchor_basis", "ids"),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise FingerprintFormatError(path, f"malformed fingerprint metadata ({exc})") from None

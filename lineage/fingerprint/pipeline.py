@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,17 +28,22 @@ from lineage.features import tensorguard
 from lineage.features.sketch import stack_layers
 from lineage.fingerprint.format import Fingerprint, ModelSummary
 from lineage.io import CheckpointReader, open_checkpoint
-from lineage.probe.anchors import anchor_ids
+from lineage.io.vocab import TOKENIZER_FILE
+from lineage.probe.anchors import Anchors, choose_anchors
 from lineage.probe.circuits import CircuitProbe
 from lineage.probe.device import select_device
 from lineage.probe.engine import RESPONSE_RANK, NonFiniteResponse, ProbeEngine
 from lineage.probe.perturbations import PERTURBATIONS
 
+#: `progress(done_bytes, total_bytes)`: weight bytes streamed so far, of the model's own weight bytes.
 Progress = Callable[[int, int], None]
 BLOCK_BYTES = 64 << 20
 #: Bumped whenever the numbers a fingerprint holds change for the same settings: it is part of the settings,
 #: so fingerprints of different pipelines never compare and cache entries of an older one are not reused.
-PIPELINE_VERSION = 2  # one streamed block of a weight matrix, as float32
+#: Matrices that read the residual stream: their circuit inputs are the normalised anchors themselves, so their
+#: anchored responses follow a residual rotation (`lineage.compare.identity`).
+READER_KINDS = frozenset({"q", "k", "v", "qkv", "qkv_interleaved", "gate", "up", "gate_up"})
+PIPELINE_VERSION = 4  # 3: anchors chosen by token string when the model has a tokenizer; 4: anchored responses
 
 
 @dataclass(frozen=True)
@@ -88,7 +93,10 @@ def cache_key(path: str | Path, options: FingerprintOptions) -> str:
     would cost as much as fingerprinting, so an in-place edit that keeps size and mtime goes unseen.
     """
     with open_checkpoint(path) as reader:
-        stamp = [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in reader.files]
+        # The tokenizer chooses the anchors, so a changed (or removed) tokenizer.json is another model.
+        tokenizer = reader.folder / TOKENIZER_FILE
+        files = [*reader.files, *([tokenizer] if tokenizer.is_file() else [])]
+        stamp = [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files]
         doc = {"headers": reader.header_sha256(), "files": stamp, "settings": options.settings(), "v": __version__}
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
@@ -108,7 +116,13 @@ def _role_key(name: str, model: ResolvedModel) -> str:
 class _Run:
     """One fingerprinting pass: the `Weights` the circuits read, recording per-tensor responses on the way."""
 
-    def __init__(self, reader: CheckpointReader, model: ResolvedModel, options: FingerprintOptions) -> None:
+    def __init__(
+        self,
+        reader: CheckpointReader,
+        model: ResolvedModel,
+        options: FingerprintOptions,
+        progress: Progress | None = None,
+    ) -> None:
         self.reader, self.model, self.options = reader, model, options
         self.device = select_device(options.device)
         self.engine = ProbeEngine(self.device, options.seed)
@@ -125,7 +139,26 @@ class _Run:
         )
         self.stats: list[tuple[str, np.ndarray]] = []
         self.responses: dict[str, np.ndarray] = {}
+        self.anchored: dict[str, np.ndarray] = {}
         self.done: set[str] = set()
+        # Progress in bytes as stored (what a reader pays for): each tensor counts once, on its first pass.
+        self.progress = progress
+        self.bytes_total = sum(info.end - info.start for info in reader if info.name in own)
+        self.bytes_done = 0
+        self.streamed: set[str] = set()
+
+    def _counted(self, name: str, blocks: Iterator[tuple[int, torch.Tensor]]) -> Iterator[tuple[int, torch.Tensor]]:
+        """`blocks`, reporting the stored bytes of each block of `name`'s first pass to the progress callback."""
+        info = self.reader.info(name)
+        per_row = (info.end - info.start) // max(1, info.shape[0] if info.shape else 1)
+        first_pass = name not in self.streamed
+        for first_row, block in blocks:
+            if self.progress is not None and first_pass:
+                rows = block.shape[0] if block.dim() else 1
+                self.bytes_done = min(self.bytes_total, self.bytes_done + per_row * rows)
+                self.progress(self.bytes_done, self.bytes_total)
+            yield first_row, block
+        self.streamed.add(name)
 
     def matmul(self, name: str, inputs: torch.Tensor | None) -> torch.Tensor | None:
         """`inputs @ W.T`, streaming W in row blocks; records W's responses (and statistics if selected)."""
@@ -133,7 +166,7 @@ class _Run:
         role = _role_key(name, self.model)
         try:
             out, response = self.engine.respond(
-                lambda: self.reader.row_blocks(name, BLOCK_BYTES, check_finite=False),
+                lambda: self._counted(name, self.reader.row_blocks(name, BLOCK_BYTES, check_finite=False)),
                 tuple(info.shape),
                 role,
                 inputs,
@@ -150,6 +183,8 @@ class _Run:
             self.stats.append((name, response.gradient_stats))
         if name not in (self.model.embed, self.model.head):
             self.responses[role] = response.responses
+            if response.anchored is not None and role.rsplit(".", 1)[-1] in READER_KINDS:
+                self.anchored[role] = response.anchored
         return out
 
     def vector(self, name: str | None) -> torch.Tensor | None:
@@ -163,6 +198,18 @@ class _Run:
         return self.engine.put(self.reader.rows(name, ids))
 
 
+def _anchors(reader: CheckpointReader, model: ResolvedModel, options: FingerprintOptions) -> Anchors:
+    """The model's anchors: by token string when it has a vocabulary, by id otherwise."""
+    # A head padded or trimmed to another vocabulary size than the embedding: anchor only rows both have.
+    head_vocab = int(reader.info(model.head).shape[0]) if model.head else model.vocab_size
+    limit = min(model.vocab_size, head_vocab)
+
+    def row_norms(ids) -> np.ndarray:  # noqa: ANN001
+        return reader.rows(model.embed, list(ids)).norm(dim=1).numpy()
+
+    return choose_anchors(reader.vocabulary, limit, options.anchors, options.seed, row_norms)
+
+
 def fingerprint_model(
     path: str | Path, options: FingerprintOptions | None = None, progress: Progress | None = None
 ) -> Fingerprint:
@@ -171,7 +218,8 @@ def fingerprint_model(
     Args:
         path: a model folder (safetensors, sharded or not).
         options: probe settings; defaults when None.
-        progress: called as `progress(done, total)` after each layer.
+        progress: called as `progress(done_bytes, total_bytes)` as weight blocks stream (bytes as stored, of
+            the model's own tensors; the last call has done == total).
 
     Returns:
         The fingerprint (not yet written; see `lineage.fingerprint.save_fingerprint`).
@@ -188,18 +236,14 @@ def fingerprint_model(
     options = options or FingerprintOptions()
     with open_checkpoint(path) as reader, torch.no_grad():
         model = resolve_model(reader)
-        run = _Run(reader, model, options)
-        # A head padded or trimmed to another vocabulary size than the embedding: anchor only ids both have.
-        head_vocab = int(reader.info(model.head).shape[0]) if model.head else model.vocab_size
-        ids = anchor_ids(min(model.vocab_size, head_vocab), options.anchors, options.seed)
+        run = _Run(reader, model, options, progress)
+        anchors = _anchors(reader, model, options)
+        ids = anchors.ids
         embed_rows = run.rows(model.embed, ids)
         circuits = CircuitProbe(model, embed_rows)
-        total = len(model.layers) + 1
         per_layer = []
-        for done, layer in enumerate(model.layers, start=1):
+        for layer in model.layers:
             per_layer.append({k: v.cpu().numpy() for k, v in circuits.layer_sketches(layer, run).items()})
-            if progress:
-                progress(done, total)
         head_rows = run.rows(model.head, ids) if model.head else embed_rows
         sketches = stack_layers(per_layer)
         sketches["embed"] = circuits.embed_sketch().cpu().numpy()[None].astype(np.float32)
@@ -210,7 +254,7 @@ def fingerprint_model(
         for name in sorted(run.selected - run.done):
             run.matmul(name, None)
         if progress:
-            progress(total, total)
+            progress(run.bytes_total, run.bytes_total)  # tensors read only in part (embedding rows) end here
         summary = ModelSummary(
             architecture=str(reader.config.get("model_type") or model.spec.name),
             num_layers=model.num_layers,
@@ -227,8 +271,11 @@ def fingerprint_model(
         tensorguard=features,
         summary=summary,
         anchors=ids,
+        anchor_tokens=anchors.tokens,
+        anchor_basis=anchors.basis,
         sketches=sketches,
         responses=dict(sorted(run.responses.items())),
+        anchored=dict(sorted(run.anchored.items())),
         settings={**options.settings(), "layout": model.spec.name, "layers": [lt.index for lt in model.layers]},
         device=run.device.type,
         lineage_version=__version__,

@@ -14,6 +14,8 @@ SINGLE_FILE = "model.safetensors"
 INDEX_FILE = "model.safetensors.index.json"
 CONFIG_FILE = "config.json"
 PYTORCH_BIN = "pytorch_model.bin"
+# GGUF (llama.cpp) model files, read with the `gguf` package; one model may be split over several files.
+GGUF_SUFFIX = ".gguf"
 
 # Pickled weights: lineage never loads these (unpickling runs arbitrary code); it only names them in the
 # refusal message, so that a folder holding nothing else gets told to convert instead of "no model found".

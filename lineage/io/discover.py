@@ -4,7 +4,9 @@ A model folder is one path; a folder of model folders is a batch. One more level
 `org/name` tree (as `huggingface-cli download --local-dir models/org/name` leaves it) works too; deeper
 trees are not searched, because a recursive walk over a disk of checkpoints is slow and surprising.
 Folders that only hold pickled weights count as models, so that the reader refuses them by name with a
-conversion hint instead of them vanishing from the batch.
+conversion hint instead of them vanishing from the batch. A `.gguf` file is a model; a folder holding one
+GGUF model (a file or a split set) is a model folder, and a folder holding several (a quantiser's Q4_K_M,
+Q8_0, ... side by side) is a batch of its files.
 """
 
 from __future__ import annotations
@@ -12,19 +14,21 @@ from __future__ import annotations
 from pathlib import Path
 
 from lineage.errors import CheckpointError
-from lineage.io.constants import INDEX_FILE, PICKLE_SUFFIXES, SAFETENSORS_SUFFIX
+from lineage.io.constants import GGUF_SUFFIX, INDEX_FILE, PICKLE_SUFFIXES, SAFETENSORS_SUFFIX
+from lineage.io.gguf_files import gguf_models
 from lineage.io.index import pickled_weights, weight_files
 
 
 def is_model_folder(path: Path) -> bool:
-    """Tell whether a folder holds model weights (safetensors, an index, or pickled weights).
+    """Tell whether a folder holds model weights (safetensors, an index, one GGUF model, or pickled weights).
 
     Args:
         path: a path.
 
     Returns:
-        True for a folder holding `*.safetensors`, `model.safetensors.index.json`, or only pickled weights
-        (`*.bin`, `*.pt`, `*.pth`, `*.ckpt`, the Trainer's own pickles aside).
+        True for a folder holding `*.safetensors`, `model.safetensors.index.json`, exactly one GGUF model
+        (one `.gguf` file or one split set), or only pickled weights (`*.bin`, `*.pt`, `*.pth`, `*.ckpt`,
+        the Trainer's own pickles aside).
     """
     path = Path(path)
     if not path.is_dir():
@@ -33,6 +37,8 @@ def is_model_folder(path: Path) -> bool:
         return True
     if any(p.is_file() for p in weight_files(path)):
         return True
+    if gguf_models(path):
+        return len(gguf_models(path)) == 1
     return bool(pickled_weights(path))
 
 
@@ -40,11 +46,12 @@ def discover_models(path: str | Path) -> list[Path]:
     """List the model folders under a path.
 
     Args:
-        path: a model folder, a `.safetensors` (or pickled) file, or a folder of model folders.
+        path: a model folder, a `.safetensors`, `.gguf` (or pickled) file, or a folder of model folders.
 
     Returns:
-        `[path]` for a model folder or a weights file; else the model sub-folders, sorted by path,
-        looking one level down and, under sub-folders that are not models, one more.
+        `[path]` for a model folder or a weights file; else the models below, sorted by path: sub-folders
+        that are models, and the files of folders holding several GGUF models, looking one level down and,
+        under sub-folders that are not models, one more.
 
     Raises:
         CheckpointError: the path does not exist, or holds no model.
@@ -57,25 +64,28 @@ def discover_models(path: str | Path) -> list[Path]:
     if not path.exists():
         raise CheckpointError(path, "no such file or folder; check the path")
     if path.is_file():
-        if path.suffix == SAFETENSORS_SUFFIX or path.suffix in PICKLE_SUFFIXES or path.name == INDEX_FILE:
+        if path.suffix in (SAFETENSORS_SUFFIX, GGUF_SUFFIX, *PICKLE_SUFFIXES) or path.name == INDEX_FILE:
             return [path]
         raise CheckpointError(path, "no model found: not a model folder nor a weights file")
     if is_model_folder(path):
         return [path]
 
-    found: list[Path] = []
+    found: list[Path] = gguf_models(path)  # not a model folder: zero, or several GGUF models
     for child in _subfolders(path):
         if is_model_folder(child):
             found.append(child)
         else:
-            found.extend(grandchild for grandchild in _subfolders(child) if is_model_folder(grandchild))
+            found.extend(gguf_models(child))
+            for grandchild in _subfolders(child):
+                found.extend([grandchild] if is_model_folder(grandchild) else gguf_models(grandchild))
     if found:
         return sorted(found)
     if not any(p for p in path.iterdir() if not p.name.startswith(".")):
         raise CheckpointError(path, "no model found: the folder is empty; point at a model folder or a folder of them")
     raise CheckpointError(
         path,
-        f"no model found: neither the folder nor its sub-folders hold *{SAFETENSORS_SUFFIX} or {INDEX_FILE}; "
+        f"no model found: neither the folder nor its sub-folders hold *{SAFETENSORS_SUFFIX}, {INDEX_FILE} "
+        f"or *{GGUF_SUFFIX}; "
         "point at a model folder or a folder of them",
     )
 

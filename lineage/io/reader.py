@@ -25,13 +25,17 @@ from safetensors import SafetensorError, safe_open
 
 from lineage.errors import CheckpointError
 from lineage.io.blocks import check_finite_values, pread_tensor, torch_dtype
-from lineage.io.constants import SAFETENSORS_SUFFIX, SINGLE_FILE
+from lineage.io.checkpoint import Checkpoint, row_runs
+from lineage.io.constants import GGUF_SUFFIX, INDEX_FILE, SAFETENSORS_SUFFIX, SINGLE_FILE
+from lineage.io.gguf_files import gguf_models
 from lineage.io.header import FileHeader, TensorInfo, read_header
-from lineage.io.index import ModelFiles, locate_files
+from lineage.io.index import ModelFiles, locate_files, weight_files
 from lineage.io.vocab import Vocabulary, find_vocabulary
 
+_runs = row_runs  # the name the reader's tests spy on
 
-class CheckpointReader:
+
+class CheckpointReader(Checkpoint):
     """Lazy, read-only view of one safetensors checkpoint (a model folder or a single file).
 
     Args:
@@ -77,46 +81,6 @@ class CheckpointReader:
 
     # -- headers -------------------------------------------------------------------------------------
 
-    def names(self) -> list[str]:
-        """Return all tensor names, sorted."""
-        return sorted(self._infos)
-
-    def info(self, name: str) -> TensorInfo:
-        """Return the header facts of one tensor.
-
-        Args:
-            name: tensor name.
-
-        Returns:
-            Its `TensorInfo`.
-
-        Raises:
-            KeyError: no such tensor.
-        """
-        try:
-            return self._infos[name]
-        except KeyError:
-            raise KeyError(f"no tensor '{name}' in checkpoint '{self.name}'") from None
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._infos
-
-    def __iter__(self) -> Iterator[TensorInfo]:
-        return (self._infos[n] for n in self.names())
-
-    def __len__(self) -> int:
-        return len(self._infos)
-
-    @property
-    def num_parameters(self) -> int:
-        """Total number of elements over all tensors (tied weights stored once count once)."""
-        return sum(info.numel for info in self._infos.values())
-
-    @property
-    def dtypes(self) -> tuple[str, ...]:
-        """The safetensors dtypes present, sorted and unique."""
-        return tuple(sorted({info.dtype for info in self._infos.values()}))
-
     def header_sha256(self) -> str:
         """Content address of the checkpoint's headers.
 
@@ -155,8 +119,7 @@ class CheckpointReader:
             NonFiniteWeightsError: NaN/Inf values and `check_finite`.
         """
         info = self.info(name)
-        if self._closed:
-            raise ValueError(f"checkpoint reader '{self.name}' is closed")
+        self._check_open()
         path = self.folder / info.file
         values = pread_tensor(path, info, torch_dtype(path, info)).to(dtype)
         if check_finite:
@@ -180,8 +143,7 @@ class CheckpointReader:
             `(first_row, block)` pairs covering the tensor in order.
         """
         info = self.info(name)
-        if self._closed:
-            raise ValueError(f"checkpoint reader '{self.name}' is closed")
+        self._check_open()
         path = self.folder / info.file
         source = torch_dtype(path, info)
         rows = info.shape[0] if info.shape else 1
@@ -228,21 +190,7 @@ class CheckpointReader:
             IndexError: a row number out of range.
             CheckpointError, NonFiniteWeightsError: as for `tensor`.
         """
-        info = self.info(name)
-        if not info.shape:
-            raise ValueError(f"tensor '{name}' is a scalar; it has no rows")
-        idx = torch.as_tensor(index)
-        # A bool mask or float index cast to long would silently pick the wrong rows.
-        if idx.numel() and (idx.is_floating_point() or idx.is_complex() or idx.dtype == torch.bool):
-            raise ValueError(f"row index must hold integers, got {idx.dtype}")
-        idx = idx.long()
-        if idx.dim() != 1:
-            raise ValueError(f"row index must be one-dimensional, got shape {tuple(idx.shape)}")
-        n = info.shape[0]
-        if idx.numel() and (idx.min() < -n or idx.max() >= n):
-            raise IndexError(f"row index out of range for tensor '{name}' with {n} rows")
-        idx = torch.where(idx < 0, idx + n, idx)
-        unique, inverse = torch.unique(idx, sorted=True, return_inverse=True)
+        info, unique, inverse = self._row_index(name, index)
         path = self.folder / info.file
         handle = self._handle(info)
         pieces = []
@@ -264,18 +212,11 @@ class CheckpointReader:
         self._handles.clear()
         self._closed = True
 
-    def __enter__(self) -> CheckpointReader:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     def __repr__(self) -> str:
         return f"CheckpointReader({self.name!r}: {len(self._infos)} tensors in {len(self.files)} file(s))"
 
     def _handle(self, info: TensorInfo) -> Any:
-        if self._closed:
-            raise ValueError(f"checkpoint reader '{self.name}' is closed")
+        self._check_open()
         path = self.folder / info.file
         torch_dtype(path, info)  # fail with our message before safetensors fails with its own
         if path not in self._handles:
@@ -284,20 +225,37 @@ class CheckpointReader:
         return self._handles[path]
 
 
-def open_checkpoint(path: str | Path) -> CheckpointReader:
-    """Open a checkpoint for lazy reading; reads only headers and `config.json`.
+def open_checkpoint(path: str | Path) -> Checkpoint:
+    """Open a checkpoint for lazy reading; reads only headers and `config.json` (or the GGUF metadata).
 
     Args:
-        path: a model folder or one `.safetensors` file.
+        path: a model folder, one `.safetensors` file, a `.gguf` file (or any split of a set), or a folder
+            holding one GGUF model and no safetensors.
 
     Returns:
-        A `CheckpointReader`, to use as a context manager.
+        A `CheckpointReader` (a `GGUFCheckpoint` for GGUF), to use as a context manager.
 
     Example:
         >>> with open_checkpoint("models/tiny-llama") as ckpt:
         ...     print(ckpt.num_parameters, ckpt.dtypes)
     """
+    from lineage.io.adapter import is_adapter_folder, open_adapter  # imports this module: import here
+
+    if is_adapter_folder(path):
+        return open_adapter(path)  # type: ignore[return-value] - the same reading interface, base + LoRA delta
+    if _is_gguf(Path(path)):
+        from lineage.io.gguf_reader import GGUFCheckpoint  # gguf-py is imported only when a GGUF is read
+
+        return GGUFCheckpoint(path)
     return CheckpointReader(path)
+
+
+def _is_gguf(path: Path) -> bool:
+    if path.is_file():
+        return path.suffix == GGUF_SUFFIX
+    # A Hugging Face folder with a GGUF export beside its safetensors is read as the Hugging Face model.
+    has_safetensors = (path / INDEX_FILE).is_file() or any(p.is_file() for p in weight_files(path))
+    return path.is_dir() and not has_safetensors and bool(gguf_models(path))
 
 
 def _model_name(given: Path, folder: Path) -> str:
@@ -341,19 +299,6 @@ def _merge(headers: dict[Path, FileHeader], located: ModelFiles) -> dict[str, Te
                     "hold it; the index is stale: re-download the checkpoint",
                 )
     return infos
-
-
-def _runs(rows: list[int]) -> Iterator[tuple[int, int]]:
-    """Yield `[start, stop)` ranges covering sorted unique `rows` with as few reads as possible."""
-    if not rows:
-        return
-    start = prev = rows[0]
-    for row in rows[1:]:
-        if row != prev + 1:
-            yield start, prev + 1
-            start = row
-        prev = row
-    yield start, prev + 1
 
 
 @contextmanager

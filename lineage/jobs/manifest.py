@@ -4,7 +4,9 @@ A manifest is a CSV with at least the columns `name,path,family`. `path` is a mo
 file, relative to the CSV's folder (absolute paths are kept). Optional columns: `base` (the known base the
 model derives from), `role` (`base` rows are the references; others are suspects, `outsider` marks a model
 whose family is not among the references), `derivation` (how it was made: finetune, merge, quantized...)
-and `parents` (the names of a merge's parents, separated by `;` or `|`).
+and `parents` (the names of a merge's parents, separated by `;` or `|`). A `path` of the form
+`hf://org/name[@revision]` is a model hub model, fetched when fingerprinted (`lineage.io.hub`); a reference
+pack folder (`lineage.refs`) reads as the manifest inside it, and `builtin` names the pack shipped in the package.
 
 Without a `role` column every row is a reference: a manifest can then be a plain list of known models.
 Reading never opens the models: a path that is missing is a per-model failure for the scan, not a
@@ -21,13 +23,17 @@ from pathlib import Path
 from lineage.errors import ManifestError
 
 REQUIRED_COLUMNS: tuple[str, ...] = ("name", "path", "family")
-OPTIONAL_COLUMNS: tuple[str, ...] = ("base", "role", "derivation", "parents")
+OPTIONAL_COLUMNS: tuple[str, ...] = ("base", "role", "derivation", "parents", "hub_id", "declared")
 BASE_ROLE = "base"
 OUTSIDER_ROLE = "outsider"
 UNKNOWN_FAMILY = "unknown"
 
 #: The built-in demo catalog: the 58 published TensorGuard fingerprints (Apache-2.0, see its README).
 DEMO_MANIFEST = Path(__file__).resolve().parents[1] / "data" / "tensorguard" / "manifest.csv"
+#: `--reference builtin`: the reference pack shipped in the package (see `lineage.refs.builtin`).
+BUILTIN_REFERENCE = "builtin"
+BUILTIN_PACK = Path(__file__).resolve().parents[1] / "data" / "refs"
+HUB_SCHEME = "hf://"
 
 _PARENT_SEPARATORS = re.compile(r"[;|]")
 
@@ -44,6 +50,8 @@ class ManifestRow:
         role: `base`, `derivative`, `outsider`..., or None when the manifest has no role column.
         derivation: how it was derived, or None.
         parents: names of its parents (merges), possibly empty.
+        hub_id: `org/name[@revision]` of a model hub model (an `hf://` path or a pack's `hub_id` column).
+        declared: the hub ids its model card declares as `base_model` (column `declared`, `;`-separated).
     """
 
     name: str
@@ -53,6 +61,8 @@ class ManifestRow:
     role: str | None = None
     derivation: str | None = None
     parents: tuple[str, ...] = ()
+    hub_id: str | None = None
+    declared: tuple[str, ...] = ()
 
     @property
     def is_outsider(self) -> bool:
@@ -108,6 +118,12 @@ def read_manifest(path: str | Path, *, require_references: bool = True) -> Manif
         (58, 8)
     """
     path = Path(path)
+    if str(path) == BUILTIN_REFERENCE:
+        path = BUILTIN_PACK
+    if path.is_dir() and (path / "pack.json").is_file():
+        from lineage.refs.pack import pack_manifest_path  # a reference pack is a manifest of fingerprint files
+
+        path = pack_manifest_path(path)
     if path.is_dir():
         raise ManifestError(f"{path}: is a folder; give the manifest CSV inside it (e.g. {path / 'manifest.csv'})")
     try:
@@ -137,18 +153,21 @@ def read_manifest(path: str | Path, *, require_references: bool = True) -> Manif
         if name in seen:
             raise ManifestError(f"{path}, line {line_no}: duplicate name '{name}'; names must be unique")
         seen.add(name)
+        hub = cells["path"].startswith(HUB_SCHEME)  # hf://org/name[@revision]: fetched when fingerprinted
         model_path = Path(cells["path"]).expanduser()
-        if not model_path.is_absolute():
+        if not model_path.is_absolute() and not hub:
             model_path = path.parent / model_path
         rows.append(
             ManifestRow(
                 name=name,
-                path=model_path.resolve(),
+                path=model_path if hub else model_path.resolve(),
                 family=cells["family"],
                 base=cells.get("base") or None,
                 role=(cells.get("role") or None) if has_role else None,
                 derivation=cells.get("derivation") or None,
                 parents=tuple(p.strip() for p in _PARENT_SEPARATORS.split(cells.get("parents", "")) if p.strip()),
+                hub_id=cells.get("hub_id") or (cells["path"][len(HUB_SCHEME) :] if hub else None),
+                declared=tuple(d.strip() for d in cells.get("declared", "").split(";") if d.strip()),
             )
         )
     if not rows:

@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from lineage.compare import DEFAULT_METHOD, METHODS, get_method
-from lineage.decide.calibrate import DEFAULT_ALPHA
-from lineage.decide.kmeans import Classification, ClassificationRun, FamilyClassifier, check_unknown_rule
+from lineage.decide.kmeans import ClassificationRun, FamilyClassifier, check_unknown_rule
+from lineage.decide.verdict import DEFAULT_ALPHA, Verdict
 from lineage.errors import ClassificationError
 from lineage.fingerprint import Fingerprint
 from lineage.fingerprint.cache import (
@@ -32,8 +32,8 @@ from lineage.fingerprint.cache import (
     FingerprintCache,
     ModelOutcome,
     expand_inputs,
-    gather_fingerprints,
 )
+from lineage.jobs.executors import ExecutorOptions, gather
 from lineage.jobs.manifest import DEMO_MANIFEST, Manifest, ManifestRow, read_manifest
 from lineage.report.summary import summarize
 
@@ -51,12 +51,13 @@ class ScanOptions:
     Attributes:
         method: `lineage` or `tensorguard`.
         unknown: "calibrated", "paper", "off" or a fixed threshold (see `FamilyClassifier`).
-        alpha: the calibrated threshold's false-claim rate.
+        alpha: the derivation test's level (the share of unrelated suspects it may call derived).
         device: where probes run for model folders ("auto", "cpu", "cuda", "cuda:N").
         fingerprint: probe settings for model folders; defaults on `device` when None.
         cache_dir: the fingerprint cache folder; the default one when None.
         use_cache: False fingerprints every folder again and stores nothing.
         random_state: K-Means seed.
+        executor: where model folders are fingerprinted (serial, local processes, a Ray cluster).
     """
 
     method: str = DEFAULT_METHOD
@@ -67,6 +68,7 @@ class ScanOptions:
     cache_dir: Path | None = None
     use_cache: bool = True
     random_state: int = 0
+    executor: ExecutorOptions = field(default_factory=ExecutorOptions)
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -140,7 +142,7 @@ class ScanResult:
 class ClassifyResult:
     """What `classify_paths` found: verdicts for the suspects that could be fingerprinted, and failures."""
 
-    results: list[Classification]
+    results: list[Verdict]
     run: ClassificationRun
     failures: list[ModelOutcome]
 
@@ -175,7 +177,7 @@ def scan(
     if not isinstance(manifest, Manifest):
         manifest = read_manifest(manifest if manifest is not None else DEMO_MANIFEST)
     items = [(row.name, row.path, row) for row in manifest.rows]
-    outcomes = gather_fingerprints(items, options.probe_options, options.cache(), progress)
+    outcomes = gather(items, options.probe_options, options.cache(), progress, options.executor)
 
     ref_names = {r.name for r in manifest.references}
     refs = [o for o in outcomes if o.name in ref_names and o.ok]
@@ -202,7 +204,6 @@ def scan(
     summary = {
         "method": options.method,
         "description": run.description,
-        "assignment": run.assignment,
         "manifest": str(manifest.path),
         **scores,
         "threshold": run.calibration.to_dict(),
@@ -277,30 +278,25 @@ def distance_paths(
 def _obtain(
     items: list[tuple[str | None, Path, object, str | None]], options: ScanOptions, progress: Progress | None
 ) -> list[ModelOutcome]:
-    """`gather_fingerprints` over `(name, path, key, error)` items; an error found while expanding the
+    """`gather` over `(name, path, key, error)` items; an error found while expanding the
     command line's paths (a folder with no model) becomes a failed outcome without being gathered."""
     todo = [(name, path, key) for name, path, key, error in items if error is None]
-    gathered = iter(gather_fingerprints(todo, options.probe_options, options.cache(), progress))
+    gathered = iter(gather(todo, options.probe_options, options.cache(), progress, options.executor))
     return [
         next(gathered) if error is None else ModelOutcome(Path(path).name, Path(path), None, None, error, 0.0, key)
         for _, path, key, error in items
     ]
 
 
-def _row(outcome: ModelOutcome, verdict: Classification | None) -> dict:
+def _row(outcome: ModelOutcome, verdict: Verdict | None) -> dict:
     row: ManifestRow = outcome.key
     if verdict is not None:
         out = verdict.to_dict()
-        cluster_family = verdict.cluster_family
+        # `base` and `distance` are the keys the scores read (the derived-from base, the nearest distance).
+        out.update(base=verdict.derived_from, distance=verdict.distance, cluster_family=verdict.cluster)
     else:
-        out = {"model": row.name, "family": None, "base": None, "distance": None, "confidence": None, "distances": {}}
-        cluster_family = None
-    out.update(
-        true_family=row.family,
-        true_base=row.base,
-        derivation=row.derivation,
-        role=row.role,
-        cluster_family=cluster_family,
-        error=outcome.error,
-    )
+        out = {"model": row.name, "verdict": None, "family": None, "base": None, "derived_from": None,
+               "distance": None, "p_value": None, "cluster_family": None, "distances": {}}  # fmt: skip
+    out.update(true_family=row.family, true_base=row.base, derivation=row.derivation, role=row.role,
+               error=outcome.error)  # fmt: skip
     return out

@@ -5,6 +5,12 @@ For a probe `x` and the recipe's loss `L = ||W x||`, the gradient with respect t
 `out*in` entries) therefore follow in closed form from the power sums of `u` and `x`: the gradient matrix is
 never built, and one product `X W^T` serves all 15 probes. The raw responses `W x` of the 12 fixed probes,
 projected on a seeded random basis, are kept too: they are linear in `W`, which merge attribution needs.
+
+When a weight also meets the caller's inputs (the circuits' normalised token embeddings, for the matrices
+that read the residual stream), the same projection of those outputs is kept as its *anchored* responses,
+`h(E) W^T Psi`: they follow a rotation of the residual stream (the probes rotate with the model), while still
+carrying the weight's own output basis (heads, neurons), which a derivative keeps and an independently
+trained model does not share (`lineage.compare.identity`).
 """
 
 from __future__ import annotations
@@ -28,10 +34,12 @@ class TensorResponse:
         gradient_stats: float64 [5]: mean, std, norm, skewness, kurtosis of the weight gradient, averaged
             over the 15 probes.
         responses: float32 [12, RESPONSE_RANK]: `Psi^T W X^T` for the 12 fixed probes.
+        anchored: float32 [n, RESPONSE_RANK]: the caller's inputs' responses projected the same way, or None.
     """
 
     gradient_stats: np.ndarray
     responses: np.ndarray
+    anchored: np.ndarray | None = None
 
 
 def _gradient_moments(u: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -141,7 +149,9 @@ class ProbeEngine:
         if not bool(torch.isfinite(y).all()):
             raise NonFiniteResponse(role)
         fixed_resp = y[n : n + len(fixed)]
-        projected = (fixed_resp @ self._basis(shape[0], role)).float().cpu().numpy()
+        basis = self._basis(shape[0], role)
+        projected = (fixed_resp @ basis).float().cpu().numpy()
+        anchored = (y[:n] @ basis).float().cpu().numpy() if n else None
         stats = np.zeros(0)
         if with_stats:
             start_resp = y[n + len(fixed) :]
@@ -155,7 +165,7 @@ class ProbeEngine:
             unit = lambda r: r / r.norm(dim=1, keepdim=True).clamp_min(1e-30)  # noqa: E731
             u = torch.cat([unit(fixed_resp), unit(adv_resp)]).double()
             stats = _gradient_moments(u, torch.cat([fixed, adv_probes]).double()).mean(0).cpu().numpy()
-        return (y[:n] if inputs is not None else None), TensorResponse(stats, projected)
+        return (y[:n] if inputs is not None else None), TensorResponse(stats, projected, anchored)
 
     def tensor_response(self, weight: torch.Tensor, role: str) -> TensorResponse:
         """`respond` for a weight already in memory (one block), with statistics."""

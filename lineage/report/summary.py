@@ -33,6 +33,48 @@ def expected_family(row: dict, reference_families: set[str]) -> str:
     return family
 
 
+INDEPENDENT_ROLE = "independent"
+
+
+def expected_verdict(row: dict, reference_families: set[str], reference_bases: set[str]) -> tuple[str, str | None]:
+    """The right verdict for a suspect row and its base: `derived` from a reference base, `related` to a
+    reference family (an independent model, or a derivative whose base is not a reference), or `unknown`."""
+    if expected_family(row, reference_families) == UNKNOWN:
+        return UNKNOWN, None
+    base = row.get("true_base")
+    if row.get("role") != INDEPENDENT_ROLE and base in reference_bases:
+        return "derived", base
+    return "related", None
+
+
+def _verdict_scores(suspects: list[dict], ref_families: set[str], ref_bases: set[str]) -> dict:
+    hits, derived_ok, false_derived, missed = [], [], [], []
+    by_kind: dict[str, list[bool]] = defaultdict(list)
+    for s in suspects:
+        row = s["row"]
+        want, base = expected_verdict(row, ref_families, ref_bases)
+        ok_row = row.get("error") is None
+        got = row.get("verdict") if ok_row else "error"
+        hit = got == want and (want != "derived" or row.get("derived_from") == base)
+        if want in ("related", "unknown") and want == got:
+            hit = hit and (want == "unknown" or row.get("family") == row.get("true_family"))
+        hits.append(hit)
+        by_kind[want].append(hit)
+        if want == "derived":
+            derived_ok.append(got == "derived" and row.get("derived_from") == base)
+            if got != "derived":
+                missed.append(row["model"])
+        if got == "derived" and (want != "derived" or row.get("derived_from") != base):
+            false_derived.append(row["model"])
+    return {
+        "verdict_accuracy": accuracy(hits),
+        "by_expected_verdict": {k: accuracy(v) for k, v in sorted(by_kind.items())},
+        "derived_from_accuracy": accuracy(derived_ok),
+        "false_derived": {"count": len(false_derived), "models": false_derived},
+        "missed_derived": {"count": len(missed), "models": missed},
+    }
+
+
 def summarize(
     rows: Sequence[dict],
     reference_names: Iterable[str],
@@ -90,6 +132,7 @@ def summarize(
         "outsiders": _outsiders(suspects),
         "false_unknowns": _false_unknowns(suspects),
         "errors": {s["row"]["model"]: s["row"]["error"] for s in scored if s["row"].get("error") is not None},
+        "verdicts": _verdict_scores(suspects, ref_families, ref_bases),
     }
 
 
@@ -156,6 +199,18 @@ def summary_text(summary: dict) -> str:
         f"outsiders flagged: {summary['outsiders']['flagged']}/{summary['outsiders']['total']}, "
         f"false unknowns: {summary['false_unknowns']['count']}",
     ]
+    verdicts = summary.get("verdicts")
+    if verdicts:
+        lines.append(
+            f"verdicts: {acc(verdicts['verdict_accuracy'])} right; derived from the right base "
+            f"{acc(verdicts['derived_from_accuracy'])}; falsely derived {verdicts['false_derived']['count']}"
+            + (f" ({', '.join(verdicts['false_derived']['models'])})" if verdicts["false_derived"]["models"] else "")
+            + f"; missed derivatives {verdicts['missed_derived']['count']}"
+        )
+        lines.append(
+            "  by expected verdict: "
+            + ", ".join(f"{k} {acc(v)}" for k, v in verdicts["by_expected_verdict"].items())
+        )
     groups = summary.get("by_derivation") or {}
     if groups:
         # One row per derivation kind, so a weakness (a disguise, a merge method) shows as a row.

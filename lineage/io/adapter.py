@@ -1,0 +1,382 @@
+"""PEFT LoRA adapters read as the model they make: base weights plus the merged low-rank delta.
+
+An adapter folder (`adapter_config.json` + `adapter_model.safetensors`) holds no model, only
+`lora_A` (r x in) and `lora_B` (out x r) per target module; the model it makes has
+`W' = W + s * B @ A` with `s = alpha / r` (`alpha / sqrt(r)` with rsLoRA, Kalajdzievski 2023), per-module
+`r` and `alpha` from `rank_pattern` / `alpha_pattern`, transposed for `fan_in_fan_out` (GPT-2's Conv1D),
+as PEFT's own `merge_and_unload` computes it (huggingface/peft, `tuners/lora/layer.py`). `AdapterReader`
+wraps the base's `CheckpointReader` and adds the delta in `tensor`, `row_blocks` and `rows`, block by
+block, so an adapter over a 70B base streams as the base does. Full tensors the adapter stores
+(`modules_to_save`, embedding layers saved whole) replace the base's.
+
+Where the base is: `--base PATH`, or a reference whose manifest `hub_id` is the adapter's
+`base_model_name_or_path`, or that field itself when it is an existing local folder. The first two are
+set by the command for the whole run with `adapter_bases(...)`: the adapter is opened deep inside the
+fingerprint pipeline and its cache, and a context variable reaches it there without threading a base
+through every signature on the way. Without a base the adapter is refused in one line that says how.
+DoRA, LoRA biases, trainable tokens and layer replication change the merge and are refused by name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from lineage.errors import CheckpointError, NonFiniteWeightsError
+from lineage.io.declared import ADAPTER_CONFIG, normalize_hub_id
+from lineage.io.header import TensorInfo
+from lineage.io.reader import CheckpointReader
+from lineage.io.vocab import Vocabulary, find_vocabulary
+
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+_PEFT_PREFIX = "base_model.model."
+_LORA_KEY = re.compile(r"^(?P<module>.+)\.(?P<kind>lora_A\.weight|lora_B\.weight|lora_embedding_A|lora_embedding_B)$")
+_REFUSED_KEYS = {
+    "lora_magnitude_vector": "DoRA (use_dora) adapters",
+    "lora_B.bias": "LoRA biases (lora_bias)",
+    "trainable_tokens": "trainable-token adapters",
+}
+
+
+@dataclass(frozen=True)
+class AdapterBases:
+    """Where adapters find their bases during one run.
+
+    Attributes:
+        default: the base given with `--base`, used for every adapter.
+        by_hub_id: normalised hub id -> model path, from the references' `hub_id` column.
+    """
+
+    default: Path | None = None
+    by_hub_id: Mapping[str, Path] = field(default_factory=dict)
+
+
+_BASES: ContextVar[AdapterBases] = ContextVar("lineage_adapter_bases", default=AdapterBases())
+
+
+@contextmanager
+def adapter_bases(default: str | Path | None = None, by_hub_id: Mapping[str, str | Path] | None = None) -> Iterator[None]:
+    """Set where adapters opened inside the `with` block find their base.
+
+    Args:
+        default: the base model path for every adapter (`--base`).
+        by_hub_id: hub id -> model path (ids are normalised: case, hub URL and `@revision` ignored).
+
+    Example:
+        >>> with adapter_bases("models/llama-8b"):  # doctest: +SKIP
+        ...     fp = fingerprint_model("adapters/my-lora")
+    """
+    bases = AdapterBases(
+        Path(default) if default is not None else None,
+        {normalize_hub_id(k): Path(v) for k, v in (by_hub_id or {}).items()},
+    )
+    token = _BASES.set(bases)
+    try:
+        yield
+    finally:
+        _BASES.reset(token)
+
+
+def is_adapter_folder(path: str | Path) -> bool:
+    """Whether `path` is a PEFT adapter folder (`adapter_config.json` next to `adapter_model.safetensors`)."""
+    path = Path(path)
+    return path.is_dir() and (path / ADAPTER_CONFIG).is_file() and (path / ADAPTER_WEIGHTS).is_file()
+
+
+@dataclass(frozen=True)
+class LoraSettings:
+    """The parts of `adapter_config.json` that fix the merge."""
+
+    base: str | None
+    r: int
+    alpha: float
+    use_rslora: bool = False
+    fan_in_fan_out: bool = False
+    rank_pattern: Mapping[str, int] = field(default_factory=dict)
+    alpha_pattern: Mapping[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.r <= 0:
+            raise ValueError("LoRA rank r must be positive")
+
+    def rank_and_scaling(self, module: str) -> tuple[int, float]:
+        """The rank and scale of one module (`model.layers.0.self_attn.q_proj`), as PEFT picks them."""
+        r = int(self.rank_pattern.get(_pattern_key(self.rank_pattern, module), self.r))
+        key = _pattern_key(self.alpha_pattern, module)
+        alpha = float(self.alpha_pattern[key]) if key in self.alpha_pattern else self.alpha
+        return r, alpha / (r**0.5 if self.use_rslora else r)
+
+
+def read_lora_settings(path: Path) -> LoraSettings:
+    """Parse `adapter_config.json`; refuse what is not a plain LoRA merge."""
+    try:
+        cfg = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(path, f"adapter config is not valid JSON ({exc}); re-download it") from exc
+    if not isinstance(cfg, dict):
+        raise CheckpointError(path, "adapter config is not a JSON object")
+    kind = str(cfg.get("peft_type", "LORA")).upper()
+    if kind != "LORA":
+        raise CheckpointError(path, f"a {kind} adapter: only LoRA adapters can be merged; merge it with peft first")
+    for key, what in (("use_dora", "DoRA"), ("lora_bias", "LoRA bias"), ("layer_replication", "layer replication")):
+        if cfg.get(key):
+            raise CheckpointError(path, f"{what} adapters are not supported; merge it with peft's merge_and_unload")
+    try:
+        return LoraSettings(
+            base=cfg.get("base_model_name_or_path") or None,
+            r=int(cfg.get("r", 8)),
+            alpha=float(cfg.get("lora_alpha", 8)),
+            use_rslora=bool(cfg.get("use_rslora", False)),
+            fan_in_fan_out=bool(cfg.get("fan_in_fan_out", False)),
+            rank_pattern=dict(cfg.get("rank_pattern") or {}),
+            alpha_pattern=dict(cfg.get("alpha_pattern") or {}),
+        )
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(path, f"adapter config has a bad r / lora_alpha ({exc})") from exc
+
+
+def find_base(folder: Path, settings: LoraSettings) -> Path:
+    """The base model folder of an adapter: `--base`, a reference by hub id, or an existing local path."""
+    bases = _BASES.get()
+    if bases.default is not None:
+        return bases.default
+    if settings.base:
+        hit = bases.by_hub_id.get(normalize_hub_id(settings.base))
+        if hit is not None:
+            return hit
+        local = Path(settings.base).expanduser()
+        if local.is_absolute() and local.is_dir() and not is_adapter_folder(local):
+            return local
+    named = f"'{settings.base}', which is not among the references' hub_id" if settings.base else "no base"
+    raise CheckpointError(folder, f"a LoRA adapter of {named}: give its base model with --base PATH")
+
+
+class AdapterReader:
+    """A `CheckpointReader`-like view of base + merged LoRA delta (see the module docstring).
+
+    Args:
+        path: the adapter folder.
+        base: the base model folder; found with `find_base` when None.
+
+    Raises:
+        CheckpointError: no base, a refused adapter kind, or a LoRA tensor that fits no base tensor.
+    """
+
+    def __init__(self, path: str | Path, base: str | Path | None = None) -> None:
+        self.folder = Path(path)
+        self.config_path = self.folder / ADAPTER_CONFIG
+        self.settings = read_lora_settings(self.config_path)
+        base_path = Path(base) if base is not None else find_base(self.folder, self.settings)
+        if is_adapter_folder(base_path):
+            raise CheckpointError(base_path, "the base of an adapter is itself an adapter: give the merged base model")
+        from lineage.io.reader import open_checkpoint  # the base may be of any format the readers know
+
+        self.base = open_checkpoint(base_path)
+        try:
+            self.adapter = CheckpointReader(self.folder / ADAPTER_WEIGHTS)
+            self.name: str = self.folder.resolve().name
+            self.config: dict[str, Any] = self.base.config
+            self.files: tuple[Path, ...] = (*self.base.files, self.adapter.files[0], self.config_path)
+            self._lora, self._replaced = self._plan()
+        except BaseException:
+            self.close()
+            raise
+        self._vocabulary: Vocabulary | None | bool = False
+
+    # -- the plan: which base tensor gets which delta -----------------------------------------------------
+
+    def _plan(self) -> tuple[dict[str, tuple[str, str, float, bool]], dict[str, str]]:
+        lora: dict[str, dict[str, str]] = {}
+        replaced: dict[str, str] = {}
+        for key in self.adapter.names():
+            for marker, what in _REFUSED_KEYS.items():
+                if marker in key:
+                    raise CheckpointError(self.folder / ADAPTER_WEIGHTS, f"{what} are not supported ('{key}')")
+            inner = key.removeprefix(_PEFT_PREFIX)
+            m = _LORA_KEY.match(inner)
+            if m:
+                parts = lora.setdefault(m["module"], {})
+                parts["A" if m["kind"] in ("lora_A.weight", "lora_embedding_A") else "B"] = key
+                parts["embedding"] = "1" if m["kind"].startswith("lora_embedding") else ""
+                continue
+            target = inner.replace(".base_layer.", ".").replace(".modules_to_save.default.", ".")
+            if target not in self.base:
+                raise CheckpointError(
+                    self.folder / ADAPTER_WEIGHTS,
+                    f"adapter tensor '{key}' matches no tensor of the base '{self.base.name}': wrong --base?",
+                )
+            self._check_shape(key, self.adapter.info(key).shape, self.base.info(target).shape)
+            replaced[target] = key
+        plan: dict[str, tuple[str, str, float, bool]] = {}
+        for module, parts in sorted(lora.items()):
+            target = f"{module}.weight"
+            if "A" not in parts or "B" not in parts or target not in self.base:
+                raise CheckpointError(
+                    self.folder / ADAPTER_WEIGHTS,
+                    f"LoRA module '{module}' has no matching base tensor '{target}' or lacks lora_A/lora_B: wrong --base?",
+                )
+            embedding = bool(parts["embedding"])
+            a, b = self.adapter.info(parts["A"]).shape, self.adapter.info(parts["B"]).shape
+            r, scale = self.settings.rank_and_scaling(module)
+            if len(a) != 2 or len(b) != 2 or a[0] != r or b[1] != r:
+                raise CheckpointError(
+                    self.folder / ADAPTER_WEIGHTS,
+                    f"LoRA module '{module}': lora_A {list(a)} and lora_B {list(b)} do not have rank r={r} "
+                    "of adapter_config.json",
+                )
+            transposed = embedding or self.settings.fan_in_fan_out
+            merged = (a[1], b[0]) if transposed else (b[0], a[1])
+            self._check_shape(module, merged, self.base.info(target).shape)
+            plan[target] = (parts["A"], parts["B"], scale, transposed)
+        return plan, replaced
+
+    def _check_shape(self, what: str, got: Sequence[int], want: Sequence[int]) -> None:
+        if tuple(got) != tuple(want):
+            raise CheckpointError(
+                self.folder / ADAPTER_WEIGHTS,
+                f"adapter '{what}' gives shape {list(got)} but the base '{self.base.name}' has {list(want)}: wrong --base?",
+            )
+
+    # -- headers: the base's ---------------------------------------------------------------------------
+
+    @property
+    def vocabulary(self) -> Vocabulary | None:
+        """The adapter folder's tokenizer when it has one (a vocabulary extension), else the base's."""
+        if self._vocabulary is False:
+            self._vocabulary = find_vocabulary(self.folder) or self.base.vocabulary
+        return self._vocabulary  # type: ignore[return-value]
+
+    def names(self) -> list[str]:
+        return self.base.names()
+
+    def info(self, name: str) -> TensorInfo:
+        return self.base.info(name)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.base
+
+    def __iter__(self) -> Iterator[TensorInfo]:
+        return iter(self.base)
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    @property
+    def num_parameters(self) -> int:
+        return self.base.num_parameters
+
+    @property
+    def dtypes(self) -> tuple[str, ...]:
+        return self.base.dtypes
+
+    @property
+    def merged_tensors(self) -> tuple[str, ...]:
+        """Base tensors the adapter changes (LoRA deltas and replaced tensors), sorted."""
+        return tuple(sorted({*self._lora, *self._replaced}))
+
+    def header_sha256(self) -> str:
+        """sha256 of the base's header hash, the adapter's header hash and the adapter config's bytes."""
+        digest = hashlib.sha256(self.base.header_sha256().encode())
+        digest.update(self.adapter.header_sha256().encode())
+        digest.update(self.config_path.read_bytes())
+        return digest.hexdigest()
+
+    # -- data: base + delta ----------------------------------------------------------------------------
+
+    def tensor(self, name: str, *, dtype: torch.dtype = torch.float32, check_finite: bool = True) -> torch.Tensor:
+        """The merged tensor (see `CheckpointReader.tensor`)."""
+        source, key = self._source(name)
+        values = source.tensor(key, dtype=torch.float32, check_finite=check_finite)
+        if name in self._lora:
+            values = values + self._delta(name, 0, values.shape[0], check_finite)
+        return values.to(dtype)
+
+    def row_blocks(
+        self, name: str, max_bytes: int, *, dtype: torch.dtype = torch.float32, check_finite: bool = True
+    ) -> Iterator[tuple[int, torch.Tensor]]:
+        """The merged tensor in row blocks (see `CheckpointReader.row_blocks`); the delta is made per block."""
+        source, key = self._source(name)
+        for start, block in source.row_blocks(key, max_bytes, dtype=torch.float32, check_finite=check_finite):
+            if name in self._lora:
+                block = block + self._delta(name, start, start + block.shape[0], check_finite)
+            yield start, block.to(dtype)
+
+    def rows(
+        self,
+        name: str,
+        index: Sequence[int] | torch.Tensor,
+        *,
+        dtype: torch.dtype = torch.float32,
+        check_finite: bool = True,
+    ) -> torch.Tensor:
+        """Rows of the merged tensor (see `CheckpointReader.rows`)."""
+        source, key = self._source(name)
+        values = source.rows(key, index, dtype=torch.float32, check_finite=check_finite)
+        if name in self._lora:
+            idx = torch.as_tensor(index).long()
+            idx = torch.where(idx < 0, idx + self.base.info(name).shape[0], idx)
+            values = values + self._delta(name, 0, 0, check_finite, rows=idx)
+        return values.to(dtype)
+
+    def _source(self, name: str) -> tuple[CheckpointReader, str]:
+        # A tensor the adapter stores whole (`modules_to_save`, an embedding's `base_layer`) replaces the base's;
+        # a LoRA on that module still adds its delta on top, as peft's merge does.
+        if name in self._replaced:
+            return self.adapter, self._replaced[name]
+        return self.base, name
+
+    def _delta(
+        self, name: str, start: int, stop: int, check_finite: bool, rows: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Rows `[start, stop)` (or `rows`) of `s * B @ A` (transposed layouts: of `s * (B @ A).T`)."""
+        a_key, b_key, scale, transposed = self._lora[name]
+        a = self.adapter.tensor(a_key, check_finite=check_finite)  # r x in
+        b = self.adapter.tensor(b_key, check_finite=check_finite)  # out x r
+        pick = rows if rows is not None else slice(start, stop)
+        if transposed:  # stored (in, out): row i of the delta is A[:, i] . B^T
+            delta = a[:, pick].T @ b.T
+        else:
+            delta = b[pick] @ a
+        delta = delta * scale
+        if check_finite and not torch.isfinite(delta).all():
+            raise NonFiniteWeightsError(self.folder / ADAPTER_WEIGHTS, f"the LoRA delta of '{name}' holds NaN/Inf")
+        return delta
+
+    # -- lifetime --------------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close both readers."""
+        for reader in (getattr(self, "adapter", None), getattr(self, "base", None)):
+            if reader is not None:
+                reader.close()
+
+    def __enter__(self) -> AdapterReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"AdapterReader({self.name!r}: {len(self._lora)} LoRA deltas over {self.base.name!r})"
+
+
+def open_adapter(path: str | Path, base: str | Path | None = None) -> AdapterReader:
+    """Open a LoRA adapter folder as its merged model (base found as `find_base` says when None)."""
+    return AdapterReader(path, base)
+
+
+def _pattern_key(patterns: Mapping[str, Any], module: str) -> str:
+    # PEFT's `get_pattern_key`: the first pattern that matches the module name's tail.
+    for key in patterns:
+        if re.match(rf"(.*\.)?({key})$", module):
+            return key
+    return module

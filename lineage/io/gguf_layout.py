@@ -1,0 +1,261 @@
+"""From a GGUF header to the Hugging Face view of the same model: names, config, conversions undone, vocabulary.
+
+llama.cpp's converter (convert_hf_to_gguf.py) renames every tensor with gguf-py's `TensorNameMap` tables and
+changes a few of them on the way; lineage probes Hugging Face names and values, so each change is undone:
+
+- Names: the tables map many Hugging Face spellings to one GGUF name. Inverting them gives candidates; the
+  one kept is the spelling lineage's own layout for that architecture uses (`lineage.arch.spec`), so
+  `blk.N.ffn_norm` becomes `post_attention_layernorm` in Llama and `pre_feedforward_layernorm` in Gemma 2/3
+  (whose `post_attention_norm` is the post-attention norm) without a hand-written table.
+- `llama`-architecture files (Llama, Mistral, Mixtral) have the rows of Q and K permuted within each head
+  (`LlamaModel.permute`: rotary pairs interleaved instead of split in halves); the inverse map is applied.
+- Gemma, Gemma 2 and Gemma 3 store every `*norm.weight` as `w + 1` (the gain the kernel multiplies by).
+- Rotary tables (`rope_freqs`, `rope_factors_*`) are computed from the config in Hugging Face, not stored:
+  they are left out, so parameter counts agree with the original checkpoint.
+
+Gemma 3's embedding is truncated by the converter to the real vocabulary; the padding rows are gone, so the
+reader reports the shorter matrix (and `vocab_size` from it): nothing to undo.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from gguf.constants import MODEL_ARCH, MODEL_ARCH_NAMES, MODEL_TENSOR
+from gguf.tensor_mapping import TensorNameMap
+
+from lineage.arch.spec import ARCHITECTURES, ArchSpec
+from lineage.errors import CheckpointError
+from lineage.io.vocab import Vocabulary, canonical_token
+
+#: GGUF `general.architecture` -> (transformers `model_type`, name of the `lineage.arch` layout).
+MODEL_TYPES: dict[str, tuple[str, str]] = {
+    "llama": ("llama", "llama"),
+    "qwen2": ("qwen2", "llama"),
+    "qwen3": ("qwen3", "qwen3"),
+    "gemma": ("gemma", "gemma"),
+    "gemma2": ("gemma2", "gemma2"),
+    "gemma3": ("gemma3_text", "gemma3"),
+    "phi3": ("phi3", "phi3"),
+}
+_PERMUTED_QK = frozenset({"llama"})  # the architectures whose converter class applies LlamaModel.permute
+_NORM_PLUS_ONE = frozenset({"gemma", "gemma2", "gemma3"})
+_T = MODEL_TENSOR
+_COMPUTED = frozenset({_T.ROPE_FREQS, _T.ROPE_FACTORS_LONG, _T.ROPE_FACTORS_SHORT, _T.ATTN_ROT_EMBD})
+_BLOCK = re.compile(r"^blk\.(\d+)\.")
+_SPECIAL_TOKEN_TYPES = frozenset({2, 3, 4, 5, 6})  # unknown, control, user-defined, unused, byte
+_LONG_ARRAY = 64  # metadata arrays longer than this (vocabulary, merges, scores) stay out of `metadata`
+
+
+@dataclass(frozen=True)
+class TensorPlan:
+    """How one GGUF tensor becomes its Hugging Face tensor.
+
+    Attributes:
+        gguf_name: the name in the file.
+        hf_name: the Hugging Face name.
+        head_groups: for a permuted Q or K, the number of heads the converter permuted by; else None.
+        norm_shift: subtracted from the stored values (1.0 for Gemma norms, else 0.0).
+    """
+
+    gguf_name: str
+    hf_name: str
+    head_groups: int | None = None
+    norm_shift: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.head_groups is not None and self.head_groups <= 0:
+            raise ValueError("head_groups must be positive")
+
+    def row_map(self, rows: int) -> np.ndarray | None:
+        """For each Hugging Face row, the stored row it comes from (None when rows are not permuted).
+
+        The converter stores `w.reshape(n, 2, d // n // 2, ...).swapaxes(1, 2)`: Hugging Face row
+        `h*d + t*d/2 + j` of head `h` sits at stored row `h*d + 2*j + t`.
+        """
+        if self.head_groups is None:
+            return None
+        size = rows // self.head_groups
+        hf = np.arange(rows)
+        head, within = np.divmod(hf, size)
+        half, j = np.divmod(within, size // 2)
+        return head * size + 2 * j + half
+
+
+@dataclass(frozen=True)
+class GGUFLayout:
+    """The Hugging Face view of one GGUF model.
+
+    Attributes:
+        arch: GGUF `general.architecture`.
+        config: a transformers-style config synthesised from the metadata.
+        plans: GGUF tensor name -> its `TensorPlan`, for every tensor kept.
+    """
+
+    arch: str
+    config: dict[str, Any]
+    plans: dict[str, TensorPlan]
+
+
+def gguf_layout(path: Path, metadata: dict[str, Any], shapes: dict[str, tuple[int, ...]]) -> GGUFLayout:
+    """Map a GGUF model's tensors to Hugging Face names and synthesise its config.
+
+    Args:
+        path: the file (for error messages).
+        metadata: the header's metadata.
+        shapes: GGUF tensor name -> shape in GGML order.
+
+    Returns:
+        The layout.
+
+    Raises:
+        CheckpointError: no or an unknown `general.architecture`, Q/K shapes that do not fit the head counts,
+            or two GGUF tensors that map to one name.
+    """
+    arch = metadata.get("general.architecture")
+    by_name = {v: k for k, v in MODEL_ARCH_NAMES.items()}
+    if not isinstance(arch, str) or arch not in by_name:
+        raise CheckpointError(
+            path, f"GGUF general.architecture {arch!r} is unknown to the installed gguf package; update gguf"
+        )
+    model_type, layout = MODEL_TYPES.get(arch, (arch, ""))
+    label = f"{metadata.get('general.basename', '')} {metadata.get('general.name', '')}".lower()
+    if arch == "llama" and "mistral" in label:
+        model_type = "mistral"  # Mistral converts as `llama`; the name is the only trace of it
+    blocks = 1 + max((int(m[1]) for n in shapes if (m := _BLOCK.match(n))), default=-1)
+    if blocks > len(shapes):  # every block holds tensors: a larger index is a corrupt name, not 10^9 layers
+        raise CheckpointError(path, f"GGUF tensor names reach block {blocks - 1} with {len(shapes)} tensors: corrupt")
+    table = _name_table(by_name[arch], blocks)
+    wanted = _wanted_stems(next((s for s in ARCHITECTURES if s.name == layout), None), blocks)
+    config = _config(arch, model_type, metadata, shapes)
+    plans: dict[str, TensorPlan] = {}
+    taken: dict[str, str] = {}
+    for name in shapes:
+        stem, dot, suffix = name.rpartition(".")
+        stem, suffix = (stem, dot + suffix) if suffix in ("weight", "bias") else (name, "")
+        kind, candidates = table.get(stem, (None, ()))
+        if kind in _COMPUTED:
+            continue
+        hf = _pick(candidates, wanted, stem) + suffix
+        if hf in taken:
+            raise CheckpointError(path, f"GGUF tensors '{taken[hf]}' and '{name}' both map to '{hf}': corrupt file")
+        taken[hf] = name
+        plans[name] = TensorPlan(name, hf, _head_groups(path, arch, kind, name, shapes[name], config),
+                                 1.0 if arch in _NORM_PLUS_ONE and hf.endswith("norm.weight") else 0.0)  # fmt: skip
+    return GGUFLayout(arch, config, plans)
+
+
+def gguf_vocabulary(metadata: dict[str, Any]) -> Vocabulary | None:
+    """The embedded tokenizer's vocabulary (`tokenizer.ggml.tokens`), None when the file has none.
+
+    Token types 2-6 (unknown, control, user-defined, unused, byte) are special; strings are canonical
+    (`canonical_token`), byte-level when `tokenizer.ggml.model` is `gpt2`.
+    """
+    tokens = metadata.get("tokenizer.ggml.tokens")
+    if not isinstance(tokens, list) or not tokens or not all(isinstance(t, str) for t in tokens):
+        return None
+    types = metadata.get("tokenizer.ggml.token_type")
+    types = types if isinstance(types, list) and len(types) == len(tokens) else [1] * len(tokens)
+    byte_level = metadata.get("tokenizer.ggml.model") == "gpt2"
+    special = frozenset(i for i, t in enumerate(types) if t in _SPECIAL_TOKEN_TYPES)
+    return Vocabulary(tuple(canonical_token(t, byte_level) for t in tokens), special, "gguf")
+
+
+def plain_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
+    """The metadata without the tokenizer's arrays and other long lists: what a model card would say."""
+    return {
+        k: v
+        for k, v in metadata.items()
+        if not (isinstance(v, list) and (len(v) > _LONG_ARRAY or k.startswith("tokenizer.ggml.")))
+    }
+
+
+@lru_cache(maxsize=16)
+def _name_table(arch: MODEL_ARCH, blocks: int) -> dict[str, tuple[MODEL_TENSOR, tuple[str, ...]]]:
+    """GGUF name (without `.weight`) -> (tensor kind, Hugging Face spellings in gguf-py's table order)."""
+    # TensorNameMap.__init__ `update`s the class-level block table with an architecture's overrides, which
+    # would leak into every map built afterwards; an instance copy keeps the shared table intact.
+    names = TensorNameMap.__new__(TensorNameMap)
+    names.block_mappings_cfg = dict(TensorNameMap.block_mappings_cfg)
+    TensorNameMap.__init__(names, arch, blocks)
+    table: dict[str, tuple[MODEL_TENSOR, list[str]]] = {}
+    spellings: dict[str, list[str]] = defaultdict(list)
+    for key, (kind, gguf_name) in names.mapping.items():
+        table[gguf_name] = (kind, [])
+        if key != gguf_name:
+            spellings[gguf_name].append(key)
+    return {g: (kind, tuple(spellings[g])) for g, (kind, _) in table.items()}
+
+
+def _wanted_stems(spec: ArchSpec | None, blocks: int) -> frozenset[str]:
+    """The Hugging Face names (without `.weight`) that lineage's layout for this architecture uses."""
+    if spec is None:
+        return frozenset()
+    top = [f"model.{t}" for t in (*spec.embed, *spec.final_norm)] + list(spec.head)
+    per_layer = [
+        t for t in (spec.attn_norm, spec.ffn_norm, spec.o, spec.down, spec.up, spec.gate, spec.gate_up, spec.q,
+                    spec.k, spec.v, spec.qkv, spec.qkv_interleaved, spec.q_norm, spec.k_norm, spec.attn_post_norm,
+                    spec.ffn_post_norm) if t
+    ]  # fmt: skip
+    stems = {n.removesuffix(".weight") for n in top}
+    stems |= {f"model.layers.{i}.{t.removesuffix('.weight')}" for i in range(blocks) for t in per_layer}
+    return frozenset(stems)
+
+
+def _pick(candidates: tuple[str, ...], wanted: frozenset[str], stem: str) -> str:
+    for cand in candidates:
+        if cand in wanted:
+            return cand
+    # Outside lineage's layouts: transformers' own spelling is the `model.`-rooted one the tables list first.
+    for cand in candidates:
+        if cand.startswith(("model.", "lm_head")):
+            return cand
+    return candidates[0] if candidates else stem
+
+
+def _head_groups(
+    path: Path, arch: str, kind: MODEL_TENSOR | None, name: str, dims: tuple[int, ...], config: dict
+) -> int | None:
+    if arch not in _PERMUTED_QK or kind not in (MODEL_TENSOR.ATTN_Q, MODEL_TENSOR.ATTN_K):
+        return None
+    groups = config.get("num_attention_heads" if kind == MODEL_TENSOR.ATTN_Q else "num_key_value_heads")
+    rows = dims[-1] if len(dims) > 1 else dims[0]
+    if not isinstance(groups, int) or groups <= 0 or rows % (2 * groups):
+        raise CheckpointError(
+            path,
+            f"tensor '{name}' has {rows} rows, which {groups!r} attention heads (from the GGUF metadata) cannot "
+            "split into rotary pairs: the head counts or the tensor are corrupt",
+        )
+    return groups
+
+
+def _config(arch: str, model_type: str, metadata: dict[str, Any], shapes: dict[str, tuple[int, ...]]) -> dict[str, Any]:
+    def get(key: str) -> Any:
+        value = metadata.get(f"{arch}.{key}")
+        # Some converters store per-layer head counts as arrays; the first layer's is the model's.
+        return value[0] if isinstance(value, list) and value else value
+
+    embed = shapes.get("token_embd.weight")
+    heads, hidden = get("attention.head_count"), get("embedding_length")
+    config: dict[str, Any] = {
+        "model_type": model_type,
+        "num_hidden_layers": get("block_count"),
+        "hidden_size": hidden,
+        "intermediate_size": get("feed_forward_length"),
+        "num_attention_heads": heads,
+        "num_key_value_heads": get("attention.head_count_kv") or heads,
+        "head_dim": get("attention.key_length")
+        or (hidden // heads if isinstance(hidden, int) and isinstance(heads, int) and heads > 0 else None),
+        "rms_norm_eps": get("attention.layer_norm_rms_epsilon"),
+        "rope_theta": get("rope.freq_base"),
+        "max_position_embeddings": get("context_length"),
+        "vocab_size": embed[-1] if embed else get("vocab_size"),
+        "tie_word_embeddings": "output.weight" not in shapes,
+    }
+    return {k: v for k, v in config.items() if v is not None}

@@ -1,0 +1,325 @@
+"""Read a GGUF model (llama.cpp's format) lazily, under Hugging Face names, values and shapes.
+
+The header is parsed and validated by `gguf_header` (never by memory-mapping the file), names and the
+converter's changes come from `gguf_layout`, and tensor data is read one tensor (or one block of rows) at a
+time with positioned reads into a fresh buffer, then dequantised by gguf-py's `gguf.quants.dequantize`
+(every type it implements: F16, BF16, Q4_0 ... Q8_0, the K-quants, the IQ types). No memory map is kept, so
+the pages of tensors already probed never count in the process's resident memory: memory is bounded by
+the largest tensor (one block of rows when streamed), as for safetensors.
+
+A GGML row (`ne0` values, the contiguous dimension) is a Hugging Face row of a matrix, and quantisation
+blocks never cross rows, so row blocks and single rows are read without touching the rest of a matrix. Q and
+K of `llama` files are stored with rows permuted within heads; their rows are read through the inverse map.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType
+from gguf.quants import dequantize
+
+from lineage.errors import CheckpointError
+from lineage.io.blocks import check_finite_values
+from lineage.io.checkpoint import Checkpoint, row_runs
+from lineage.io.gguf_files import gguf_model_files
+from lineage.io.gguf_header import GGUFHeader, GGUFTensorRecord, read_gguf_header
+from lineage.io.gguf_layout import TensorPlan, gguf_layout, gguf_vocabulary, plain_metadata
+from lineage.io.header import TensorInfo
+from lineage.io.vocab import Vocabulary
+
+_INTEGER_TYPES = frozenset({"I8", "I16", "I32", "I64"})
+_SPLIT_TAIL = re.compile(r"-\d{5}-of-\d{5}$")
+
+
+@dataclass(frozen=True)
+class GGUFTensorInfo(TensorInfo):
+    """A GGUF tensor's facts under its Hugging Face name: `dtype` is the GGML type (`Q4_K`, `F16`, ...),
+    `shape` is [out, in] (GGML's dimensions reversed), `start`/`end` its bytes in `file`.
+
+    Attributes:
+        gguf_name: the tensor's name in the file (`blk.0.attn_q.weight`).
+    """
+
+    gguf_name: str = ""
+
+    def __post_init__(self) -> None:
+        if self.dtype not in GGMLQuantizationType.__members__:
+            raise ValueError(f"unknown GGML type {self.dtype!r}")
+        if any(d <= 0 for d in self.shape) or not 0 <= self.start <= self.end:
+            raise ValueError(f"invalid shape {self.shape} or byte range [{self.start}, {self.end})")
+
+
+@dataclass(frozen=True)
+class _Entry:
+    record: GGUFTensorRecord
+    plan: TensorPlan
+    row_map: np.ndarray | None  # Hugging Face row -> stored row; None when not permuted
+
+
+class GGUFCheckpoint(Checkpoint):
+    """Lazy, read-only view of one GGUF model (a `.gguf` file, a split set, or a folder holding one).
+
+    Args:
+        path: a `.gguf` file (any split of a set), or a folder holding one GGUF model.
+
+    Attributes:
+        folder: the file's folder.
+        name: the file's stem (without the split suffix), or the folder's name when a folder was given.
+        files: the GGUF files (every split, in order).
+        config: a transformers-style config synthesised from the metadata (`model_type`, head counts...).
+        metadata: the GGUF metadata without its long arrays (`general.name`, `general.base_model.0.name`...).
+
+    Raises:
+        CheckpointError: a missing split, a corrupt header, an unknown architecture.
+
+    Example:
+        >>> with GGUFCheckpoint("SmolLM2-135M-Instruct.Q4_1.gguf") as ckpt:  # doctest: +SKIP
+        ...     q = ckpt.tensor("model.layers.0.self_attn.q_proj.weight")
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        given = Path(path)
+        if not given.exists():
+            raise CheckpointError(given, "no such file or folder; check the path")
+        self.files: tuple[Path, ...] = gguf_model_files(given)
+        self.folder: Path = self.files[0].parent
+        self.name: str = _model_name(given, self.files[0])
+        self._headers: tuple[GGUFHeader, ...] = tuple(read_gguf_header(f) for f in self.files)
+        self._meta = self._headers[0].metadata
+        records = _records(self._headers)
+        layout = gguf_layout(self.files[0], self._meta, {n: r.dims for n, (_, r) in records.items()})
+        self.config: dict[str, Any] = layout.config
+        self.metadata: dict[str, Any] = plain_metadata(self._meta)
+        self._infos: dict[str, TensorInfo] = {}
+        self._entries: dict[str, _Entry] = {}
+        for gguf_name, plan in layout.plans.items():
+            file, rec = records[gguf_name]
+            shape = tuple(reversed(rec.dims))
+            self._infos[plan.hf_name] = GGUFTensorInfo(
+                plan.hf_name, rec.type_name, shape, file.name, rec.start,
+                rec.start + rec.nbytes, gguf_name=gguf_name,
+            )  # fmt: skip
+            row_map = plan.row_map(shape[0]) if len(shape) > 1 else None
+            self._entries[plan.hf_name] = _Entry(rec, plan, row_map)
+        self._fds: dict[Path, int] = {}
+        self._closed = False
+        self._vocabulary: Vocabulary | None | bool = False  # False: not built yet
+
+    @property
+    def vocabulary(self) -> Vocabulary | None:
+        """The embedded tokenizer's vocabulary (`tokenizer.ggml.tokens`), None when the file has none."""
+        if self._vocabulary is False:
+            self._vocabulary = gguf_vocabulary(self._meta)
+        return self._vocabulary  # type: ignore[return-value]
+
+    def header_sha256(self) -> str:
+        """Content address of the model's headers.
+
+        sha256 over the canonical JSON of every tensor's Hugging Face name, GGML type and shape, then each
+        file's header digest (magic to the end of the tensor infos, as stored) in split order. Tensor data
+        is not read.
+
+        Returns:
+            The hex digest.
+        """
+        table = {i.name: {"dtype": i.dtype, "shape": list(i.shape)} for i in self._infos.values()}
+        digest = hashlib.sha256(json.dumps(table, sort_keys=True, separators=(",", ":")).encode())
+        for header in self._headers:
+            digest.update(bytes.fromhex(header.header_sha256))
+        return digest.hexdigest()
+
+    # -- data ----------------------------------------------------------------------------------------
+
+    def tensor(self, name: str, *, dtype: torch.dtype = torch.float32, check_finite: bool = True) -> torch.Tensor:
+        """Read one whole tensor, dequantised, in Hugging Face layout.
+
+        Args:
+            name: Hugging Face tensor name.
+            dtype: dtype of the returned tensor.
+            check_finite: raise if the values hold NaN or Inf.
+
+        Returns:
+            A new CPU tensor of shape `info(name).shape`.
+
+        Raises:
+            KeyError: no such tensor.
+            CheckpointError: a type gguf-py cannot dequantise, or a read error.
+            NonFiniteWeightsError: NaN/Inf values and `check_finite`.
+        """
+        info, entry = self.info(name), self._entries.get(name)
+        self._check_open()
+        rows = info.shape[0] if len(info.shape) > 1 else 1
+        values = self._stored_rows(info, entry, 0, rows).reshape(info.shape)
+        if entry.row_map is not None:
+            values = values[torch.from_numpy(entry.row_map)]
+        return self._finish(info, entry, values, dtype, check_finite)
+
+    def row_blocks(
+        self, name: str, max_bytes: int, *, dtype: torch.dtype = torch.float32, check_finite: bool = True
+    ) -> Iterator[tuple[int, torch.Tensor]]:
+        """Read a tensor as consecutive blocks of whole rows, each at most about `max_bytes` once converted.
+
+        Args:
+            name: Hugging Face tensor name.
+            max_bytes: bound on one converted block (at least one row, or one head of a permuted Q/K).
+            dtype: dtype of the blocks.
+            check_finite: raise if a block holds NaN or Inf.
+
+        Yields:
+            `(first_row, block)` pairs covering the tensor in order.
+        """
+        info, entry = self.info(name), self._entries.get(name)
+        self._check_open()
+        if len(info.shape) < 2:
+            yield 0, self.tensor(name, dtype=dtype, check_finite=check_finite)
+            return
+        rows = info.shape[0]
+        per_row = max(1, info.numel // rows) * torch.empty((), dtype=dtype).element_size()
+        step = max(1, max_bytes // per_row)
+        if entry.row_map is not None and entry.plan.head_groups:
+            head = rows // entry.plan.head_groups  # whole heads: each block's stored rows are one contiguous run
+            step = max(head, step // head * head)
+        for start in range(0, rows, step):
+            stop = min(rows, start + step)
+            if entry.row_map is None:
+                block = self._stored_rows(info, entry, start, stop)
+            else:
+                src = entry.row_map[start:stop]
+                lo, hi = int(src.min()), int(src.max()) + 1
+                block = self._stored_rows(info, entry, lo, hi)[torch.from_numpy(src - lo)]
+            yield start, self._finish(info, entry, block, dtype, check_finite)
+
+    def rows(
+        self,
+        name: str,
+        index: Sequence[int] | torch.Tensor,
+        *,
+        dtype: torch.dtype = torch.float32,
+        check_finite: bool = True,
+    ) -> torch.Tensor:
+        """Read the given rows of a tensor, dequantising only those rows' bytes.
+
+        Args:
+            name: Hugging Face tensor name, e.g. `model.embed_tokens.weight`.
+            index: row numbers; negative numbers count from the end.
+            dtype: dtype of the returned tensor.
+            check_finite: raise if the rows read hold NaN or Inf.
+
+        Returns:
+            A tensor of shape `(len(index), *shape[1:])`, in the order of `index`.
+
+        Raises:
+            KeyError, ValueError, IndexError: as for `CheckpointReader.rows`.
+            CheckpointError, NonFiniteWeightsError: as for `tensor`.
+        """
+        info, unique, inverse = self._row_index(name, index)
+        entry = self._entries[name]
+        self._check_open()
+        if len(info.shape) < 2:
+            return self.tensor(name, dtype=dtype, check_finite=check_finite)[unique][inverse]
+        wanted = unique.numpy()
+        src = entry.row_map[wanted] if entry.row_map is not None else wanted
+        src_unique, src_inverse = np.unique(src, return_inverse=True)
+        pieces = [self._stored_rows(info, entry, a, b) for a, b in row_runs(src_unique.tolist())]
+        raw = torch.cat(pieces) if pieces else torch.empty((0, *info.shape[1:]))
+        values = raw[torch.from_numpy(src_inverse.reshape(-1))]
+        return self._finish(info, entry, values, dtype, check_finite)[inverse]
+
+    # -- lifetime ------------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the cached file descriptors; the reader cannot read tensors afterwards."""
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
+        self._closed = True
+
+    def __repr__(self) -> str:
+        return f"GGUFCheckpoint({self.name!r}: {len(self._infos)} tensors in {len(self.files)} file(s))"
+
+    # -- internals -----------------------------------------------------------------------------------
+
+    def _stored_rows(self, info: TensorInfo, entry: _Entry, lo: int, hi: int) -> torch.Tensor:
+        """Stored rows `[lo, hi)` (the whole tensor for a vector), dequantised to float32."""
+        rec = entry.record
+        rows = info.shape[0] if len(info.shape) > 1 else 1
+        row_bytes = rec.nbytes // rows
+        path = self.folder / info.file
+        raw = np.empty((hi - lo) * row_bytes, dtype=np.uint8)
+        self._pread(path, info.name, raw, rec.start + lo * row_bytes)
+        ne0 = rec.dims[0] if rec.dims else 1
+        block, type_size = GGML_QUANT_SIZES[rec.ggml_type]
+        if info.dtype in _INTEGER_TYPES:
+            raise CheckpointError(path, f"tensor '{info.name}' holds integers ({info.dtype}), not weights to probe")
+        try:
+            if info.dtype == "F64":
+                values = raw.view("<f8").astype(np.float32)
+            else:
+                values = dequantize(raw.reshape(-1, ne0 // block * type_size), GGMLQuantizationType(rec.ggml_type))
+        except NotImplementedError:
+            raise CheckpointError(
+                path, f"tensor '{info.name}' has type {info.dtype}, which the installed gguf package cannot "
+                "dequantise (pip install -U gguf)"
+            ) from None  # fmt: skip
+        out_shape = (hi - lo, *info.shape[1:]) if len(info.shape) > 1 else info.shape
+        return torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32)).reshape(out_shape)
+
+    def _finish(
+        self, info: TensorInfo, entry: _Entry, values: torch.Tensor, dtype: torch.dtype, check_finite: bool
+    ) -> torch.Tensor:
+        if entry.plan.norm_shift:
+            values = values - entry.plan.norm_shift
+        if check_finite:
+            check_finite_values(self.folder / info.file, info, values)
+        return values.to(dtype)
+
+    def _pread(self, path: Path, name: str, buffer: np.ndarray, offset: int) -> None:
+        fd = self._fds.get(path)
+        if fd is None:
+            try:
+                fd = self._fds[path] = os.open(path, os.O_RDONLY)
+            except OSError as exc:
+                raise CheckpointError(path, f"cannot open file ({exc.strerror})") from None
+        view, done = memoryview(buffer), 0
+        while done < len(view):
+            # pread returns at most ~2 GiB a call on Linux: loop until the buffer is full.
+            n = os.preadv(fd, [view[done : done + (1 << 30)]], offset + done)
+            if n <= 0:
+                raise CheckpointError(path, f"file ended while reading tensor '{name}': truncated file")
+            done += n
+
+
+def _records(headers: tuple[GGUFHeader, ...]) -> dict[str, tuple[Path, GGUFTensorRecord]]:
+    """Every tensor of a split set by GGUF name, with the file that holds it."""
+    first = headers[0]
+    count = first.metadata.get("split.count")
+    if isinstance(count, int) and count != len(headers):
+        raise CheckpointError(first.path, f"GGUF split.count says {count} files, but {len(headers)} are named so")
+    records: dict[str, tuple[Path, GGUFTensorRecord]] = {}
+    for header in headers:
+        for rec in header.tensors:
+            if rec.name in records:
+                raise CheckpointError(header.path, f"tensor '{rec.name}' is also in another split: corrupt split set")
+            records[rec.name] = (header.path, rec)
+    if not records:
+        raise CheckpointError(first.path, "the GGUF file holds no tensors: not a model (a vocabulary-only file?)")
+    total = first.metadata.get("split.tensors.count")
+    if isinstance(total, int) and total != len(records):
+        raise CheckpointError(first.path, f"GGUF split.tensors.count is {total}; the splits hold {len(records)}")
+    return records
+
+
+def _model_name(given: Path, first: Path) -> str:
+    if given.is_dir():
+        return Path(os.path.abspath(given)).name
+    return _SPLIT_TAIL.sub("", first.stem)

@@ -1,0 +1,164 @@
+"""The `process` executor: N worker processes on this machine, one model each at a time.
+
+`concurrent.futures.ProcessPoolExecutor` would be shorter, but when one of its workers dies it breaks the
+whole pool and every model in flight is lost with it. Here each worker has its own pipe and the driver
+knows which model each one holds: a dead worker (SIGKILL, the out-of-memory killer) costs its own model
+one retry and nothing else, and a fresh worker takes its place. Workers are spawned (a forked copy of a
+driver holding torch threads can deadlock), and each gets `cpu_count // N` torch threads so N workers do
+not oversubscribe the cores. While a model streams, its worker reports weight bytes (throttled) so the
+driver can show progress inside the model.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from multiprocessing.connection import Connection, wait
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from lineage.errors import ExecutorError
+from lineage.fingerprint.cache import FingerprintCache, ModelOutcome, weights_hook
+from lineage.jobs.executors.tasks import Plan, Task, run_task
+
+if TYPE_CHECKING:
+    from lineage.fingerprint.pipeline import FingerprintOptions
+    from lineage.jobs.executors import ExecutorOptions
+
+_WEIGHTS_EVERY_S = 0.2  # progress messages at most this often per worker: a pipe is not free
+
+
+def gather_in_processes(
+    items: Sequence[tuple[str | None, Path, object]],
+    probe_options: Callable[[], FingerprintOptions],
+    cache: FingerprintCache | None,
+    progress: Callable[[int, int, str], None] | None,
+    executor: ExecutorOptions,
+) -> list[ModelOutcome]:
+    """`lineage.jobs.executors.gather` on local worker processes (see the module docstring)."""
+    plan = Plan(items, probe_options, cache, progress)
+    if not plan.tasks:
+        return plan.result()
+    cores = os.cpu_count() or 1
+    jobs = min(executor.jobs or cores, len(plan.tasks))
+    threads = executor.threads or max(1, cores // jobs)
+    queue: deque[Task] = deque(plan.tasks)
+    attempts: dict[int, int] = {}
+    busy: dict[_Worker, Task] = {}
+    workers = [_Worker.start(threads) for _ in range(jobs)]
+    try:
+        while queue or busy:
+            for worker in workers:
+                if queue and worker not in busy:
+                    task = queue.popleft()
+                    attempts[task.index] = attempts.get(task.index, 0) + 1
+                    worker.send(task)
+                    busy[worker] = task
+            wait([w.conn for w in busy] + [w.process.sentinel for w in busy])
+            for worker in list(busy):
+                task = busy[worker]
+                for message in worker.drain():
+                    if message[0] == "weights":
+                        hook = weights_hook(progress, plan.label(task.index))
+                        if hook is not None:
+                            hook(message[1], message[2])
+                    elif message[0] == "done":
+                        plan.finish(message[1], attempts[task.index])
+                        del busy[worker]
+                if worker.dead:
+                    if worker in busy:  # it died holding a model
+                        del busy[worker]
+                        if attempts[task.index] > executor.retries:
+                            plan.fail(
+                                task.index,
+                                f"its worker died (exit code {worker.process.exitcode}) on each of "
+                                f"{attempts[task.index]} attempts; fingerprint it alone to see why",
+                                attempts[task.index],
+                            )
+                        else:
+                            queue.appendleft(task)  # retried next, by a fresh worker
+                    workers[workers.index(worker)] = _Worker.start(threads)
+                    worker.close()
+    finally:
+        for worker in workers:
+            worker.stop()
+    return plan.result()
+
+
+class _Worker:
+    """One spawned worker process and the driver's end of its pipe."""
+
+    def __init__(self, process: multiprocessing.process.BaseProcess, conn: Connection) -> None:
+        self.process, self.conn, self.dead = process, conn, False
+
+    @classmethod
+    def start(cls, threads: int) -> _Worker:
+        ctx = multiprocessing.get_context("spawn")
+        ours, theirs = ctx.Pipe(duplex=True)
+        process = ctx.Process(target=_worker_main, args=(theirs, threads), daemon=True, name="lineage-worker")
+        try:
+            process.start()
+        except OSError as exc:
+            raise ExecutorError(f"cannot start a worker process: {exc}") from exc
+        theirs.close()  # only the child holds its end now: its death reads as end-of-file here
+        return cls(process, ours)
+
+    def send(self, task: Task) -> None:
+        try:
+            self.conn.send(task)
+        except (BrokenPipeError, OSError):
+            self.dead = True  # noticed by the driver's loop like any other death
+
+    def drain(self) -> list[tuple]:
+        """Messages waiting on the pipe; marks the worker dead when its pipe is closed."""
+        messages = []
+        try:
+            while self.conn.poll():
+                messages.append(self.conn.recv())
+        except (EOFError, OSError):
+            self.dead = True
+        if not self.dead and not self.process.is_alive():
+            self.dead = True
+        return messages
+
+    def close(self) -> None:
+        self.conn.close()
+        self.process.join(timeout=1)
+
+    def stop(self) -> None:
+        if self.process.is_alive():
+            try:
+                self.conn.send(None)
+            except (BrokenPipeError, OSError):
+                pass
+            self.process.join(timeout=5)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join(timeout=5)
+        self.conn.close()
+
+
+def _worker_main(conn: Connection, threads: int) -> None:
+    """A worker's loop: receive a task, run it, send its result; stop on None or a closed pipe."""
+    import torch
+
+    torch.set_num_threads(threads)
+    while True:
+        try:
+            task = conn.recv()
+        except (EOFError, OSError):
+            return
+        if task is None:
+            return
+        last = [0.0]
+
+        def weights(done: int, total: int) -> None:
+            now = time.monotonic()
+            if done >= total or now - last[0] >= _WEIGHTS_EVERY_S:
+                last[0] = now
+                conn.send(("weights", done, total))
+
+        conn.send(("done", run_task(task, weights)))

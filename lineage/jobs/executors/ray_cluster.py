@@ -1,0 +1,87 @@
+"""The `ray` executor: one Ray Core task per model, on a local or remote Ray cluster.
+
+Each task looks in the content-addressed cache, fingerprints when it must, stores the result in the cache
+(atomically) and returns it as fingerprint file bytes; the driver keeps the order, fills its own cache
+and classifies. A task whose worker dies is rerun by Ray (`max_retries`); an error in the model is not
+(it would fail again). When the cluster has GPUs each task asks for one, so fingerprinting lands on GPU
+workers (probes run on CUDA there with the default device "auto"). On a remote cluster, lineage must be
+installed on the workers and model paths must be readable there (a shared file system). Ray is an
+optional extra: `pip install 'lineage[ray]'`.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from lineage.errors import ExecutorError
+from lineage.fingerprint.cache import FingerprintCache, ModelOutcome, error_text
+from lineage.jobs.executors.tasks import Plan, Task, TaskResult, run_task
+
+if TYPE_CHECKING:
+    from lineage.fingerprint.pipeline import FingerprintOptions
+    from lineage.jobs.executors import ExecutorOptions
+
+INSTALL_HINT = "the ray executor needs Ray: pip install 'lineage[ray]' (or pip install 'ray>=2.9')"
+
+
+def gather_on_ray(
+    items: Sequence[tuple[str | None, Path, object]],
+    probe_options: Callable[[], FingerprintOptions],
+    cache: FingerprintCache | None,
+    progress: Callable[[int, int, str], None] | None,
+    executor: ExecutorOptions,
+) -> list[ModelOutcome]:
+    """`lineage.jobs.executors.gather` on a Ray cluster (see the module docstring).
+
+    Joins `executor.ray_address`, or starts a local cluster, unless the caller already called `ray.init`
+    (then that cluster is used and left running).
+
+    Raises:
+        ExecutorError: Ray is not installed or the cluster cannot be joined.
+    """
+    try:
+        import ray
+    except ImportError:
+        raise ExecutorError(INSTALL_HINT) from None
+    plan = Plan(items, probe_options, cache, progress, executor.threads)
+    if not plan.tasks:
+        return plan.result()
+    started = not ray.is_initialized()
+    if started:
+        try:
+            ray.init(address=executor.ray_address, include_dashboard=False, logging_level="warning")
+        except Exception as exc:  # noqa: BLE001 - Ray raises many kinds; all mean "no cluster"
+            where = executor.ray_address or "a local cluster"
+            raise ExecutorError(f"cannot start or join Ray ({where}): {error_text(exc)}") from exc
+    try:
+        wants_gpu = ray.cluster_resources().get("GPU", 0) > 0 and plan.tasks[0].options.device != "cpu"
+        remote = ray.remote(_ray_task).options(
+            num_cpus=1, num_gpus=1 if wants_gpu else 0, max_retries=executor.retries, retry_exceptions=False
+        )
+        pending: deque[Task] = deque(plan.tasks)
+        in_flight: dict = {}
+        limit = executor.jobs or len(plan.tasks)
+        while pending or in_flight:
+            while pending and len(in_flight) < limit:
+                task = pending.popleft()
+                in_flight[remote.remote(task)] = task
+            ready, _ = ray.wait(list(in_flight), num_returns=1)
+            for ref in ready:
+                task = in_flight.pop(ref)
+                try:
+                    result = ray.get(ref)
+                except Exception as exc:  # noqa: BLE001 - retries spent (worker kept dying) or the task was lost
+                    result = TaskResult(task.index, None, f"ray task failed: {error_text(exc)}", 0.0)
+                plan.finish(result)
+    finally:
+        if started:
+            ray.shutdown()
+    return plan.result()
+
+
+def _ray_task(task: Task) -> TaskResult:
+    """The body of one Ray task (a module-level function: Ray ships it by reference)."""
+    return run_task(task)

@@ -1,0 +1,208 @@
+"""One model's work as a task a worker can run, and the driver's side of it.
+
+A `Task` is what travels to a worker: plain values and the frozen probe settings, nothing large. The
+worker runs it with `run_task` (look in the cache, else fingerprint and store) and answers with a
+`TaskResult` whose fingerprint is a fingerprint file's bytes (safetensors, the same format as on disk): the
+driver parses them with `load_fingerprint`, so no fingerprint is unpickled, and a worker on another machine
+needs no file system shared with the driver.
+
+`Plan` is the driver's bookkeeping: it settles at once what costs no probing (fingerprint files, cache
+hits, missing paths), in the same way the serial loop does, hands out the rest as tasks, and turns results
+back into outcomes in input order. Results the workers computed go into the driver's cache too (a no-op
+when the workers share it), so a driver restarted after a crash redoes nothing that finished.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from lineage.fingerprint.cache import (
+    FINGERPRINTED,
+    FingerprintCache,
+    ModelOutcome,
+    WeightProgress,
+    error_text,
+    obtain_fingerprint,
+    report_outcome,
+    resolve_without_compute,
+)
+from lineage.fingerprint.format import FINGERPRINT_SUFFIX, Fingerprint, is_fingerprint_file, load_fingerprint
+from lineage.fingerprint.format import save_fingerprint as _save
+
+if TYPE_CHECKING:
+    from lineage.fingerprint.pipeline import FingerprintOptions
+
+#: Fault injection for tests of the retry path: `<model name>=<marker file>` makes the worker that starts
+#: that model kill itself with SIGKILL, once (the marker file records that it happened).
+FAULT_ENV = "LINEAGE_FAULT_KILL"
+
+
+@dataclass(frozen=True)
+class Task:
+    """One model to fingerprint: its place in the input, its row name, where it is, and how (`threads`:
+    torch threads for it, the worker's own setting when None)."""
+
+    index: int
+    name: str | None
+    path: str
+    options: FingerprintOptions
+    cache_dir: str | None
+    threads: int | None = None
+
+
+@dataclass(frozen=True)
+class TaskResult:
+    """A worker's answer: how the fingerprint was obtained and its file bytes, or the error text."""
+
+    index: int
+    how: str | None
+    error: str | None
+    seconds: float
+    payload: bytes | None = None
+
+
+def run_task(task: Task, weights: WeightProgress | None = None) -> TaskResult:
+    """Fingerprint one model in a worker (cache first; the result is stored in the cache when there is one).
+
+    Args:
+        task: the model and settings.
+        weights: `weights(done_bytes, total_bytes)` while its weights stream.
+
+    Returns:
+        The result; never raises for a bad model.
+    """
+    t0 = time.perf_counter()
+    _maybe_die(task.name or Path(task.path).name)
+    cache = FingerprintCache(task.cache_dir) if task.cache_dir is not None else None
+    if task.threads is not None:
+        import torch
+
+        torch.set_num_threads(task.threads)
+    try:
+        fp, how = obtain_fingerprint(task.path, task.options, cache, name=task.name, progress=weights)
+        return TaskResult(task.index, how, None, time.perf_counter() - t0, fingerprint_bytes(fp))
+    except Exception as exc:  # noqa: BLE001 - a bad model is a result, never a dead worker
+        return TaskResult(task.index, None, error_text(exc), time.perf_counter() - t0)
+
+
+def fingerprint_bytes(fp: Fingerprint) -> bytes:
+    """`fp` as the bytes of its fingerprint file."""
+    with tempfile.TemporaryDirectory(prefix="lineage-") as tmp:
+        return _save(fp, Path(tmp) / f"fp{FINGERPRINT_SUFFIX}").read_bytes()
+
+
+def fingerprint_from_bytes(data: bytes) -> Fingerprint:
+    """The fingerprint whose file bytes are `data` (checked like any fingerprint file)."""
+    with tempfile.TemporaryDirectory(prefix="lineage-") as tmp:
+        path = Path(tmp) / f"fp{FINGERPRINT_SUFFIX}"
+        path.write_bytes(data)
+        return load_fingerprint(path)
+
+
+class Plan:
+    """The driver's side of a gather: cheap models settled at once, the rest as `tasks`, outcomes in order.
+
+    Args:
+        items: `(name or None, path, key)` per model.
+        probe_options: returns the probe settings (called once, only if some model is a folder).
+        cache: the driver's fingerprint cache, or None.
+        progress: the caller's progress callback (told of every outcome as it comes).
+        threads: torch threads per task (see `Task`).
+    """
+
+    def __init__(
+        self,
+        items: Sequence[tuple[str | None, Path, object]],
+        probe_options: Callable[[], FingerprintOptions],
+        cache: FingerprintCache | None,
+        progress: Callable[[int, int, str], None] | None,
+        threads: int | None = None,
+    ) -> None:
+        self.items, self.cache, self.progress = list(items), cache, progress
+        self.outcomes: list[ModelOutcome | None] = [None] * len(self.items)
+        self.tasks: list[Task] = []
+        self._done = 0
+        options: FingerprintOptions | None = None
+        cache_dir = str(cache.folder.resolve()) if cache is not None else None
+        for index, (name, path, key) in enumerate(self.items):
+            t0 = time.perf_counter()
+            try:
+                if options is None and Path(path).exists() and not is_fingerprint_file(path):
+                    options = probe_options()
+                found = resolve_without_compute(path, options, cache, name)
+            except Exception as exc:  # noqa: BLE001 - as in the serial loop: a bad model is an outcome
+                self._settle(index, None, None, error_text(exc), time.perf_counter() - t0)
+                continue
+            if found is None:
+                self.tasks.append(Task(index, name, str(path), options, cache_dir, threads))
+            else:
+                self._settle(index, found[0], found[1], None, time.perf_counter() - t0)
+
+    def label(self, index: int) -> str:
+        name, path, _ = self.items[index]
+        return name or Path(path).name
+
+    def finish(self, result: TaskResult, attempts: int = 1) -> None:
+        """Record a worker's result for its model."""
+        fp = None
+        error = result.error
+        if error is None:
+            try:
+                fp = fingerprint_from_bytes(result.payload)
+                if self.cache is not None and result.how == FINGERPRINTED:
+                    self._store(result.index, fp)
+            except Exception as exc:  # noqa: BLE001 - a garbled answer fails its model, not the scan
+                fp, error = None, error_text(exc)
+        self._settle(result.index, fp, result.how if fp is not None else None, error, result.seconds, attempts)
+
+    def fail(self, index: int, error: str, attempts: int) -> None:
+        """Record a model given up on (its workers kept dying)."""
+        self._settle(index, None, None, error, 0.0, attempts)
+
+    def result(self) -> list[ModelOutcome]:
+        """The outcomes, in input order (every model must be settled)."""
+        missing = [self.label(i) for i, o in enumerate(self.outcomes) if o is None]
+        if missing:
+            raise RuntimeError(f"models never settled: {', '.join(missing)}")  # a bug in an executor
+        return list(self.outcomes)
+
+    def _store(self, index: int, fp: Fingerprint) -> None:
+        from lineage.fingerprint.pipeline import cache_key
+
+        task = next(t for t in self.tasks if t.index == index)
+        key = cache_key(task.path, task.options)
+        if not self.cache.path_for(key).is_file():  # a worker on another machine wrote to its own disk
+            self.cache.put(key, fp)
+
+    def _settle(
+        self, index: int, fp: Fingerprint | None, how: str | None, error: str | None, seconds: float, attempts: int = 1
+    ) -> None:
+        name, path, key = self.items[index]
+        label = fp.name if fp is not None else self.label(index)
+        outcome = ModelOutcome(label, Path(path), fp, how, error, seconds, key, attempts)
+        self.outcomes[index] = outcome
+        self._done += 1
+        report_outcome(self.progress, self._done, len(self.items), outcome)
+
+
+def _maybe_die(label: str) -> None:
+    """The fault-injection hook (see FAULT_ENV): kill this worker, once, when it starts the named model."""
+    spec = os.environ.get(FAULT_ENV)
+    if not spec or "=" not in spec:
+        return
+    model, marker = spec.split("=", 1)
+    if model != label:
+        return
+    try:
+        fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)  # exclusive: exactly one worker dies
+    except FileExistsError:
+        return
+    os.close(fd)
+    os.kill(os.getpid(), signal.SIGKILL)

@@ -1,0 +1,324 @@
+"""Reference packs: a manifest's known models as fingerprint files, in one self-describing folder.
+
+A pack lets the references be fingerprinted once, where the weights are (a GPU box with the bases
+downloaded), and classify anywhere else without them: a fingerprint is all classification needs. Layout:
+
+    PACK/
+      pack.json                  format and lineage versions, who made it, sha256 of every other file
+      manifest.csv               name,path,family,base,role,hub_id (paths relative to the pack)
+      settings.json              the probe settings every fingerprint of the pack was made with
+      fingerprints/<name>.fingerprint.safetensors
+
+`manifest.csv` is an ordinary manifest, so `read_manifest(PACK)` (which `--reference PACK` goes through)
+turns a pack into a `Manifest` whose paths are its fingerprint files. `verify_pack` checks checksums,
+stray files and versions; reading a pack for classification checks only its format version, because
+hashing a thousand fingerprints at every `classify` would cost more than the classification.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import platform
+import re
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from lineage import __version__
+from lineage.errors import FingerprintFormatError, PackError
+from lineage.fingerprint.format import Fingerprint, fingerprint_path, load_fingerprint, save_fingerprint
+
+PACK_FORMAT = "lineage-reference-pack"
+PACK_VERSION = 1
+PACK_FILE = "pack.json"
+MANIFEST_FILE = "manifest.csv"
+SETTINGS_FILE = "settings.json"
+FINGERPRINT_DIR = "fingerprints"
+MANIFEST_COLUMNS: tuple[str, ...] = ("name", "path", "family", "base", "role", "hub_id")
+#: Settings that describe one model rather than how the probes ran: they differ between references of one pack.
+MODEL_SETTINGS: frozenset[str] = frozenset({"layout", "layers", "source", "source_revision"})
+_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+@dataclass(frozen=True)
+class PackReference:
+    """One reference to pack.
+
+    Attributes:
+        name: its name in the manifest.
+        family: its family label.
+        fingerprint: its fingerprint.
+        base: its base label (the name when None).
+        hub_id: `org/name@commit` when it came from a model hub.
+    """
+
+    name: str
+    family: str
+    fingerprint: Fingerprint
+    base: str | None = None
+    hub_id: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.name or not self.family:
+            raise ValueError("a pack reference needs a name and a family")
+
+
+def probe_settings(fp: Fingerprint) -> dict:
+    """The settings of `fp` that every fingerprint compared with it must share (model facts left out)."""
+    return {k: v for k, v in sorted(fp.settings.items()) if k not in MODEL_SETTINGS}
+
+
+def write_pack(
+    references: Sequence[PackReference], out: str | Path, *, created_by: str = "lineage refs build", force: bool = False
+) -> Path:
+    """Write a reference pack folder.
+
+    Args:
+        references: the references, in manifest order.
+        out: the pack folder (must not exist, or be empty, unless `force`).
+        created_by: the command that made it, recorded in `pack.json`.
+        force: replace an existing pack folder.
+
+    Returns:
+        The pack folder.
+
+    Raises:
+        PackError: no references, duplicate names, fingerprints of different probe settings or without
+            sketches, or `out` exists.
+    """
+    out = Path(out)
+    if not references:
+        raise PackError(f"{out}: no references to pack")
+    names = [r.name for r in references]
+    if len(set(names)) != len(names):
+        raise PackError(f"{out}: duplicate reference names; names must be unique")
+    settings = probe_settings(references[0].fingerprint)
+    for ref in references:
+        if not ref.fingerprint.has_sketches:
+            raise PackError(f"{out}: reference '{ref.name}' has no lineage sketches (a published feature file?)")
+        if probe_settings(ref.fingerprint) != settings:
+            raise PackError(
+                f"{out}: reference '{ref.name}' was fingerprinted with other probe settings than "
+                f"'{references[0].name}': fingerprint every reference with one setting"
+            )
+    occupied = (out.is_dir() and any(out.iterdir())) or out.is_file()
+    if occupied and not force:
+        raise PackError(f"{out}: already exists and is not empty; pass --force to replace it")
+    # Written next to its final place, then swapped in: a crash never leaves a half-written pack.
+    tmp = out.with_name(f".{out.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    (tmp / FINGERPRINT_DIR).mkdir(parents=True)
+    rows, used = [], set()
+    for ref in references:
+        stem = _file_stem(ref.name, used)
+        rel = fingerprint_path(FINGERPRINT_DIR, stem)
+        save_fingerprint(ref.fingerprint, tmp / rel)
+        rows.append([ref.name, rel.as_posix(), ref.family, ref.base or ref.name, "base", ref.hub_id or ""])
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(MANIFEST_COLUMNS)
+    writer.writerows(rows)
+    (tmp / MANIFEST_FILE).write_text(buf.getvalue(), encoding="utf-8")
+    (tmp / SETTINGS_FILE).write_text(json.dumps(settings, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    doc = {
+        "format": PACK_FORMAT,
+        "format_version": PACK_VERSION,
+        "lineage_version": __version__,
+        "created": {
+            "by": created_by,
+            "utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "devices": sorted({r.fingerprint.device for r in references}),
+        },
+        "references": len(references),
+        "families": sorted({r.family for r in references}),
+        "files": {rel: _sha256(tmp / rel) for rel in _files(tmp)},
+    }
+    (tmp / PACK_FILE).write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    if out.exists():
+        shutil.rmtree(out) if out.is_dir() else out.unlink()
+    tmp.rename(out)
+    return out
+
+
+def is_pack(path: str | Path) -> bool:
+    """Whether `path` is a pack folder (holds a `pack.json`)."""
+    return (Path(path) / PACK_FILE).is_file()
+
+
+def read_pack_info(path: str | Path) -> dict:
+    """The `pack.json` document of a pack, checked for format and version.
+
+    Raises:
+        PackError: no pack.json, unreadable, or of another format or version.
+    """
+    path = Path(path)
+    file = path / PACK_FILE
+    try:
+        doc = json.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise PackError(f"{path}: not a reference pack (no {PACK_FILE}); build one with `lineage refs build`") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise PackError(f"{file}: unreadable ({exc})") from None
+    if not isinstance(doc, dict) or doc.get("format") != PACK_FORMAT:
+        raise PackError(f"{file}: not a lineage reference pack (format {doc.get('format')!r})")
+    if doc.get("format_version") != PACK_VERSION:
+        raise PackError(
+            f"{file}: pack format version {doc.get('format_version')} is not {PACK_VERSION}: rebuild the pack "
+            "with this lineage (`lineage refs build`)"
+        )
+    if not isinstance(doc.get("files"), dict):
+        raise PackError(f"{file}: no file checksums")
+    return doc
+
+
+def pack_manifest_path(path: str | Path) -> Path:
+    """The manifest CSV of a pack (after checking its format version); what `read_manifest` reads."""
+    read_pack_info(path)
+    manifest = Path(path) / MANIFEST_FILE
+    if not manifest.is_file():
+        raise PackError(f"{path}: the pack has no {MANIFEST_FILE}; rebuild it")
+    return manifest
+
+
+def read_pack_settings(path: str | Path) -> dict:
+    """The probe settings a pack's references were fingerprinted with."""
+    file = Path(path) / SETTINGS_FILE
+    try:
+        doc = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise PackError(f"{file}: unreadable probe settings ({exc})") from None
+    if not isinstance(doc, dict):
+        raise PackError(f"{file}: probe settings must be a JSON object")
+    return doc
+
+
+def verify_pack(path: str | Path, current_settings: dict | None = None) -> list[str]:
+    """Check a pack: every listed file present and unchanged, no stray file, versions, comparable settings.
+
+    Args:
+        path: the pack folder.
+        current_settings: this lineage's probe settings (`FingerprintOptions().settings()`); when given, a
+            pack of another pipeline version is reported (its references would not compare with new models).
+
+    Returns:
+        One line per problem, `<file>: <problem>`; empty when the pack is sound.
+    """
+    path = Path(path)
+    try:
+        doc = read_pack_info(path)
+    except PackError as exc:
+        return [str(exc)]
+    problems: list[str] = []
+    listed: dict[str, str] = doc["files"]
+    for rel, digest in sorted(listed.items()):
+        file = path / rel
+        if not file.is_file():
+            problems.append(f"{file}: missing")
+        elif _sha256(file) != digest:
+            problems.append(f"{file}: altered (sha256 differs from {PACK_FILE})")
+    problems += [f"{path / rel}: extra file, not listed in {PACK_FILE}" for rel in _files(path) if rel not in listed]
+    if problems:
+        return problems
+    settings = read_pack_settings(path)
+    from lineage.jobs.manifest import read_manifest
+
+    try:
+        manifest = read_manifest(path / MANIFEST_FILE)
+    except Exception as exc:  # noqa: BLE001 - a verifier reports, it does not raise
+        return [str(exc)]
+    for row in manifest.rows:
+        try:
+            fp = load_fingerprint(row.path)
+        except FingerprintFormatError as exc:
+            problems.append(str(exc))
+            continue
+        if probe_settings(fp) != settings:
+            problems.append(f"{row.path}: probe settings differ from {SETTINGS_FILE}")
+    if current_settings is not None and settings.get("pipeline") != current_settings.get("pipeline"):
+        problems.append(
+            f"{path / SETTINGS_FILE}: made by fingerprint pipeline {settings.get('pipeline')}, this lineage runs "
+            f"pipeline {current_settings.get('pipeline')}: its references do not compare with new fingerprints; "
+            "rebuild the pack"
+        )
+    return problems
+
+
+def build_pack(
+    manifest: str | Path,
+    out: str | Path,
+    *,
+    options: object | None = None,
+    progress: Callable[[int, int, str], None] | None = None,
+    force: bool = False,
+) -> Path:
+    """Fingerprint (or load, or take from the cache) a manifest's references and write them as a pack.
+
+    Args:
+        manifest: a manifest CSV (or a pack); its references (role=base rows, or all rows) are packed.
+        out: the pack folder.
+        options: `lineage.jobs.scan.ScanOptions` (device, cache); defaults when None.
+        progress: called as `progress(done, total, name)` after each reference.
+        force: replace an existing pack.
+
+    Returns:
+        The pack folder.
+
+    Raises:
+        ManifestError: bad manifest.
+        PackError: a reference could not be fingerprinted (every failure is named), or see `write_pack`.
+    """
+    from lineage.fingerprint.cache import gather_fingerprints
+    from lineage.jobs.manifest import read_manifest
+    from lineage.jobs.scan import ScanOptions
+
+    options = options or ScanOptions()
+    refs = read_manifest(manifest).references
+    outcomes = gather_fingerprints(
+        [(r.name, r.path, r) for r in refs], options.probe_options, options.cache(), progress
+    )
+    failed = [f"{o.name}: {o.error}" for o in outcomes if not o.ok]
+    if failed:
+        raise PackError(f"{manifest}: {len(failed)} reference(s) could not be fingerprinted: " + "; ".join(failed))
+    packed = [
+        PackReference(o.key.name, o.key.family, o.fingerprint, o.key.base, _hub_id(o.key, o.fingerprint))
+        for o in outcomes
+    ]
+    return write_pack(packed, out, created_by=" ".join(["lineage refs build", str(manifest)]), force=force)
+
+
+def _hub_id(row: object, fp: Fingerprint) -> str | None:
+    hub = getattr(row, "hub_id", None) or fp.settings.get("source")
+    rev = fp.settings.get("source_revision")
+    if not hub:
+        return None
+    hub = str(hub).removeprefix("hf://")
+    return f"{hub.split('@')[0]}@{rev}" if rev else hub
+
+
+def _file_stem(name: str, used: set[str]) -> str:
+    stem = _SAFE.sub("_", name).strip("._") or "model"
+    candidate, n = stem, 1
+    while candidate.lower() in used:  # case-insensitive file systems
+        n += 1
+        candidate = f"{stem}-{n}"
+    used.add(candidate.lower())
+    return candidate
+
+
+def _files(folder: Path) -> list[str]:
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file() and p.name != PACK_FILE)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
