@@ -77,3 +77,7 @@ class HubError(LineageError):
 
 class StoreError(LineageError):
     """A fingerprint store file is unreadable, of another format, or cannot be built."""
+
+
+class MissingDependencyError(LineageError):
+    """An optional dependency a feature needs is not installed; the message says which extra to install."""

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from lineage.cli._options import (
+    BaseOpt,
     DeviceChoice,
     DeviceOpt,
     FormatOpt,
@@ -78,6 +79,7 @@ def classify(
     cache: CacheDirOpt = None,
     no_cache: NoCacheOpt = False,
     quiet: QuietOpt = False,
+    base: BaseOpt = None,
 ) -> None:
     """Give each suspect a verdict: derived from a reference base, related to a family, or unknown.
 
@@ -88,12 +90,16 @@ def classify(
 
     --out DIR also writes results.csv, results.parquet and results.json. Exit code 1 when any model failed.
     """
+    from lineage.io.adapter import adapter_bases
+    from lineage.jobs.manifest import read_manifest
     from lineage.jobs.scan import classify_paths
     from lineage.report.tables import format_results
 
     options = scan_options(method, unknown, device, cache, no_cache)
-    with progress_bar(total=0, desc="fingerprint", disable=quiet) as bar:
-        result = classify_paths(suspects, reference, options, progress=ticker(bar))
+    manifest = read_manifest(reference)  # LoRA adapters find their base among the references by hub_id
+    hub_bases = {r.hub_id: r.path for r in manifest.references if r.hub_id and r.path.is_dir()}
+    with adapter_bases(base, hub_bases), progress_bar(total=0, desc="fingerprint", disable=quiet) as bar:
+        result = classify_paths(suspects, manifest, options, progress=ticker(bar))
     rows = [r.to_dict() for r in result.results]
     typer.echo(format_results(rows, fmt.value).rstrip("\n"))
     if out is not None:

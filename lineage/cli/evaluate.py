@@ -21,6 +21,7 @@ def register(app: typer.Typer) -> None:
     group = typer.Typer(help="Repeatable accuracy experiments on a labelled manifest.", no_args_is_help=True)
     group.command("loo")(loo)
     group.command("merges")(merges)
+    group.command("null")(null)
     app.add_typer(group, name="evaluate")
 
 
@@ -50,10 +51,12 @@ def loo(
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return
-    typer.echo(f"{'left out':<24} {'family':<10} {'models':>6} {'right':>6} {'wrong':>6} {'unknown':>8}")
+    header = f"{'left out':<24} {'family':<10} {'models':>6} {'related':>8} {'wrong':>6} {'unknown':>8} {'derived':>8}"
+    typer.echo(header)
     for f in result["folds"]:
         typer.echo(
-            f"{f['left_out']:<24} {f['family']:<10} {f['models']:>6} {f['right']:>6} {f['wrong']:>6} {f['unknown']:>8}"
+            f"{f['left_out']:<24} {f['family']:<10} {f['models']:>6} {f['right']:>8} {f['wrong']:>6} "
+            f"{f['unknown']:>8} {f['derived']:>8}"
         )
         for row in f["rows"]:
             if row["outcome"] != "right":
@@ -63,8 +66,53 @@ def loo(
         f"\nleave-one-base-out ({result['method']}): {s['right_when_family_in_references']}/"
         f"{s['with_family_in_references']} right family where the family keeps a base in the references "
         f"({100 * (s['right_rate'] or 0):.1f}%); {s['unknown_when_family_missing']}/{s['without_family_in_references']}"
-        f" unknown where it keeps none; {s['wrong_family']} in a wrong family (of {s['models']} models)"
+        f" unknown where it keeps none; {s['wrong_family']} in a wrong family; {s['derived_from_another_base']} "
+        f"derived from another base (of {s['models']} models)"
     )
+
+
+def null(
+    manifest: ManifestArg = Path("models_manifest.csv"),
+    write: Annotated[
+        Path | None,
+        typer.Option("--write", help="Write the independent same-family pairs' function distances as a null file."),
+    ] = None,
+    device: DeviceOpt = DeviceChoice.auto,
+    cache: CacheDirOpt = None,
+    no_cache: NoCacheOpt = False,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Run the derivation test on every pair known to be unrelated and print its false-positive rate.
+
+    --write FILE saves the hardest null pairs (independent models of one family) as the function test's
+    built-in null (lineage/data/null/function.json is made this way from the catalog built with seed 0).
+    """
+    from lineage.jobs.evaluate import null_pairs
+
+    with _bar(quiet) as bar:
+        result = null_pairs(manifest, scan_options(Method.lineage, "calibrated", device, cache, no_cache), ticker(bar))
+    if write is not None:
+        doc = {
+            "pipeline": result["pipeline"],
+            "measured_on": f"{manifest} (lineage evaluate null --write)",
+            "pairs": result["function_null"],
+        }
+        write.parent.mkdir(parents=True, exist_ok=True)
+        write.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    s = result["summary"]
+    typer.echo(
+        f"null pairs: {s['null_pairs']}; false-positive rate of 'derived' per pair at alpha {s['alpha']:g}: "
+        f"{s['false_positive_rate']} (same-family pairs: {s['same_family_pairs']}, "
+        f"rate {s['same_family_false_positive_rate']}); smallest p-value {s['smallest_p_value']:.3g}"
+    )
+    for fp in s["false_positives"]:
+        typer.echo(f"    false positive: {fp}")
+    typer.echo(f"function null used: {s['function_null_used']}")
+    typer.echo(f"function null measured here: {s['function_null_measured']}")
 
 
 def merges(

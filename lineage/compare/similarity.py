@@ -36,6 +36,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
+from functools import cached_property
 
 import numpy as np
 
@@ -128,6 +129,7 @@ class _Layout:
         self.key = (self.tokens, self.ids.tobytes(), self.size)
         self.seed = int(fp.settings.get("seed") or 0)
 
+    @cached_property
     def ranks(self) -> dict[str, bytes]:
         """The seeded hash of each token anchor, the order its MinHash sample was drawn in."""
         return {t: token_rank(t, self.seed) for t in self.tokens}
@@ -142,7 +144,7 @@ def _overlap(a: _Layout, b: _Layout) -> float:
     """
     if not (a.tokens and b.tokens):
         return 1.0
-    ra, rb = a.ranks(), b.ranks()
+    ra, rb = a.ranks, b.ranks
     top = min(max(ra.values()), max(rb.values()))
     sa = {t for t, r in ra.items() if r <= top}
     sb = {t for t, r in rb.items() if r <= top}

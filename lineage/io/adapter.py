@@ -64,7 +64,9 @@ _BASES: ContextVar[AdapterBases] = ContextVar("lineage_adapter_bases", default=A
 
 
 @contextmanager
-def adapter_bases(default: str | Path | None = None, by_hub_id: Mapping[str, str | Path] | None = None) -> Iterator[None]:
+def adapter_bases(
+    default: str | Path | None = None, by_hub_id: Mapping[str, str | Path] | None = None
+) -> Iterator[None]:
     """Set where adapters opened inside the `with` block find their base.
 
     Args:
@@ -222,7 +224,8 @@ class AdapterReader:
             if "A" not in parts or "B" not in parts or target not in self.base:
                 raise CheckpointError(
                     self.folder / ADAPTER_WEIGHTS,
-                    f"LoRA module '{module}' has no matching base tensor '{target}' or lacks lora_A/lora_B: wrong --base?",
+                    f"LoRA module '{module}' lacks lora_A/lora_B or matches no base tensor '{target}': "
+                    "wrong --base?",
                 )
             embedding = bool(parts["embedding"])
             a, b = self.adapter.info(parts["A"]).shape, self.adapter.info(parts["B"]).shape
@@ -243,7 +246,8 @@ class AdapterReader:
         if tuple(got) != tuple(want):
             raise CheckpointError(
                 self.folder / ADAPTER_WEIGHTS,
-                f"adapter '{what}' gives shape {list(got)} but the base '{self.base.name}' has {list(want)}: wrong --base?",
+                f"adapter '{what}' gives shape {list(got)} but the base '{self.base.name}' has {list(want)}: "
+                "wrong --base?",
             )
 
     # -- headers: the base's ---------------------------------------------------------------------------

@@ -138,11 +138,17 @@ class _Cursor:
         return raw
 
     def name(self, what: str) -> str:
+        """A key or tensor name: UTF-8 and printable (real names are; a message quoting it stays one line)."""
         raw = self.raw_string(what)
         try:
-            return raw.decode("utf-8")
+            text = raw.decode("utf-8")
         except UnicodeDecodeError:
-            raise CheckpointError(self.path, f"GGUF header: {what} {raw[:40]!r} is not UTF-8: corrupt header") from None
+            text = ""
+        if not text.isprintable() or not text:
+            raise CheckpointError(
+                self.path, f"GGUF header: {what} {raw[:40]!r} is empty, not UTF-8 or not printable: corrupt header"
+            )
+        return text
 
 
 def read_gguf_header(path: str | Path) -> GGUFHeader:

@@ -261,11 +261,13 @@ class GGUFCheckpoint(Checkpoint):
         block, type_size = GGML_QUANT_SIZES[rec.ggml_type]
         if info.dtype in _INTEGER_TYPES:
             raise CheckpointError(path, f"tensor '{info.name}' holds integers ({info.dtype}), not weights to probe")
-        try:
-            if info.dtype == "F64":
-                values = raw.view("<f8").astype(np.float32)
-            else:
-                values = dequantize(raw.reshape(-1, ne0 // block * type_size), GGMLQuantizationType(rec.ggml_type))
+        try:  # NaN/Inf in corrupt blocks are the finite check's to report, not numpy warnings on stderr
+            with np.errstate(all="ignore"):
+                if info.dtype == "F64":
+                    values = raw.view("<f8").astype(np.float32)
+                else:
+                    qtype = GGMLQuantizationType(rec.ggml_type)
+                    values = dequantize(raw.reshape(-1, ne0 // block * type_size), qtype)
         except NotImplementedError:
             raise CheckpointError(
                 path, f"tensor '{info.name}' has type {info.dtype}, which the installed gguf package cannot "

@@ -63,18 +63,24 @@ def leave_one_base_out(
         rows, counts = [], Counter()
         reachable = left_out.family in {r.family for r in kept}
         for row, v in zip(lineage_rows, verdicts):
-            outcome = "unknown" if v.family == "unknown" else ("right" if v.family == row.family else "wrong")
+            if v.verdict == "derived":
+                outcome = "derived"  # its base is not among the references: always a false accusation
+            elif v.family == "unknown":
+                outcome = "unknown"
+            else:
+                outcome = "right" if v.family == row.family else "wrong"
             counts[outcome] += 1
             counts["reachable" if reachable else "unreachable"] += 1
-            if outcome == ("right" if reachable else "unknown"):
+            if outcome == "right" or (outcome == "unknown" and not reachable):
                 counts["expected"] += 1
-            rows.append({"model": row.name, "true_family": row.family, "family": v.family, "base": v.base,
-                         "distance": round(v.distance, 4), "outcome": outcome})  # fmt: skip
+            rows.append({"model": row.name, "true_family": row.family, "verdict": v.verdict, "family": v.family,
+                         "derived_from": v.derived_from, "p_value": v.p_value, "distance": round(v.distance, 4),
+                         "outcome": outcome})  # fmt: skip
         totals.update(counts)
         folds.append(
             {"left_out": left_out.name, "family": left_out.family, "family_in_references": reachable,
              "models": len(rows), "right": counts["right"], "wrong": counts["wrong"], "unknown": counts["unknown"],
-             "rows": rows}
+             "derived": counts["derived"], "rows": rows}
         )  # fmt: skip
     n = totals["reachable"] + totals["unreachable"]
     right_reachable = sum(f["right"] for f in folds if f["family_in_references"])
@@ -84,8 +90,9 @@ def leave_one_base_out(
         "right_family": totals["right"],
         "wrong_family": totals["wrong"],
         "unknown": totals["unknown"],
-        # A left-out family with other sizes among the references should be found through them; one with no
-        # other base left cannot be, and "unknown" is then the right answer.
+        "derived_from_another_base": totals["derived"],
+        # A left-out family with other sizes among the references should be found through them (related); one
+        # with no other base left cannot be, and "unknown" is then the right answer. "derived" is always wrong.
         "with_family_in_references": totals["reachable"],
         "right_when_family_in_references": right_reachable,
         "right_rate": round(right_reachable / totals["reachable"], 4) if totals["reachable"] else None,
@@ -150,3 +157,71 @@ def _recipe_truth(recipe: str | Path, merges: Sequence) -> Mapping[str, Sequence
     from lineage.catalog.recipe import load_recipe, merge_truth
 
     return merge_truth(load_recipe(recipe), merges[0].path.parent)
+
+
+def null_pairs(
+    manifest: str | Path | Manifest, options: ScanOptions | None = None, progress: Progress | None = None
+) -> dict:
+    """The derivation test on pairs known to be unrelated, and the function null they give.
+
+    Null pairs are every (model, reference) pair where the model does not descend from the reference: other
+    families, independent models of the reference's family (role `independent`), other sizes of it. For each
+    the pair's p-value (weight and function tests, Bonferroni of two, before the correction for the number
+    of references) is computed; the false-positive rate is the share below `options.alpha`. The hardest
+    of them, independent models of one family (same tokenizer, same kind of data), give the function
+    distances that `lineage.decide.null` ships as its built-in null when written with `--write`.
+
+    Args:
+        manifest: a labelled manifest (`role`, `base`, `family`).
+        options: scan settings (alpha, cache).
+        progress: fingerprinting progress.
+
+    Returns:
+        `{"pairs": [...], "summary": {...}, "function_null": [...]}`.
+    """
+    from lineage.compare.evidence import function_similarities
+    from lineage.compare.identity import weight_test
+    from lineage.decide.null import FunctionNull, pooled_null
+
+    options = options or ScanOptions()
+    manifest = manifest if isinstance(manifest, Manifest) else read_manifest(manifest)
+    fps = _fingerprints(manifest, options, progress)
+    refs = [r for r in manifest.references if r.name in fps]
+    rows = [r for r in manifest.rows if r.name in fps]
+    if not refs:
+        raise ClassificationError("no reference could be fingerprinted")
+    pipeline = fps[refs[0].name].settings.get("pipeline")
+    null = pooled_null([], pipeline)
+    lineage_of = {r.name: (r.base or r.name) for r in rows}
+    fsim = function_similarities([fps[r.name] for r in rows], [fps[r.name] for r in refs])
+    pairs, hardest = [], []
+    for i, row in enumerate(rows):
+        for j, ref in enumerate(refs):
+            if lineage_of[row.name] == (ref.base or ref.name):
+                continue  # the model descends from this reference (or is it)
+            fd = float(1.0 - fsim[i, j])
+            w = weight_test(fps[row.name], fps[ref.name])
+            pf = null.p_value(fd) if null.usable else 1.0
+            same_family = row.family == ref.family and row.role in ("base", "independent")
+            pairs.append({"model": row.name, "reference": ref.name, "same_family": same_family,
+                          "weight_p": w.p_value, "function_p": pf, "function_distance": fd,
+                          "p_value": min(1.0, 2.0 * min(w.p_value, pf))})  # fmt: skip
+            if same_family and row.name != ref.name and fd > 0:
+                hardest.append({"model": row.name, "reference": ref.name, "distance": fd})
+    below = [p for p in pairs if p["p_value"] < options.alpha]
+    hard = [p for p in pairs if p["same_family"]]
+    summary = {
+        "null_pairs": len(pairs),
+        "alpha": options.alpha,
+        "false_positive_rate": round(len(below) / len(pairs), 4) if pairs else None,
+        "false_positives": [f"{p['model']} ~ {p['reference']}" for p in below],
+        "same_family_pairs": len(hard),
+        "same_family_false_positive_rate": (
+            round(sum(p["p_value"] < options.alpha for p in hard) / len(hard), 4) if hard else None
+        ),
+        "smallest_p_value": min((p["p_value"] for p in pairs), default=None),
+        "function_null_used": null.to_dict(),
+        "function_null_measured": FunctionNull(tuple(h["distance"] for h in hardest)).to_dict() if hardest else None,
+    }
+    return {"pairs": pairs, "summary": summary, "function_null": hardest, "pipeline": pipeline}
+

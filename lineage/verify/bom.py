@@ -11,15 +11,11 @@ no reference has no ancestors. Built with `cyclonedx-python-lib` (the `bom` extr
 from __future__ import annotations
 
 from lineage import __version__
-from lineage.errors import LineageError
+from lineage.errors import MissingDependencyError
 from lineage.verify.outcome import VerifyOutcome, VerifyResult
 
 INSTALL_HINT = "the cyclonedx format needs cyclonedx-python-lib: pip install 'lineage[bom]'"
 PROPERTY_PREFIX = "lineage:"
-
-
-class BomUnavailableError(LineageError):
-    """`cyclonedx-python-lib` is not installed."""
 
 
 def to_cyclonedx(result: VerifyResult) -> str:
@@ -32,20 +28,21 @@ def to_cyclonedx(result: VerifyResult) -> str:
         The JSON text (validates against the CycloneDX 1.6 schema).
 
     Raises:
-        BomUnavailableError: cyclonedx-python-lib is missing.
+        MissingDependencyError: cyclonedx-python-lib is missing.
 
     Example:
         >>> text = to_cyclonedx(verify_paths(["suspects/"], "models_manifest.csv"))  # doctest: +SKIP
     """
     try:
         from cyclonedx.model.bom import Bom
-        from cyclonedx.model.tool import Tool
+        from cyclonedx.model.component import Component, ComponentType
         from cyclonedx.output.json import JsonV1Dot6
     except ImportError as exc:
-        raise BomUnavailableError(INSTALL_HINT) from exc
+        raise MissingDependencyError(INSTALL_HINT) from exc
 
     bom = Bom(components=[_component(o, result.references) for o in result.outcomes])
-    bom.metadata.tools.tools.add(Tool(vendor="lineage", name="lineage", version=__version__))
+    # Tools as components: CycloneDX 1.5 deprecated the old `tools` list.
+    bom.metadata.tools.components.add(Component(type=ComponentType.APPLICATION, name="lineage", version=__version__))
     return JsonV1Dot6(bom).output_as_string(indent=2)
 
 
@@ -53,17 +50,17 @@ def validate_cyclonedx(text: str) -> str | None:
     """Validate a CycloneDX 1.6 JSON document; returns the first error, None when valid.
 
     Raises:
-        BomUnavailableError: cyclonedx-python-lib (with its json-validation extra) is missing.
+        MissingDependencyError: cyclonedx-python-lib (with its json-validation extra) is missing.
     """
     try:
         from cyclonedx.schema import SchemaVersion
         from cyclonedx.validation.json import JsonStrictValidator
     except ImportError as exc:
-        raise BomUnavailableError(INSTALL_HINT) from exc
+        raise MissingDependencyError(INSTALL_HINT) from exc
     try:
         error = JsonStrictValidator(SchemaVersion.V1_6).validate_str(text)
     except Exception as exc:  # noqa: BLE001 - the validator raises MissingOptionalDependencyException without jsonschema
-        raise BomUnavailableError(f"{INSTALL_HINT} ({exc})") from exc
+        raise MissingDependencyError(f"{INSTALL_HINT} ({exc})") from exc
     return None if error is None else str(error)
 
 

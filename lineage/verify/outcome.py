@@ -191,7 +191,12 @@ def weights_view(result: Any) -> WeightsView:
     if hasattr(result, "verdict"):
         top = result.nearest[0] if result.nearest else {}
         return WeightsView(
-            result.verdict, result.derived_from, result.family, result.p_value, top.get("reference"), top.get("distance")
+            result.verdict,
+            result.derived_from,
+            result.family,
+            result.p_value,
+            top.get("reference"),
+            top.get("distance"),
         )
     # Until the lead's Verdict lands: the old Classification names a base only when it claims the family,
     # which is the nearest thing it has to "derived". Remove with the old classifier.

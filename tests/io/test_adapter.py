@@ -31,7 +31,9 @@ def _make(tmp: Path, **lora_kwargs) -> tuple[Path, Path, Path]:
     """(base folder, unmerged adapter folder, peft-merged folder)."""
     base = tiny_hf_model("llama", tied=False, seed=3)
     base.save_pretrained(tmp / "base")
-    config = peft.LoraConfig(**{"r": 4, "lora_alpha": 8, "target_modules": ["q_proj", "v_proj", "down_proj"], **lora_kwargs})
+    config = peft.LoraConfig(
+        **{"r": 4, "lora_alpha": 8, "target_modules": ["q_proj", "v_proj", "down_proj"], **lora_kwargs}
+    )
     model = peft.get_peft_model(tiny_hf_model("llama", tied=False, seed=3), config)
     gen = torch.Generator().manual_seed(7)
     with torch.no_grad():

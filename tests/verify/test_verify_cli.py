@@ -20,7 +20,10 @@ pytestmark = pytest.mark.slow
 # What each catalog model declares here, and what verify must answer (the weights' truth is the catalog's).
 CARDS = {
     "llama-8b-ft-email": ("---\nbase_model: https://huggingface.co/CATALOG/llama-8b@main\n---\n", "consistent"),
-    "llama-8b-ft-asyncio": ("---\nbase_model: catalog/mistral-7b\nbase_model_relation: finetune\n---\n", "contradicted"),
+    "llama-8b-ft-asyncio": (
+        "---\nbase_model: catalog/mistral-7b\nbase_model_relation: finetune\n---\n",
+        "contradicted",
+    ),
     "llama-8b-mergelock": (None, "undeclared"),
     "neox-s": ("---\nbase_model:\n- someone/not-in-the-catalog\n---\n", "unverifiable"),
 }
@@ -141,7 +144,9 @@ def test_cyclonedx_bom(runner: CliRunner, catalog: tuple[Path, Path], tmp_path: 
     from lineage.verify.bom import validate_cyclonedx
 
     out = tmp_path / "bom.json"
-    result = _verify(runner, catalog, ["llama-8b-ft-email", "llama-8b-ft-asyncio"], "--format", "cyclonedx", "--out", str(out))
+    result = _verify(
+        runner, catalog, ["llama-8b-ft-email", "llama-8b-ft-asyncio"], "--format", "cyclonedx", "--out", str(out)
+    )
     assert result.exit_code == 1, result.output
     text = out.read_text()
     assert validate_cyclonedx(text) is None

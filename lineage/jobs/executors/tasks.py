@@ -39,8 +39,9 @@ from lineage.fingerprint.format import save_fingerprint as _save
 if TYPE_CHECKING:
     from lineage.fingerprint.pipeline import FingerprintOptions
 
-#: Fault injection for tests of the retry path: `<model name>=<marker file>` makes the worker that starts
-#: that model kill itself with SIGKILL, once (the marker file records that it happened).
+#: Fault injection for tests of the retry path: `<model name>=<marker file>` makes the worker fingerprinting
+#: that model kill itself with SIGKILL once its first weight block has streamed (mid-fingerprint), once:
+#: the marker file records that it happened. An empty marker (`<model name>=`) kills every attempt.
 FAULT_ENV = "LINEAGE_FAULT_KILL"
 
 
@@ -79,7 +80,7 @@ def run_task(task: Task, weights: WeightProgress | None = None) -> TaskResult:
         The result; never raises for a bad model.
     """
     t0 = time.perf_counter()
-    _maybe_die(task.name or Path(task.path).name)
+    weights = _with_fault(task.name or Path(task.path).name, weights)
     cache = FingerprintCache(task.cache_dir) if task.cache_dir is not None else None
     if task.threads is not None:
         import torch
@@ -192,17 +193,21 @@ class Plan:
         report_outcome(self.progress, self._done, len(self.items), outcome)
 
 
-def _maybe_die(label: str) -> None:
-    """The fault-injection hook (see FAULT_ENV): kill this worker, once, when it starts the named model."""
+def _with_fault(label: str, weights: WeightProgress | None) -> WeightProgress | None:
+    """`weights`, or, when FAULT_ENV names this model, a callback that kills this worker on its first call."""
     spec = os.environ.get(FAULT_ENV)
-    if not spec or "=" not in spec:
-        return
-    model, marker = spec.split("=", 1)
-    if model != label:
-        return
-    try:
-        fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)  # exclusive: exactly one worker dies
-    except FileExistsError:
-        return
-    os.close(fd)
-    os.kill(os.getpid(), signal.SIGKILL)
+    if not spec or "=" not in spec or spec.split("=", 1)[0] != label:
+        return weights
+    marker = spec.split("=", 1)[1]
+
+    def die_once(done: int, total: int) -> None:
+        if marker:
+            try:
+                os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))  # exclusive: exactly one death
+            except FileExistsError:
+                if weights is not None:
+                    weights(done, total)
+                return
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    return die_once
