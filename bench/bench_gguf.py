@@ -8,8 +8,9 @@ The goals: fingerprinting the GGUF takes at most 1.5x the folder's time, with pe
 Each run is a fresh child process (`fingerprint_model(path)` on the CPU, no fingerprint cache), so no run
 inherits another's imports, page cache aside: both files are read once before timing, so the runs measure
 code, not the disk. The seconds are those of `fingerprint_model` alone, timed inside the child; peak RSS is
-the child's own `ru_maxrss` (an exact high-water mark; it counts imports too). With `--repeat N` the two
-rows run interleaved N times and medians are reported, which tames a machine shared with other jobs.
+the child's own `ru_maxrss` (an exact high-water mark; it counts imports too). CPU seconds (all threads)
+are printed too: on a machine shared with other jobs they vary less than wall time. With `--repeat N` the
+two rows run interleaved N times and medians are reported.
 
 Usage:
     python bench/bench_gguf.py [--repeat 3] [--device cpu]
@@ -31,10 +32,11 @@ GOAL_RSS_MB = 1000.0
 CHILD = """
 import json, resource, sys, time
 from lineage.fingerprint.pipeline import FingerprintOptions, fingerprint_model
-start = time.perf_counter()
+start, cpu = time.perf_counter(), time.process_time()
 fingerprint_model(sys.argv[1], FingerprintOptions(device=sys.argv[2]))
-seconds = time.perf_counter() - start
-print(json.dumps({"seconds": seconds, "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1000}))
+seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1000
+print(json.dumps({"seconds": seconds, "cpu_s": cpu, "rss_mb": rss}))
 """
 
 
@@ -71,14 +73,15 @@ def main() -> None:
     for _ in range(max(1, args.repeat)):
         rows["gguf"].append(_run(gguf, args.device))
         rows["folder"].append(_run(folder, args.device))
-    med = {k: {m: statistics.median(r[m] for r in v) for m in ("seconds", "rss_mb")} for k, v in rows.items()}
+    med = {k: {m: statistics.median(r[m] for r in v) for m in ("seconds", "cpu_s", "rss_mb")} for k, v in rows.items()}
     print(f"model: {gguf.name} ({gguf.stat().st_size / 1e6:.0f} MB) vs {folder.name}/ (float32 safetensors)")
     print(f"runs: {args.repeat} interleaved, medians; device {args.device}")
-    print(f"{'row':<8} {'seconds':>8} {'peak RSS MB':>12}   (every run: seconds)")
+    print(f"{'row':<8} {'seconds':>8} {'CPU s':>8} {'peak RSS MB':>12}   (every run: seconds)")
     for name, m in med.items():
         every = ", ".join(f"{r['seconds']:.1f}" for r in rows[name])
-        print(f"{name:<8} {m['seconds']:>8.2f} {m['rss_mb']:>12.0f}   ({every})")
+        print(f"{name:<8} {m['seconds']:>8.2f} {m['cpu_s']:>8.2f} {m['rss_mb']:>12.0f}   ({every})")
     ratio = med["gguf"]["seconds"] / med["folder"]["seconds"]
+    print(f"gguf / folder CPU time: {med['gguf']['cpu_s'] / med['folder']['cpu_s']:.2f}x")
     ok = ratio <= GOAL_RATIO and med["gguf"]["rss_mb"] < GOAL_RSS_MB
     print(f"gguf / folder time: {ratio:.2f}x; goal: <= {GOAL_RATIO}x and peak RSS < 1 GB: {'met' if ok else 'NOT met'}")
 

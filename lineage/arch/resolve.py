@@ -18,6 +18,16 @@ from lineage.arch.spec import ARCHITECTURES, ArchSpec
 from lineage.errors import CheckpointError, UnsupportedArchitectureError
 
 _LAYER_RE = re.compile(r"^(?P<prefix>.*?)layers\.(?P<index>\d+)\.(?P<rest>.+)$")
+# Layers lineage cannot probe, told apart from a truncated checkpoint: routed experts (Mixtral's
+# `block_sparse_moe`, Qwen-MoE's `mlp.experts.N` and `mlp.gate` router, DeepSeek's `shared_experts`) and
+# cross-attention to another modality (Llama 3.2 Vision's `cross_attn`, encoder-decoder `encoder_attn`).
+_UNSUPPORTED_LAYOUTS = (
+    (
+        "mixture-of-experts",
+        re.compile(r"(^|\.)(experts|block_sparse_moe|shared_experts?|moe)(\.|$)|^mlp\.(gate|router)\."),
+    ),
+    ("cross-attention", re.compile(r"(^|\.)(cross_attn|cross_attention|crossattention|encoder_attn)(\.|$)")),
+)
 
 
 class _NamedShapes(Protocol):
@@ -133,6 +143,13 @@ def resolve_model(reader: _NamedShapes) -> ResolvedModel:
             f"block-scaled (FP8) weights such as '{scaled[0]}': lineage reads weights without their scales; "
             "dequantize the checkpoint to BF16 first",
         )
+    mixed = _mixed_layout(names, by_prefix)
+    if mixed is not None:
+        prefix, index, kind, rest = mixed
+        raise UnsupportedArchitectureError(
+            f"{getattr(reader, 'folder', 'model')}: layer {index}: {kind} layout is not supported "
+            f"('{prefix}layers.{index}.{rest}'); lineage probes dense decoder layers only"
+        )
     model_type = _text_config(reader.config or {}).get("model_type")
     for spec in ARCHITECTURES:
         if spec.model_types and model_type not in spec.model_types:
@@ -191,23 +208,32 @@ def _build(reader, spec, prefix, embed, layers, names) -> ResolvedModel:  # noqa
 
 
 def _attention_geometry(reader, spec: ArchSpec, cfg: dict, layer: LayerTensors, hidden: int) -> tuple[int, int, int]:  # noqa: ANN001
-    """Heads, kv heads and head size, from config.json where it is sane, else from the shapes."""
+    """Heads, kv heads and head size: from config.json checked against the shapes, from the shapes alone when
+    config.json gives no head count. A config that contradicts the shapes is refused with both numbers: a
+    silent regrouping of the heads would change the sketches (and an edited config would be a disguise)."""
+    keys = ("num_attention_heads", "num_key_value_heads", "head_dim")
+    heads, kv_cfg, head_cfg = (_positive(cfg.get(k)) for k in keys)
     if spec.qkv_interleaved:
         rows = int(reader.info(layer["qkv_interleaved"]).shape[0])
-        heads = int(cfg.get("num_attention_heads") or max(1, rows // (3 * spec.default_head_dim)))
+        if heads is None:
+            heads = max(1, rows // (3 * spec.default_head_dim))
+        elif rows % (3 * heads):
+            _contradiction(reader, f"num_attention_heads {heads}", f"'{layer['qkv_interleaved']}' has {rows} rows, "
+                           f"not 3 x {heads} heads x a head size")  # fmt: skip
         return heads, heads, rows // (3 * heads)
     if spec.qkv:
         total = int(reader.info(layer["qkv"]).shape[0])
     else:
         q_rows = int(reader.info(layer["q"]).shape[0])
         kv_rows = int(reader.info(layer["k"]).shape[0])
-        total = q_rows + 2 * kv_rows
-    head_dim = cfg.get("head_dim")
+    head_dim = head_cfg
     if layer["q_norm"]:
-        head_dim = int(reader.info(layer["q_norm"]).shape[0])  # the per-head norm's size is the head size
-    heads = cfg.get("num_attention_heads")
-    if not isinstance(head_dim, int) or head_dim <= 0:
-        if not (isinstance(heads, int) and heads > 0) and not spec.qkv and q_rows != kv_rows:
+        norm = int(reader.info(layer["q_norm"]).shape[0])  # the per-head norm's size is the head size
+        if head_cfg is not None and head_cfg != norm:
+            _contradiction(reader, f"head_dim {head_cfg}", f"the per-head norm '{layer['q_norm']}' has {norm} entries")
+        head_dim = norm
+    if head_dim is None and heads is None:
+        if not spec.qkv and q_rows != kv_rows:
             # Grouped-query attention: which query heads share a key head cannot be read off the shapes,
             # and a guess would change the sketches. Stripping config.json must not be a disguise.
             raise CheckpointError(
@@ -215,17 +241,73 @@ def _attention_geometry(reader, spec: ArchSpec, cfg: dict, layer: LayerTensors, 
                 "config.json gives no attention head count (num_attention_heads / head_dim) and the key "
                 "projection is narrower than the query (grouped-query attention): restore config.json",
             )
-        head_dim = hidden // heads if isinstance(heads, int) and heads > 0 else spec.default_head_dim
+        # No head count at all: the layout's usual head size, else one head of the whole width.
+        head_dim = spec.default_head_dim
+        if spec.qkv:
+            q_rows = head_dim * (hidden // head_dim)
+            kv_rows = (total - q_rows) // 2
+        if q_rows % head_dim or kv_rows % head_dim or kv_rows <= 0:
+            return 1, 1, q_rows if q_rows == kv_rows else min(q_rows, kv_rows)
+        if (q_rows // head_dim) % (kv_rows // head_dim):
+            return 1, 1, min(q_rows, kv_rows)
+        return q_rows // head_dim, kv_rows // head_dim, head_dim
+    if head_dim is None:
+        width = hidden if spec.qkv else q_rows
+        if width % heads:
+            what = "the hidden size" if spec.qkv else f"'{layer['q']}'"
+            _contradiction(reader, f"num_attention_heads {heads}", f"{what} has {width} rows, not a multiple of it")
+        head_dim = width // heads
     if spec.qkv:
-        q_rows = head_dim * (heads if isinstance(heads, int) and heads > 0 else hidden // head_dim)
-        kv_rows = (total - q_rows) // 2
-    if q_rows % head_dim or kv_rows % head_dim or kv_rows <= 0:
-        # config.json disagrees with the shapes (edited, or absent): fall back to one head of the whole width.
-        return 1, 1, q_rows if q_rows == kv_rows else min(q_rows, kv_rows)
+        q_rows = head_dim * (heads if heads is not None else hidden // head_dim)
+        rest = total - q_rows
+        if rest <= 0 or rest % (2 * head_dim):
+            _contradiction(reader, f"{q_rows // head_dim} query heads of head_dim {head_dim} ({q_rows} rows)",
+                           f"'{layer['qkv']}' has {total} rows, leaving {rest} for keys and values")  # fmt: skip
+        kv_rows = rest // 2
+    q_name, k_name = layer["q"] or layer["qkv"], layer["k"] or layer["qkv"]
+    if q_rows % head_dim:
+        _contradiction(reader, f"head_dim {head_dim}", f"'{q_name}' has {q_rows} query rows, not a multiple of it")
+    if kv_rows % head_dim or kv_rows <= 0:
+        _contradiction(reader, f"head_dim {head_dim}", f"'{k_name}' has {kv_rows} key rows, not a multiple of it")
     num_heads, num_kv = q_rows // head_dim, kv_rows // head_dim
+    if heads is not None and heads != num_heads:
+        _contradiction(reader, f"num_attention_heads {heads} x head_dim {head_dim} = {heads * head_dim} query rows",
+                       f"'{q_name}' has {q_rows}")  # fmt: skip
+    if kv_cfg is not None and kv_cfg != num_kv:
+        _contradiction(reader, f"num_key_value_heads {kv_cfg} x head_dim {head_dim} = {kv_cfg * head_dim} key rows",
+                       f"'{k_name}' has {kv_rows}")  # fmt: skip
     if num_heads % num_kv:
-        return 1, 1, min(q_rows, kv_rows)
+        _contradiction(reader, f"{num_heads} query heads", f"{num_kv} key/value heads, which do not divide them")
     return num_heads, num_kv, head_dim
+
+
+def _positive(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
+def _contradiction(reader, config_says: str, tensors_say: str) -> None:  # noqa: ANN001
+    folder = Path(getattr(reader, "folder", Path(".")))
+    where = folder / "config.json" if (folder / "config.json").is_file() else folder
+    raise CheckpointError(
+        where,
+        f"config.json says {config_says}, but {tensors_say}: the config contradicts the weights; "
+        "restore the config that came with them",
+    )
+
+
+def _mixed_layout(names: set[str], by_prefix: dict[str, dict[int, set[str]]]) -> tuple[str, int, str, str] | None:
+    """The first layer of a language model (a prefix with a token embedding) whose layout lineage cannot probe:
+    `(prefix, layer, kind, tensor rest)`, or None."""
+    embeds = {cand for spec in ARCHITECTURES for cand in spec.embed}
+    for prefix, layers in sorted(by_prefix.items()):
+        if not any(prefix + cand in names for cand in embeds):
+            continue  # a vision tower or other encoder: not the model probed
+        for index in sorted(layers):
+            for rest in sorted(layers[index]):
+                for kind, pattern in _UNSUPPORTED_LAYOUTS:
+                    if pattern.search(rest):
+                        return prefix, index, kind, rest
+    return None
 
 
 def _check_shapes(reader, layer: LayerTensors, hidden: int, q_rows: int, kv_rows: int) -> None:  # noqa: ANN001

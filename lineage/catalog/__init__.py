@@ -4,7 +4,7 @@ Only this package needs the ``catalog`` extra (transformers, peft, tokenizers); 
 the heavy libraries load when a build starts.
 """
 
-from lineage.catalog.build import BuildEvent, BuildOptions, build_catalog
+from lineage.catalog.build import BuildEvent, BuildOptions, build_catalog, write_catalog_manifest
 from lineage.catalog.manifest import COLUMNS, MANIFEST_NAME
 from lineage.catalog.recipe import Recipe, load_recipe, merge_truth
 
@@ -17,4 +17,5 @@ __all__ = [
     "build_catalog",
     "load_recipe",
     "merge_truth",
+    "write_catalog_manifest",
 ]

@@ -178,10 +178,12 @@ def expected_outcome(*, role: str, base: str, declared: Sequence[str],
             ``base``; empty for independents and outsiders, which descend from no reference).
 
     Returns:
-        ``consistent`` (the declared models descend from the base the weights descend from, or nothing is
-        declared and nothing derived), ``contradicted`` (they resolve to another base, or the weights
-        descend from none), ``undeclared`` (derived, nothing declared) or ``unverifiable`` (a declared id
-        is not in the manifest, or names a model that descends from no reference).
+        ``consistent`` (a declared model descends from the base the weights descend from -- one is
+        enough, as a merge may name models of several lineages -- or nothing is declared and nothing
+        derived), ``contradicted`` (they all resolve, to other bases, or the weights descend from none),
+        ``undeclared`` (derived, nothing declared) or ``unverifiable`` (a declared id is not in the
+        manifest, or names a model that descends from no reference). This is the rule of
+        ``lineage.verify.outcome`` with the true lineage in place of the weights' verdict.
     """
     if role == "base":
         return None
@@ -190,4 +192,4 @@ def expected_outcome(*, role: str, base: str, declared: Sequence[str],
     roots = [lineage_of.get(m, "") for m in declared]
     if not all(roots):
         return "unverifiable"
-    return "consistent" if set(roots) == {base} else "contradicted"
+    return "consistent" if base and base in roots else "contradicted"

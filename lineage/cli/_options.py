@@ -46,16 +46,20 @@ ExecutorOpt = Annotated[
     typer.Option(
         "--executor",
         help="Where models are fingerprinted: local (one after another), process (--jobs worker processes), "
-        "ray (one task per model on a Ray cluster; pip install 'lineage[ray]').",
+        "ray (one task per model on a Ray cluster; needs the ray extra of lineage).",
     ),
 ]
 JobsOpt = Annotated[
     int | None,
-    typer.Option("--jobs", "-j", min=1, help="Models fingerprinted at once [process: CPU count; ray: no limit]."),
+    typer.Option(
+        "--jobs", "-j", min=1, help="Models fingerprinted at once (process: CPU count; ray: 2 per cluster GPU or CPU)."
+    ),
 ]
 RayAddressOpt = Annotated[
     str | None,
-    typer.Option("--ray-address", help="Ray cluster to join (ray://host:10001, auto) [a local one is started]."),
+    typer.Option(
+        "--ray-address", help="Ray cluster to join (ray://host:10001, auto); a local one is started without it."
+    ),
 ]
 
 
@@ -65,4 +69,8 @@ def executor_options(executor: ExecutorChoice, jobs: int | None, ray_address: st
 
     if ray_address is not None and executor is not ExecutorChoice.ray:
         raise typer.BadParameter("--ray-address needs --executor ray", param_hint="--ray-address")
+    if jobs is not None and jobs > 1 and executor is ExecutorChoice.local:
+        raise typer.BadParameter(
+            "--jobs needs --executor process (or ray): local runs one model at a time", param_hint="--jobs"
+        )
     return ExecutorOptions(kind=executor.value, jobs=jobs, ray_address=ray_address)

@@ -61,9 +61,9 @@ class ScanProgress:
         self.models.set_postfix_str(f"{counts} {name[:30]}", refresh=False)
         self.models.update(1)
 
-    def finished(self, outcome) -> None:  # noqa: ANN001 - a ModelOutcome
+    def finished(self, outcome) -> None:  # noqa: ANN001 - a ModelOutcome (or a FingerprintOutcome: no `how`)
         """Count how the model went; close its share of the byte bar."""
-        key = outcome.how if outcome.ok else "failed"
+        key = (getattr(outcome, "how", None) or "fingerprinted") if outcome.ok else "failed"
         self.counts[key] = self.counts.get(key, 0) + 1
         for name in [outcome.name] + [n for n, (d, t) in self._streaming.items() if d >= t]:
             done, total = self._streaming.pop(name, (0, 0))

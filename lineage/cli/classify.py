@@ -11,14 +11,19 @@ from lineage.cli._options import (
     BaseOpt,
     DeviceChoice,
     DeviceOpt,
+    ExecutorChoice,
+    ExecutorOpt,
     FormatOpt,
+    JobsOpt,
     Method,
     MethodOpt,
     OutDirOpt,
     OutputFormat,
     QuietOpt,
+    RayAddressOpt,
+    executor_options,
 )
-from lineage.cli._progress import progress_bar, ticker
+from lineage.cli._progress import ScanProgress, progress_bar, ticker
 
 UnknownOpt = Annotated[
     str,
@@ -80,6 +85,9 @@ def classify(
     no_cache: NoCacheOpt = False,
     quiet: QuietOpt = False,
     base: BaseOpt = None,
+    executor: ExecutorOpt = ExecutorChoice.local,
+    jobs: JobsOpt = None,
+    ray_address: RayAddressOpt = None,
 ) -> None:
     """Give each suspect a verdict: derived from a reference base, related to a family, or unknown.
 
@@ -90,16 +98,19 @@ def classify(
 
     --out DIR also writes results.csv, results.parquet and results.json. Exit code 1 when any model failed.
     """
+    from dataclasses import replace
+
     from lineage.io.adapter import adapter_bases
     from lineage.jobs.manifest import read_manifest
     from lineage.jobs.scan import classify_paths
     from lineage.report.tables import format_results
 
     options = scan_options(method, unknown, device, cache, no_cache)
+    options = replace(options, executor=executor_options(executor, jobs, ray_address))
     manifest = read_manifest(reference)  # LoRA adapters find their base among the references by hub_id
     hub_bases = {r.hub_id: r.path for r in manifest.references if r.hub_id and r.path.is_dir()}
-    with adapter_bases(base, hub_bases), progress_bar(total=0, desc="fingerprint", disable=quiet) as bar:
-        result = classify_paths(suspects, manifest, options, progress=ticker(bar))
+    with adapter_bases(base, hub_bases), ScanProgress("fingerprint", disable=quiet) as bars:
+        result = classify_paths(suspects, manifest, options, progress=bars)
     rows = [r.to_dict() for r in result.results]
     typer.echo(format_results(rows, fmt.value).rstrip("\n"))
     if out is not None:

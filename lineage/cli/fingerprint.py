@@ -8,8 +8,19 @@ from typing import Annotated
 
 import typer
 
-from lineage.cli._options import BaseOpt, DeviceChoice, DeviceOpt, OutDirOpt, QuietOpt
-from lineage.cli._progress import progress_bar
+from lineage.cli._options import (
+    BaseOpt,
+    DeviceChoice,
+    DeviceOpt,
+    ExecutorChoice,
+    ExecutorOpt,
+    JobsOpt,
+    OutDirOpt,
+    QuietOpt,
+    RayAddressOpt,
+    executor_options,
+)
+from lineage.cli._progress import ScanProgress
 from lineage.fingerprint.paths import default_fingerprint_dir
 
 
@@ -27,6 +38,9 @@ def fingerprint(
     anchors: Annotated[int, typer.Option(help="Embedding-anchored probes per model (sketches are P x P).")] = 64,
     quiet: QuietOpt = False,
     base: BaseOpt = None,
+    executor: ExecutorOpt = ExecutorChoice.local,
+    jobs: JobsOpt = None,
+    ray_address: RayAddressOpt = None,
 ) -> None:
     """Fingerprint each model and write <out>/<name>.fingerprint.safetensors; one summary line per model.
 
@@ -42,8 +56,16 @@ def fingerprint(
     options = FingerprintOptions(device=device.value, seed=seed, anchors=anchors)
     out_dir = out or default_fingerprint_dir()
     models = expand_inputs(paths)
-    with adapter_bases(base), progress_bar(total=len(models), desc="fingerprint", disable=quiet) as bar:
-        outcomes = fingerprint_paths(models, options, out_dir, on_model=lambda o: bar.update(1))
+    where = executor_options(executor, jobs, ray_address)
+    with adapter_bases(base), ScanProgress("fingerprint", disable=quiet) as bars:
+        done = []
+
+        def tick(outcome) -> None:  # noqa: ANN001 - a FingerprintOutcome
+            done.append(outcome)
+            bars.finished(outcome)
+            bars(len(done), len(models), outcome.name)
+
+        outcomes = fingerprint_paths(models, options, out_dir, on_model=tick, executor=where, progress=bars)
     if fmt == "json":
         typer.echo(json.dumps([_as_json(o) for o in outcomes], indent=2))
     else:

@@ -19,7 +19,9 @@ KeepOpt = Annotated[
 
 
 def build(
-    manifest: Annotated[Path, typer.Argument(help="Manifest CSV; its role=base rows (all rows without a role column).")],
+    manifest: Annotated[
+        Path, typer.Argument(help="Manifest CSV; its role=base rows (all rows without a role column).")
+    ],
     out: Annotated[Path, typer.Option("--out", "-o", help="The pack folder to write.")],
     device: DeviceOpt = DeviceChoice.auto,
     cache: CacheDirOpt = None,
@@ -66,7 +68,9 @@ def verify(pack: Annotated[Path, typer.Argument(help="The pack folder.")]) -> No
 def build_builtin(
     folder: Annotated[
         Path | None,
-        typer.Option("--folder", help="SmolLM2-135M-Instruct as a Hugging Face folder (converted from the GGUF if not given)."),
+        typer.Option(
+            "--folder", help="SmolLM2-135M-Instruct as a Hugging Face folder (converted from the GGUF if not given)."
+        ),
     ] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Pack folder (default: the package's).")] = None,
     device: DeviceOpt = DeviceChoice.auto,
@@ -80,7 +84,9 @@ def build_builtin(
 
 def register(app: typer.Typer) -> None:
     """Add the `refs` command group to `app`."""
-    group = typer.Typer(name="refs", help="Reference packs: known models' fingerprints, portable.", no_args_is_help=True)
+    group = typer.Typer(
+        name="refs", help="Reference packs: known models' fingerprints, portable.", no_args_is_help=True
+    )
     group.command("build")(build)
     group.command("verify")(verify)
     group.command("build-builtin")(build_builtin)

@@ -54,9 +54,11 @@ def scan(
 
     --out DIR writes results and distances (CSV, Parquet), summary.json, map.png, heatmap.png and report.html.
 
-    --executor process --jobs N fingerprints on N local worker processes; --executor ray on a Ray cluster
-    (one task per model, a GPU each when it has them). The results are the same; a worker that dies costs
-    its model a retry, and a scan restarted after a crash picks up from the cache.
+    --executor process --jobs N fingerprints on N local worker processes.
+
+    --executor ray runs one task per model on a Ray cluster (a GPU each when it has them).
+
+    Results equal a serial scan's; a dead worker costs its model a retry; a restarted scan resumes from the cache.
 
     Exit code 1 when any model failed (the others are still scanned).
     """

@@ -16,6 +16,7 @@ from lineage.compare.similarity import (
     comparison_note,
     shared_positions,
     sketch_similarity_matrix,
+    vocabulary_overlap,
 )
 from lineage.decide.null import FUNCTION_WEIGHTS
 from lineage.fingerprint import Fingerprint
@@ -43,6 +44,7 @@ def family_evidence(a: Fingerprint, b: Fingerprint) -> dict:
     keep_a, _ = shared_positions(a, b)
     out["shared_anchors"] = int(len(keep_a))
     out["anchors"] = int(min(len(a.anchors), len(b.anchors)))
+    out["vocabulary_overlap"] = vocabulary_overlap(a, b)
     if "unembed" in a.sketches and "unembed" in b.sketches:
         out["unembed_similarity"] = round(float(sketch_similarity_matrix([a], [b], {"unembed": 1.0})[0, 0]), 6)
     return out

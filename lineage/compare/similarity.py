@@ -184,6 +184,36 @@ def _stack(fps: Sequence[Fingerprint], rows: Sequence[int], circuit: str, keep: 
     return normal_forms(np.stack([fps[i].sketches[circuit] for i in rows]), keep)
 
 
+class _NormalFormCache:
+    """The references' normal forms, kept between calls.
+
+    A classifier compares each suspect with the same references one call at a time (so that a verdict
+    cannot depend on the batch); recomputing the references' normal forms every time would be most of the
+    cost. Entries are keyed by the fingerprints' identities and hold the fingerprints themselves, so an id is
+    never reused while its entry lives; the least recently used go first.
+    """
+
+    def __init__(self, size: int = 256) -> None:
+        self.size = size
+        self._entries: dict[tuple, tuple[tuple[Fingerprint, ...], np.ndarray]] = {}
+
+    def get(self, fps: Sequence[Fingerprint], rows: Sequence[int], circuit: str, keep: np.ndarray | None) -> np.ndarray:
+        chosen = tuple(fps[i] for i in rows)
+        key = (tuple(id(fp) for fp in chosen), circuit, None if keep is None else keep.tobytes())
+        hit = self._entries.pop(key, None)
+        if hit is not None:
+            self._entries[key] = hit  # most recently used last: the references stay, one-off suspects go
+            return hit[1]
+        value = _stack(fps, rows, circuit, keep)
+        if len(self._entries) >= self.size:
+            self._entries.pop(next(iter(self._entries)))
+        self._entries[key] = (chosen, value)
+        return value
+
+
+_FORMS = _NormalFormCache()
+
+
 def _block_similarity(
     a: Sequence[Fingerprint],
     b: Sequence[Fingerprint],
@@ -205,11 +235,11 @@ def _block_similarity(
         for j, fp in enumerate(b):
             if circuit in fp.sketches:
                 by_depth_b[fp.sketches[circuit].shape[0]].append(j)
-        normed_b = {lb: _stack(b, jb, circuit, keep_b) for lb, jb in by_depth_b.items()}  # [m, Lb, D] each
+        normed_b = {lb: _FORMS.get(b, jb, circuit, keep_b) for lb, jb in by_depth_b.items()}  # [m, Lb, D]
         for la, ia in by_depth_a.items():
             for start in range(0, len(ia), _CHUNK):
                 chunk = ia[start : start + _CHUNK]
-                na = _stack(a, chunk, circuit, keep_a)  # [n, La, D], normalised once per chunk
+                na = _FORMS.get(a, chunk, circuit, keep_a)  # [n, La, D], normalised once per chunk
                 for lb, jb in by_depth_b.items():
                     nb = normed_b[lb]
                     # One matrix product for every layer pair of every model pair: [n*La, m*Lb].

@@ -28,6 +28,7 @@ from lineage.compare import Method, get_method
 from lineage.compare.evidence import basis, circuit_similarities, family_evidence, function_similarities
 from lineage.compare.identity import weight_test
 from lineage.compare.lineage import uses_sketches
+from lineage.compare.similarity import vocabulary_overlap
 from lineage.decide.calibrate import DEFAULT_ALPHA as RELATED_ALPHA
 from lineage.decide.calibrate import Calibration, calibrate_threshold, fixed_threshold
 from lineage.decide.null import FunctionNull, pooled_null
@@ -36,6 +37,9 @@ from lineage.errors import ClassificationError
 from lineage.fingerprint import Fingerprint
 
 UNKNOWN_RULES: tuple[str, ...] = ("calibrated", "paper", "off")
+#: A model is `related` to a family only if it shares the family's tokenizer: most of the smaller vocabulary
+#: (extensions and trims keep 100% of it, tokenizers of different catalog families share 50-60%).
+RELATED_MIN_OVERLAP = 0.8
 
 
 @dataclass(frozen=True)
@@ -194,10 +198,14 @@ class FamilyClassifier:
         d = dist[0]
         if not np.all(np.isfinite(d)):
             raise ClassificationError(f"'{fp.name}': non-finite distances, its fingerprint holds NaN or Inf")
-        cluster = int(self.kmeans_.predict(vectors)[0])
-        cluster_family = str(self.cluster_families_[cluster])
-        pairs = self._tests(fp) if self.testable_ and fp.has_sketches else None
         order = np.argsort(d, kind="stable")
+        if self.method_.assignment([fp, *self.references_]) == "nearest":
+            # The method asks for the nearest reference's family (lineage on feature-only fingerprints:
+            # a distance profile's nearest centroid need not be the nearest reference; see compare.lineage).
+            cluster_family = str(self.families_[order[0]])
+        else:
+            cluster_family = str(self.cluster_families_[int(self.kmeans_.predict(vectors)[0])])
+        pairs = self._tests(fp) if self.testable_ and fp.has_sketches else None
         nearest = []
         for j in order[:NEAREST]:
             entry = {"reference": self.names_[j], "family": str(self.families_[j]), "distance": float(d[j])}
@@ -242,6 +250,16 @@ class FamilyClassifier:
                 )
         j = int(order[0])
         evidence.setdefault("family", self._family_evidence(fp, j))
+        overlap = vocabulary_overlap(fp, self.references_[j]) if fp.has_sketches and self.testable_ else None
+        if overlap is not None and overlap < RELATED_MIN_OVERLAP:
+            rule = (
+                f"unknown: the nearest reference {self.names_[j]} shares only {overlap:.0%} of the vocabulary "
+                f"(a family shares its tokenizer: at least {RELATED_MIN_OVERLAP:.0%})"
+            )
+            return Verdict(
+                verdict=UNKNOWN, derived_from=None, family=UNKNOWN, p_value=p_value,
+                evidence=evidence, rule=rule, **common,
+            )  # fmt: skip
         if d[j] <= self.calibration_.threshold:
             why = "not derived" if p_value is not None else "no derivation test on feature-only fingerprints"
             rule = (

@@ -115,4 +115,6 @@ class Verdict:
             "probe_settings": self.probe_settings,
             "cluster": self.cluster,
             "distances": dict(self.distances),
+            # The nearest distance, as scan rows carry it: the `distance` column of every table and CSV.
+            "distance": self.distance,
         }

@@ -4,8 +4,10 @@ Entries are ordinary fingerprint files named by `lineage.fingerprint.pipeline.ca
 headers, file sizes and times, the probe settings and the lineage version), so a second scan with
 nothing changed fingerprints nothing, and any change to the model or the settings misses the cache
 instead of returning a stale answer. The key only needs the headers, so computing it costs a few
-reads, not a pass over the weights. Writes are atomic (`save_fingerprint` writes then renames), and a
-corrupt entry counts as a miss and is overwritten: a cache must never be the reason a scan fails.
+reads, not a pass over the weights. Writes are atomic (`save_fingerprint` writes a uniquely named
+temporary file in the same folder, then renames it over the entry), so scans and workers sharing one cache
+never see, or leave, a half-written entry; a corrupt entry counts as a miss and is overwritten: a cache
+must never be the reason a scan fails.
 
 Default folder: `$LINEAGE_CACHE`, else `~/.cache/lineage` (see `lineage.fingerprint.paths.default_cache_dir`).
 
@@ -38,6 +40,7 @@ from lineage.fingerprint.format import (
     save_fingerprint,
 )
 from lineage.fingerprint.paths import default_cache_dir
+from lineage.io.hub import is_hub_path
 
 #: `weights(done_bytes, total_bytes)` while one model's weights stream (see `fingerprint_model`).
 WeightProgress = Callable[[int, int], None]
@@ -112,6 +115,10 @@ def obtain_fingerprint(
     Raises:
         LineageError: the path is missing, not a model, or the model cannot be fingerprinted.
     """
+    if is_hub_path(path):  # hf://org/name[@revision]: keyed by commit, fetched on a miss
+        from lineage.fingerprint.hub import obtain_hub_fingerprint
+
+        return obtain_hub_fingerprint(path, options, cache, name, progress)
     found = resolve_without_compute(path, options, cache, name)
     if found is not None:
         return found
@@ -143,6 +150,10 @@ def resolve_without_compute(
     Raises:
         LineageError: the path is missing, or its headers are unreadable (the cache key reads them).
     """
+    if is_hub_path(path):
+        from lineage.fingerprint.hub import cached_hub_fingerprint
+
+        return cached_hub_fingerprint(path, options, cache, name)
     path = Path(path)
     if is_fingerprint_file(path):
         return _named(load_fingerprint(path), LOADED, path, name), LOADED
@@ -177,6 +188,9 @@ def expand_inputs(paths: Sequence[str | Path]) -> list[tuple[Path, str | None]]:
     found: list[tuple[Path, str | None]] = []
     for raw in paths:
         path = Path(raw)
+        if is_hub_path(path):  # fetched when fingerprinted
+            found.append((path, None))
+            continue
         if is_fingerprint_file(path):
             found.append((path, None))
             continue
@@ -237,7 +251,7 @@ def gather_fingerprints(
         t0 = time.perf_counter()
         label = name or Path(path).name
         try:
-            if options is None and Path(path).exists() and not is_fingerprint_file(path):
+            if options is None and (Path(path).exists() or is_hub_path(path)) and not is_fingerprint_file(path):
                 options = probe_options()  # first model folder: only now import the probing stack
             fp, how = obtain_fingerprint(path, options, cache, name=name, progress=weights_hook(progress, label))
             outcome = ModelOutcome(fp.name, Path(path), fp, how, None, time.perf_counter() - t0, key)

@@ -43,7 +43,7 @@ BLOCK_BYTES = 64 << 20
 #: Matrices that read the residual stream: their circuit inputs are the normalised anchors themselves, so their
 #: anchored responses follow a residual rotation (`lineage.compare.identity`).
 READER_KINDS = frozenset({"q", "k", "v", "qkv", "qkv_interleaved", "gate", "up", "gate_up"})
-PIPELINE_VERSION = 4  # 3: anchors chosen by token string when the model has a tokenizer; 4: anchored responses
+PIPELINE_VERSION = 5  # 3-5: anchors chosen by token string when the model has a tokenizer; anchored responses
 
 
 @dataclass(frozen=True)

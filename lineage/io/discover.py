@@ -27,8 +27,8 @@ def is_model_folder(path: Path) -> bool:
 
     Returns:
         True for a folder holding `*.safetensors`, `model.safetensors.index.json`, exactly one GGUF model
-        (one `.gguf` file or one split set), or only pickled weights (`*.bin`, `*.pt`, `*.pth`, `*.ckpt`,
-        the Trainer's own pickles aside).
+        (one `.gguf` file or one split set) and no sub-folder with weights, or only pickled weights (`*.bin`,
+        `*.pt`, `*.pth`, `*.ckpt`, the Trainer's own pickles aside).
     """
     path = Path(path)
     if not path.is_dir():
@@ -37,8 +37,10 @@ def is_model_folder(path: Path) -> bool:
         return True
     if any(p.is_file() for p in weight_files(path)):
         return True
-    if gguf_models(path):
-        return len(gguf_models(path)) == 1
+    ggufs = gguf_models(path)
+    if ggufs:
+        # One GGUF beside model sub-folders is a batch member like them, not the folder's own model.
+        return len(ggufs) == 1 and not any(_holds_weights(child) for child in _subfolders(path))
     return bool(pickled_weights(path))
 
 
@@ -88,6 +90,13 @@ def discover_models(path: str | Path) -> list[Path]:
         f"or *{GGUF_SUFFIX}; "
         "point at a model folder or a folder of them",
     )
+
+
+def _holds_weights(folder: Path) -> bool:
+    """Whether a folder holds weight files of its own (no look further down)."""
+    if (folder / INDEX_FILE).is_file() or gguf_models(folder):
+        return True
+    return any(p.is_file() for p in weight_files(folder)) or bool(pickled_weights(folder))
 
 
 def _subfolders(path: Path) -> list[Path]:

@@ -109,7 +109,7 @@ class GGUFCheckpoint(Checkpoint):
                 plan.hf_name, rec.type_name, shape, file.name, rec.start,
                 rec.start + rec.nbytes, gguf_name=gguf_name,
             )  # fmt: skip
-            row_map = plan.row_map(shape[0]) if len(shape) > 1 else None
+            row_map = plan.row_map(shape[0])  # Q/K biases are permuted like the weights' rows
             self._entries[plan.hf_name] = _Entry(rec, plan, row_map)
         self._fds: dict[Path, int] = {}
         self._closed = False

@@ -59,7 +59,9 @@ class HubPath:
     def __post_init__(self) -> None:
         if not _REPO.match(self.repo_id) or ".." in self.repo_id:
             raise ValueError(f"not a hub repository id: {self.repo_id!r} (expected org/name)")
-        if self.revision is not None and (not self.revision or ".." in self.revision or not self.revision.isprintable()):
+        if self.revision is not None and (
+            not self.revision or ".." in self.revision or not self.revision.isprintable()
+        ):
             raise ValueError(f"not a revision: {self.revision!r}")
 
     @property
@@ -112,9 +114,9 @@ def parse_hub_path(path: str | Path) -> HubPath:
     if not is_hub_path(text):
         raise HubError(f"{text}: not a hub path; write hf://org/name or hf://org/name@revision")
     body = text[len("hf:") :].lstrip("/")
-    repo_id, _, revision = body.partition("@")
+    repo_id, at, revision = body.partition("@")
     try:
-        return HubPath(repo_id.rstrip("/"), revision or None)
+        return HubPath(repo_id.rstrip("/"), revision if at else None)
     except ValueError as exc:
         raise HubError(f"{text}: {exc}") from None
 
@@ -184,9 +186,7 @@ def fetched(model: HubModel) -> Iterator[Path]:
 
         for name in model.files:
             try:
-                hf_hub_download(
-                    model.repo_id, name, revision=model.commit, local_dir=str(folder), endpoint=endpoint()
-                )
+                hf_hub_download(model.repo_id, name, revision=model.commit, local_dir=str(folder), endpoint=endpoint())
             except Exception as exc:  # noqa: BLE001 - see resolve
                 raise HubError(f"{model.uri}: cannot fetch {name} ({_reason(exc)})") from None
         # huggingface_hub's bookkeeping inside local_dir is not part of the model.

@@ -99,25 +99,35 @@ def anchor_ids(vocab_size: int, count: int, seed: int) -> np.ndarray:
 
 def is_conventional(token: str) -> bool:
     """Whether a canonical token string is one every tokenizer has by convention (a character or a byte)."""
-    if token.startswith("\x00"):  # a byte-level piece that is not UTF-8 on its own: count its bytes
-        return len(token) <= 2
-    return len(token) <= 1 or _BYTE_FALLBACK.fullmatch(token) is not None
+    n = len(token)
+    if n <= 1:
+        return True
+    if token[0] == "\x00":  # a byte-level piece that is not UTF-8 on its own: count its bytes
+        return n <= 2
+    return n == 6 and token.startswith("<0x") and _BYTE_FALLBACK.fullmatch(token) is not None
+
+
+def _rank_key(seed: int) -> bytes:
+    # Any non-negative seed, however large, gives a valid 16-byte key.
+    return hashlib.blake2b(str(seed).encode(), digest_size=16).digest()
 
 
 def token_rank(token: str, seed: int) -> bytes:
     """The seeded hash that orders token strings for the MinHash sample (same on every machine)."""
-    key = seed.to_bytes(8, "little")
-    return hashlib.blake2b(token.encode("utf-8", "surrogatepass"), digest_size=8, key=key).digest()
+    return hashlib.blake2b(token.encode("utf-8", "surrogatepass"), digest_size=8, key=_rank_key(seed)).digest()
 
 
 def token_candidates(vocab: Vocabulary, limit: int, seed: int) -> list[tuple[str, int]]:
     """Ordinary, non-conventional tokens with ids below `limit`, as `(string, id)` in seeded hash order."""
-    tokens = vocab.tokens
-    # Ties of an 8-byte hash are all but impossible; the string breaks them so the order is total.
-    ranked = sorted(
-        (token_rank(tokens[i], seed), tokens[i], i) for i in vocab.ordinary_ids(limit) if not is_conventional(tokens[i])
-    )
-    return [(s, i) for _, s, i in ranked]
+    tokens, key, blake2b = vocab.tokens, _rank_key(seed), hashlib.blake2b
+    ids = [i for i in vocab.ordinary_ids(limit) if not is_conventional(tokens[i])]
+    # `token_rank` inlined: this runs on every token of the vocabulary (128k for Llama 3).
+    ranks = [blake2b(tokens[i].encode("utf-8", "surrogatepass"), digest_size=8, key=key).digest() for i in ids]
+    order = sorted(range(len(ids)), key=ranks.__getitem__)
+    if any(ranks[x] == ranks[y] for x, y in zip(order, order[1:])):
+        # Ties of an 8-byte hash are all but impossible; the string breaks them so the order is total.
+        order = sorted(range(len(ids)), key=lambda k: (ranks[k], tokens[ids[k]]))
+    return [(tokens[ids[k]], ids[k]) for k in order]
 
 
 def _trained_tokens(candidates: list[tuple[str, int]], count: int, row_norms: RowNorms) -> list[tuple[str, int]]:

@@ -147,6 +147,13 @@ def write_pack(
     return out
 
 
+def resolve_pack_path(path: str | Path) -> Path:
+    """`path`, or the shipped pack's folder for `builtin`."""
+    from lineage.jobs.manifest import BUILTIN_PACK, BUILTIN_REFERENCE
+
+    return BUILTIN_PACK if str(path) == BUILTIN_REFERENCE else Path(path)
+
+
 def is_pack(path: str | Path) -> bool:
     """Whether `path` is a pack folder (holds a `pack.json`)."""
     return (Path(path) / PACK_FILE).is_file()
@@ -210,7 +217,7 @@ def verify_pack(path: str | Path, current_settings: dict | None = None) -> list[
     Returns:
         One line per problem, `<file>: <problem>`; empty when the pack is sound.
     """
-    path = Path(path)
+    path = resolve_pack_path(path)
     try:
         doc = read_pack_info(path)
     except PackError as exc:
@@ -233,7 +240,11 @@ def verify_pack(path: str | Path, current_settings: dict | None = None) -> list[
         manifest = read_manifest(path / MANIFEST_FILE)
     except Exception as exc:  # noqa: BLE001 - a verifier reports, it does not raise
         return [str(exc)]
+    root = path.resolve()
     for row in manifest.rows:
+        if root not in row.path.parents:
+            problems.append(f"{path / MANIFEST_FILE}: '{row.name}' points outside the pack ({row.path})")
+            continue
         try:
             fp = load_fingerprint(row.path)
         except FingerprintFormatError as exc:

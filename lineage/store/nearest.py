@@ -16,7 +16,7 @@ of the nearest. Only flagged rows need the exact pipeline (`lineage classify` on
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,9 +27,10 @@ from lineage.store.embed import Embedder, EmbeddingOptions, layout_of, layout_ov
 from lineage.store.store import Store
 
 BLOCK_ROWS = 32768
-#: Default margin: about two standard deviations of the projection noise of a related pair at dim 256
-#: (measured on the mini catalog, see bench/bench_store.py and the module docstring of `embed`).
-DEFAULT_MARGIN = 0.15
+#: Default margin: about twice the RMS error of the approximate similarity of unrelated pairs at dim 256 (0.047
+#: on the mini catalog; 0.018 for related pairs), measured by tests/store/test_embed.py's comparison with
+#: `sketch_similarity_matrix`.
+DEFAULT_MARGIN = 0.1
 
 
 @dataclass(frozen=True)
@@ -121,9 +122,21 @@ def classify_store(
         raise ValueError("block_rows must be >= 1 and margin >= 0")
     n = len(store)
     split = store.info.embedding.dim - store.info.embedding.family_dims
-    ref_id = np.ascontiguousarray(refs.vectors[:, :split].T, dtype=np.float32)  # [d_id, R]
-    ref_fam = np.ascontiguousarray(refs.vectors[:, split:].T, dtype=np.float32)  # [d_fam, R]
-    factors = _overlap_factors(store.info.layouts, refs.layouts)  # [store layouts, R]
+    factors = _overlap_factors(store.info.layouts, refs.layouts)  # [store layouts, R], None when all 1
+    ref_t = np.ascontiguousarray(refs.vectors.T, dtype=np.float32)  # [dim, R]
+
+    def weights(code: int) -> np.ndarray:
+        # The family part's factor is a per-(layout, reference) scale: folded into the reference matrix, one
+        # product per layout present in a block gives identity + factor * family at the cost of one.
+        if factors is None:
+            return ref_t
+        if code not in scaled:
+            w = ref_t.copy()
+            w[split:] *= factors[code][None, :]
+            scaled[code] = w
+        return scaled[code]
+
+    scaled: dict[int, np.ndarray] = {}
     codes = np.array(sorted(set(refs.families)))
     family_code = np.searchsorted(codes, np.array(refs.families))
     nearest = np.zeros(n, np.int32)
@@ -131,17 +144,15 @@ def classify_store(
     runner = np.zeros(n, np.float32)
     for start in range(0, n, block_rows):
         stop = min(n, start + block_rows)
-        block = np.asarray(store.vectors[start:stop], dtype=np.float32)
-        sim = block[:, :split] @ ref_id
-        fam = block[:, split:] @ ref_fam
-        if factors is None:
-            sim += fam
+        block, lay = store.block(start, stop)
+        present = np.unique(lay) if factors is not None else np.zeros(1, np.uint16)
+        if len(present) == 1:
+            sim = block @ weights(int(present[0]))
         else:
-            lay = np.asarray(store.layouts[start:stop])
-            for code in np.unique(lay):
-                rows = lay == code
-                sim[rows] += fam[rows] * factors[code]
-        del fam
+            sim = np.empty((stop - start, len(refs.names)), np.float32)
+            for code in present:
+                rows_of = np.nonzero(lay == code)[0]
+                sim[rows_of] = block[rows_of] @ weights(int(code))
         top = np.argmax(sim, axis=1)
         rows = np.arange(stop - start)
         best[start:stop] = sim[rows, top]
@@ -187,28 +198,63 @@ def _layout_key(layout: dict) -> int:
     return hash((layout["basis"], tuple(layout["tokens"]), layout["seed"]))
 
 
-def verdict_rows(store: Store, refs: ReferenceVectors, verdicts: StoreVerdicts) -> list[dict]:
-    """One JSON-ready row per store row (for CSV and JSON output)."""
-    names = store.names()
+#: The columns of `lineage store classify`.
+VERDICT_FIELDS: tuple[str, ...] = ("model", "nearest", "similarity", "family", "nearest_family", "needs_exact")
+
+
+def verdict_rows(store: Store, refs: ReferenceVectors, verdicts: StoreVerdicts) -> Iterator[dict]:
+    """One JSON-ready row per store row, lazily (a million rows are written, not held)."""
     ref_names = np.array(refs.names, dtype=object)
     ref_families = np.array(refs.families, dtype=object)
-    nearest = ref_names[verdicts.nearest]
-    families = np.where(verdicts.unknown, "unknown", ref_families[verdicts.nearest])
-    return [
-        {
-            "model": m,
-            "nearest": r,
-            "similarity": round(float(s), 4),
-            "family": f,
-            "nearest_family": nf,
-            "needs_exact": bool(x),
+    for i, model in enumerate(store.names()):
+        k = int(verdicts.nearest[i])
+        yield {
+            "model": model,
+            "nearest": ref_names[k],
+            "similarity": round(float(verdicts.similarity[i]), 4),
+            "family": "unknown" if verdicts.unknown[i] else ref_families[k],
+            "nearest_family": ref_families[k],
+            "needs_exact": bool(verdicts.needs_exact[i]),
         }
-        for m, r, s, f, nf, x in zip(
-            names,
-            nearest,
-            verdicts.similarity,
-            families,
-            ref_families[verdicts.nearest],
-            verdicts.needs_exact,
-        )
-    ]
+
+
+def load_references(reference: object, embedding: EmbeddingOptions, settings: dict | None, options: object = None):  # noqa: ANN201
+    """The references of a manifest or pack as compact vectors, with the exact distances among them.
+
+    Args:
+        reference: a manifest CSV, a reference pack folder, or `builtin`.
+        embedding: the store's embedding options.
+        settings: the store's probe settings (None for an empty store); references must share them.
+        options: `lineage.jobs.scan.ScanOptions` for references that are model folders.
+
+    Returns:
+        `(ReferenceVectors, reference distance matrix [R, R])`.
+
+    Raises:
+        ManifestError: bad manifest. ClassificationError: a reference failed, or other probe settings.
+    """
+    from lineage.compare.similarity import sketch_distance_matrix
+    from lineage.fingerprint.cache import gather_fingerprints
+    from lineage.jobs.manifest import read_manifest
+    from lineage.jobs.scan import ScanOptions
+    from lineage.refs.pack import probe_settings
+
+    options = options or ScanOptions()
+    manifest = read_manifest(reference)
+    outcomes = gather_fingerprints(
+        [(r.name, r.path, r) for r in manifest.references], options.probe_options, options.cache()
+    )
+    failed = [f"{o.name}: {o.error}" for o in outcomes if not o.ok]
+    if failed:
+        raise ClassificationError(f"{manifest.path}: reference(s) could not be fingerprinted: " + "; ".join(failed))
+    fps = [o.fingerprint for o in outcomes]
+    for fp in fps:
+        if not fp.has_sketches:
+            raise ClassificationError(f"reference '{fp.name}' has no lineage sketches: it cannot classify a store")
+        if settings is not None and probe_settings(fp) != settings:
+            raise ClassificationError(
+                f"reference '{fp.name}' was fingerprinted with other probe settings than the store's fingerprints: "
+                "rebuild the pack or the store with one lineage version"
+            )
+    refs = reference_vectors(fps, [o.key.family for o in outcomes], embedding)
+    return refs, sketch_distance_matrix(fps, fps)

@@ -79,7 +79,9 @@ def read_store_info(folder: str | Path) -> StoreInfo:
     try:
         doc = json.loads(file.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise StoreError(f"{folder}: not a fingerprint store (no {STORE_FILE}); build one with `lineage store build`") from None
+        raise StoreError(
+            f"{folder}: not a fingerprint store (no {STORE_FILE}); build one with `lineage store build`"
+        ) from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise StoreError(f"{file}: unreadable ({exc})") from None
     if not isinstance(doc, dict) or doc.get("format") != STORE_FORMAT:
@@ -156,7 +158,11 @@ class StoreWriter:
         """
         vectors = np.asarray(vectors, dtype=np.float16)
         layouts = np.asarray(list(layouts), dtype=np.uint16)
-        if vectors.ndim != 2 or vectors.shape[1] != self.dim or not (len(names) == len(keys) == len(vectors) == len(layouts)):
+        if (
+            vectors.ndim != 2
+            or vectors.shape[1] != self.dim
+            or not (len(names) == len(keys) == len(vectors) == len(layouts))
+        ):
             raise StoreError(f"{self.folder}: rows of shape {vectors.shape} do not fit a store of dimension {self.dim}")
         if any("\n" in s or "\r" in s for s in (*names, *keys)):
             raise StoreError(f"{self.folder}: a model name or key holds a line break")
@@ -224,12 +230,33 @@ class Store:
                 raise StoreError(f"{path}: missing or shorter than the {n} rows store.json commits")
         empty = n == 0
         self.vectors = (
-            np.zeros((0, dim), np.float16) if empty else np.memmap(self.folder / VECTORS_FILE, "<f2", "r", shape=(n, dim))
+            np.zeros((0, dim), np.float16)
+            if empty
+            else np.memmap(self.folder / VECTORS_FILE, "<f2", "r", shape=(n, dim))
         )
-        self.layouts = np.zeros(0, np.uint16) if empty else np.memmap(self.folder / LAYOUTS_FILE, "<u2", "r", shape=(n,))
+        self.layouts = (
+            np.zeros(0, np.uint16) if empty else np.memmap(self.folder / LAYOUTS_FILE, "<u2", "r", shape=(n,))
+        )
 
     def __len__(self) -> int:
         return self.info.count
+
+    def block(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        """Rows `[start, stop)` as float32 vectors and their layout ids, read with plain file reads.
+
+        A sweep over the whole store goes through here rather than through the memory map: pages read by a
+        map count in the process's resident memory until the OS evicts them, a read buffer is freed at once,
+        so a sweep of any size stays within a block's memory.
+        """
+        dim = self.info.embedding.dim
+        stop = min(stop, self.info.count)
+        with (self.folder / VECTORS_FILE).open("rb") as fh:
+            fh.seek(start * dim * 2)
+            raw = fh.read((stop - start) * dim * 2)
+        with (self.folder / LAYOUTS_FILE).open("rb") as fh:
+            fh.seek(start * 2)
+            lay = np.frombuffer(fh.read((stop - start) * 2), dtype="<u2")
+        return np.frombuffer(raw, dtype="<f2").reshape(stop - start, dim).astype(np.float32), lay
 
     def names(self) -> list[str]:
         """The model name of every row."""

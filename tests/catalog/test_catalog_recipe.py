@@ -77,7 +77,8 @@ def test_expected_outcome_rule() -> None:
         (("derivative", "a", [hub_id("a")]), "consistent"),
         (("derivative", "a", [hub_id("a-ft"), hub_id("a")]), "consistent"),
         (("derivative", "a", [hub_id("b")]), "contradicted"),
-        (("derivative", "a", [hub_id("a"), hub_id("b")]), "contradicted"),
+        (("derivative", "a", [hub_id("a"), hub_id("b")]), "consistent"),  # one declared lineage is right
+        (("derivative", "a", [hub_id("b"), hub_id("b")]), "contradicted"),
         (("independent", "", [hub_id("a")]), "contradicted"),
         (("derivative", "a", []), "undeclared"),
         (("independent", "", []), "consistent"),

@@ -10,26 +10,41 @@ import pytest
 
 from lineage.fingerprint import TENSORGUARD_FEATURES, Fingerprint
 
-from .synth import features, random_sketches, sketch_fingerprint, write_feature_json, write_manifest
+from .synth import (
+    features,
+    perturbed,
+    random_responses,
+    random_sketches,
+    sketch_fingerprint,
+    write_feature_json,
+    write_manifest,
+)
 
 
 @pytest.fixture
 def make_family_sketches() -> Callable[..., tuple[list[Fingerprint], list[str], list[Fingerprint], list[str]]]:
-    """`(n_families, per_family, outsiders, noise, seed)` -> (bases, base families, suspects, truths)."""
+    """`(n_families, per_family, outsiders, noise, seed)` -> (bases, base families, suspects, truths).
+
+    Every fingerprint carries sketches and raw responses; a derivative is its base plus `noise` on both.
+    """
 
     def make(n_families: int = 3, per_family: int = 4, outsiders: int = 2, noise: float = 0.2, seed: int = 0):
         rng = np.random.default_rng(seed)
         bases, families, suspects, truth = [], [], [], []
         for f in range(n_families):
-            base = random_sketches(rng)
-            bases.append(sketch_fingerprint(f"base{f}", base, features(rng)))
+            base, responses = random_sketches(rng), random_responses(rng)
+            bases.append(sketch_fingerprint(f"base{f}", base, features(rng), responses))
             families.append(f"fam{f}")
             for d in range(per_family):
-                derived = {c: (s + noise * rng.normal(size=s.shape)).astype(np.float32) for c, s in base.items()}
-                suspects.append(sketch_fingerprint(f"fam{f}-d{d}", derived, features(rng)))
+                derived = perturbed(base, rng, noise)
+                suspects.append(
+                    sketch_fingerprint(f"fam{f}-d{d}", derived, features(rng), perturbed(responses, rng, noise))
+                )
                 truth.append(f"fam{f}")
         for o in range(outsiders):
-            suspects.append(sketch_fingerprint(f"outsider{o}", random_sketches(rng), features(rng)))
+            suspects.append(
+                sketch_fingerprint(f"outsider{o}", random_sketches(rng), features(rng), random_responses(rng))
+            )
             truth.append("unknown")
         return bases, families, suspects, truth
 

@@ -1,8 +1,10 @@
 """Synthetic fingerprints and catalogs with a known answer, for the classification tests.
 
-Sketch fingerprints: each family has a random base sketch; a derivative is its base plus a little noise;
-an outsider is drawn independently. Their correlation distances are then about 0 within a family and
-about 1 across, which is what the calibration and the classifier must recover.
+Sketch fingerprints: each family has a random base sketch and random raw responses (the weight test's
+input); a derivative is its base plus a little noise on both; an outsider is drawn independently. Their
+correlation distances are then about 0 within a family and about 1 across, which is what the calibration
+and the classifier must recover, and a derivative's responses keep its base's basis (cosine near 1) where
+an outsider's are unrelated coordinates (cosine centred on 0): the weight test's two hypotheses.
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ from lineage.fingerprint import TENSORGUARD_FEATURES, Fingerprint
 from tests.checkpoints import tiny_llama_tensors, write_checkpoint
 
 P, LAYERS = 16, 2
+#: Tensor kinds of a layer (the role keys of `lineage.arch`) and the shape of one response block.
+RESPONSE_KINDS: tuple[str, ...] = ("q", "k", "v", "o", "gate", "up", "down")
+RESPONSE_SHAPE = (12, 8)
 
 
 def features(rng: np.random.Generator, centre: np.ndarray | None = None, spread: float = 1.0) -> dict[str, float]:
@@ -26,8 +31,33 @@ def features(rng: np.random.Generator, centre: np.ndarray | None = None, spread:
     return dict(zip(TENSORGUARD_FEATURES, values.tolist()))
 
 
-def sketch_fingerprint(name: str, sketches: dict[str, np.ndarray], feats: dict[str, float]) -> Fingerprint:
-    return Fingerprint(name=name, tensorguard=feats, anchors=np.arange(P, dtype=np.int64), sketches=sketches)
+def sketch_fingerprint(
+    name: str,
+    sketches: dict[str, np.ndarray],
+    feats: dict[str, float],
+    responses: dict[str, np.ndarray] | None = None,
+) -> Fingerprint:
+    return Fingerprint(
+        name=name,
+        tensorguard=feats,
+        anchors=np.arange(P, dtype=np.int64),
+        sketches=sketches,
+        responses=responses or {},
+    )
+
+
+def random_responses(rng: np.random.Generator, layers: int = LAYERS) -> dict[str, np.ndarray]:
+    """Independent raw responses `layers.N.kind` -> `[12, 8]`, as a fingerprint stores them."""
+    return {
+        f"layers.{i}.{kind}": rng.normal(size=RESPONSE_SHAPE).astype(np.float32)
+        for i in range(layers)
+        for kind in RESPONSE_KINDS
+    }
+
+
+def perturbed(arrays: dict[str, np.ndarray], rng: np.random.Generator, noise: float) -> dict[str, np.ndarray]:
+    """`arrays` plus Gaussian noise of standard deviation `noise` (a derivative of them)."""
+    return {k: (v + noise * rng.normal(size=v.shape)).astype(np.float32) for k, v in arrays.items()}
 
 
 def random_sketches(rng: np.random.Generator) -> dict[str, np.ndarray]:

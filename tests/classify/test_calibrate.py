@@ -76,7 +76,7 @@ def test_fixed_and_off_thresholds():
 
 
 def test_sketch_catalogs_flag_outsiders_and_keep_derivatives(make_family_sketches):
-    claimed = []
+    claimed, false_derived = [], []
     for seed in range(3):
         bases, families, suspects, truth = make_family_sketches(
             n_families=6, per_family=3, outsiders=60, noise=0.3, seed=seed
@@ -84,13 +84,18 @@ def test_sketch_catalogs_flag_outsiders_and_keep_derivatives(make_family_sketche
         run = FamilyClassifier(method="lineage").fit(bases, families).classify(suspects)
         derivatives = [(r, t) for r, t in zip(run.results, truth) if t != "unknown"]
         outsiders = [r for r, t in zip(run.results, truth) if t == "unknown"]
-        assert all(r.family == t and r.base == f"base{t[3:]}" for r, t in derivatives)  # no false unknowns
+        # No false unknowns: every derivative is derived from its own base, with a small p-value.
+        assert all(r.verdict == "derived" and r.family == t and r.base == f"base{t[3:]}" for r, t in derivatives)
+        assert all(r.p_value < run.results[0].threshold["alpha"] for r, _ in derivatives)
         assert 0.5 < run.calibration.threshold < 1.0  # unrelated sketches sit near 1, derivatives near 0
-        flagged = [r for r in outsiders if r.family == "unknown"]
-        assert all(r.base is None and r.distance > run.calibration.threshold for r in flagged)
-        assert all(0.0 <= r.confidence <= 1.0 for r in run.results)
+        flagged = [r for r in outsiders if r.verdict == "unknown"]
+        assert all(r.family == "unknown" and r.base is None for r in flagged)
+        assert all(r.distance > run.calibration.threshold for r in flagged)
+        assert all(0.0 <= r.p_value <= 1.0 for r in run.results)
         claimed.append(1 - len(flagged) / len(outsiders))
+        false_derived.append(np.mean([r.verdict == "derived" for r in outsiders]))
     assert np.mean(claimed) <= 0.1
+    assert np.mean(false_derived) <= 0.03  # alpha is 1%: an outsider's weights share no base's basis
 
 
 def test_calibration_of_sketches_does_not_depend_on_the_suspects(make_family_sketches):

@@ -35,14 +35,24 @@ def runner(monkeypatch, tmp_path) -> CliRunner:
     return CliRunner()
 
 
+#: The keys of `lineage classify --format json` (issue 10's list, every reference's distance, the nearest).
+VERDICT_KEYS = {
+    "model", "verdict", "derived_from", "family", "p_value", "nearest", "evidence", "threshold", "rule",
+    "method", "lineage_version", "probe_settings", "cluster", "distances", "distance",
+}  # fmt: skip
+
+
 def test_classify_json_has_exactly_the_documented_keys(runner):
     result = runner.invoke(app, ["classify", ZEPHYR, PHI, "--reference", str(DEMO_MANIFEST), "-f", "json", "-q"])
     assert result.exit_code == 0, result.output
     verdicts = json.loads(result.stdout)
     assert [v["model"] for v in verdicts] == ["zephyr-7b-beta", "DNA-R1"]
     for v in verdicts:
-        assert set(v) == {"model", "family", "base", "distance", "confidence", "distances"}
-        assert len(v["distances"]) == 8 and 0.0 <= v["confidence"] <= 1.0
+        assert set(v) == VERDICT_KEYS
+        assert len(v["distances"]) == 8 and v["distance"] == min(v["distances"].values())
+        # Published feature files carry no weights: no derivation test, so no p-value and never derived.
+        assert v["p_value"] is None and v["verdict"] in ("related", "unknown") and v["derived_from"] is None
+        assert v["method"] == "lineage" and v["threshold"]["alpha"] == 0.01
 
 
 def test_classify_tensorguard_paper_rule_and_csv(runner):
@@ -50,10 +60,18 @@ def test_classify_tensorguard_paper_rule_and_csv(runner):
     result = runner.invoke(app, [*args, "--format", "csv"])
     assert result.exit_code == 0, result.output
     rows = list(csv.DictReader(io.StringIO(result.stdout)))
-    assert [r["family"] for r in rows] == ["mistral", "phi"]
+    assert [(r["verdict"], r["family"], r["derived_from"]) for r in rows] == [
+        ("related", "mistral", ""),
+        ("related", "phi", ""),
+    ]
+    assert list(rows[0])[:6] == ["model", "verdict", "family", "derived_from", "p_value", "distance"]
     assert "dist:Mistral-7B-v0.1" in rows[0]
+    assert float(rows[0]["distance"]) == float(rows[0]["dist:Mistral-7B-v0.1"])
     table = runner.invoke(app, args).stdout.splitlines()
-    assert table[0].split() == ["model", "family", "base", "distance", "confidence"] and len(table) == 4
+    assert table[0].split() == ["model", "verdict", "family", "p_value", "distance"] and len(table) == 4
+    # The verdict in words, the missing p-value as "-", the nearest distance as a number.
+    assert table[2].split()[:5] == ["zephyr-7b-beta", "related", "to", "mistral", "mistral"]
+    assert table[2].split()[5] == "-" and float(table[2].split()[6]) == pytest.approx(float(rows[0]["distance"]), 1e-3)
 
 
 def test_classify_writes_files_and_fails_on_a_bad_model(runner, tmp_path):
@@ -82,22 +100,31 @@ def test_distance_matrix(runner):
     assert table[0].split() == ["model", "zephyr-7b-beta", "DNA-R1"]
 
 
-def test_scan_demo_json_reproduces_the_paper(runner):
+def test_scan_demo_json_rows_carry_verdicts_and_labels(runner):
     result = runner.invoke(app, ["scan", "--method", "tensorguard", "--unknown", "off", "--format", "json"])
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
     assert set(doc) == {"summary", "results"}
-    assert doc["summary"]["family_accuracy"]["correct"] == 47
-    assert doc["summary"]["family_accuracy_with_bases"]["correct"] == 54
-    keys = {"model", "family", "base", "distance", "confidence", "distances", "true_family", "true_base",
-            "derivation", "error"}  # fmt: skip
-    assert all(keys <= set(r) for r in doc["results"]) and len(doc["results"]) == 58
+    rows = doc["results"]
+    assert len(rows) == 58 and doc["summary"]["models"] == 58
+    # The family accuracy the summary reports is the share of suspect rows in their true family.
+    suspects = [r for r in rows if r["role"] != "base"]
+    right = sum(r["family"] == r["true_family"] for r in suspects)
+    assert doc["summary"]["family_accuracy"] == {"correct": right, "total": 50, "rate": round(right / 50, 4)}
+    assert right >= 40
+    keys = VERDICT_KEYS | {"base", "cluster_family", "true_family", "true_base", "derivation", "role", "error"}
+    assert all(keys <= set(r) for r in rows)
+    assert all(r["base"] == r["derived_from"] and r["cluster_family"] == r["cluster"] for r in rows)
+    assert {r["verdict"] for r in rows} == {"related"}  # unknown off, and feature files are never derived
+    assert doc["summary"]["verdicts"]["false_derived"]["count"] == 0
 
 
 def test_scan_table_csv_and_report_folder(runner, tmp_path):
     table = runner.invoke(app, ["scan"])
     assert table.exit_code == 0 and "family accuracy:" in table.stdout and "unknown threshold:" in table.stdout
-    assert runner.invoke(app, ["scan", "-f", "csv"]).stdout.startswith("model,family,base,distance,confidence")
+    assert runner.invoke(app, ["scan", "-f", "csv"]).stdout.startswith(
+        "model,verdict,family,derived_from,p_value,distance"
+    )
     out = tmp_path / "report"
     result = runner.invoke(app, ["scan", str(DEMO_MANIFEST), "--method", "tensorguard", "--out", str(out)])
     assert result.exit_code == 0, result.output

@@ -42,12 +42,16 @@ def test_results_and_distances_tables(demo_report):
     out, result = demo_report
     frame = pl.read_parquet(out / "results.parquet")
     assert frame.height == 58
-    assert frame.columns[:5] == ["model", "family", "base", "distance", "confidence"]
+    assert frame.columns[:6] == ["model", "verdict", "family", "derived_from", "p_value", "distance"]
+    assert frame.schema["p_value"] == pl.Float64 and frame.schema["distance"] == pl.Float64
     assert "dist:phi-4" in frame.columns and "true_family" in frame.columns
     assert pl.read_csv(out / "results.csv").columns == frame.columns
     distances = pl.read_parquet(out / "distances.parquet")
     assert distances.shape == (58, 59) and distances.columns[0] == "model"
-    assert json.loads((out / "summary.json").read_text())["closed_set"]["family_accuracy"]["correct"] == 47
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["closed_set"]["family_accuracy"] == result.summary["closed_set"]["family_accuracy"]
+    closed = sum(r["cluster_family"] == r["true_family"] for r in result.rows if r["role"] != "base")
+    assert summary["closed_set"]["family_accuracy"]["correct"] == closed
 
 
 def test_html_is_self_contained(demo_report):
@@ -60,15 +64,25 @@ def test_html_is_self_contained(demo_report):
 
 def test_text_formats_carry_the_same_columns():
     rows = [
-        {"model": "m", "family": "a", "base": "b", "distance": 0.5, "confidence": 0.25, "distances": {"b": 0.5}},
-        {"model": "n", "family": "unknown", "base": None, "distance": 2.0, "confidence": 0.1, "distances": {"b": 2.0}},
-    ]
+        {"model": "m", "verdict": "derived", "family": "a", "derived_from": "b", "p_value": 1.5e-12,
+         "distance": 0.5, "distances": {"b": 0.5}},
+        {"model": "r", "verdict": "related", "family": "a", "derived_from": None, "p_value": 0.25,
+         "distance": 0.75, "distances": {"b": 0.75}},
+        {"model": "n", "verdict": "unknown", "family": "unknown", "derived_from": None, "p_value": None,
+         "distance": 2.0, "distances": {"b": 2.0}},
+    ]  # fmt: skip
     table = format_results(rows, "table").splitlines()
-    assert table[0].split() == ["model", "family", "base", "distance", "confidence"]
-    assert table[3].split() == ["n", "unknown", "-", "2.0000", "0.1000"]
-    assert format_results(rows, "csv").splitlines()[0] == "model,family,base,distance,confidence,dist:b"
+    assert table[0].split() == ["model", "verdict", "family", "p_value", "distance"]
+    # The verdict in words; p-values in significant digits (they span many orders of magnitude).
+    assert table[2].split() == ["m", "derived", "from", "b", "a", "1.5e-12", "0.5000"]
+    assert table[3].split() == ["r", "related", "to", "a", "a", "0.25", "0.7500"]
+    assert table[4].split() == ["n", "unknown", "unknown", "-", "2.0000"]
+    header = "model,verdict,family,derived_from,p_value,distance,dist:b"
+    assert format_results(rows, "csv").splitlines()[0] == header
+    assert format_results(rows, "csv").splitlines()[1] == "m,derived,a,b,1.5e-12,0.5,0.5"
     assert json.loads(format_results(rows, "json")) == rows
     assert results_frame(rows).schema["distance"] == pl.Float64
+    assert results_frame(rows).schema["p_value"] == pl.Float64
     matrix = np.array([[0.0, 1.0], [1.0, 0.0]])
     assert json.loads(format_matrix(["x", "y"], matrix, "json", "lineage"))["matrix"] == matrix.tolist()
     assert format_matrix(["x", "y"], matrix, "csv").splitlines()[0] == "model,dist:x,dist:y"
@@ -78,8 +92,11 @@ def test_text_formats_carry_the_same_columns():
 
 
 def test_json_has_no_nan_or_infinity():
-    rows = [{"model": "m", "family": "a", "base": None, "distance": float("inf"), "confidence": float("nan")}]
-    assert json.loads(format_results(rows, "json"))[0]["distance"] is None
+    rows = [
+        {"model": "m", "verdict": "unknown", "family": "unknown", "distance": float("inf"), "p_value": float("nan")}
+    ]
+    doc = json.loads(format_results(rows, "json"))[0]
+    assert doc["distance"] is None and doc["p_value"] is None
 
 
 def test_classical_mds_recovers_a_planar_layout():

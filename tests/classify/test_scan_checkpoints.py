@@ -39,13 +39,20 @@ def test_scan_of_checkpoints_is_right_and_cached(tiny_catalog: Path, tmp_path: P
     first = scan(tiny_catalog, options)
     rows = {r["model"]: r for r in first.rows}
     assert first.failed == ["broken"] and rows["broken"]["error"]
-    assert first.summary["assignment"] == "kmeans" and "sketch" in first.summary["description"]
+    assert "sketch" in first.summary["description"]
     for family in ("llama", "qwen", "gemma"):
-        assert (rows[f"{family}-ft"]["family"], rows[f"{family}-ft"]["base"]) == (family, f"{family}-base")
-        assert rows[f"{family}-ft"]["distance"] < 0.2
-    assert rows["stranger"]["family"] == "unknown"
+        ft = rows[f"{family}-ft"]
+        assert (ft["verdict"], ft["family"], ft["derived_from"]) == ("derived", family, f"{family}-base"), ft["rule"]
+        assert ft["p_value"] < 1e-6 and ft["distance"] < 0.2
+        assert ft["evidence"]["weight"]["mean_cosine"] > 0.9  # a 1% weight perturbation keeps the basis
+    stranger = rows["stranger"]
+    assert (stranger["verdict"], stranger["family"], stranger["derived_from"]) == ("unknown", "unknown", None)
+    assert stranger["p_value"] > 0.01
+    assert first.summary["verdicts"]["false_derived"]["count"] == 0
     assert first.summary["fingerprinted"] == 7
 
     second = scan(tiny_catalog, options)
     assert (second.summary["fingerprinted"], second.summary["cached"]) == (0, 7)
     assert [r["family"] for r in second.rows] == [r["family"] for r in first.rows]
+    assert [r["verdict"] for r in second.rows] == [r["verdict"] for r in first.rows]
+    assert [r["p_value"] for r in second.rows] == [r["p_value"] for r in first.rows]

@@ -35,7 +35,7 @@ def test_loo_has_one_fold_per_base_with_its_whole_lineage(loo):
     assert [row["model"] for row in folds["mistral-7b"]["rows"]] == ["mistral-7b"]
     for fold in folds.values():
         assert fold["family_in_references"] is False
-        assert fold["models"] == len(fold["rows"]) == fold["right"] + fold["wrong"] + fold["unknown"]
+        assert fold["models"] == len(fold["rows"]) == fold["right"] + fold["wrong"] + fold["unknown"] + fold["derived"]
     s = loo["summary"]
     assert s["models"] == s["without_family_in_references"] == 6 and s["with_family_in_references"] == 0
     assert s["right_rate"] is None
@@ -55,3 +55,14 @@ def test_loo_with_one_remaining_family_cannot_call_unknown_and_says_so(loo):
     # count such models as wrong, never hide them.
     assert loo["summary"]["unknown_when_family_missing"] == 0
     assert loo["summary"]["wrong_family"] == loo["summary"]["without_family_in_references"] == 6
+
+
+def test_loo_derives_nothing_from_the_other_base(loo):
+    # llama-8b and mistral-7b are shape twins: with llama-8b left out, its derivatives face a reference of
+    # the very same shapes. Same shapes are not shared weights: none may be called derived from mistral-7b.
+    assert loo["summary"]["derived_from_another_base"] == 0
+    for fold in loo["folds"]:
+        assert fold["derived"] == 0
+        for row in fold["rows"]:
+            assert row["verdict"] in ("related", "unknown") and row["derived_from"] is None, row
+            assert row["p_value"] is None or row["p_value"] >= 0.01, row

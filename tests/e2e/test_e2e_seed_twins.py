@@ -3,6 +3,10 @@
 They must be told apart, and each one's derivatives attributed to it rather than to its twin. The catalog
 builder makes the twins and a fine-tune of each (on the same fine-tuning text, so both move alike) from a
 recipe written here; the bases train ten times longer than the fine-tunes, as real ones do.
+
+The twins are independent models of one tokenizer and one kind of data: the hardest unrelated pair there
+is. A twin's fine-tune is `derived` from its own twin and must not be `derived` from the other one, and the
+twins, classified against each other, are `related` (one family), never `derived`.
 """
 
 from __future__ import annotations
@@ -101,6 +105,9 @@ def test_twin_recipe_builds_two_same_shape_bases_of_one_family(twins):
     assert len(a) == len(b) and a != b  # identical shapes, different weights
 
 
+ALPHA = 0.01  # the derivation test's default level
+
+
 def test_classify_paths_gives_each_fine_tune_its_own_twin(twins):
     manifest, cache = twins
     folder = manifest.parent
@@ -109,16 +116,37 @@ def test_classify_paths_gives_each_fine_tune_its_own_twin(twins):
     verdicts = {v.model: v for v in result.results}
     for ft, base in zip(FINE_TUNES, BASES):
         v = verdicts[ft]
-        assert (v.family, v.base, v.nearest) == ("twin", base, base), v
         twin = next(b for b in BASES if b != base)
+        assert (v.verdict, v.derived_from, v.family) == ("derived", base, "twin"), v.rule
+        assert v.p_value < ALPHA and v.nearest[0]["reference"] == base
         assert v.distances[base] < v.distances[twin]
+        # Against the other twin the per-pair test finds nothing: same family, not its descendant.
+        other = next(n for n in v.nearest if n["reference"] == twin)
+        assert other["p_value"] >= ALPHA and other["weight_p"] >= ALPHA, other
 
 
 def test_family_classifier_tells_the_twins_and_their_fine_tunes_apart(fingerprints):
     clf = FamilyClassifier(method="lineage").fit([fingerprints[b] for b in BASES], ["twin", "twin"], list(BASES))
     run = clf.classify([fingerprints[n] for n in (*FINE_TUNES, *BASES)])
-    assert [(v.family, v.base) for v in run.results] == [("twin", b) for b in (*BASES, *BASES)]
-    assert [v.base for v in run.reference_results] == list(BASES)
+    assert [(v.verdict, v.family, v.derived_from) for v in run.results] == [
+        ("derived", "twin", b) for b in (*BASES, *BASES)
+    ]
+    assert [v.derived_from for v in run.reference_results] == list(BASES)
+
+
+@pytest.mark.parametrize("reference", BASES)
+def test_against_the_other_twin_alone_nothing_is_derived(fingerprints, reference):
+    # One twin as the only reference: the other twin and its fine-tune share its tokenizer, its data and
+    # its family, but not its weights. Related, never derived.
+    other = next(b for b in BASES if b != reference)
+    clf = FamilyClassifier(method="lineage").fit([fingerprints[reference]], ["twin"])
+    for v in clf.predict([fingerprints[other], fingerprints[f"{other}-ft"]]):
+        assert (v.verdict, v.derived_from, v.family) == ("related", None, "twin"), v.rule
+        assert v.p_value >= ALPHA and v.evidence["weight"]["p_value"] >= ALPHA
+        assert v.words() == "related to twin (not derived)"
+    # The control: the reference's own fine-tune against it is derived.
+    [own] = clf.predict([fingerprints[f"{reference}-ft"]])
+    assert (own.verdict, own.derived_from) == ("derived", reference) and own.p_value < ALPHA
 
 
 def test_fine_tunes_are_three_times_closer_to_their_own_twin(fingerprints):

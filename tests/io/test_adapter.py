@@ -157,3 +157,27 @@ def test_cli_fingerprint_with_base(plain: tuple[Path, Path, Path], tmp_path: Pat
     )
     assert ok.exit_code == 0, ok.output
     assert (tmp_path / "fps" / "adapter.fingerprint.safetensors").is_file()
+
+
+def test_cli_classify_finds_the_base_by_hub_id(plain: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    from lineage.cli.app import app
+
+    base, adapter, _ = plain
+    named = tmp_path / "tiny-lora"
+    named.mkdir()
+    for f in adapter.iterdir():
+        (named / f.name).write_bytes(f.read_bytes())
+    cfg = json.loads((named / "adapter_config.json").read_text())
+    (named / "adapter_config.json").write_text(json.dumps({**cfg, "base_model_name_or_path": "org/tiny-llama"}))
+    other = tmp_path / "other"
+    tiny_hf_model("llama", tied=False, seed=11).save_pretrained(other)
+    manifest = tmp_path / "refs.csv"
+    manifest.write_text(
+        f"name,path,family,base,role,hub_id\ntiny,{base},llama,tiny,base,Org/Tiny-Llama\n"
+        f"other,{other},other,other,base,org/other\n"
+    )
+    runner = CliRunner(env={"LINEAGE_CACHE": str(tmp_path / "cache"), "LINEAGE_NO_PROGRESS": "1"})
+    result = runner.invoke(app, ["classify", str(named), "-r", str(manifest), "--device", "cpu", "-f", "json"])
+    assert result.exit_code == 0, result.output
+    (row,) = json.loads(result.stdout)
+    assert row["model"] == "tiny-lora" and row["verdict"] == "derived" and row["derived_from"] == "tiny", row

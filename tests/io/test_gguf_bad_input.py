@@ -52,8 +52,11 @@ GOOD_KV = [
 
 
 def tinfo(name: str, dims: tuple[int, ...], kind: int = 0, offset: int = 0) -> bytes:
-    return _str(name) + struct.pack("<I", len(dims)) + b"".join(struct.pack("<Q", d) for d in dims) + struct.pack(
-        "<IQ", kind, offset
+    return (
+        _str(name)
+        + struct.pack("<I", len(dims))
+        + b"".join(struct.pack("<Q", d) for d in dims)
+        + struct.pack("<IQ", kind, offset)
     )
 
 
@@ -69,7 +72,8 @@ def raw_gguf(
 ) -> bytes:
     """A GGUF file; by default valid: a 4-token F32 embedding of width 32 and its final norm."""
     kvs = GOOD_KV if kvs is None else kvs
-    tensors = [tinfo("token_embd.weight", (32, 4)), tinfo("output_norm.weight", (32,), 0, 512)] if tensors is None else tensors
+    if tensors is None:
+        tensors = [tinfo("token_embd.weight", (32, 4)), tinfo("output_norm.weight", (32,), 0, 512)]
     head = magic + version + struct.pack("<QQ", len(tensors) if n_tensors is None else n_tensors,
                                         len(kvs) if n_kv is None else n_kv)  # fmt: skip
     head += b"".join(kvs) + b"".join(tensors)
@@ -103,7 +107,8 @@ CASES = {
     "absurd tensor count": (dict(n_tensors=1 << 60), "more than the file can hold"),
     "absurd key count": (dict(n_kv=1 << 40), "more than the file can hold"),
     "string longer than the file": (
-        dict(kvs=[_big(1 << 50) + b"general.architecture"] + GOOD_KV[1:]), "longer than the rest of the file"
+        dict(kvs=[_big(1 << 50) + b"general.architecture"] + GOOD_KV[1:]),
+        "longer than the rest of the file",
     ),
     "array longer than the file": (
         dict(kvs=[*GOOD_KV, kv("tokenizer.ggml.tokens", ARRAY, struct.pack("<I", STRING) + _big(1 << 40))]),
@@ -119,10 +124,12 @@ CASES = {
     ),
     "unknown quant type": (dict(tensors=[tinfo("token_embd.weight", (32, 4), 99)]), "unknown GGML type id 99"),
     "shape not a multiple of the block": (
-        dict(tensors=[tinfo("token_embd.weight", (33, 4), int(Q.Q8_0))]), "not a multiple of its block size 32"
+        dict(tensors=[tinfo("token_embd.weight", (33, 4), int(Q.Q8_0))]),
+        "not a multiple of its block size 32",
     ),
     "overlapping tensors": (
-        dict(tensors=[tinfo("token_embd.weight", (32, 4)), tinfo("output_norm.weight", (32,), 0, 256)]), "overlap"
+        dict(tensors=[tinfo("token_embd.weight", (32, 4)), tinfo("output_norm.weight", (32,), 0, 256)]),
+        "overlap",
     ),
     "unaligned offset": (
         dict(tensors=[tinfo("token_embd.weight", (32, 4)), tinfo("output_norm.weight", (32,), 0, 516)]),
@@ -136,7 +143,8 @@ CASES = {
     "zero dimension": (dict(tensors=[tinfo("token_embd.weight", (32, 0))]), "zero dimension"),
     "no tensors": (dict(tensors=[], data=b""), "holds no tensors"),
     "unknown architecture": (
-        dict(kvs=[kv("general.architecture", STRING, "not-an-arch"), *GOOD_KV[1:]]), "unknown to the installed gguf"
+        dict(kvs=[kv("general.architecture", STRING, "not-an-arch"), *GOOD_KV[1:]]),
+        "unknown to the installed gguf",
     ),
     "absurd block index": (
         dict(tensors=[tinfo("token_embd.weight", (32, 4)), tinfo("blk.99999999999.attn_norm.weight", (32,), 0, 512)]),

@@ -71,6 +71,18 @@ def test_llama_q_and_k_rows_are_unpermuted(tmp_path: Path) -> None:
             assert torch.equal(ckpt.tensor(hf), tensors[hf])
 
 
+def test_llama_q_and_k_biases_are_unpermuted_too(tmp_path: Path) -> None:
+    tensors = hf_tensors("llama")
+    gen = torch.Generator().manual_seed(5)
+    for x, rows in (("q", HEADS * HEAD_DIM), ("k", KV_HEADS * HEAD_DIM), ("v", KV_HEADS * HEAD_DIM)):
+        tensors[f"model.layers.0.self_attn.{x}_proj.bias"] = torch.randn(rows, generator=gen)
+    with open_checkpoint(write_gguf(tmp_path / "m.gguf", "llama", tensors)) as ckpt:
+        for x in "qkv":
+            name = f"model.layers.0.self_attn.{x}_proj.bias"
+            assert torch.equal(ckpt.tensor(name), tensors[name]), name
+            assert torch.equal(ckpt.rows(name, [1, 0, 2]), tensors[name][[1, 0, 2]]), name
+
+
 def test_gemma_norms_lose_the_plus_one_and_take_their_gemma_names(tmp_path: Path) -> None:
     tensors = hf_tensors("gemma3")
     with open_checkpoint(write_gguf(tmp_path / "g.gguf", "gemma3", tensors)) as ckpt:

@@ -14,15 +14,24 @@ import numpy as np
 import pytest
 
 from lineage.compare.similarity import (
+    FAMILY_OVERLAP_POWER,
     comparison_basis,
     comparison_note,
     sketch_distance_matrix,
+    sketch_similarity_matrix,
     vocabulary_overlap,
 )
-from lineage.fingerprint import load_fingerprint, save_fingerprint
+from lineage.fingerprint import TENSORGUARD_FEATURES, Fingerprint, load_fingerprint, save_fingerprint
 from lineage.fingerprint.pipeline import FingerprintOptions, fingerprint_model
 from lineage.io.vocab import Vocabulary
-from lineage.probe.anchors import Anchors, anchor_ids, choose_anchors, is_conventional, token_candidates
+from lineage.probe.anchors import (
+    Anchors,
+    anchor_ids,
+    choose_anchors,
+    is_conventional,
+    token_candidates,
+    token_rank,
+)
 
 CPU = FingerprintOptions(device="cpu")
 
@@ -96,9 +105,10 @@ def test_untrained_rows_are_skipped_reading_few_extra_rows():
 
 
 def test_extension_and_trimming_keep_most_anchors():
-    words = _words(6000, 5)
+    more = _words(7500, 5)
+    words = more[:6000]
     base = choose_anchors(_vocab(words), 10**6, 64, seed=0)
-    extended = choose_anchors(_vocab(words + _words(7500, 6)[:1500]), 10**6, 64, seed=0)  # +25%
+    extended = choose_anchors(_vocab(more), 10**6, 64, seed=0)  # 25% more tokens
     rng = np.random.default_rng(7)
     trimmed = choose_anchors(_vocab([w for w in words if rng.random() < 0.9]), 10**6, 64, seed=0)
     # A MinHash sample keeps about 1/1.25 and 0.9 of its strings; far above what chance would share.
@@ -114,6 +124,45 @@ def test_no_vocabulary_or_too_few_tokens_fall_back_to_ids():
     got = choose_anchors(tiny, 5, 64, seed=0)
     assert got.basis == "ids" and got.tokens == ()
     np.testing.assert_array_equal(got.ids, anchor_ids(5, 64, 0))
+
+
+def test_candidates_are_in_token_rank_order():
+    vocab = _vocab(_words(500, 8))
+    got = [s for s, _ in token_candidates(vocab, len(vocab), 11)]
+    assert got == sorted(got, key=lambda s: (token_rank(s, 11), s)) and len(got) == 500
+
+
+def _string_fingerprint(name: str, anchors: Anchors) -> Fingerprint:
+    """A fingerprint whose unembed sketch is one fixed function of the token strings (as for one model)."""
+    keys = np.array([int.from_bytes(token_rank(t, 99), "little") % 1000 for t in anchors.tokens], dtype=np.float64)
+    n = len(anchors.ids)
+    sketch = np.zeros((1, n, n), dtype=np.float32)
+    t = len(keys)
+    sketch[0, :t, :t] = np.sin(np.outer(keys, keys) / 997.0)
+    return Fingerprint(
+        name=name,
+        tensorguard=dict.fromkeys(TENSORGUARD_FEATURES, 0.0),
+        anchors=anchors.ids,
+        sketches={"unembed": sketch},
+        settings={"seed": 0},
+        anchor_tokens=anchors.tokens,
+        anchor_basis=anchors.basis,
+    )
+
+
+def test_family_level_is_scaled_by_the_vocabulary_overlap():
+    words = _words(9000, 9)  # distinct strings (a string twice in one vocabulary is never an anchor)
+    shared, own_a, own_b = words[:3000], words[3000:6000], words[6000:]
+    a = _string_fingerprint("a", choose_anchors(_vocab(shared + own_a), 10**6, 64, seed=0))
+    b = _string_fingerprint("b", choose_anchors(_vocab(shared + own_b), 10**6, 64, seed=0))
+    c = _string_fingerprint("c", choose_anchors(_vocab(shared + own_a[:1500]), 10**6, 64, seed=0))  # a subset
+    overlap = vocabulary_overlap(a, b)
+    assert 0.3 < overlap < 0.7  # half of each vocabulary is the other's
+    assert vocabulary_overlap(a, c) == 1.0
+    sim = sketch_similarity_matrix([a], [b, c], {"unembed": 1.0})[0]
+    # Same geometry on the shared strings: only the overlap factor keeps the similarity from 1.
+    assert sim[0] == pytest.approx(overlap**FAMILY_OVERLAP_POWER, rel=1e-5)
+    assert sim[1] == pytest.approx(1.0, abs=1e-5)
 
 
 def test_anchors_refuse_inconsistent_values():
@@ -165,6 +214,26 @@ def test_tiny_permuted_and_trimmed_copies_stay_on_the_original(tokenized_fps):
     assert vocabulary_overlap(fps["trimmed"], fps["original"]) == 1.0  # a subset: all of it is held
 
 
+def test_permuted_and_trimmed_folders_keep_their_special_ids_consistent(tokenized):
+    from tokenizers import Tokenizer
+
+    def named(folder: Path) -> dict[str, str]:
+        tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        out = {}
+        for file in ("config.json", "generation_config.json"):
+            doc = json.loads((folder / file).read_text()) if (folder / file).is_file() else {}
+            for key in ("bos_token_id", "eos_token_id", "pad_token_id"):
+                if isinstance(doc.get(key), int):
+                    out[f"{file}:{key}"] = tok.id_to_token(doc[key])
+        return out
+
+    original = named(tokenized["original"])
+    assert original and all(original.values())
+    assert named(tokenized["permuted"]) == original and named(tokenized["trimmed"]) == original
+    trimmed = json.loads((tokenized["trimmed"] / "config.json").read_text())
+    assert trimmed["vocab_size"] < json.loads((tokenized["original"] / "config.json").read_text())["vocab_size"]
+
+
 def test_token_fingerprint_file_is_byte_identical_and_round_trips(tokenized, tokenized_fps, tmp_path):
     a = save_fingerprint(fingerprint_model(tokenized["permuted"], CPU), tmp_path / "a.fingerprint.safetensors")
     b = save_fingerprint(tokenized_fps["permuted"], tmp_path / "b.fingerprint.safetensors")
@@ -202,3 +271,17 @@ def test_tokenizer_change_is_a_new_cache_key(tokenized, tmp_path):
     before = cache_key(folder, CPU)
     (folder / "tokenizer.json").unlink()
     assert cache_key(folder, CPU) != before
+
+
+def test_vocabulary_edits_refuse_bad_input(tokenized, tmp_path):
+    from lineage.catalog.vocab import permute_vocabulary, trim_vocabulary
+    from lineage.errors import CatalogError
+
+    with pytest.raises(CatalogError, match="no tokenizer.json"):
+        permute_vocabulary(tokenized["bare"], tmp_path / "x", seed=0)
+    with pytest.raises(ValueError, match="keep"):
+        trim_vocabulary(tokenized["original"], tmp_path / "y", keep=0.0, seed=0)
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "f").write_text("x")
+    with pytest.raises(CatalogError, match="not empty"):
+        permute_vocabulary(tokenized["original"], tmp_path / "full", seed=0)

@@ -181,3 +181,18 @@ def test_a_reference_checked_against_itself_is_consistent(tmp_path: Path, index:
     folder.mkdir()
     outcome = judge("llama-8b", folder, declared_lineage(folder, index), _weights(DERIVED, "llama-8b"), index)
     assert outcome.status == CONSISTENT and "reference" in outcome.reason
+
+
+def test_the_real_gguf_declares_only_a_display_name(tmp_path: Path) -> None:
+    from tests.real import smollm2_gguf
+
+    gguf = smollm2_gguf()
+    found = read_declarations(gguf)
+    assert [d.source for d in found] == ["gguf general.name"]  # llama.cpp's converter wrote no base_model keys
+    (tmp_path / "m.csv").write_text(
+        f"name,path,family,base,role,hub_id\nsmollm2,{tmp_path},smollm,smollm2,base,HuggingFaceTB/SmolLM2-135M-Instruct\n"
+    )
+    decl = declared_lineage(gguf, ReferenceIndex(read_manifest(tmp_path / "m.csv")))
+    # Its general.name is a training run's name, not the hub id: a tool's field that names no known model is
+    # no claim (verify then reports the GGUF as undeclared when its weights derive from SmolLM2).
+    assert decl.source is None and decl.ignored == tuple(found)

@@ -44,7 +44,7 @@ class ExecutorOptions:
     Attributes:
         kind: "local", "process" or "ray".
         jobs: models fingerprinted at once: worker processes for `process` (the CPU count when None), tasks
-            in flight for `ray` (no limit when None: Ray schedules by the cluster's resources); ignored by `local`.
+            in flight for `ray` (twice the cluster's GPUs, or CPUs, when None); ignored by `local`.
         ray_address: the Ray cluster to join (`ray://host:10001`, `auto`); None starts a local one, unless the
             caller has already called `ray.init`.
         retries: times a model is retried when its worker dies under it (not when it fails with an error:

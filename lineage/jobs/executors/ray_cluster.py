@@ -63,7 +63,10 @@ def gather_on_ray(
         )
         pending: deque[Task] = deque(plan.tasks)
         in_flight: dict = {}
-        limit = executor.jobs or len(plan.tasks)
+        # Twice the cluster's slots in flight keeps every worker busy without holding a million task
+        # references (and their results in the object store) at once.
+        slots = ray.cluster_resources().get("GPU" if wants_gpu else "CPU", 1)
+        limit = executor.jobs or max(2, 2 * int(slots))
         while pending or in_flight:
             while pending and len(in_flight) < limit:
                 task = pending.popleft()

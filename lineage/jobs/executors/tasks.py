@@ -19,6 +19,7 @@ import signal
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -56,6 +57,7 @@ class Task:
     options: FingerprintOptions
     cache_dir: str | None
     threads: int | None = None
+    adapter_bases: object = None  # the driver's `lineage.io.adapter.AdapterBases` (a context the worker lacks)
 
 
 @dataclass(frozen=True)
@@ -87,7 +89,8 @@ def run_task(task: Task, weights: WeightProgress | None = None) -> TaskResult:
 
         torch.set_num_threads(task.threads)
     try:
-        fp, how = obtain_fingerprint(task.path, task.options, cache, name=task.name, progress=weights)
+        with _adapter_context(task.adapter_bases):
+            fp, how = obtain_fingerprint(task.path, task.options, cache, name=task.name, progress=weights)
         return TaskResult(task.index, how, None, time.perf_counter() - t0, fingerprint_bytes(fp))
     except Exception as exc:  # noqa: BLE001 - a bad model is a result, never a dead worker
         return TaskResult(task.index, None, error_text(exc), time.perf_counter() - t0)
@@ -129,9 +132,11 @@ class Plan:
         self.items, self.cache, self.progress = list(items), cache, progress
         self.outcomes: list[ModelOutcome | None] = [None] * len(self.items)
         self.tasks: list[Task] = []
+        self._by_index: dict[int, Task] = {}
         self._done = 0
         options: FingerprintOptions | None = None
         cache_dir = str(cache.folder.resolve()) if cache is not None else None
+        bases = _current_adapter_bases()
         for index, (name, path, key) in enumerate(self.items):
             t0 = time.perf_counter()
             try:
@@ -142,7 +147,8 @@ class Plan:
                 self._settle(index, None, None, error_text(exc), time.perf_counter() - t0)
                 continue
             if found is None:
-                self.tasks.append(Task(index, name, str(path), options, cache_dir, threads))
+                self.tasks.append(Task(index, name, str(path), options, cache_dir, threads, bases))
+                self._by_index[index] = self.tasks[-1]
             else:
                 self._settle(index, found[0], found[1], None, time.perf_counter() - t0)
 
@@ -177,7 +183,7 @@ class Plan:
     def _store(self, index: int, fp: Fingerprint) -> None:
         from lineage.fingerprint.pipeline import cache_key
 
-        task = next(t for t in self.tasks if t.index == index)
+        task = self._by_index[index]
         key = cache_key(task.path, task.options)
         if not self.cache.path_for(key).is_file():  # a worker on another machine wrote to its own disk
             self.cache.put(key, fp)
@@ -211,3 +217,21 @@ def _with_fault(label: str, weights: WeightProgress | None) -> WeightProgress | 
         os.kill(os.getpid(), signal.SIGKILL)
 
     return die_once
+
+
+def _current_adapter_bases() -> object:
+    """Where LoRA adapters find their bases in this driver (`--base`, references' hub ids): a context
+    variable, which a worker process does not inherit, so it travels with each task."""
+    try:
+        from lineage.io import adapter
+    except ImportError:
+        return None
+    return adapter._BASES.get()
+
+
+def _adapter_context(bases: object) -> AbstractContextManager:
+    if bases is None:
+        return nullcontext()
+    from lineage.io.adapter import adapter_bases
+
+    return adapter_bases(bases.default, bases.by_hub_id)
