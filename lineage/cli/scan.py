@@ -32,6 +32,7 @@ def register(app: typer.Typer) -> None:
 
 
 def scan(
+    ctx: typer.Context,
     manifest: Annotated[
         Path | None,
         typer.Argument(help="Manifest CSV: name,path,family and optional base,role,derivation,parents."),
@@ -50,7 +51,9 @@ def scan(
 ) -> None:
     """Fingerprint every model of a manifest (cached), classify the non-base rows, score against the labels.
 
-    Without MANIFEST: the 58 published TensorGuard fingerprints (--method tensorguard --unknown off: the paper's table).
+    Without MANIFEST: the 58 published TensorGuard fingerprints. They hold only the paper's 15 features, no
+    sketches and no weight responses, so no derivation test can run on them: unless --method or --unknown is
+    given, the demo runs the paper's own recipe (--method tensorguard --unknown off) and reproduces its table.
 
     --out DIR writes results and distances (CSV, Parquet), summary.json, map.png, heatmap.png and report.html.
 
@@ -68,6 +71,18 @@ def scan(
     from lineage.report.summary import summary_text
     from lineage.report.tables import format_results, to_json
 
+    if manifest is None:
+        def defaulted(name: str) -> bool:
+            # By name: typer ships its own copy of click, whose ParameterSource is not click's.
+            return getattr(ctx.get_parameter_source(name), "name", None) in (None, "DEFAULT", "DEFAULT_MAP")
+
+        if defaulted("method") and defaulted("unknown"):
+            method, unknown = Method.tensorguard, "off"
+            typer.echo(
+                "demo: the published TensorGuard fingerprints hold only the paper's 15 features (no sketches, no "
+                "weight responses), so the paper's recipe is run: --method tensorguard --unknown off",
+                err=True,
+            )
     options = replace(
         scan_options(method, unknown, device, cache, no_cache), executor=executor_options(executor, jobs, ray_address)
     )

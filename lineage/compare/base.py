@@ -30,10 +30,14 @@ class Method(ABC):
     Attributes:
         name: the method's registry name (`--method`).
         paper_threshold: the fixed "new model" distance the method's paper uses, or None.
+        transductive: whether `classify` clusters references and suspects together (see below).
     """
 
     name: ClassVar[str]
     paper_threshold: ClassVar[float | None] = None
+    #: True for a method that clusters references and suspects together (the paper's recipe): its
+    #: `classify` answers depend on the batch, and only `predict` judges a suspect alone.
+    transductive: ClassVar[bool] = False
 
     @abstractmethod
     def distances(self, a: Sequence[Fingerprint], b: Sequence[Fingerprint]) -> np.ndarray:

@@ -70,9 +70,13 @@ def check_unknown_rule(rule: object) -> None:
         raise ValueError(f"unknown must be one of {UNKNOWN_RULES} or a number, not {rule!r}")
 
 
-def _pairs_same_family(d: np.ndarray, families: np.ndarray, bases: list[str]) -> list[float]:
+def _hardest_null_pairs(
+    d: np.ndarray, refs: Sequence[Fingerprint], families: np.ndarray, bases: list[str]
+) -> list[float]:
+    """Function distances of reference pairs of one family and one width that are different bases."""
+    width = np.array([fp.summary.hidden_size if fp.summary is not None else -1 for fp in refs])
     i, j = np.triu_indices(len(families), k=1)
-    keep = (families[i] == families[j]) & (np.asarray(bases)[i] != np.asarray(bases)[j])
+    keep = (families[i] == families[j]) & (np.asarray(bases)[i] != np.asarray(bases)[j]) & (width[i] == width[j])
     return [float((d[a, b] + d[b, a]) / 2) for a, b in zip(i[keep], j[keep])]
 
 
@@ -169,7 +173,8 @@ class FamilyClassifier:
         if self.testable_:
             fdist = 1.0 - function_similarities(self.references_, self.references_)
             pipeline = self.references_[0].settings.get("pipeline")
-            self.null_ = pooled_null(_pairs_same_family(fdist, self.families_, self.bases_), pipeline)
+            own = _hardest_null_pairs(fdist, self.references_, self.families_, self.bases_)
+            self.null_ = pooled_null(own, pipeline)
         else:
             self.null_ = FunctionNull((), "feature-only fingerprints: no derivation test")
         return self
@@ -181,15 +186,61 @@ class FamilyClassifier:
         return [self._verdict(fp) for fp in suspects]
 
     def classify(self, suspects: Sequence[Fingerprint]) -> ClassificationRun:
-        """Verdicts for the suspects and for the references themselves."""
-        results = self.predict(suspects)
+        """Verdicts for the suspects and for the references themselves.
+
+        For a transductive method (the TensorGuard recipe) this is the paper's procedure: K-Means over the
+        references and suspects together, seeded at the bases, each model taking its cluster's family.
+        Otherwise it is `predict` on the suspects and on the references.
+        """
+        if getattr(self.method_, "transductive", False):
+            everyone = [*self.references_, *suspects]
+            verdicts = self._transductive(everyone)
+            results, reference_results = verdicts[len(self.references_) :], verdicts[: len(self.references_)]
+        else:
+            results, reference_results = self.predict(suspects), self.predict(self.references_)
         return ClassificationRun(
             results=results,
-            reference_results=self.predict(self.references_),
+            reference_results=reference_results,
             calibration=self.calibration_,
             description=self.method_.describe(self.references_),
             reference_distances=self.reference_distances_,
         )
+
+    def _transductive(self, everyone: list[Fingerprint]) -> list[Verdict]:
+        """The paper's clustering of references and suspects together (see `classify`)."""
+        vectors, dist = self.method_.embed(everyone, self.references_)
+        seeds = [self.bases_.index(b) for b in dict.fromkeys(self.bases_)]
+        kmeans = KMeans(
+            n_clusters=len(seeds), init=vectors[seeds], n_init=1, max_iter=self.max_iter,
+            random_state=check_random_state(self.random_state),
+        )  # fmt: skip
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            labels = kmeans.fit(vectors).labels_
+        out = []
+        for fp, d, label in zip(everyone, dist, labels):
+            family = str(self.cluster_families_[label])
+            j = int(np.argmin(d))
+            known = d[j] <= self.calibration_.threshold
+            rule = (
+                f"{'related' if known else 'unknown'}: the paper's K-Means over {len(everyone)} models puts it in "
+                f"the cluster of a {family} base; nearest reference {self.names_[j]} at {d[j]:.4g} "
+                f"({'<=' if known else '>'} {self.calibration_.threshold:.4g}); no derivation test on these features"
+            )
+            out.append(
+                Verdict(
+                    model=fp.name, verdict=RELATED if known else UNKNOWN, derived_from=None,
+                    family=family if known else UNKNOWN, p_value=None,
+                    nearest=[{"reference": self.names_[k], "family": str(self.families_[k]), "distance": float(d[k])}
+                             for k in np.argsort(d, kind="stable")[:NEAREST]],
+                    evidence={}, threshold={"related_distance": self.calibration_.to_dict()["threshold"],
+                                            "related_rule": self.calibration_.note},
+                    rule=rule, method=self.method_.name, lineage_version=__version__,
+                    probe_settings=dict(fp.settings), cluster=family,
+                    distances={n: float(v) for n, v in zip(self.names_, d.tolist())},
+                )
+            )  # fmt: skip
+        return out
 
     # -- one suspect ---------------------------------------------------------------------------------
 

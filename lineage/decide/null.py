@@ -8,13 +8,14 @@ most of all when they share the tokenizer and the data, so the test asks how unu
 function distance `d = 1 - mean circuit correlation` is *for such a pair*.
 
 The null sample is the hardest kind of unrelated pair there is: models of one family (one tokenizer, one
-kind of data) trained from different initialisations, the catalog's independent twins and other sizes
-(`BUILTIN_NULL`, measured by `lineage evaluate null` on the catalog built with seed 0 and shipped with the
-package), pooled with the pairs of references of one family and different bases a user's own reference set
-holds. Unrelated pairs of different families sit farther apart, so using the hardest kind keeps the test
-conservative for them. Function distances are positive and spread multiplicatively: the null is fitted as
-log-normal, and the p-value is the lower tail of the Student-t prediction distribution for one more null
-pair (the sample is small, and its own mean and spread are estimated).
+kind of data) and one width (the same shapes), trained from different initialisations: the catalog's
+independent twins (`BUILTIN_NULL`, measured by `lineage evaluate null --write` on the catalog built with
+seed 0 and shipped with the package), pooled with the pairs of such references a user's own reference set
+holds. Unrelated pairs of other families or other sizes sit farther apart in function, so using the
+hardest kind keeps the test conservative for them. Function distances are positive and spread
+multiplicatively: the null is fitted as log-normal, and the p-value is the lower tail of the Student-t
+prediction distribution for one more null pair (the sample is small, and its own mean and spread are
+estimated).
 """
 
 from __future__ import annotations

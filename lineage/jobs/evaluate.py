@@ -194,7 +194,7 @@ def null_pairs(
     null = pooled_null([], pipeline)
     lineage_of = {r.name: (r.base or r.name) for r in rows}
     fsim = function_similarities([fps[r.name] for r in rows], [fps[r.name] for r in refs])
-    pairs, hardest = [], []
+    pairs, hardest, seen = [], [], set()
     for i, row in enumerate(rows):
         for j, ref in enumerate(refs):
             if lineage_of[row.name] == (ref.base or ref.name):
@@ -203,10 +203,13 @@ def null_pairs(
             w = weight_test(fps[row.name], fps[ref.name])
             pf = null.p_value(fd) if null.usable else 1.0
             same_family = row.family == ref.family and row.role in ("base", "independent")
+            same_shape = _hidden(fps[row.name]) == _hidden(fps[ref.name])
             pairs.append({"model": row.name, "reference": ref.name, "same_family": same_family,
                           "weight_p": w.p_value, "function_p": pf, "function_distance": fd,
                           "p_value": min(1.0, 2.0 * min(w.p_value, pf))})  # fmt: skip
-            if same_family and row.name != ref.name and fd > 0:
+            pair = frozenset((row.name, ref.name))
+            if same_family and same_shape and fd > 0 and pair not in seen:
+                seen.add(pair)  # two references of one family meet twice, once from each side
                 hardest.append({"model": row.name, "reference": ref.name, "distance": fd})
     below = [p for p in pairs if p["p_value"] < options.alpha]
     hard = [p for p in pairs if p["same_family"]]
@@ -225,3 +228,7 @@ def null_pairs(
     }
     return {"pairs": pairs, "summary": summary, "function_null": hardest, "pipeline": pipeline}
 
+
+def _hidden(fp: object) -> int | None:
+    summary = getattr(fp, "summary", None)
+    return None if summary is None else summary.hidden_size

@@ -67,6 +67,7 @@ def _verdict_scores(suspects: list[dict], ref_families: set[str], ref_bases: set
         if got == "derived" and (want != "derived" or row.get("derived_from") != base):
             false_derived.append(row["model"])
     return {
+        "tested": sum(s["row"].get("p_value") is not None for s in suspects),
         "verdict_accuracy": accuracy(hits),
         "by_expected_verdict": {k: accuracy(v) for k, v in sorted(by_kind.items())},
         "derived_from_accuracy": accuracy(derived_ok),
@@ -200,7 +201,9 @@ def summary_text(summary: dict) -> str:
         f"false unknowns: {summary['false_unknowns']['count']}",
     ]
     verdicts = summary.get("verdicts")
-    if verdicts:
+    if verdicts and not verdicts.get("tested"):
+        lines.append("verdicts: no derivation test ran (fingerprints without sketches and weight responses)")
+    elif verdicts:
         lines.append(
             f"verdicts: {acc(verdicts['verdict_accuracy'])} right; derived from the right base "
             f"{acc(verdicts['derived_from_accuracy'])}; falsely derived {verdicts['false_derived']['count']}"

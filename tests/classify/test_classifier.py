@@ -16,10 +16,10 @@ from lineage.decide.verdict import Verdict
 from lineage.errors import ClassificationError
 from lineage.fingerprint import Fingerprint
 
-#: The keys of a verdict's JSON object (issue 10's list, plus every reference's distance).
+#: The keys of a verdict's JSON object (issue 10's list, every reference's distance, the nearest one).
 VERDICT_KEYS = {
     "model", "verdict", "derived_from", "family", "p_value", "nearest", "evidence", "threshold", "rule",
-    "method", "lineage_version", "probe_settings", "cluster", "distances",
+    "method", "lineage_version", "probe_settings", "cluster", "distances", "distance",
 }  # fmt: skip
 
 

@@ -75,13 +75,11 @@ def test_scan_json_gives_every_derivative_and_the_independent_twin_its_verdict(s
     for row in manifest.rows:
         got = by_name[row.name]
         assert got["error"] is None and got["true_family"] == row.family
-        if row.role == "outsider":
-            continue  # see the test below
         assert (got["verdict"], got["derived_from"], got["family"]) == expected(row), got["rule"]
         assert got["base"] == got["derived_from"]
         if got["verdict"] == "derived":
             assert got["p_value"] < ALPHA
-        else:  # the same-tokenizer independent model: same family, and not accused of descent
+        else:  # the outsider, and the same-tokenizer independent model: not accused of descent
             assert got["p_value"] >= ALPHA and got["evidence"]["weight"]["p_value"] >= ALPHA
     verdicts = summary["verdicts"]
     derivatives = [r for r in manifest.rows if r.role == "derivative"]
@@ -93,12 +91,6 @@ def test_scan_json_gives_every_derivative_and_the_independent_twin_its_verdict(s
     assert summary["fingerprinted"] == len(manifest.rows) and summary["cached"] == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="with two references the family threshold is their one cross-family distance (0.997); neox-s sits "
-    "at 0.979 from llama-8b on the token anchors they share, so it is 'related' (issue 10 target: outsiders "
-    "unknown)",
-)
 def test_scan_flags_the_outsider_unknown(scans):
     doc, _ = scans
     outsider = next(r for r in doc["results"] if r["model"] == "neox-s")
@@ -106,12 +98,6 @@ def test_scan_flags_the_outsider_unknown(scans):
     assert doc["summary"]["outsiders"] == {"total": 1, "flagged": 1, "missed": []}
     suspects = [r for r in doc["results"] if r["role"] != "base"]
     assert doc["summary"]["family_accuracy"] == {"correct": len(suspects), "total": len(suspects), "rate": 1.0}
-
-
-def test_the_outsider_is_never_derived(scans):
-    doc, _ = scans
-    outsider = next(r for r in doc["results"] if r["model"] == "neox-s")
-    assert outsider["verdict"] != "derived" and outsider["derived_from"] is None and outsider["p_value"] >= ALPHA
 
 
 def test_second_scan_fingerprints_nothing_and_agrees(scans, manifest):
@@ -143,9 +129,6 @@ def test_classify_json_on_the_catalog_folder(warm, manifest, e2e_mini_manifest):
         assert sorted(v["distances"]) == references and v["method"] == "lineage"
         assert 0.0 <= v["p_value"] <= 1.0 and v["distance"] >= 0.0
         assert v["distance"] == pytest.approx(min(v["distances"].values()), abs=1e-12)
-        if row.role == "outsider":
-            assert v["verdict"] != "derived" and v["derived_from"] is None
-            continue
         assert (v["verdict"], v["derived_from"], v["family"]) == expected(row), v["rule"]
         if v["verdict"] == "derived":
             assert v["p_value"] < ALPHA and v["evidence"]["reference"] == v["derived_from"]
@@ -169,15 +152,18 @@ def test_a_suspect_gets_the_same_verdict_alone_and_in_the_batch(warm, manifest, 
 
 def test_classify_table_names_every_suspect_with_its_verdict_in_words(warm, manifest, e2e_mini_manifest):
     runner, cache = warm
-    suspects = [r for r in manifest.rows if r.role not in ("base", "outsider")]
+    suspects = [r for r in manifest.rows if r.role != "base"]
     result = runner.invoke(app, ["classify", *(str(r.path) for r in suspects), "-r", str(e2e_mini_manifest), *cache,
                                  "--quiet"])  # fmt: skip
     assert result.exit_code == 0, result.output
     lines = result.stdout.strip().splitlines()
     assert lines[0].split() == ["model", "verdict", "family", "p_value", "distance"]
-    body = {line.split()[0]: " ".join(line.split()[1:4]) for line in lines[2:]}
-    words = {"derived": "derived from {base}", "related": "related to {family}"}
-    assert body == {r.name: words[expected(r)[0]].format(base=r.base, family=r.family) for r in suspects}
+    body = {line.split()[0]: line.split()[1:] for line in lines[2:]}
+    assert sorted(body) == sorted(r.name for r in suspects)
+    words = {"derived": "derived from {base}", "related": "related to {family}", "unknown": "unknown unknown"}
+    for r in suspects:
+        phrase = words[expected(r)[0]].format(base=r.base, family=r.family).split()
+        assert body[r.name][: len(phrase)] == phrase, (r.name, body[r.name])
 
 
 def test_distance_matrix_of_catalog_models(warm, manifest):

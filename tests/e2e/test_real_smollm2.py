@@ -19,10 +19,20 @@ import pytest
 
 from lineage.compare.similarity import sketch_distance_matrix
 from lineage.decide.kmeans import FamilyClassifier
+from lineage.decide.null import BUILTIN_NULL
 from lineage.fingerprint.cache import obtain_fingerprint
 from tests.real import smollm2_folder
 
 pytestmark = pytest.mark.slow
+
+#: A disguise that redraws every basis (rotation, per-head maps, neuron permutation) leaves the weight test
+#: blind; only the function test can see it, and against one reference its null is the shipped sample.
+needs_builtin_null = pytest.mark.xfail(
+    not BUILTIN_NULL.is_file(),
+    reason=f"no built-in function null ({BUILTIN_NULL.name}, made by `lineage evaluate null`): the function "
+    "test has no null sample against a single reference",
+    strict=True,
+)
 
 
 def _save(model, tokenizer, folder: Path) -> Path:  # noqa: ANN001 - transformers objects
@@ -99,14 +109,19 @@ def test_the_real_fine_tune_is_derived(verdicts):
     assert v.evidence["weight"]["p_value"] < 1e-6  # its weights keep the base's basis
 
 
+@needs_builtin_null
 def test_the_fully_disguised_fine_tune_is_still_derived(verdicts):
     v = verdicts["finetune-disguised"]
     assert (v.verdict, v.derived_from) == ("derived", "SmolLM2-135M-Instruct"), v.rule
     assert v.p_value < 1e-3
 
 
-def test_the_disguised_base_is_the_base(fps, verdicts):
+def test_the_disguised_base_is_the_base_in_function(fps):
     assert sketch_distance_matrix([fps["disguised"]], [fps["base"]])[0, 0] < 1e-3
+
+
+@needs_builtin_null
+def test_the_disguised_base_is_derived(verdicts):
     assert verdicts["disguised"].verdict == "derived"
 
 
