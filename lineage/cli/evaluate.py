@@ -22,6 +22,7 @@ def register(app: typer.Typer) -> None:
     group.command("loo")(loo)
     group.command("merges")(merges)
     group.command("null")(null)
+    group.command("verify")(verify)
     app.add_typer(group, name="evaluate")
 
 
@@ -146,3 +147,28 @@ def merges(
     for key, value in s.items():
         if key.startswith("max_weight_error"):
             typer.echo(f"{key}: {value}")
+
+
+def verify(
+    manifest: ManifestArg = Path("models_manifest.csv"),
+    device: DeviceOpt = DeviceChoice.auto,
+    cache: CacheDirOpt = None,
+    no_cache: NoCacheOpt = False,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Run `lineage verify` on every non-base model of a catalog and score each outcome against the truth."""
+    from lineage.jobs.evaluate import declared_lineage_check
+
+    with _bar(quiet) as bar:
+        result = declared_lineage_check(manifest, scan_options(Method.lineage, "calibrated", device, cache, no_cache),
+                                        ticker(bar))  # fmt: skip
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    for m in result["models"]:
+        if m["outcome"] != m["expected"]:
+            typer.echo(f"WRONG {m['model']}: expected {m['expected']}, got {m['outcome']} ({m['reason']})")
+    for key, acc in result["summary"].items():
+        typer.echo(f"{key:13s} {acc['correct']}/{acc['total']}")
+

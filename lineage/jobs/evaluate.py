@@ -232,3 +232,39 @@ def null_pairs(
 def _hidden(fp: object) -> int | None:
     summary = getattr(fp, "summary", None)
     return None if summary is None else summary.hidden_size
+
+
+def declared_lineage_check(
+    manifest: str | Path | Manifest, options: ScanOptions | None = None, progress: Progress | None = None
+) -> dict:
+    """Run `lineage verify` on every non-base model of a labelled catalog and score it.
+
+    The expected outcome of each model follows from the manifest alone (its `declared` hub ids, the `base`
+    each `hub_id` stands for: `lineage.catalog.declare.expected_outcome`).
+
+    Returns:
+        `{"models": [...], "summary": {outcome: {"correct", "total", "rate"}, "all": ...}}`.
+    """
+    from lineage.catalog.declare import expected_outcome
+    from lineage.report.summary import accuracy
+    from lineage.verify.outcome import OUTCOMES, verify_paths
+
+    options = options or ScanOptions()
+    manifest = manifest if isinstance(manifest, Manifest) else read_manifest(manifest)
+    lineage_of = {r.hub_id: r.base or "" for r in manifest.rows if r.hub_id}
+    suspects = [r for r in manifest.rows if r.role != "base"]
+    result = verify_paths([r.path for r in suspects], manifest.path, options, progress)
+    got = {o.model: o for o in result.outcomes}
+    models, hits = [], {k: [] for k in OUTCOMES}
+    for row in suspects:
+        declared = list(row.declared)
+        want = expected_outcome(role=row.role, base=row.base or "", declared=declared, lineage_of=lineage_of)
+        outcome = got.get(row.name)
+        have = outcome.status if outcome is not None else "error"
+        if want in hits:
+            hits[want].append(have == want)
+        models.append({"model": row.name, "expected": want, "outcome": have,
+                       "reason": outcome.reason if outcome is not None else None})  # fmt: skip
+    summary = {k: accuracy(v) for k, v in hits.items()}
+    summary["all"] = accuracy(h for v in hits.values() for h in v)
+    return {"models": models, "summary": summary, "errors": result.errors}

@@ -24,17 +24,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lineage.decide.verdict import DERIVED, RELATED, Verdict
 from lineage.verify.declarations import Declaration, ReferenceIndex, declared_lineage
 
 CONSISTENT, CONTRADICTED, UNDECLARED, UNVERIFIABLE = "consistent", "contradicted", "undeclared", "unverifiable"
 OUTCOMES = (CONSISTENT, CONTRADICTED, UNDECLARED, UNVERIFIABLE)
 FINDINGS = (CONTRADICTED, UNDECLARED, UNVERIFIABLE)
-DERIVED, RELATED, UNKNOWN = "derived", "related", "unknown"
 
 
 @dataclass(frozen=True)
 class WeightsView:
-    """What the weights say, whatever verdict object the classifier returned."""
+    """What the weights say: the parts of a verdict a declaration is checked against."""
 
     verdict: str
     derived_from: str | None
@@ -186,28 +186,11 @@ def verify_paths(
     return VerifyResult(outcomes, errors, {r.name: r.hub_id for r in manifest.references})
 
 
-def weights_view(result: Any) -> WeightsView:
-    """The verdict of `classify_paths`, from a `Verdict` (derived/related/unknown) or a `Classification`."""
-    if hasattr(result, "verdict"):
-        top = result.nearest[0] if result.nearest else {}
-        return WeightsView(
-            result.verdict,
-            result.derived_from,
-            result.family,
-            result.p_value,
-            top.get("reference"),
-            top.get("distance"),
-        )
-    # Until the lead's Verdict lands: the old Classification names a base only when it claims the family,
-    # which is the nearest thing it has to "derived". Remove with the old classifier.
-    derived = result.base is not None and result.family != UNKNOWN
+def weights_view(result: Verdict) -> WeightsView:
+    """What the weights say, from the verdict of `classify_paths`."""
+    top = result.nearest[0] if result.nearest else {}
     return WeightsView(
-        DERIVED if derived else UNKNOWN,
-        result.base if derived else None,
-        result.family,
-        None,
-        getattr(result, "nearest", None),
-        float(result.distance),
+        result.verdict, result.derived_from, result.family, result.p_value, top.get("reference"), top.get("distance")
     )
 
 
