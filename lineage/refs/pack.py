@@ -148,10 +148,14 @@ def write_pack(
 
 
 def resolve_pack_path(path: str | Path) -> Path:
-    """`path`, or the shipped pack's folder for `builtin`."""
-    from lineage.jobs.manifest import BUILTIN_PACK, BUILTIN_REFERENCE
+    """`path`, or the built-in pack's folder (built first if needed) for `builtin`."""
+    from lineage.jobs.manifest import BUILTIN_REFERENCE
 
-    return BUILTIN_PACK if str(path) == BUILTIN_REFERENCE else Path(path)
+    if str(path) == BUILTIN_REFERENCE:
+        from lineage.refs.builtin import ensure_builtin_pack
+
+        return ensure_builtin_pack()
+    return Path(path)
 
 
 def is_pack(path: str | Path) -> bool:

@@ -29,7 +29,7 @@ def test_gradient_moments_match_autograd_gradient():
 
 
 def test_gradient_norm_is_probe_norm_whatever_the_weights():
-    # PEERS.md's weak spot of the published recipe, kept as a fact our engine reproduces.
+    # The published recipe's weak spot (arXiv 2506.01631): the gradient norm is ||x|| whatever W is.
     engine = ProbeEngine(torch.device("cpu"), seed=0)
     a = engine.tensor_response(torch.randn(16, 32), "layers.0.q")
     b = engine.tensor_response(torch.randn(16, 32) * 7, "layers.0.q")
