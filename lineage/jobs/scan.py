@@ -170,7 +170,7 @@ def scan(
     Example:
         >>> result = scan(options=ScanOptions(method="tensorguard", unknown="off"))
         >>> result.summary["family_accuracy"]["correct"], result.summary["family_accuracy"]["total"]
-        (43, 50)
+        (47, 50)
     """
     options = options or ScanOptions()
     start = time.perf_counter()

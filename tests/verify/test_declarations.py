@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from lineage.decide.verdict import DERIVED, RELATED, UNKNOWN
 from lineage.errors import CheckpointError
 from lineage.io.declared import normalize_hub_id, read_declarations
 from lineage.jobs.manifest import read_manifest
@@ -18,10 +19,7 @@ from lineage.verify.declarations import ReferenceIndex, declared_lineage
 from lineage.verify.outcome import (
     CONSISTENT,
     CONTRADICTED,
-    DERIVED,
-    RELATED,
     UNDECLARED,
-    UNKNOWN,
     UNVERIFIABLE,
     WeightsView,
     judge,
