@@ -181,9 +181,12 @@ class FamilyClassifier:
 
     def predict(self, suspects: Sequence[Fingerprint]) -> list[Verdict]:
         """One verdict per suspect, each from the suspect and the fitted references alone."""
+        self._check_fitted()
+        return [self._verdict(fp) for fp in suspects]
+
+    def _check_fitted(self) -> None:
         if not hasattr(self, "references_"):
             raise ClassificationError("the classifier is not fitted: call fit(references, families) first")
-        return [self._verdict(fp) for fp in suspects]
 
     def classify(self, suspects: Sequence[Fingerprint]) -> ClassificationRun:
         """Verdicts for the suspects and for the references themselves.
@@ -192,6 +195,7 @@ class FamilyClassifier:
         references and suspects together, seeded at the bases, each model taking its cluster's family.
         Otherwise it is `predict` on the suspects and on the references.
         """
+        self._check_fitted()
         if getattr(self.method_, "transductive", False):
             everyone = [*self.references_, *suspects]
             verdicts = self._transductive(everyone)
