@@ -122,6 +122,9 @@ class _Worker:
             self.dead = True
         if not self.dead and not self.process.is_alive():
             self.dead = True
+        if self.dead:
+            # The pipe closes a moment before the process is reaped: wait for it, so its exit code is known.
+            self.process.join(timeout=5)
         return messages
 
     def close(self) -> None:
