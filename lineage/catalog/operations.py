@@ -88,24 +88,38 @@ def extend_vocabulary(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast
 
 def remove_layer(model: PreTrainedModel, index: int) -> PreTrainedModel:
     """A new model with decoder layer ``index`` removed (config and tensor names renumbered)."""
-    from transformers import AutoModelForCausalLM
-
     n = model.config.num_hidden_layers
     if n < 2 or not 0 <= index < n:
         raise ValueError(f"cannot remove layer {index} of a {n}-layer model")
+    return select_layers(model, [i for i in range(n) if i != index])
+
+
+def select_layers(model: PreTrainedModel, order: list[int]) -> PreTrainedModel:
+    """A new model whose decoder layers are the given layers of ``model``, in that order.
+
+    Layer surgery as on the hub: depth pruning drops layers (ShortGPT, LaCo), and depth up-scaling repeats
+    them (SOLAR-10.7B is Mistral-7B's layers 0-23 followed by 8-31; mergekit's ``passthrough`` builds such
+    stacks from slices).
+    """
+    from transformers import AutoModelForCausalLM
+
+    n = model.config.num_hidden_layers
+    if not order or any(not 0 <= i < n for i in order):
+        raise ValueError(f"layers {order} are not all among the {n} layers of the model")
     config = model.config.__class__.from_dict(model.config.to_dict())
-    config.num_hidden_layers = n - 1
+    config.num_hidden_layers = len(order)
     if getattr(config, "layer_types", None):
-        config.layer_types = [t for i, t in enumerate(config.layer_types) if i != index]
-    state = {}
+        config.layer_types = [config.layer_types[i] for i in order]
     prefix = "model.layers."
+    state, layers = {}, {}
     for name, tensor in model.state_dict().items():
         if name.startswith(prefix):
             i, rest = name[len(prefix):].split(".", 1)
-            if int(i) == index:
-                continue
-            name = f"{prefix}{int(i) - (int(i) > index)}.{rest}"
-        state[name] = tensor
+            layers.setdefault(int(i), {})[rest] = tensor
+        else:
+            state[name] = tensor
+    for new_index, old_index in enumerate(order):
+        state.update({f"{prefix}{new_index}.{rest}": t.clone() for rest, t in layers[old_index].items()})
     new = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     new.load_state_dict(state, strict=True)
     new.eval()

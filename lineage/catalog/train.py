@@ -87,6 +87,31 @@ def train_lm(model: PreTrainedModel, ids: torch.Tensor, cfg: TrainConfig) -> Tra
         >>> result = train_lm(model, torch.tensor(ids), TrainConfig(steps=10, lr=1e-3, batch_size=4,
         ...                   seq_len=32, seed=0))
     """
+    return _run(model, ids, cfg, lambda batch: model(input_ids=batch, labels=batch).loss)
+
+
+def distill_lm(student: PreTrainedModel, teacher: PreTrainedModel, ids: torch.Tensor, cfg: TrainConfig, *,
+               temperature: float = 2.0) -> TrainResult:
+    """Train ``student`` in place to match ``teacher``'s next-token distributions (logit distillation).
+
+    The loss is the KL divergence from the teacher's to the student's softened distributions, scaled by the
+    squared temperature (Hinton et al. 2015). The student shares no weight with the teacher: it shares its
+    function, as far as training gets it there.
+    """
+    teacher.eval()
+
+    def loss(batch: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            target = torch.log_softmax(teacher(input_ids=batch).logits / temperature, dim=-1)
+        guess = torch.log_softmax(student(input_ids=batch).logits / temperature, dim=-1)
+        kl = torch.nn.functional.kl_div(guess, target, log_target=True, reduction="batchmean")
+        return kl * temperature**2 / batch.shape[1]
+
+    return _run(student, ids, cfg, loss)
+
+
+def _run(model: PreTrainedModel, ids: torch.Tensor, cfg: TrainConfig, loss_of) -> TrainResult:  # noqa: ANN001
+    """AdamW with warm-up and cosine decay on windows of ``ids``; ``loss_of(batch)`` is the loss."""
     params = [p for p in model.parameters() if p.requires_grad]
     # No decay on norms and biases (1-D), the usual recipe for transformer LMs.
     groups = [
@@ -100,8 +125,7 @@ def train_lm(model: PreTrainedModel, ids: torch.Tensor, cfg: TrainConfig) -> Tra
     for step in range(cfg.steps):
         for group in opt.param_groups:
             group["lr"] = _lr_at(step, cfg)
-        batch = _windows(ids, gen, cfg.batch_size, cfg.seq_len)
-        loss = model(input_ids=batch, labels=batch).loss
+        loss = loss_of(_windows(ids, gen, cfg.batch_size, cfg.seq_len))
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()

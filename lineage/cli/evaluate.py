@@ -74,33 +74,18 @@ def loo(
 
 def null(
     manifest: ManifestArg = Path("models_manifest.csv"),
-    write: Annotated[
-        Path | None,
-        typer.Option("--write", help="Write the independent same-family pairs' function distances as a null file."),
-    ] = None,
     device: DeviceOpt = DeviceChoice.auto,
     cache: CacheDirOpt = None,
     no_cache: NoCacheOpt = False,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Run the derivation test on every pair known to be unrelated and print its false-positive rate.
-
-    --write FILE saves the hardest null pairs (independent models of one family) as the function test's
-    built-in null (lineage/data/null/function.json is made this way from the catalog built with seed 0).
-    """
+    """Run the derivation test on every pair of a labelled catalog known to be unrelated; print its
+    false-positive rate."""
     from lineage.jobs.evaluate import null_pairs
 
     with _bar(quiet) as bar:
         result = null_pairs(manifest, scan_options(Method.lineage, "calibrated", device, cache, no_cache), ticker(bar))
-    if write is not None:
-        doc = {
-            "pipeline": result["pipeline"],
-            "measured_on": f"{manifest} (lineage evaluate null --write)",
-            "pairs": result["function_null"],
-        }
-        write.parent.mkdir(parents=True, exist_ok=True)
-        write.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return
@@ -112,8 +97,6 @@ def null(
     )
     for fp in s["false_positives"]:
         typer.echo(f"    false positive: {fp}")
-    typer.echo(f"function null used: {s['function_null_used']}")
-    typer.echo(f"function null measured here: {s['function_null_measured']}")
 
 
 def merges(

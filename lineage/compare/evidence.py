@@ -6,10 +6,6 @@ names, so they favour clarity over batching.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-import numpy as np
-
 from lineage.compare.similarity import (
     CIRCUIT_ORDER,
     comparison_basis,
@@ -18,13 +14,7 @@ from lineage.compare.similarity import (
     sketch_similarity_matrix,
     vocabulary_overlap,
 )
-from lineage.decide.null import FUNCTION_WEIGHTS
 from lineage.fingerprint import Fingerprint
-
-
-def function_similarities(a: Sequence[Fingerprint], b: Sequence[Fingerprint]) -> np.ndarray:
-    """`[len(a), len(b)]` mean correlation of the identity circuits (`qk`, `vo`, `ffn`), layers aligned."""
-    return sketch_similarity_matrix(a, b, FUNCTION_WEIGHTS)
 
 
 def circuit_similarities(a: Fingerprint, b: Fingerprint) -> dict[str, float]:

@@ -1,36 +1,38 @@
-"""The weight test: do two models share their weights' arbitrary basis, the mark of one lineage?
+"""The weight test: do two models share the arbitrary coordinates their initialisation fixed?
 
-Two models trained independently on the same data with the same tokenizer learn similar *functions*: on
-the catalog's same-shape twins the embedding-anchored circuit sketches correlate at 0.5-0.85, as high as a
-heavy continued pretraining of one of them. What they never share is the arbitrary part of their weights,
-the coordinates that the random initialisation fixed and training only nudged. A derivative keeps them
-(fine-tuning, LoRA, merging, quantisation and pruning move weights, they do not redraw them).
+Two models trained independently on the same data with the same tokenizer learn similar *functions*; what
+they never share is the arbitrary part of their weights, the coordinates that random initialisation fixed
+and training only nudged. A derivative keeps them: fine-tuning, LoRA, merging, quantisation, pruning, layer
+surgery and vocabulary edits move weights, they do not redraw them.
 
-Every fingerprint stores, per weight matrix, its responses to 12 fixed Gaussian probes projected on a
-fixed random basis (`X W^T Psi`, seeded by tensor kind and shape, so two models of one shape share `X` and
-`Psi`). The cosine of two such response blocks estimates the cosine of the two weight matrices. For
-independent weights it is centred on 0 (the coordinates of one model mean nothing in the other's), for a
-derivative it is the share of the weights it kept (0.99 for a fine-tune, 0.86 for the catalog's continued
-pretraining, 1 for an untouched tensor).
+**The null is a symmetry, not an assumption.** Flipping the sign of one residual coordinate of a model
+(its embedding column, and that coordinate in every matrix reading or writing the residual stream) is a
+symmetry of the distribution of independently trained RMSNorm models: the Gaussian initialisation is
+symmetric, and RMSNorm, Adam-style optimisers and weight decay commute with it. So is flipping one gated
+FFN unit (its `up` row with its `down` column) and one value dimension (its `v` row with the `o_proj`
+columns that read it). The fingerprint stores responses that change sign with these flips
+(`lineage.probe.identity`). For each symmetry the test sums one agreement term `f` per flipped coordinate
+or unit (a cosine between the two models' responses there, over the anchors or anchor mixtures they
+share); if the models are independent, the signs of those terms are fair coins whatever their sizes, and
+`lineage.compare.signs` bounds the p-value of the sum exactly, in any sample and at any depth of the
+tail. Whatever biases two unrelated models share (their data, their tokenizer, their layout, a common
+component of their gates) is even under the flip and cancels.
 
-The test is a one-sample t-test of the matched tensors' cosines against a mean of 0, one-sided: it needs
-no constant fitted to any catalog, its null is the symmetry of cosines between unrelated coordinates, and
-it is self-normalised by the spread the pair itself shows. It is run on three groups of tensors: all of
-them, the attention projections, the feed-forward projections, because a function-preserving disguise
-may redraw the basis of one block only (MergeLock: attention; a neuron permutation: the feed-forward block);
-the smallest p-value is corrected for the number of groups tested (Bonferroni). Layers are matched by index
-when the depths agree; otherwise the order-preserving matching of best mean cosine is used, and the p-value
-is corrected for the number of such matchings, so removing layers costs power, never honesty.
+**Searching is free where it only looks at what the flip leaves alone.** Which layers to compare, and
+which units, is chosen from quantities every flip leaves unchanged: `|f|` for the residual and value
+tests, and the `gate` profiles for the FFN-unit test (a gate row has no sign symmetry: SiLU and GELU are
+not odd). Conditional on those choices the signs are still fair coins, so the p-value needs no correction
+for the search, however large: every layer of the suspect picks its best layer of the reference, so
+pruned, duplicated (up-scaled) and reordered layers line up, at any two depths.
 
-A residual-stream rotation redraws every input basis at once. The matrices that read the residual stream
-(queries, keys, values, gate and up projections) are therefore also compared through their *anchored*
-responses: the model's own normalised token embeddings through the matrix, projected on the same fixed
-basis (`Fingerprint.anchored`), compared over the anchor tokens both models share. A rotation moves the
-embeddings and the readers alike and cancels there, while the readers' output basis (heads, neurons), which
-an independent model does not share, stays. So the groups tested are six: raw and anchored, each over all
-tensors, attention and feed-forward. Only a disguise that redraws every basis of every block (rotation,
-and per-head maps, and a neuron permutation together) leaves the weight test blind; the function test
-(the sketches' correlation against the null of independent same-tokenizer models) remains.
+**Five groups, one Bonferroni correction.** Residual coordinates over the embedding and head rows, over
+the attention blocks' value-output writes and over the FFN blocks' writes (these survive every edit of
+heads and units: MergeLock maps, neuron permutations and rescaling, norm folding); FFN units, matched by
+their gate profile (these follow a rotation of the residual stream, and a neuron permutation); value
+dimensions (rotation again). The pair's p-value is the smallest group's times the number of groups tested.
+Only a disguise that at once rotates the residual stream and redraws every unit's sign or basis (a
+rotation, plus per-head invertible maps, plus FFN sign flips) leaves all five blind: no exact test can see
+through every symmetry of the architecture, because each one is also a free disguise.
 """
 
 from __future__ import annotations
@@ -40,19 +42,39 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import t as student_t
 
+from lineage.compare.signs import SignTest, sign_test, stable
 from lineage.compare.similarity import shared_positions
 from lineage.fingerprint.format import Fingerprint
 
-ANCHORED = "anchored:"  # key prefix of anchored responses among a layer's cosines
 MIN_SHARED_ANCHORS = 8
-MIN_TENSORS = 3  # fewer matched tensors in a group give no usable spread
-#: Tensor kinds (role keys of `lineage.arch`) of the two blocks a disguise can redraw separately.
-GROUPS: dict[str, frozenset[str]] = {
-    "attention": frozenset({"q", "k", "v", "o", "qkv", "qkv_interleaved"}),
-    "ffn": frozenset({"gate", "up", "down", "gate_up"}),
-}
+MIN_SIGNS = 8  # a group with fewer independent signs is not tested
+SELECT_UNITS = 64  # suspect units whose matches choose the reference layer of the FFN-unit test
+TEST_UNITS = 256  # suspect units per layer the FFN-unit test sums over
+CANDIDATES = 3  # reference layers per suspect layer scored by unit matching (preselected by gate Gram)
+GROUPS: tuple[str, ...] = ("embedding", "attention", "ffn", "ffn units", "value units")
+
+
+@dataclass(frozen=True)
+class GroupResult:
+    """One group's sign test and the layers it matched.
+
+    Attributes:
+        name: one of `GROUPS`.
+        test: the sign test.
+        layers: `(suspect layer, reference layer, mean agreement term)` per matched layer.
+    """
+
+    name: str
+    test: SignTest
+    layers: tuple[tuple[int, int, float], ...] = ()
+
+    def to_dict(self) -> dict:
+        return {
+            "group": self.name,
+            **self.test.to_dict(),
+            "layers": [{"layer": a, "reference_layer": b, "agreement": c} for a, b, c in self.layers],
+        }
 
 
 @dataclass(frozen=True)
@@ -60,145 +82,197 @@ class WeightTest:
     """The weight test of one pair.
 
     Attributes:
-        p_value: one-sided p-value (Bonferroni over groups and layer matchings), 1.0 when nothing matched.
-        group: the tensor group that gave the smallest p-value (`all`, `attention`, `ffn`, each raw or
-            `anchored ...`), None when nothing matched.
-        mean_cosine: mean cosine of that group's matched tensors.
-        layers: per matched layer pair `(layer_a, layer_b, mean cosine over its matched tensors)`.
-        matched: number of tensors compared.
+        log10_p: log10 of the pair's p-value (smallest group's, Bonferroni over the groups tested); 0 when
+            nothing could be tested.
+        group: the group with the smallest p-value, None when none was tested.
+        groups: every group tested.
     """
 
-    p_value: float
+    log10_p: float
     group: str | None
-    mean_cosine: float
-    layers: tuple[tuple[int, int, float], ...]
-    matched: int
+    groups: tuple[GroupResult, ...]
+
+    @property
+    def p_value(self) -> float:
+        """The p-value as a float (it underflows to 0.0 below about 1e-308: use `log10_p`)."""
+        return 10.0**self.log10_p
+
+    @property
+    def best(self) -> GroupResult | None:
+        return next((g for g in self.groups if g.name == self.group), None)
 
     def to_dict(self) -> dict:
+        best = self.best
         return {
+            "log10_p": self.log10_p,
             "p_value": self.p_value,
             "group": self.group,
-            "mean_cosine": self.mean_cosine,
-            "matched_tensors": self.matched,
-            "layers": [{"layer": a, "reference_layer": b, "cosine": c} for a, b, c in self.layers],
+            "agreement": best.test.mean if best else 0.0,
+            "layers": best.to_dict()["layers"] if best else [],
+            "groups": [g.to_dict() for g in self.groups],
         }
 
 
-NO_MATCH = WeightTest(1.0, None, 0.0, (), 0)
-
-
-def _by_layer(fp: Fingerprint) -> dict[int, dict[str, np.ndarray]]:
-    """`{layer: {kind: flat float64 responses}}` from the `layers.N.kind` response keys."""
-    out: dict[int, dict[str, np.ndarray]] = defaultdict(dict)
-    for key, arr in fp.responses.items():
-        parts = key.split(".")
-        if len(parts) == 3 and parts[0] == "layers" and parts[1].isdigit():
-            out[int(parts[1])][parts[2]] = np.asarray(arr, dtype=np.float64).ravel()
-    return dict(out)
-
-
-def _cosines(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> dict[str, float]:
-    out = {}
-    for kind in a.keys() & b.keys():
-        x, y = a[kind], b[kind]
-        if x.shape != y.shape:
-            continue
-        nx, ny = float(np.linalg.norm(x)), float(np.linalg.norm(y))
-        if nx > 0 and ny > 0:
-            out[kind] = float(x @ y) / (nx * ny)
-    return out
-
-
-def _anchored(fp: Fingerprint, keep: np.ndarray) -> dict[int, dict[str, np.ndarray]]:
-    """`{layer: {kind: flat anchored responses at anchor positions keep}}`."""
-    out: dict[int, dict[str, np.ndarray]] = defaultdict(dict)
-    for key, arr in fp.anchored.items():
-        parts = key.split(".")
-        if len(parts) == 3 and parts[0] == "layers" and parts[1].isdigit():
-            out[int(parts[1])][parts[2]] = np.asarray(arr, dtype=np.float64)[keep].ravel()
-    return dict(out)
-
-
-def _matching(scores: np.ndarray) -> list[tuple[int, int]]:
-    """Order-preserving one-to-one matching of rows to columns with the largest total score."""
-    la, lb = scores.shape
-    best = np.full((la + 1, lb + 1), -np.inf)
-    best[0, :] = 0.0
-    best[:, 0] = 0.0
-    for i in range(1, la + 1):
-        for j in range(1, lb + 1):
-            best[i, j] = max(best[i - 1, j], best[i, j - 1], best[i - 1, j - 1] + scores[i - 1, j - 1])
-    pairs, i, j = [], la, lb
-    while i > 0 and j > 0:
-        if best[i, j] == best[i - 1, j - 1] + scores[i - 1, j - 1]:
-            pairs.append((i - 1, j - 1))
-            i, j = i - 1, j - 1
-        elif best[i, j] == best[i - 1, j]:
-            i -= 1
-        else:
-            j -= 1
-    return pairs[::-1]
-
-
-def _one_sided_t(values: np.ndarray) -> float:
-    """p-value of a one-sample t-test of mean > 0."""
-    n = len(values)
-    sd = float(values.std(ddof=1))
-    mean = float(values.mean())
-    if sd == 0.0:
-        return 0.0 if mean > 0 else 1.0
-    return float(student_t.sf(mean / (sd / math.sqrt(n)), df=n - 1))
+NO_MATCH = WeightTest(0.0, None, ())
 
 
 def weight_test(a: Fingerprint, b: Fingerprint) -> WeightTest:
     """The weight test of `a` (suspect) against `b` (reference); rule in the module docstring.
 
     Args:
-        a, b: fingerprints with raw responses (fingerprints made by lineage; feature files have none).
+        a, b: fingerprints with identity responses (fingerprints made by lineage; feature files have none).
 
     Returns:
-        The test's result; `NO_MATCH` when no tensor of one shape is shared.
+        The test; `NO_MATCH` when no group could be tested (other widths and no shared anchors, say).
     """
-    if a.summary is not None and b.summary is not None and a.summary.hidden_size != b.summary.hidden_size:
-        return NO_MATCH  # probes are seeded by shape: other widths were probed with other probes
-    la, lb = _by_layer(a), _by_layer(b)
-    if not la or not lb:
+    if not (a.identity and b.identity and a.anchors is not None and b.anchors is not None):
         return NO_MATCH
-    if a.anchored and b.anchored and a.anchors is not None and b.anchors is not None:
-        keep_a, keep_b = shared_positions(a, b)
-        if len(keep_a) >= MIN_SHARED_ANCHORS:
-            for raw, anchored in ((la, _anchored(a, keep_a)), (lb, _anchored(b, keep_b))):
-                for layer, kinds in anchored.items():
-                    raw.setdefault(layer, {}).update({ANCHORED + k: v for k, v in kinds.items()})
-    ia, ib = sorted(la), sorted(lb)
-    cos = [[_cosines(la[i], lb[j]) for j in ib] for i in ia]
-    if len(ia) == len(ib):
-        pairs, matchings = [(k, k) for k in range(len(ia))], 1.0
-    else:
-        scores = np.array([[np.mean(list(c.values())) if c else 0.0 for c in row] for row in cos])
-        flip = len(ia) > len(ib)
-        pairs = _matching(scores.T if flip else scores)
-        pairs = [(q, p) for p, q in pairs] if flip else pairs
-        matchings = float(math.comb(max(len(ia), len(ib)), min(len(ia), len(ib))))
-    per_kind: dict[str, list[float]] = defaultdict(list)
+    keep_a, keep_b = shared_positions(a, b)
+    groups: list[GroupResult] = []
+    if len(keep_a) >= MIN_SHARED_ANCHORS and _symmetric(a, b, "residual") and _width(a) == _width(b):
+        groups += _residual_groups(a, b, keep_a, keep_b)
+    if a.anchor_basis == b.anchor_basis:  # unit profiles are read on mixtures of one kind of anchor
+        if _symmetric(a, b, "ffn"):
+            groups += _ffn_units(a, b)
+        groups += _value_units(a, b)
+    groups = [g for g in groups if g.test.signs >= MIN_SIGNS]
+    if not groups:
+        return NO_MATCH
+    best = min(groups, key=lambda g: (g.test.log10_p, GROUPS.index(g.name)))
+    log10_p = min(0.0, stable(best.test.log10_p + math.log10(len(groups))))
+    return WeightTest(log10_p, best.name, tuple(groups))
+
+
+def _width(fp: Fingerprint) -> int | None:
+    return fp.summary.hidden_size if fp.summary is not None else None
+
+
+def _symmetric(a: Fingerprint, b: Fingerprint, symmetry: str) -> bool:
+    """Whether the symmetry holds for at least one side (the side whose signs the null flips)."""
+    return any(symmetry in fp.settings.get("symmetry", ()) for fp in (a, b))
+
+
+def _layers(fp: Fingerprint, kind: str) -> dict[int, np.ndarray]:
+    """`{layer: float64 array}` of one per-layer identity response."""
+    out = {}
+    for key, arr in fp.identity.items():
+        parts = key.split(".")
+        if len(parts) == 3 and parts[0] == "layers" and parts[2] == kind:
+            out[int(parts[1])] = np.asarray(arr, dtype=np.float64)
+    return dict(sorted(out.items()))
+
+
+def _unit_rows(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit norm (zero rows stay zero)."""
+    n = np.linalg.norm(x, axis=-1, keepdims=True)
+    return np.divide(x, n, out=np.zeros_like(x), where=n > 0)
+
+
+def _frobenius(x: np.ndarray) -> np.ndarray:
+    n = float(np.linalg.norm(x))
+    return x / n if n > 0 else x
+
+
+# -- residual coordinates ---------------------------------------------------------------------------
+
+
+def _coordinate_terms(xa: list[np.ndarray], xb: list[np.ndarray]) -> np.ndarray:
+    """Per residual coordinate, the cosine of the two sides' columns stacked over the given blocks."""
+    a = np.concatenate([_frobenius(x) for x in xa], axis=0)
+    b = np.concatenate([_frobenius(x) for x in xb], axis=0)
+    na, nb = np.linalg.norm(a, axis=0), np.linalg.norm(b, axis=0)
+    ok = (na > 0) & (nb > 0)
+    return np.where(ok, (a * b).sum(0) / np.where(ok, na * nb, 1.0), 0.0)
+
+
+def _residual_groups(a: Fingerprint, b: Fingerprint, keep_a: np.ndarray, keep_b: np.ndarray) -> list[GroupResult]:
+    out = []
+    ea, eb = a.identity["embed"][keep_a], b.identity["embed"][keep_b]
+    blocks_a, blocks_b = [ea], [eb]
+    if "head" in a.identity or "head" in b.identity:  # a tied head is the embedding
+        blocks_a.append(a.identity.get("head", a.identity["embed"])[keep_a])
+        blocks_b.append(b.identity.get("head", b.identity["embed"])[keep_b])
+    terms = _coordinate_terms([x.astype(np.float64) for x in blocks_a], [x.astype(np.float64) for x in blocks_b])
+    out.append(GroupResult("embedding", sign_test(terms)))
+    va, fa = _layers(a, "resid_vo"), _layers(a, "resid_ffn")
+    vb, fb = _layers(b, "resid_vo"), _layers(b, "resid_ffn")
+    if not (va and vb and fa and fb):
+        return out
+    ia, ib = list(va), list(vb)
+
+    def stacked(v: dict, f: dict, layers: list[int], keep: np.ndarray) -> np.ndarray:  # [L, C, 2P]
+        return np.stack([np.concatenate([_frobenius(v[i][keep]), _frobenius(f[i][keep])]).T for i in layers])
+
+    sa, sb = _unit_rows(stacked(va, fa, ia, keep_a)), _unit_rows(stacked(vb, fb, ib, keep_b))
+    score = np.abs(np.einsum("ick,jck->ijc", sa, sb)).sum(-1)  # |cos| per coordinate: blind to the signs
+    pick = score.argmax(1)
+    pairs = [(ia[p], ib[q]) for p, q in enumerate(pick)]
+    for name, da, db in (("attention", va, vb), ("ffn", fa, fb)):
+        per_layer = [_coordinate_terms([da[i][keep_a]], [db[j][keep_b]]) for i, j in pairs]
+        terms = _coordinate_terms([da[i][keep_a] for i, _ in pairs], [db[j][keep_b] for _, j in pairs])
+        layers = tuple((i, j, stable(float(t.mean()))) for (i, j), t in zip(pairs, per_layer))
+        out.append(GroupResult(name, sign_test(terms), layers))
+    return out
+
+
+# -- units --------------------------------------------------------------------------------------------
+
+
+def _cos_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Row-wise cosine of two equally shaped arrays."""
+    return (_unit_rows(x) * _unit_rows(y)).sum(-1)
+
+
+def _subset(n: int, k: int) -> np.ndarray:
+    """`k` evenly spread positions of `n` (all when `n <= k`): a fixed sample of the stored units (themselves a
+    seeded sample of the FFN), the same for every pair."""
+    return np.arange(n) if n <= k else np.unique(np.linspace(0, n - 1, k).round().astype(np.int64))
+
+
+def _gram(g: np.ndarray) -> np.ndarray:
+    """A layer's unit-order-free summary: the normalised Gram of its gate profiles over the mixtures."""
+    m = g.T @ g
+    m = m - m.mean()
+    return m.ravel() / max(float(np.linalg.norm(m)), 1e-30)
+
+
+def _ffn_units(a: Fingerprint, b: Fingerprint) -> list[GroupResult]:
+    ga, ua, da = _layers(a, "gate"), _layers(a, "up"), _layers(a, "down")
+    gb, ub, db = _layers(b, "gate"), _layers(b, "up"), _layers(b, "down")
+    if not (ga and gb) or next(iter(ga.values())).shape[1] != next(iter(gb.values())).shape[1]:
+        return []
+    flip_a = "ffn" in a.settings.get("symmetry", ())  # whose unit signs the null flips (see _symmetric)
+    ib = list(gb)
+    grams_b = np.stack([_gram(gb[j]) for j in ib])
+    nb = {j: _unit_rows(gb[j]) for j in ib}
+    terms: dict[tuple[int, int], float] = defaultdict(float)
     layers = []
-    for p, q in pairs:
-        c = cos[p][q]
-        for kind, v in c.items():
-            per_kind[kind].append(v)
-        if c:
-            layers.append((ia[p], ib[q], float(np.mean(list(c.values())))))
-    groups: dict[str, list[float]] = {}
-    for prefix, label in (("", ""), (ANCHORED, "anchored ")):
-        mine = {k[len(prefix) :]: vs for k, vs in per_kind.items() if k.startswith(ANCHORED) == bool(prefix)}
-        groups[f"{label}all"] = [v for vs in mine.values() for v in vs]
-        for name, kinds in GROUPS.items():
-            groups[f"{label}{name}"] = [v for k, vs in mine.items() if k in kinds for v in vs]
-    tested = {g: np.array(v) for g, v in groups.items() if len(v) >= MIN_TENSORS}
-    if not tested:
-        return NO_MATCH
-    p_by_group = {g: _one_sided_t(v) for g, v in tested.items()}
-    group = min(sorted(p_by_group), key=p_by_group.get)
-    p = min(1.0, p_by_group[group] * len(tested) * matchings)
-    matched = len(groups["all"]) + len(groups["anchored all"])
-    return WeightTest(p, group, float(tested[group].mean()), tuple(layers), matched)
+    for i, g in ga.items():
+        na = _unit_rows(g)
+        # Which reference layer: the candidates whose gate Gram is closest, then the best unit matches.
+        cands = np.argsort(-(grams_b @ _gram(g)), kind="stable")[:CANDIDATES]
+        probe = na[_subset(len(na), SELECT_UNITS)]
+        j = ib[int(max(cands, key=lambda c: (probe @ nb[ib[c]].T).max(1).mean()))]
+        rows = _subset(len(na), TEST_UNITS)
+        match = (na[rows] @ nb[j].T).argmax(1)  # each suspect unit's reference unit, by gate alone
+        f = 0.5 * (_cos_rows(ua[i][rows], ub[j][match]) + _cos_rows(da[i][rows], db[j][match]))
+        for r, m, v in zip(rows, match, f):
+            terms[(i, int(r)) if flip_a else (j, int(m))] += float(v)
+        layers.append((i, j, stable(float(f.mean()))))
+    return [GroupResult("ffn units", sign_test(np.fromiter(terms.values(), float)), tuple(layers))]
+
+
+def _value_units(a: Fingerprint, b: Fingerprint) -> list[GroupResult]:
+    va, oa, vb, ob = _layers(a, "v"), _layers(a, "o"), _layers(b, "v"), _layers(b, "o")
+    if not (va and vb) or next(iter(va.values())).shape != next(iter(vb.values())).shape:
+        return []
+    ib = list(vb)
+    terms, layers = [], []
+    for i in va:
+        # Every value dimension against the same dimension of each reference layer: the layer with the
+        # largest |agreement| is chosen (blind to the signs), and the suspect's signs are summed.
+        f = np.stack([0.5 * (_cos_rows(va[i], vb[j]) + _cos_rows(oa[i], ob[j])) for j in ib])
+        q = int(np.abs(f).sum(1).argmax())
+        terms.append(f[q])
+        layers.append((i, ib[q], stable(float(f[q].mean()))))
+    return [GroupResult("value units", sign_test(np.concatenate(terms)), tuple(layers))]

@@ -22,9 +22,10 @@ On the token basis the family level needs one more factor. By ids, two models ag
 embedding only if their tokenizers give the same ids to the same tokens, i.e. share the tokenizer; by
 string, two unrelated tokenizers trained on similar text share many tokens, and the geometry of those
 tokens follows the language, not the family (0.4-0.5 correlation between unrelated catalog families). So
-the `unembed` similarity is scaled by a steep power of `vocabulary_overlap`, the share of the smaller
-vocabulary the other holds, estimated from the anchor samples themselves: 1 for one tokenizer and for a
-permuted, extended or trimmed copy of it, about 0.5 for two tokenizers trained apart. As by ids, only a
+the `unembed` similarity is scaled by a steep power of the share of the smaller vocabulary the other holds,
+estimated from the anchor samples themselves: 1 for one tokenizer and for a permuted, extended or trimmed
+copy of it, about 0.5 for two tokenizers trained apart. (`vocabulary_overlap`, which the `related` rule
+reads, is the symmetric Jaccard index instead: a small vocabulary inside a large one is not "all shared".) As by ids, only a
 shared tokenizer then carries the family level. The identity level is left as measured: what weights share
 does not depend on how much vocabulary they share.
 
@@ -69,6 +70,13 @@ def _check(fps: Sequence[Fingerprint]) -> None:
             raise ClassificationError(
                 f"'{fp.name}' has no lineage sketches (a published feature file?): use --method tensorguard"
             )
+    key_ids = {str(fp.settings.get("key_id", "public")) for fp in fps}
+    if len(key_ids) > 1:
+        # Probes of another key are other random vectors: nothing to compare, and never to be mistaken for far.
+        raise ClassificationError(
+            f"fingerprints made with different probe keys (key ids {', '.join(sorted(key_ids))}): fingerprint "
+            "suspects and references with the same --key (a reference pack records its key id)"
+        )
     keys = {_probe_key(fp) for fp in fps}
     if len(keys) > 1:
         # Other probes (seed) or another pipeline version give incomparable numbers, not large distances.
@@ -135,24 +143,38 @@ class _Layout:
         return {t: token_rank(t, self.seed) for t in self.tokens}
 
 
-def _overlap(a: _Layout, b: _Layout) -> float:
-    """Share of the smaller vocabulary held by the other, from the two bottom-k samples (1.0 for ids).
+def _samples(a: _Layout, b: _Layout) -> tuple[set[str], set[str]]:
+    """The two token samples cut at the smaller of their largest hashes, where both are complete.
 
     Each side's token anchors are all its tokens whose hash falls below its largest anchor hash (untrained
-    rows aside), so below the smaller of the two largest hashes both samples are complete: there, the
-    tokens both hold over the tokens of the sparser side estimate the containment without bias.
+    rows aside), so below the smaller of the two largest hashes both samples hold every token of their
+    vocabulary: counts there estimate the vocabularies' intersection and union without bias.
     """
-    if not (a.tokens and b.tokens):
-        return 1.0
     ra, rb = a.ranks, b.ranks
     top = min(max(ra.values()), max(rb.values()))
-    sa = {t for t, r in ra.items() if r <= top}
-    sb = {t for t, r in rb.items() if r <= top}
+    return {t for t, r in ra.items() if r <= top}, {t for t, r in rb.items() if r <= top}
+
+
+def _containment(a: _Layout, b: _Layout) -> float:
+    """Share of the smaller vocabulary held by the other (1.0 for ids): what the family level scales by, so a
+    vocabulary extended or trimmed around the same tokens keeps its family geometry."""
+    if not (a.tokens and b.tokens):
+        return 1.0
+    sa, sb = _samples(a, b)
     return len(sa & sb) / max(1, min(len(sa), len(sb)))
 
 
+def _jaccard(a: _Layout, b: _Layout) -> float:
+    """Shared tokens over the union of the two vocabularies (1.0 for ids): symmetric, so a 2k vocabulary
+    inside a 49k one overlaps it by 4%, not 100%."""
+    if not (a.tokens and b.tokens):
+        return 1.0
+    sa, sb = _samples(a, b)
+    return len(sa & sb) / max(1, len(sa | sb))
+
+
 def vocabulary_overlap(a: Fingerprint, b: Fingerprint) -> float | None:
-    """Estimated share of the smaller of two vocabularies that the other holds; None unless by tokens.
+    """Estimated Jaccard overlap of two vocabularies (shared over union); None unless compared by tokens.
 
     Example:
         >>> vocabulary_overlap(fp, permuted_copy)  # doctest: +SKIP
@@ -160,7 +182,7 @@ def vocabulary_overlap(a: Fingerprint, b: Fingerprint) -> float | None:
     """
     if comparison_basis(a, b) != "tokens":
         return None
-    return _overlap(_Layout(a), _Layout(b))
+    return _jaccard(_Layout(a), _Layout(b))
 
 
 def _shared_positions(a: _Layout, b: _Layout) -> tuple[np.ndarray, np.ndarray]:
@@ -285,7 +307,7 @@ def sketch_similarity_matrix(
                 continue  # no common tokens: nothing to compare, similarity 0 (unrelated)
             if len(keep_a) == layout_a.size == layout_b.size and np.array_equal(keep_a, keep_b):
                 keep_a = keep_b = None  # one layout, every anchor shared: no need to subset
-            overlap = _overlap(layout_a, layout_b)
+            overlap = _containment(layout_a, layout_b)
             out[np.ix_(ia, jb)] = _block_similarity(
                 [a[i] for i in ia], [b[j] for j in jb], keep_a, keep_b, overlap, weights
             )

@@ -29,7 +29,8 @@ How the threshold is chosen (the rule the README quotes):
     Fewer than three references (at most one unrelated pair) leave no spread to estimate: the threshold
     is then the median cross-family distance, i.e. related only when closer than the references of
     different families are to each other. With references of a single family there are no unrelated
-    pairs: nothing to calibrate, and unknown is never reported (the calibration says so). The paper's fixed
+    pairs: nothing to calibrate, so `related` is never reported (the rule is "uncalibrated", and a verdict
+    says so): a suspect that is not derived is unknown. The paper's fixed
     threshold (7, TensorGuard's standardised feature units) and no threshold at all remain available as
     explicit choices.
 
@@ -46,6 +47,7 @@ import numpy as np
 from scipy.stats import t as student_t
 
 DEFAULT_ALPHA = 0.05
+UNCALIBRATED = "uncalibrated"
 
 
 @dataclass(frozen=True)
@@ -54,7 +56,8 @@ class Calibration:
 
     Attributes:
         threshold: suspects farther than this from every reference are unknown; `inf` = never.
-        rule: "calibrated", "fixed" or "off".
+        rule: "calibrated", "uncalibrated" (no unrelated reference pairs: related is not reported), "fixed"
+            or "off".
         null: the null sample (distances between references of different families).
         alpha: the false-claim rate the calibrated threshold aims at.
         note: one line that says how the number came about.
@@ -148,8 +151,9 @@ def _null_bound(reference_distances: np.ndarray, families: np.ndarray | list[str
     null = null_distances(reference_distances, families)
     if len(null) == 0:
         return Calibration(
-            math.inf, "calibrated", (), alpha, "references hold one family: no unrelated pairs, unknown is off"
-        )
+            math.inf, UNCALIBRATED, (), alpha,
+            "references hold one family: no unrelated pairs to calibrate `related` on, so it is not reported",
+        )  # fmt: skip
     if float(null.min()) <= 0.0:
         # Two references of different families are identical: nothing but an exact copy is clearly related.
         return Calibration(0.0, "calibrated", tuple(null.tolist()), alpha, "two families have identical references")

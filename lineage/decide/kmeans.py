@@ -3,7 +3,7 @@ per suspect that no other suspect can change.
 
 `FamilyClassifier` is a scikit-learn style estimator. `fit(references, families, bases)` learns everything
 that rests on the references alone: their distances to each other, the calibrated family-level threshold
-(`lineage.decide.calibrate`), the function null (`lineage.decide.null`) and a K-Means of their vectors with
+(`lineage.decide.calibrate`) and a K-Means of their vectors with
 one centroid started at each base (the paper's design; `n_init=1`; with references that hold several
 models of one base the centroids move to those groups' centres). `predict(suspects)` then gives each
 suspect its verdict (`lineage.decide.verdict`) from the suspect and the fitted state only: a suspect's
@@ -14,6 +14,7 @@ time for that reason: batched matrix products may round differently with the bat
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -25,20 +26,29 @@ from sklearn.utils import check_random_state
 
 from lineage import __version__
 from lineage.compare import Method, get_method
-from lineage.compare.evidence import basis, circuit_similarities, family_evidence, function_similarities
-from lineage.compare.identity import weight_test
+from lineage.compare.evidence import basis, circuit_similarities, family_evidence
+from lineage.compare.identity import WeightTest, weight_test
 from lineage.compare.lineage import uses_sketches
 from lineage.compare.similarity import vocabulary_overlap
 from lineage.decide.calibrate import DEFAULT_ALPHA as RELATED_ALPHA
-from lineage.decide.calibrate import Calibration, calibrate_threshold, fixed_threshold
-from lineage.decide.null import FunctionNull, pooled_null
-from lineage.decide.verdict import DEFAULT_ALPHA, DERIVED, NEAREST, RELATED, UNKNOWN, Verdict, sidak
+from lineage.decide.calibrate import UNCALIBRATED, Calibration, calibrate_threshold, fixed_threshold
+from lineage.decide.verdict import (
+    DEFAULT_ALPHA,
+    DERIVED,
+    NEAREST,
+    RELATED,
+    UNKNOWN,
+    Verdict,
+    format_p,
+    p_from_log10,
+    sidak_log10,
+)
 from lineage.errors import ClassificationError
 from lineage.fingerprint import Fingerprint
 
 UNKNOWN_RULES: tuple[str, ...] = ("calibrated", "paper", "off")
-#: A model is `related` to a family only if it shares the family's tokenizer: most of the smaller vocabulary
-#: (extensions and trims keep 100% of it, tokenizers of different catalog families share 50-60%).
+#: A model is `related` to a family only if it shares the family's tokenizer: most of the two vocabularies'
+#: union (one tokenizer shares all of it, tokenizers of different catalog families a third or less).
 RELATED_MIN_OVERLAP = 0.8
 
 
@@ -68,16 +78,6 @@ def check_unknown_rule(rule: object) -> None:
             raise ValueError("a fixed unknown threshold must be a number >= 0")
     elif rule not in UNKNOWN_RULES:
         raise ValueError(f"unknown must be one of {UNKNOWN_RULES} or a number, not {rule!r}")
-
-
-def _hardest_null_pairs(
-    d: np.ndarray, refs: Sequence[Fingerprint], families: np.ndarray, bases: list[str]
-) -> list[float]:
-    """Function distances of reference pairs of one family and one width that are different bases."""
-    width = np.array([fp.summary.hidden_size if fp.summary is not None else -1 for fp in refs])
-    i, j = np.triu_indices(len(families), k=1)
-    keep = (families[i] == families[j]) & (np.asarray(bases)[i] != np.asarray(bases)[j]) & (width[i] == width[j])
-    return [float((d[a, b] + d[b, a]) / 2) for a, b in zip(i[keep], j[keep])]
 
 
 class FamilyClassifier:
@@ -170,13 +170,6 @@ class FamilyClassifier:
             self.kmeans_.fit(vectors)
         self.cluster_centers_ = self.kmeans_.cluster_centers_
         self.testable_ = uses_sketches(self.references_)
-        if self.testable_:
-            fdist = 1.0 - function_similarities(self.references_, self.references_)
-            pipeline = self.references_[0].settings.get("pipeline")
-            own = _hardest_null_pairs(fdist, self.references_, self.families_, self.bases_)
-            self.null_ = pooled_null(own, pipeline)
-        else:
-            self.null_ = FunctionNull((), "feature-only fingerprints: no derivation test")
         return self
 
     def predict(self, suspects: Sequence[Fingerprint]) -> list[Verdict]:
@@ -260,104 +253,94 @@ class FamilyClassifier:
             cluster_family = str(self.families_[order[0]])
         else:
             cluster_family = str(self.cluster_families_[int(self.kmeans_.predict(vectors)[0])])
-        pairs = self._tests(fp) if self.testable_ and fp.has_sketches else None
-        nearest = []
-        for j in order[:NEAREST]:
-            entry = {"reference": self.names_[j], "family": str(self.families_[j]), "distance": float(d[j])}
-            if pairs is not None:
-                entry.update({k: pairs[k][j] for k in ("p_value", "weight_p", "function_p", "function_distance")})
-            nearest.append(entry)
-        threshold = {
-            "alpha": self.alpha,
-            "related_distance": self.calibration_.to_dict()["threshold"],
-            "related_rule": self.calibration_.note,
-            "function_null": self.null_.to_dict(),
-        }
+        tests = [weight_test(fp, ref) for ref in self.references_] if self.testable_ and fp.has_sketches else None
         common = {
             "model": fp.name,
-            "nearest": nearest,
-            "threshold": threshold,
+            "nearest": self._nearest(d, order, tests),
+            "threshold": {
+                "alpha": self.alpha,
+                "related_distance": self.calibration_.to_dict()["threshold"],
+                "related_rule": self.calibration_.note,
+                "related_calibrated": self.calibration_.rule != UNCALIBRATED,
+            },
             "method": self.method_.name,
             "lineage_version": __version__,
             "probe_settings": dict(fp.settings),
             "cluster": cluster_family,
             "distances": {n: float(v) for n, v in zip(self.names_, d.tolist())},
         }
-        p_value, evidence = None, {}
-        if pairs is not None:
-            p = np.asarray(pairs["p_value"])
-            best = int(np.lexsort((d, p))[0])  # smallest p-value, then the nearest
-            p_value = sidak(float(p[best]), len(self.references_))
-            evidence = self._evidence(fp, best, pairs)
-            if p_value < self.alpha:
-                rule = (
-                    f"derived: {pairs['which'][best]} test p={p[best]:.3g} against {self.names_[best]}, "
-                    f"{p_value:.3g} for the best of {len(self.references_)} references < alpha {self.alpha:g}"
-                )
-                return Verdict(
-                    verdict=DERIVED,
-                    derived_from=self.bases_[best],
-                    family=str(self.families_[best]),
-                    p_value=p_value,
-                    evidence=evidence,
-                    rule=rule,
-                    **common,
-                )
-        j = int(order[0])
-        evidence.setdefault("family", self._family_evidence(fp, j))
-        overlap = vocabulary_overlap(fp, self.references_[j]) if fp.has_sketches and self.testable_ else None
-        if overlap is not None and overlap < RELATED_MIN_OVERLAP:
+        if tests is None:
+            return self._family_verdict(fp, d, order, cluster_family, None, {}, common)
+        logs = np.array([t.log10_p for t in tests])
+        best = int(np.lexsort((d, logs))[0])  # smallest p-value, then the nearest
+        log10_p = sidak_log10(float(logs[best]), len(self.references_))
+        evidence = self._evidence(fp, best, tests[best])
+        if log10_p < math.log10(self.alpha):
+            p = format_p(p_from_log10(log10_p), log10_p)
             rule = (
-                f"unknown: the nearest reference {self.names_[j]} shares only {overlap:.0%} of the vocabulary "
-                f"(a family shares its tokenizer: at least {RELATED_MIN_OVERLAP:.0%})"
+                f"derived: weight test ({tests[best].group}) p={format_p(tests[best].p_value, logs[best])} against "
+                f"{self.names_[best]}, {p} for the best of {len(self.references_)} references < alpha {self.alpha:g}"
             )
             return Verdict(
-                verdict=UNKNOWN, derived_from=None, family=UNKNOWN, p_value=p_value,
-                evidence=evidence, rule=rule, **common,
+                verdict=DERIVED, derived_from=self.bases_[best], family=str(self.families_[best]),
+                p_value=p_from_log10(log10_p), log10_p=log10_p, evidence=evidence, rule=rule, **common,
             )  # fmt: skip
-        if d[j] <= self.calibration_.threshold:
-            why = "not derived" if p_value is not None else "no derivation test on feature-only fingerprints"
-            rule = (
-                f"related: {why} (p={p_value:.3g} >= {self.alpha:g}); " if p_value is not None else f"related: {why}; "
-            ) + f"family distance {d[j]:.4g} to {self.names_[j]} <= {self.calibration_.threshold:.4g}"
-            return Verdict(
-                verdict=RELATED, derived_from=None, family=cluster_family, p_value=p_value,
-                evidence=evidence, rule=rule, **common,
-            )  # fmt: skip
-        rule = f"unknown: nearest reference {self.names_[j]} at {d[j]:.4g} > family threshold " + (
-            f"{self.calibration_.threshold:.4g}"
-        )
-        return Verdict(
-            verdict=UNKNOWN, derived_from=None, family=UNKNOWN, p_value=p_value,
-            evidence=evidence, rule=rule, **common,
-        )  # fmt: skip
+        return self._family_verdict(fp, d, order, cluster_family, log10_p, evidence, common)
 
-    def _tests(self, fp: Fingerprint) -> dict[str, list]:
-        """Per reference: the weight test, the function test and the pair's p-value (Bonferroni of two)."""
-        fdist = 1.0 - function_similarities([fp], self.references_)[0]
-        out: dict[str, list] = {k: [] for k in ("p_value", "weight_p", "function_p", "function_distance", "which")}
-        out["weight"] = []
-        for ref, f in zip(self.references_, fdist):
-            w = weight_test(fp, ref)
-            pf = self.null_.p_value(float(f))
-            out["weight"].append(w)
-            out["weight_p"].append(w.p_value)
-            out["function_p"].append(pf)
-            out["function_distance"].append(float(f))
-            out["p_value"].append(min(1.0, 2.0 * min(w.p_value, pf)))
-            out["which"].append("weight" if w.p_value <= pf else "function")
+    def _nearest(self, d: np.ndarray, order: np.ndarray, tests: list[WeightTest] | None) -> list[dict]:
+        out = []
+        for j in order[:NEAREST]:
+            entry = {"reference": self.names_[j], "family": str(self.families_[j]), "distance": float(d[j])}
+            if tests is not None:
+                t = tests[j]
+                entry.update({"p_value": p_from_log10(t.log10_p), "log10_p": t.log10_p, "group": t.group})
+            out.append(entry)
         return out
 
-    def _evidence(self, fp: Fingerprint, best: int, pairs: dict[str, list]) -> dict:
+    def _family_verdict(
+        self, fp: Fingerprint, d: np.ndarray, order: np.ndarray, cluster_family: str,
+        log10_p: float | None, evidence: dict, common: dict,
+    ) -> Verdict:  # fmt: skip
+        """`related` or `unknown`, for a suspect the weight test did not call derived."""
+        j = int(order[0])
+        evidence["family"] = self._family_evidence(fp, j)  # the nearest reference's, which the rule below reads
+        p_value = None if log10_p is None else p_from_log10(log10_p)
+        not_derived = (
+            f"not derived (p={format_p(p_value, log10_p)} >= {self.alpha:g})"
+            if log10_p is not None
+            else "no derivation test on feature-only fingerprints"
+        )
+        overlap = vocabulary_overlap(fp, self.references_[j]) if fp.has_sketches and self.testable_ else None
+        if overlap is not None and overlap < RELATED_MIN_OVERLAP:
+            reason = (
+                f"the nearest reference {self.names_[j]} shares only {overlap:.0%} of the two vocabularies "
+                f"(a family shares its tokenizer: at least {RELATED_MIN_OVERLAP:.0%})"
+            )
+        elif self.calibration_.rule == UNCALIBRATED:
+            reason = f"`related` is not calibrated: {self.calibration_.note}"
+        elif d[j] > self.calibration_.threshold:
+            reason = f"nearest reference {self.names_[j]} at {d[j]:.4g} > family threshold " + (
+                f"{self.calibration_.threshold:.4g}"
+            )
+        else:
+            rule = f"related: {not_derived}; family distance {d[j]:.4g} to {self.names_[j]} <= " + (
+                f"{self.calibration_.threshold:.4g}"
+            )
+            return Verdict(
+                verdict=RELATED, derived_from=None, family=cluster_family, p_value=p_value, log10_p=log10_p,
+                evidence=evidence, rule=rule, **common,
+            )  # fmt: skip
+        return Verdict(
+            verdict=UNKNOWN, derived_from=None, family=UNKNOWN, p_value=p_value, log10_p=log10_p,
+            evidence=evidence, rule=f"unknown: {not_derived}; {reason}", **common,
+        )  # fmt: skip
+
+    def _evidence(self, fp: Fingerprint, best: int, test: WeightTest) -> dict:
         ref = self.references_[best]
         return {
             "reference": self.names_[best],
-            "weight": pairs["weight"][best].to_dict(),
-            "function": {
-                "distance": pairs["function_distance"][best],
-                "p_value": pairs["function_p"][best],
-                "circuits": circuit_similarities(fp, ref),
-            },
+            "weight": test.to_dict(),
+            "circuits": circuit_similarities(fp, ref),
             "family": self._family_evidence(fp, best),
             "basis": basis(fp, ref),
         }

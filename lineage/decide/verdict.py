@@ -1,12 +1,10 @@
 """Verdicts: `derived` from a base, `related` to a family, or `unknown`, each with the test behind it.
 
-* **derived** from reference X: the suspect's weights descend from X's. Two tests, each against an explicit
-  null of unrelated pairs, on identity evidence only: the *weight test* (`lineage.compare.identity`: the
-  weights share X's arbitrary basis; its null is the symmetry of cosines between unrelated coordinates) and
-  the *function test* (`lineage.decide.null`: the circuits are closer to X's than independent models of one
-  tokenizer and one kind of data ever are). A pair's p-value is the smaller of the two, doubled
-  (Bonferroni); the suspect's p-value is its best reference's, corrected for having tried R references
-  (Sidak: `1 - (1 - p)^R`). Derived when that is below `alpha` (default 1%).
+* **derived** from reference X: the suspect's weights descend from X's: the *weight test*
+  (`lineage.compare.identity`) finds that they share X's arbitrary coordinates, against the exact null that
+  a symmetry of independent training gives. The suspect's p-value is its best reference's, corrected for
+  having tried R references (Sidak: `1 - (1 - p)^R`). Derived when that is below `alpha` (default 1%): an
+  unrelated suspect is called derived with probability at most `alpha`.
 * **related** to family F: not derived from any reference, but within the family-level distance of one
   (shared tokenizer strings and output-embedding geometry, or another size of F): the calibrated threshold
   of `lineage.decide.calibrate`. The family is the K-Means cluster the suspect falls in.
@@ -25,6 +23,7 @@ DERIVED, RELATED, UNKNOWN = "derived", "related", "unknown"
 VERDICTS: tuple[str, ...] = (DERIVED, RELATED, UNKNOWN)
 DEFAULT_ALPHA = 0.01
 NEAREST = 5  # references listed in a verdict
+P_FLOOR_LOG10 = -300.0  # p-values below 1e-300 are reported as that bound, never as 0
 
 
 def sidak(p: float, tries: int) -> float:
@@ -32,6 +31,32 @@ def sidak(p: float, tries: int) -> float:
     if p >= 1.0:
         return 1.0
     return float(-math.expm1(tries * math.log1p(-p)))  # exact for tiny p, where 1 - (1 - p)^R rounds to 0
+
+
+def sidak_log10(log10_p: float, tries: int) -> float:
+    """`sidak` on a log10 p-value, exact where the p-value is a double and `log10(tries) + log10_p` below."""
+    if log10_p > -12:
+        return math.log10(max(sidak(10.0**log10_p, tries), 1e-300))
+    return min(0.0, log10_p + math.log10(tries))  # 1 - (1 - p)^R = R p to within R p^2
+
+
+def p_from_log10(log10_p: float) -> float:
+    """The float of a log10 p-value, floored at 1e-300 (a valid bound: the p-value is at most that)."""
+    return 10.0 ** max(log10_p, P_FLOOR_LOG10)
+
+
+def format_p(p_value: float | None, log10_p: float | None = None) -> str:
+    """A p-value for people: `1.2e-56`, `0.34`, `< 1e-300`, or `-` when there is none.
+
+    Example:
+        >>> format_p(1e-320, -320.0), format_p(0.031), format_p(None)
+        ('< 1e-300', '0.031', '-')
+    """
+    if p_value is None:
+        return "-"
+    if (log10_p is not None and log10_p < P_FLOOR_LOG10) or p_value <= 0.0:
+        return "< 1e-300"
+    return f"{p_value:.2g}" if p_value >= 1e-3 else f"{p_value:.2e}"
 
 
 @dataclass(frozen=True)
@@ -44,19 +69,21 @@ class Verdict:
         derived_from: the base (the reference's base label) when derived, else None.
         family: the family for derived and related, `unknown` otherwise.
         p_value: the derivation test's p-value, corrected for the number of references (None when no
-            test could run: fingerprints without sketches).
-        nearest: the nearest references: `reference`, `family`, `distance`, `p_value` (per pair, uncorrected),
-            `weight_p`, `function_p`, `function_distance`.
-        evidence: what the verdict rests on: `weight` (the weight test against the best reference, with its
-            per-layer cosines), `function` (function distance and per-circuit correlations), `family`
-            (shared anchor tokens, output-embedding similarity), `basis` (token strings or ids).
-        threshold: `alpha`, `related_distance` and the null's summary.
+            test could run: fingerprints without sketches), floored at 1e-300 (see `log10_p`).
+        nearest: the nearest references: `reference`, `family`, `distance`, `p_value` and `log10_p` (per
+            pair, uncorrected), `group` (the weight test's strongest group).
+        evidence: what the verdict rests on: `weight` (the weight test against the best reference: every
+            group's sign test and matched layers), `circuits` (per-circuit correlations), `family` (shared
+            anchor tokens, output-embedding similarity), `basis` (token strings or ids).
+        threshold: `alpha`, `related_distance`, `related_rule` and `related_calibrated` (False when the
+            references hold one family: `related` is then never reported, and the words say so).
         rule: one line saying how the verdict was reached.
         method: the comparison method.
         lineage_version: the version that decided.
         probe_settings: the fingerprint's probe settings.
         cluster: the K-Means cluster (named by the family of the base that seeded it).
         distances: every reference's distance (the family-level distance of `lineage.compare`).
+        log10_p: log10 of the p-value, exact where the float would underflow (None with no test).
     """
 
     model: str
@@ -73,6 +100,7 @@ class Verdict:
     probe_settings: dict
     cluster: str
     distances: dict[str, float] = field(default_factory=dict)
+    log10_p: float | None = None
 
     def __post_init__(self) -> None:
         if self.verdict not in VERDICTS:
@@ -86,6 +114,11 @@ class Verdict:
         return self.derived_from
 
     @property
+    def p_text(self) -> str:
+        """The p-value for a table (`format_p`)."""
+        return format_p(self.p_value, self.log10_p)
+
+    @property
     def distance(self) -> float:
         """The distance to the nearest reference."""
         return float(self.nearest[0]["distance"]) if self.nearest else float("nan")
@@ -96,6 +129,8 @@ class Verdict:
             return f"derived from {self.derived_from}"
         if self.verdict == RELATED:
             return f"related to {self.family} (not derived)"
+        if self.threshold.get("related_calibrated") is False:
+            return "unknown family (related not calibrated: one reference family)"
         return "unknown family"
 
     def to_dict(self) -> dict:
@@ -106,6 +141,7 @@ class Verdict:
             "derived_from": self.derived_from,
             "family": self.family,
             "p_value": self.p_value,
+            "log10_p": self.log10_p,
             "nearest": [dict(n) for n in self.nearest],
             "evidence": self.evidence,
             "threshold": self.threshold,

@@ -28,8 +28,8 @@ from lineage import __version__
 from lineage.errors import FingerprintFormatError
 from lineage.io.constants import FINGERPRINT_SUFFIX
 
-#: 2: anchors may be chosen by token string (`anchor_basis`, `anchor_tokens`).
-SCHEMA_VERSION = 2
+#: 2: anchors may be chosen by token string (`anchor_basis`, `anchor_tokens`); 3: `identity` responses.
+SCHEMA_VERSION = 3
 ANCHOR_BASES: tuple[str, ...] = ("tokens", "ids")
 TENSORGUARD_JSON_SUFFIX = "_features.json"
 _META_KEY = "lineage"
@@ -93,9 +93,10 @@ class Fingerprint:
         responses: tensor role key (e.g. `layers.3.q`) -> float32 `[12, 8]` raw responses of the 12 fixed
             probes projected on a seeded random basis, `X W^T Psi`: linear in the weights, the basis of
             merge attribution.
-        anchored: reader role key (`layers.3.q`, `layers.3.gate`...) -> float32 `[P, 8]`: the circuit inputs'
-            responses (the normalised anchors through the matrix) projected on the same basis, indexed like
-            `anchors`: the rotation-following half of the weight test (`lineage.compare.identity`).
+        identity: the sign-carrying responses of the weight test (`lineage.probe.identity`), float16:
+            `embed`, `head` `[P, C]` (anchor rows at the kept residual coordinates), and per layer
+            `layers.N.resid_vo`, `layers.N.resid_ffn` `[P, C]`, `layers.N.v`, `layers.N.o` `[kv_dim, M]`,
+            `layers.N.gate`, `layers.N.up`, `layers.N.down` `[U, M]` (gated FFNs).
         settings: probe settings and seeds used.
         device: where the probes ran.
         source: "checkpoint" or "tensorguard-json".
@@ -114,7 +115,7 @@ class Fingerprint:
     lineage_version: str = __version__
     anchor_tokens: tuple[str, ...] = ()
     anchor_basis: str = "ids"
-    anchored: dict[str, np.ndarray] = field(default_factory=dict)
+    identity: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -187,8 +188,8 @@ def save_fingerprint(fp: Fingerprint, path: str | Path) -> Path:
         tensors[f"sketch.{circuit}"] = np.ascontiguousarray(arr, dtype=np.float32)
     for key, arr in fp.responses.items():
         tensors[f"response.{key}"] = np.ascontiguousarray(arr, dtype=np.float32)
-    for key, arr in fp.anchored.items():
-        tensors[f"anchored.{key}"] = np.ascontiguousarray(arr, dtype=np.float32)
+    for key, arr in fp.identity.items():
+        tensors[f"identity.{key}"] = np.ascontiguousarray(arr, dtype=np.float16)
     doc = {
         "schema_version": SCHEMA_VERSION,
         "lineage_version": fp.lineage_version,
@@ -270,7 +271,7 @@ def _load_safetensors(path: Path) -> Fingerprint:
             anchors=arrays.get("anchors"),
             sketches={k[len("sketch.") :]: v for k, v in sorted(arrays.items()) if k.startswith("sketch.")},
             responses={k[len("response.") :]: v for k, v in sorted(arrays.items()) if k.startswith("response.")},
-            anchored={k[len("anchored.") :]: v for k, v in sorted(arrays.items()) if k.startswith("anchored.")},
+            identity={k[len("identity.") :]: v for k, v in sorted(arrays.items()) if k.startswith("identity.")},
             settings=doc.get("settings", {}),
             device=doc.get("device", "cpu"),
             source=doc.get("source", "checkpoint"),

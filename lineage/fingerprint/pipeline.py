@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +33,7 @@ from lineage.probe.anchors import Anchors, choose_anchors
 from lineage.probe.circuits import CircuitProbe
 from lineage.probe.device import select_device
 from lineage.probe.engine import RESPONSE_RANK, NonFiniteResponse, ProbeEngine
+from lineage.probe.identity import STORE_DTYPE, mixing_weights, residual_coordinates, unit_sample
 from lineage.probe.perturbations import PERTURBATIONS
 
 #: `progress(done_bytes, total_bytes)`: weight bytes streamed so far, of the model's own weight bytes.
@@ -40,10 +41,9 @@ Progress = Callable[[int, int], None]
 BLOCK_BYTES = 64 << 20
 #: Bumped whenever the numbers a fingerprint holds change for the same settings: it is part of the settings,
 #: so fingerprints of different pipelines never compare and cache entries of an older one are not reused.
-#: Matrices that read the residual stream: their circuit inputs are the normalised anchors themselves, so their
-#: anchored responses follow a residual rotation (`lineage.compare.identity`).
-READER_KINDS = frozenset({"q", "k", "v", "qkv", "qkv_interleaved", "gate", "up", "gate_up"})
-PIPELINE_VERSION = 5  # 3-5: anchors chosen by token string when the model has a tokenizer; anchored responses
+#: 3-5: anchors chosen by token string when the model has a tokenizer; 6: sign-carrying identity responses.
+PIPELINE_VERSION = 6
+PUBLIC_KEY_ID = "public"
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,9 @@ class FingerprintOptions:
         anchors: number of embedding-anchored probes P (sketches are P x P).
         tensorguard_tensors: tensors the TensorGuard recipe samples (10 in the paper).
         tensorguard_max_layer: highest layer the recipe samples from (15 in the paper).
+        key: a secret that seeds, with `seed`, the anchors, probes, kept coordinates, units and mixtures; None
+            is the public key. Only its id (`key_id`) is written anywhere: a model edited against the public
+            probes cannot be edited against the probes of a key it does not know.
     """
 
     device: str = "auto"
@@ -63,6 +66,7 @@ class FingerprintOptions:
     anchors: int = 64
     tensorguard_tensors: int = 10
     tensorguard_max_layer: int = 15
+    key: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if not 8 <= self.anchors <= 1024:
@@ -71,18 +75,39 @@ class FingerprintOptions:
             raise ValueError("tensorguard_tensors must be >= 1 and tensorguard_max_layer >= 0")
         if self.seed < 0:
             raise ValueError("seed must be >= 0")
+        if self.key is not None and not self.key:
+            raise ValueError("a key must not be empty (leave it unset for the public key)")
+
+    @property
+    def key_id(self) -> str:
+        """`public`, or the first 16 hex digits of the key's SHA-256 (never the key)."""
+        return key_id(self.key)
+
+    @property
+    def probe_seed(self) -> int:
+        """The seed of every probe: `seed` itself under the public key, else `seed` hashed with the key."""
+        if self.key is None:
+            return self.seed
+        digest = hashlib.blake2b(f"{self.seed}|{self.key}".encode(), digest_size=8, person=b"lineage-key").digest()
+        return int.from_bytes(digest, "little") & ((1 << 63) - 1)
 
     def settings(self) -> dict:
         """What goes into the fingerprint file (everything but the device, which does not change results)."""
         return {
             "pipeline": PIPELINE_VERSION,
             "seed": self.seed,
+            "key_id": self.key_id,
             "anchors": self.anchors,
             "tensorguard_tensors": self.tensorguard_tensors,
             "tensorguard_max_layer": self.tensorguard_max_layer,
             "response_rank": RESPONSE_RANK,
             "perturbations": {p.name: p.count for p in PERTURBATIONS},
         }
+
+
+def key_id(key: str | None) -> str:
+    """The id a fingerprint records for `key`: `public` for None, else 16 hex digits of its SHA-256."""
+    return PUBLIC_KEY_ID if key is None else hashlib.sha256(f"lineage-key|{key}".encode()).hexdigest()[:16]
 
 
 def cache_key(path: str | Path, options: FingerprintOptions) -> str:
@@ -125,7 +150,7 @@ class _Run:
     ) -> None:
         self.reader, self.model, self.options = reader, model, options
         self.device = select_device(options.device)
-        self.engine = ProbeEngine(self.device, options.seed)
+        self.engine = ProbeEngine(self.device, options.probe_seed)
         # Only the text model's own tensors: a multimodal checkpoint's vision tower must not be sampled.
         own = {model.embed, model.head, model.final_norm} | {n for lt in model.layers for n in lt.names.values()}
         shapes = {info.name: tuple(info.shape) for info in reader if info.name in own}
@@ -139,7 +164,6 @@ class _Run:
         )
         self.stats: list[tuple[str, np.ndarray]] = []
         self.responses: dict[str, np.ndarray] = {}
-        self.anchored: dict[str, np.ndarray] = {}
         self.done: set[str] = set()
         # Progress in bytes as stored (what a reader pays for): each tensor counts once, on its first pass.
         self.progress = progress
@@ -162,15 +186,23 @@ class _Run:
 
     def matmul(self, name: str, inputs: torch.Tensor | None) -> torch.Tensor | None:
         """`inputs @ W.T`, streaming W in row blocks; records W's responses (and statistics if selected)."""
+        return self._product(name, inputs, None)[0]
+
+    def matmul_back(self, name: str, inputs: torch.Tensor, back: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`(inputs @ W.T, back @ W)` in one streamed pass; records W's responses like `matmul`."""
+        return self._product(name, inputs, back)
+
+    def _product(self, name: str, inputs: torch.Tensor | None, back: torch.Tensor | None):  # noqa: ANN202
         info = self.reader.info(name)
         role = _role_key(name, self.model)
         try:
-            out, response = self.engine.respond(
+            product = self.engine.respond(
                 lambda: self._counted(name, self.reader.row_blocks(name, BLOCK_BYTES, check_finite=False)),
                 tuple(info.shape),
                 role,
                 inputs,
                 with_stats=name in self.selected,
+                back=back,
             )
         except NonFiniteResponse:
             raise NonFiniteWeightsError(
@@ -180,12 +212,10 @@ class _Run:
             ) from None
         self.done.add(name)
         if name in self.selected:
-            self.stats.append((name, response.gradient_stats))
+            self.stats.append((name, product.response.gradient_stats))
         if name not in (self.model.embed, self.model.head):
-            self.responses[role] = response.responses
-            if response.anchored is not None and role.rsplit(".", 1)[-1] in READER_KINDS:
-                self.anchored[role] = response.anchored
-        return out
+            self.responses[role] = product.response.responses
+        return product.out, product.back
 
     def vector(self, name: str | None) -> torch.Tensor | None:
         """A gain or bias on the device (checked for NaN/Inf by the reader)."""
@@ -207,7 +237,7 @@ def _anchors(reader: CheckpointReader, model: ResolvedModel, options: Fingerprin
     def row_norms(ids) -> np.ndarray:  # noqa: ANN001
         return reader.rows(model.embed, list(ids)).norm(dim=1).numpy()
 
-    return choose_anchors(reader.vocabulary, limit, options.anchors, options.seed, row_norms)
+    return choose_anchors(reader.vocabulary, limit, options.anchors, options.probe_seed, row_norms)
 
 
 def fingerprint_model(
@@ -238,18 +268,7 @@ def fingerprint_model(
         model = resolve_model(reader)
         run = _Run(reader, model, options, progress)
         anchors = _anchors(reader, model, options)
-        ids = anchors.ids
-        embed_rows = run.rows(model.embed, ids)
-        circuits = CircuitProbe(model, embed_rows)
-        per_layer = []
-        for layer in model.layers:
-            per_layer.append({k: v.cpu().numpy() for k, v in circuits.layer_sketches(layer, run).items()})
-        head_rows = run.rows(model.head, ids) if model.head else embed_rows
-        sketches = stack_layers(per_layer)
-        sketches["embed"] = circuits.embed_sketch().cpu().numpy()[None].astype(np.float32)
-        final = run.vector(model.final_norm)
-        sketches["head"] = circuits.head_sketch(final, head_rows).cpu().numpy()[None].astype(np.float32)
-        sketches["unembed"] = circuits.unembed_sketch(final, head_rows).cpu().numpy()[None].astype(np.float32)
+        sketches, identity = _probe(run, anchors, options.probe_seed)
         # Matrices the recipe sampled that no circuit reads (rare: extra projections) are read here.
         for name in sorted(run.selected - run.done):
             run.matmul(name, None)
@@ -266,17 +285,56 @@ def fingerprint_model(
             num_files=len(reader.files),
         )
         features = tensorguard.aggregate(run.stats, model.num_layers, reader.num_parameters)
+    layout = {"layout": model.spec.name, "layers": [lt.index for lt in model.layers], "symmetry": _symmetry(model)}
     return Fingerprint(
         name=reader.name,
         tensorguard=features,
         summary=summary,
-        anchors=ids,
+        anchors=anchors.ids,
         anchor_tokens=anchors.tokens,
         anchor_basis=anchors.basis,
         sketches=sketches,
         responses=dict(sorted(run.responses.items())),
-        anchored=dict(sorted(run.anchored.items())),
-        settings={**options.settings(), "layout": model.spec.name, "layers": [lt.index for lt in model.layers]},
+        identity=identity,
+        settings={**options.settings(), **layout},
         device=run.device.type,
         lineage_version=__version__,
     )
+
+
+def _symmetry(model: ResolvedModel) -> list[str]:
+    """The sign symmetries of the layout the weight test may use (`lineage.probe.identity`)."""
+    out = ["value"]  # a value dimension's sign, with the o_proj columns reading it: every layout
+    if model.spec.norm == "rms":
+        out.append("residual")  # RMSNorm commutes with a coordinate's sign flip; LayerNorm's mean does not
+    if model.spec.gate or model.spec.gate_up:
+        out.append("ffn")  # act(gate) * up: the sign of (up row, down column) is free; not so without a gate
+    return out
+
+
+def _probe(run: _Run, anchors: Anchors, seed: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Every layer's sketches and identity responses, plus the model-level ones (embedding, head)."""
+    model, ids = run.model, anchors.ids
+    embed_rows = run.rows(model.embed, ids)
+    put = run.engine.put
+    coords = residual_coordinates(model.hidden_size, seed)
+    mixing = put(torch.from_numpy(mixing_weights(anchors, seed)))
+    circuits = CircuitProbe(
+        model, embed_rows, mixing, put(torch.from_numpy(coords)), lambda n: put(torch.from_numpy(unit_sample(n, seed)))
+    )
+    per_layer, identity = [], {}
+    for layer in model.layers:
+        probed = circuits.layer(layer, run)
+        per_layer.append({k: v.cpu().numpy() for k, v in probed.sketches.items()})
+        identity.update({f"layers.{layer.index}.{k}": v for k, v in probed.identity.items()})
+    head_rows = run.rows(model.head, ids) if model.head else embed_rows
+    sketches = stack_layers(per_layer)
+    sketches["embed"] = circuits.embed_sketch().cpu().numpy()[None].astype(np.float32)
+    final = run.vector(model.final_norm)
+    sketches["head"] = circuits.head_sketch(final, head_rows).cpu().numpy()[None].astype(np.float32)
+    sketches["unembed"] = circuits.unembed_sketch(final, head_rows).cpu().numpy()[None].astype(np.float32)
+    identity["embed"] = embed_rows[:, circuits.coordinates]
+    if model.head:
+        identity["head"] = head_rows[:, circuits.coordinates]
+    stored = {k: v.float().cpu().numpy().astype(STORE_DTYPE) for k, v in sorted(identity.items())}
+    return sketches, stored

@@ -162,14 +162,12 @@ def _recipe_truth(recipe: str | Path, merges: Sequence) -> Mapping[str, Sequence
 def null_pairs(
     manifest: str | Path | Manifest, options: ScanOptions | None = None, progress: Progress | None = None
 ) -> dict:
-    """The derivation test on pairs known to be unrelated, and the function null they give.
+    """The derivation test on pairs known to be unrelated: its false-positive rate on a labelled catalog.
 
     Null pairs are every (model, reference) pair where the model does not descend from the reference: other
     families, independent models of the reference's family (role `independent`), other sizes of it. For each
-    the pair's p-value (weight and function tests, Bonferroni of two, before the correction for the number
-    of references) is computed; the false-positive rate is the share below `options.alpha`. The hardest
-    of them, independent models of one family (same tokenizer, same kind of data), give the function
-    distances that `lineage.decide.null` ships as its built-in null when written with `--write`.
+    the pair's weight-test p-value (before the correction for the number of references) is computed; the
+    false-positive rate is the share below `options.alpha`.
 
     Args:
         manifest: a labelled manifest (`role`, `base`, `family`).
@@ -177,11 +175,9 @@ def null_pairs(
         progress: fingerprinting progress.
 
     Returns:
-        `{"pairs": [...], "summary": {...}, "function_null": [...]}`.
+        `{"pairs": [...], "summary": {...}}`.
     """
-    from lineage.compare.evidence import function_similarities
     from lineage.compare.identity import weight_test
-    from lineage.decide.null import FunctionNull, pooled_null
 
     options = options or ScanOptions()
     manifest = manifest if isinstance(manifest, Manifest) else read_manifest(manifest)
@@ -190,27 +186,16 @@ def null_pairs(
     rows = [r for r in manifest.rows if r.name in fps]
     if not refs:
         raise ClassificationError("no reference could be fingerprinted")
-    pipeline = fps[refs[0].name].settings.get("pipeline")
-    null = pooled_null([], pipeline)
     lineage_of = {r.name: (r.base or r.name) for r in rows}
-    fsim = function_similarities([fps[r.name] for r in rows], [fps[r.name] for r in refs])
-    pairs, hardest, seen = [], [], set()
-    for i, row in enumerate(rows):
-        for j, ref in enumerate(refs):
+    pairs = []
+    for row in rows:
+        for ref in refs:
             if lineage_of[row.name] == (ref.base or ref.name):
                 continue  # the model descends from this reference (or is it)
-            fd = float(1.0 - fsim[i, j])
             w = weight_test(fps[row.name], fps[ref.name])
-            pf = null.p_value(fd) if null.usable else 1.0
             same_family = row.family == ref.family and row.role in ("base", "independent")
-            same_shape = _hidden(fps[row.name]) == _hidden(fps[ref.name])
             pairs.append({"model": row.name, "reference": ref.name, "same_family": same_family,
-                          "weight_p": w.p_value, "function_p": pf, "function_distance": fd,
-                          "p_value": min(1.0, 2.0 * min(w.p_value, pf))})  # fmt: skip
-            pair = frozenset((row.name, ref.name))
-            if same_family and same_shape and fd > 0 and pair not in seen:
-                seen.add(pair)  # two references of one family meet twice, once from each side
-                hardest.append({"model": row.name, "reference": ref.name, "distance": fd})
+                          "p_value": w.p_value, "log10_p": w.log10_p, "group": w.group})  # fmt: skip
     below = [p for p in pairs if p["p_value"] < options.alpha]
     hard = [p for p in pairs if p["same_family"]]
     summary = {
@@ -223,10 +208,8 @@ def null_pairs(
             round(sum(p["p_value"] < options.alpha for p in hard) / len(hard), 4) if hard else None
         ),
         "smallest_p_value": min((p["p_value"] for p in pairs), default=None),
-        "function_null_used": null.to_dict(),
-        "function_null_measured": FunctionNull(tuple(h["distance"] for h in hardest)).to_dict() if hardest else None,
     }
-    return {"pairs": pairs, "summary": summary, "function_null": hardest, "pipeline": pipeline}
+    return {"pairs": pairs, "summary": summary}
 
 
 def _hidden(fp: object) -> int | None:

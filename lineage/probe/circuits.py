@@ -11,11 +11,17 @@ Input norm gains are applied as the model applies them, which is the same as fol
 projections; and because probes and read-outs are the model's own embeddings, an orthogonal rotation of
 the residual stream (gains folded first) cancels. Weights are streamed one at a time, so at most one
 block of one weight matrix is alive on the device.
+
+The same products give the weight test its sign-carrying responses (`lineage.probe.identity`): what the
+value-output path and the FFN write to the residual stream for each anchor, at the kept residual
+coordinates, and each unit's profile on the anchor mixtures, appended to the probes as extra rows (the
+writers' profiles read back from their output side in the same pass).
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import torch
@@ -35,6 +41,24 @@ class Weights(Protocol):
         """A 1-D tensor on the device, or None for None."""
         ...
 
+    def matmul_back(self, name: str, inputs: torch.Tensor, back: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`(inputs @ W.T, back @ W)` for the 2-D tensor `name`, in one streamed pass."""
+        ...
+
+
+@dataclass
+class LayerProbe:
+    """What one layer gives: its `[P, P]` sketches and its sign-carrying identity responses.
+
+    Attributes:
+        sketches: `qk`, `vo`, `ffn`.
+        identity: `resid_vo`, `resid_ffn` `[P, C]`; `v`, `o` `[kv_dim, M]`; for a gated FFN `gate`, `up`,
+            `down` `[U, M]` (see `lineage.probe.identity`).
+    """
+
+    sketches: dict[str, torch.Tensor] = field(default_factory=dict)
+    identity: dict[str, torch.Tensor] = field(default_factory=dict)
+
 
 def rms_unit(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     """Rows scaled to unit root-mean-square (an RMSNorm without gain)."""
@@ -50,17 +74,25 @@ def _activation(name: str, x: torch.Tensor) -> torch.Tensor:
 
 
 class CircuitProbe:
-    """Computes the circuit sketches of one model.
+    """Computes the circuit sketches and identity responses of one model.
 
     Args:
         model: the resolved layout.
         embed_rows: [P, d] float32 anchor rows of the token embedding, on the device.
+        mixing: [P, M] weights of the anchor mixtures (`lineage.probe.identity.mixing_weights`), on the device.
+        coordinates: residual coordinates kept (int64, on the device).
+        units: `units(ffn_width)` -> the FFN units profiled (int64, on the device).
     """
 
-    def __init__(self, model: ResolvedModel, embed_rows: torch.Tensor) -> None:
+    def __init__(self, model: ResolvedModel, embed_rows: torch.Tensor, mixing: torch.Tensor,
+                 coordinates: torch.Tensor, units) -> None:  # noqa: ANN001 - a callable
         self.model = model
         self.spec = model.spec
         self.probes = rms_unit(embed_rows, model.norm_eps)  # also the read-out directions
+        self.mixtures = rms_unit(mixing.T @ self.probes, model.norm_eps)  # [M, d]
+        self.inputs = torch.cat([self.probes, self.mixtures])  # every reader meets both in one product
+        self.coordinates = coordinates
+        self.units = units
 
     def _norm(self, x: torch.Tensor, gain: torch.Tensor | None, bias: torch.Tensor | None) -> torch.Tensor:
         eps = self.model.norm_eps
@@ -94,15 +126,16 @@ class CircuitProbe:
         """[P, P] logits of the anchor tokens for the (normalised) anchor embeddings."""
         return self._norm(self.probes, final_gain, None) @ head_rows.T / math.sqrt(self.probes.shape[1])
 
-    def layer_sketches(self, layer: LayerTensors, w: Weights) -> dict[str, torch.Tensor]:
-        """The [P, P] `qk`, `vo` and `ffn` sketches of one layer.
+    def layer(self, layer: LayerTensors, w: Weights) -> LayerProbe:
+        """The sketches and identity responses of one layer.
 
         Args:
             layer: the layer's tensor names.
             w: the weights; its `matmul` may also record per-tensor responses, so each matrix is read once.
         """
-        out = self._attention(layer, w)
-        out["ffn"] = self._ffn(layer, w)
+        out = LayerProbe()
+        self._attention(layer, w, out)
+        self._ffn(layer, w, out)
         return out
 
     @staticmethod
@@ -123,37 +156,51 @@ class CircuitProbe:
             return tuple(y[:, :, i, :].reshape(h.shape[0], -1) for i in range(3))
         return tuple(self._affine(w, layer[r], layer[f"{r}_bias"], h) for r in ("q", "k", "v"))
 
-    def _attention(self, layer: LayerTensors, w: Weights) -> dict[str, torch.Tensor]:
+    def _attention(self, layer: LayerTensors, w: Weights, out: LayerProbe) -> None:
         m, p = self.model, self.probes
-        h = self._norm(p, w.vector(layer["attn_norm"]), w.vector(layer["attn_norm_bias"]))
-        q, k, v = self._qkv(layer, w, h)
         n, hd = p.shape[0], m.head_dim
-        q = q.reshape(n, m.num_heads, hd)
-        k = k.reshape(n, m.num_kv_heads, hd)
-        v = v.reshape(n, m.num_kv_heads, hd)
+        h = self._norm(self.inputs, w.vector(layer["attn_norm"]), w.vector(layer["attn_norm_bias"]))
+        q, k, v = self._qkv(layer, w, h)
+        out.identity["v"] = v[n:].T  # each value dimension's profile on the mixtures
+        q, k, v = q[:n].reshape(n, m.num_heads, hd), k[:n].reshape(n, m.num_kv_heads, hd), v[:n]
         if layer["q_norm"]:
             q = self._norm(q, w.vector(layer["q_norm"]), None)
             k = self._norm(k, w.vector(layer["k_norm"]), None)
         group = m.num_heads // m.num_kv_heads
         k = k.repeat_interleave(group, dim=1)
-        v = v.repeat_interleave(group, dim=1)
+        v_heads = v.reshape(n, m.num_kv_heads, hd).repeat_interleave(group, dim=1)
         qk = torch.einsum("ahd,bhd->ab", q, k) / math.sqrt(hd)
-        o = self._affine(w, layer["o"], layer["o_bias"], v.reshape(n, -1))
+        o, read = w.matmul_back(layer["o"], v_heads.reshape(n, -1), self.mixtures)
+        b = w.vector(layer["o_bias"])
+        o = o if b is None else o + b
+        # A value dimension's sign flip flips the o_proj columns of every query head of its group: summed.
+        out.identity["o"] = read.reshape(-1, m.num_kv_heads, group, hd).sum(2).reshape(read.shape[0], -1).T
         if layer["attn_post_norm"]:
             o = self._norm(o, w.vector(layer["attn_post_norm"]), None)
-        return {"qk": qk, "vo": o @ p.T / math.sqrt(p.shape[1])}
+        out.sketches["qk"] = qk
+        out.sketches["vo"] = o @ p.T / math.sqrt(p.shape[1])
+        out.identity["resid_vo"] = o[:, self.coordinates]
 
-    def _ffn(self, layer: LayerTensors, w: Weights) -> torch.Tensor:
-        p, spec = self.probes, self.spec
-        h = self._norm(p, w.vector(layer["ffn_norm"]), w.vector(layer["ffn_norm_bias"]))
+    def _ffn(self, layer: LayerTensors, w: Weights, out: LayerProbe) -> None:
+        p, spec, n = self.probes, self.spec, self.probes.shape[0]
+        h = self._norm(self.inputs, w.vector(layer["ffn_norm"]), w.vector(layer["ffn_norm_bias"]))
+        gate = None
         if layer["gate_up"]:
             gate, up = self._affine(w, layer["gate_up"], layer["gate_up_bias"], h).chunk(2, dim=1)
-            a = _activation(spec.activation, gate) * up
         elif layer["gate"]:
-            a = _activation(spec.activation, w.matmul(layer["gate"], h)) * w.matmul(layer["up"], h)
+            gate, up = w.matmul(layer["gate"], h), w.matmul(layer["up"], h)
         else:
-            a = _activation(spec.activation, self._affine(w, layer["up"], layer["up_bias"], h))
-        y = self._affine(w, layer["down"], layer["down_bias"], a)
+            up = self._affine(w, layer["up"], layer["up_bias"], h)
+        a = _activation(spec.activation, up[:n]) if gate is None else _activation(spec.activation, gate[:n]) * up[:n]
+        y, read = w.matmul_back(layer["down"], a, self.mixtures)
+        b = w.vector(layer["down_bias"])
+        y = y if b is None else y + b
+        if gate is not None:  # a gated unit's (up, down) sign flip is exact: its profile carries a sign
+            units = self.units(gate.shape[1])
+            out.identity["gate"] = gate[n:, units].T
+            out.identity["up"] = up[n:, units].T
+            out.identity["down"] = read[:, units].T
         if layer["ffn_post_norm"]:
             y = self._norm(y, w.vector(layer["ffn_post_norm"]), None)
-        return y @ p.T / math.sqrt(p.shape[1])
+        out.sketches["ffn"] = y @ p.T / math.sqrt(p.shape[1])
+        out.identity["resid_ffn"] = y[:, self.coordinates]

@@ -6,11 +6,10 @@ For a probe `x` and the recipe's loss `L = ||W x||`, the gradient with respect t
 never built, and one product `X W^T` serves all 15 probes. The raw responses `W x` of the 12 fixed probes,
 projected on a seeded random basis, are kept too: they are linear in `W`, which merge attribution needs.
 
-When a weight also meets the caller's inputs (the circuits' normalised token embeddings, for the matrices
-that read the residual stream), the same projection of those outputs is kept as its *anchored* responses,
-`h(E) W^T Psi`: they follow a rotation of the residual stream (the probes rotate with the model), while still
-carrying the weight's own output basis (heads, neurons), which a derivative keeps and an independently
-trained model does not share (`lineage.compare.identity`).
+The same pass serves the caller twice more: its own inputs meet the block in the same product (the
+circuits' normalised token embeddings, `inputs @ W^T`), and a caller's read-out vectors `z` meet it from the
+other side (`z @ W`, accumulated over the row blocks), so a matrix whose input side the circuits read back
+(`o_proj`, `down_proj`) is still read once.
 """
 
 from __future__ import annotations
@@ -34,12 +33,25 @@ class TensorResponse:
         gradient_stats: float64 [5]: mean, std, norm, skewness, kurtosis of the weight gradient, averaged
             over the 15 probes.
         responses: float32 [12, RESPONSE_RANK]: `Psi^T W X^T` for the 12 fixed probes.
-        anchored: float32 [n, RESPONSE_RANK]: the caller's inputs' responses projected the same way, or None.
     """
 
     gradient_stats: np.ndarray
     responses: np.ndarray
-    anchored: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class Product:
+    """What one streamed weight gives back to its caller.
+
+    Attributes:
+        out: `inputs @ W^T` on the device, or None without inputs.
+        back: `back @ W` on the device, or None without read-out vectors.
+        response: the tensor's own probe responses.
+    """
+
+    out: torch.Tensor | None
+    back: torch.Tensor | None
+    response: TensorResponse
 
 
 def _gradient_moments(u: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -115,7 +127,8 @@ class ProbeEngine:
         role: str,
         inputs: torch.Tensor | None = None,
         with_stats: bool = True,
-    ) -> tuple[torch.Tensor | None, TensorResponse]:
+        back: torch.Tensor | None = None,
+    ) -> Product:
         """Stream one 2-D weight through its probes (and the caller's inputs) in one product per row block.
 
         Args:
@@ -126,9 +139,10 @@ class ProbeEngine:
             role: its role key (seeds its probes).
             inputs: `[n, in]` on the device, or None: the caller's own inputs (circuit probes).
             with_stats: compute the gradient statistics (the TensorGuard recipe's tensors only).
+            back: `[m, out]` on the device, or None: read-out vectors met from the output side.
 
         Returns:
-            (`inputs @ W.T` or None, the tensor's responses; `gradient_stats` is empty without stats).
+            `inputs @ W.T`, `back @ W` and the tensor's responses (`gradient_stats` empty without stats).
 
         Raises:
             NonFiniteResponse: the weight holds NaN or Inf.
@@ -138,10 +152,13 @@ class ProbeEngine:
         # The adversarial starts only matter for the statistics: other tensors skip their rows.
         x = torch.cat([t for t in (inputs, fixed, adv if with_stats else None) if t is not None])
         outs, gram, first = [], torch.zeros_like(adv), None
-        for _, block in blocks():
+        read = None if back is None else back.new_zeros(back.shape[0], shape[1])
+        for start, block in blocks():
             w = self.put(block)
             y = x @ w.T  # every probe of this block in one product
             outs.append(y)
+            if read is not None:
+                read += back[:, start : start + w.shape[0]] @ w
             if with_stats:
                 gram += y[-len(adv) :] @ w  # accumulates W^T W x for the adversarial starts
                 first = w if not outs[1:] else None  # a one-block matrix is kept for the second pass
@@ -151,7 +168,6 @@ class ProbeEngine:
         fixed_resp = y[n : n + len(fixed)]
         basis = self._basis(shape[0], role)
         projected = (fixed_resp @ basis).float().cpu().numpy()
-        anchored = (y[:n] @ basis).float().cpu().numpy() if n else None
         stats = np.zeros(0)
         if with_stats:
             start_resp = y[n + len(fixed) :]
@@ -165,9 +181,9 @@ class ProbeEngine:
             unit = lambda r: r / r.norm(dim=1, keepdim=True).clamp_min(1e-30)  # noqa: E731
             u = torch.cat([unit(fixed_resp), unit(adv_resp)]).double()
             stats = _gradient_moments(u, torch.cat([fixed, adv_probes]).double()).mean(0).cpu().numpy()
-        return (y[:n] if inputs is not None else None), TensorResponse(stats, projected, anchored)
+        out = y[:n] if inputs is not None else None
+        return Product(out, read, TensorResponse(stats, projected))
 
     def tensor_response(self, weight: torch.Tensor, role: str) -> TensorResponse:
         """`respond` for a weight already in memory (one block), with statistics."""
-        _, response = self.respond(lambda: iter([(0, weight)]), tuple(weight.shape), role)
-        return response
+        return self.respond(lambda: iter([(0, weight)]), tuple(weight.shape), role).response

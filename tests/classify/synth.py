@@ -1,10 +1,10 @@
 """Synthetic fingerprints and catalogs with a known answer, for the classification tests.
 
-Sketch fingerprints: each family has a random base sketch and random raw responses (the weight test's
-input); a derivative is its base plus a little noise on both; an outsider is drawn independently. Their
-correlation distances are then about 0 within a family and about 1 across, which is what the calibration
-and the classifier must recover, and a derivative's responses keep its base's basis (cosine near 1) where
-an outsider's are unrelated coordinates (cosine centred on 0): the weight test's two hypotheses.
+Sketch fingerprints: each family has a random base sketch and random identity responses (the weight
+test's input, `lineage.probe.identity`); a derivative is its base plus a little noise on both; an outsider
+is drawn independently. Their correlation distances are then about 0 within a family and about 1 across,
+which is what the calibration and the classifier must recover, and a derivative's responses keep its base's
+signs where an outsider's are independent draws: the weight test's two hypotheses.
 """
 
 from __future__ import annotations
@@ -19,9 +19,10 @@ from lineage.fingerprint import TENSORGUARD_FEATURES, Fingerprint
 from tests.checkpoints import tiny_llama_tensors, write_checkpoint
 
 P, LAYERS = 16, 2
-#: Tensor kinds of a layer (the role keys of `lineage.arch`) and the shape of one response block.
-RESPONSE_KINDS: tuple[str, ...] = ("q", "k", "v", "o", "gate", "up", "down")
-RESPONSE_SHAPE = (12, 8)
+#: Sizes of the synthetic identity responses: residual coordinates, FFN units, value dimensions, mixtures.
+COORDS, UNITS, VALUES, MIXTURES = 32, 64, 16, 16
+#: The sign symmetries a synthetic fingerprint declares (those of an RMSNorm model with a gated FFN).
+SYMMETRY = ["value", "residual", "ffn"]
 
 
 def features(rng: np.random.Generator, centre: np.ndarray | None = None, spread: float = 1.0) -> dict[str, float]:
@@ -35,24 +36,26 @@ def sketch_fingerprint(
     name: str,
     sketches: dict[str, np.ndarray],
     feats: dict[str, float],
-    responses: dict[str, np.ndarray] | None = None,
+    identity: dict[str, np.ndarray] | None = None,
 ) -> Fingerprint:
     return Fingerprint(
         name=name,
         tensorguard=feats,
         anchors=np.arange(P, dtype=np.int64),
         sketches=sketches,
-        responses=responses or {},
+        identity=identity or {},
+        settings={"symmetry": SYMMETRY},
     )
 
 
 def random_responses(rng: np.random.Generator, layers: int = LAYERS) -> dict[str, np.ndarray]:
-    """Independent raw responses `layers.N.kind` -> `[12, 8]`, as a fingerprint stores them."""
-    return {
-        f"layers.{i}.{kind}": rng.normal(size=RESPONSE_SHAPE).astype(np.float32)
-        for i in range(layers)
-        for kind in RESPONSE_KINDS
-    }
+    """Independent identity responses, shaped as a fingerprint stores them (`Fingerprint.identity`)."""
+    shapes = {"resid_vo": (P, COORDS), "resid_ffn": (P, COORDS), "gate": (UNITS, MIXTURES),
+              "up": (UNITS, MIXTURES), "down": (UNITS, MIXTURES), "v": (VALUES, MIXTURES), "o": (VALUES, MIXTURES)}
+    out = {f"layers.{i}.{kind}": rng.normal(size=shape).astype(np.float32)
+           for i in range(layers) for kind, shape in shapes.items()}  # fmt: skip
+    out["embed"] = rng.normal(size=(P, COORDS)).astype(np.float32)
+    return out
 
 
 def perturbed(arrays: dict[str, np.ndarray], rng: np.random.Generator, noise: float) -> dict[str, np.ndarray]:

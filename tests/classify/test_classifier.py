@@ -15,12 +15,7 @@ from lineage.decide.kmeans import FamilyClassifier
 from lineage.decide.verdict import Verdict
 from lineage.errors import ClassificationError
 from lineage.fingerprint import Fingerprint
-
-#: The keys of a verdict's JSON object (issue 10's list, every reference's distance, the nearest one).
-VERDICT_KEYS = {
-    "model", "verdict", "derived_from", "family", "p_value", "nearest", "evidence", "threshold", "rule",
-    "method", "lineage_version", "probe_settings", "cluster", "distances", "distance",
-}  # fmt: skip
+from tests.schema import VERDICT_KEYS
 
 
 def test_init_only_stores_parameters():
@@ -135,7 +130,7 @@ def test_derivatives_are_derived_with_small_p_values_outsiders_are_not(make_fami
         assert (r.verdict, r.derived_from, r.family) == ("derived", f"base{t[3:]}", t), r.rule
         assert r.p_value < 1e-6
         weight = r.evidence["weight"]
-        assert r.evidence["reference"] == r.derived_from and weight["mean_cosine"] > 0.5
+        assert r.evidence["reference"] == r.derived_from and weight["agreement"] > 0.5
         assert [layer["layer"] for layer in weight["layers"]] == [0, 1]  # per-layer agreement with the base
         assert all(layer["cosine"] > 0.5 for layer in weight["layers"])
         assert r.nearest[0]["p_value"] <= r.p_value  # per pair uncorrected, the verdict's corrected

@@ -44,7 +44,7 @@ def test_scan_of_checkpoints_is_right_and_cached(tiny_catalog: Path, tmp_path: P
         ft = rows[f"{family}-ft"]
         assert (ft["verdict"], ft["family"], ft["derived_from"]) == ("derived", family, f"{family}-base"), ft["rule"]
         assert ft["p_value"] < 1e-6 and ft["distance"] < 0.2
-        assert ft["evidence"]["weight"]["mean_cosine"] > 0.9  # a 1% weight perturbation keeps the basis
+        assert ft["evidence"]["weight"]["agreement"] > 0.9  # a 1% weight perturbation keeps the signs
     stranger = rows["stranger"]
     assert (stranger["verdict"], stranger["family"], stranger["derived_from"]) == ("unknown", "unknown", None)
     assert stranger["p_value"] > 0.01

@@ -16,13 +16,10 @@ import pytest
 from lineage.cli.app import app
 from lineage.jobs.manifest import read_manifest
 from tests.e2e.conftest import cli_runner
+from tests.schema import VERDICT_KEYS
 
 pytestmark = pytest.mark.slow
 
-VERDICT_KEYS = {
-    "model", "verdict", "derived_from", "family", "p_value", "nearest", "evidence", "threshold", "rule",
-    "method", "lineage_version", "probe_settings", "cluster", "distances", "distance",
-}  # fmt: skip
 MERGE = "llama-8b-merge-ta"
 ALPHA = 0.01  # the derivation test's default level
 

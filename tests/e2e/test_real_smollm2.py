@@ -1,14 +1,15 @@
-"""Verdicts on real weights: SmolLM2-135M-Instruct, its real fine-tune and disguise, and a model of its tokenizer.
+"""Verdicts on real weights: SmolLM2-135M-Instruct, its real derivatives, and real-width models it did not make.
 
 Tiny random models hide what real weights show (a real vocabulary of 49,152 tokens, 30 layers, trained
 embeddings), so the verdict rules are checked here on the real model the test suite installs:
 
-* a short real fine-tune (a few optimizer steps on real text through its real tokenizer) is `derived`;
-* the same fine-tune disguised at once by every function-preserving map lineage knows (FFN permutation,
-  MergeLock per-head maps, norm folding and a residual rotation) is still `derived` (the weight test's raw
-  half is blind to it, its anchored half and the function test are not);
-* the disguised base alone sits within 1e-3 of the base;
-* a small model trained from scratch with SmolLM2's very tokenizer, on the same text, is not `derived`.
+* derivatives: a short real fine-tune; the fine-tune disguised at once by every function-preserving map
+  lineage knows (FFN permutation, MergeLock per-head maps, norm-gain rescaling, a residual rotation) and then
+  quantised to int4; the base with a quarter of its layers removed (depth pruning); the base up-scaled to 40
+  layers the SOLAR way (layers 0-19, then 10-29): all `derived`, from SmolLM2, with tiny p-values;
+* innocents: models of SmolLM2's very width, heads and tokenizer that never saw its weights: one randomly
+  initialised at 32 layers and briefly trained on the same text (the issue's reproduction: the old test
+  called it derived at p = 1.3e-4), one randomly initialised at its own depth of 30: never `derived`.
 """
 
 from __future__ import annotations
@@ -19,20 +20,12 @@ import pytest
 
 from lineage.compare.similarity import sketch_distance_matrix
 from lineage.decide.kmeans import FamilyClassifier
-from lineage.decide.null import BUILTIN_NULL
 from lineage.fingerprint.cache import obtain_fingerprint
 from tests.real import smollm2_folder
 
 pytestmark = pytest.mark.slow
-
-#: A disguise that redraws every basis (rotation, per-head maps, neuron permutation) leaves the weight test
-#: blind; only the function test can see it, and against one reference its null is the shipped sample.
-needs_builtin_null = pytest.mark.xfail(
-    not BUILTIN_NULL.is_file(),
-    reason=f"no built-in function null ({BUILTIN_NULL.name}, made by `lineage evaluate null`): the function "
-    "test has no null sample against a single reference",
-    strict=True,
-)
+DERIVATIVES = ("finetune", "finetune-disguised-int4", "depth-pruned", "depth-upscaled")
+INNOCENTS = ("scratch-32-layers", "random-30-layers")
 
 
 def _save(model, tokenizer, folder: Path) -> Path:  # noqa: ANN001 - transformers objects
@@ -46,9 +39,10 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     base = smollm2_folder()
     pytest.importorskip("transformers")
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    from lineage.catalog.disguise import mergelock, permute_ffn
+    from lineage.catalog.disguise import mergelock, norm_rescale, permute_ffn
+    from lineage.catalog.operations import quantize, select_layers
     from lineage.catalog.rotate import rotate_residual
     from lineage.catalog.text import mixture_text
     from lineage.catalog.train import TrainConfig, train_lm
@@ -58,27 +52,27 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     ids = torch.tensor(tokenizer(mixture_text(("pkg:email",), seed=0, max_chars=60_000))["input_ids"])
     out = {"base": base}
 
-    def disguise(model):  # noqa: ANN001, ANN202
-        gen = torch.Generator().manual_seed(7)
-        return rotate_residual(mergelock(permute_ffn(model, gen), gen), gen)
+    def load():  # noqa: ANN202
+        return AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
 
-    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
-    out["disguised"] = _save(disguise(model), tokenizer, root / "smollm2-disguised")
-
-    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+    model = load()
     torch.manual_seed(0)
     train_lm(model, ids, TrainConfig(steps=4, lr=2e-5, batch_size=2, seq_len=64, seed=0, warmup=0))
     out["finetune"] = _save(model, tokenizer, root / "smollm2-ft")
-    out["finetune-disguised"] = _save(disguise(model), tokenizer, root / "smollm2-ft-disguised")
+    gen = torch.Generator().manual_seed(7)
+    disguised = rotate_residual(norm_rescale(mergelock(permute_ffn(model, gen), gen), gen), gen)
+    out["finetune-disguised-int4"] = _save(quantize(disguised, bits=4), tokenizer, root / "smollm2-ft-disguised-int4")
+    out["depth-pruned"] = _save(select_layers(load(), [*range(12), *range(20, 30)]), tokenizer, root / "pruned")
+    out["depth-upscaled"] = _save(select_layers(load(), [*range(20), *range(10, 30)]), tokenizer, root / "upscaled")
 
-    torch.manual_seed(1)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, intermediate_size=128, tie_word_embeddings=True,
-    )  # fmt: skip
-    scratch = LlamaForCausalLM(config)
-    train_lm(scratch, ids, TrainConfig(steps=40, lr=3e-3, batch_size=4, seq_len=64, seed=1))
-    out["scratch"] = _save(scratch, tokenizer, root / "scratch-smollm2-tokenizer")
+    for name, layers, steps in (("scratch-32-layers", 32, 3), ("random-30-layers", 30, 0)):
+        config = AutoConfig.from_pretrained(base)
+        config.num_hidden_layers = layers
+        torch.manual_seed(100 + layers)
+        fresh = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+        if steps:
+            train_lm(fresh, ids, TrainConfig(steps=steps, lr=1e-3, batch_size=2, seq_len=64, seed=1, warmup=0))
+        out[name] = _save(fresh.to(torch.bfloat16), tokenizer, root / name)
     return out
 
 
@@ -93,40 +87,42 @@ def fps(models: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> di
 @pytest.fixture(scope="module")
 def verdicts(fps: dict) -> dict:
     clf = FamilyClassifier().fit([fps["base"]], ["smollm2"], ["SmolLM2-135M-Instruct"])
-    names = ["finetune", "finetune-disguised", "disguised", "scratch"]
+    names = [*DERIVATIVES, *INNOCENTS]
     return dict(zip(names, clf.predict([fps[n] for n in names])))
 
 
 def test_anchors_are_chosen_by_token_string_on_the_real_model(fps):
     assert fps["base"].anchor_basis == "tokens"
-    assert fps["scratch"].anchor_basis == "tokens"
+    assert fps["scratch-32-layers"].anchor_basis == "tokens"
 
 
-def test_the_real_fine_tune_is_derived(verdicts):
-    v = verdicts["finetune"]
+@pytest.mark.parametrize("name", DERIVATIVES)
+def test_real_derivatives_are_derived(verdicts, name):
+    v = verdicts[name]
     assert (v.verdict, v.derived_from) == ("derived", "SmolLM2-135M-Instruct"), v.rule
-    assert v.p_value < 1e-6
-    assert v.evidence["weight"]["p_value"] < 1e-6  # its weights keep the base's basis
+    assert v.log10_p < -20, v.rule
 
 
-@needs_builtin_null
-def test_the_fully_disguised_fine_tune_is_still_derived(verdicts):
-    v = verdicts["finetune-disguised"]
-    assert (v.verdict, v.derived_from) == ("derived", "SmolLM2-135M-Instruct"), v.rule
-    assert v.p_value < 1e-3
+def test_the_disguise_is_seen_through_by_the_unit_test_and_only_by_it(verdicts):
+    weight = verdicts["finetune-disguised-int4"].evidence["weight"]
+    assert weight["group"] == "ffn units"  # matched by gate profile, after a rotation of the residual stream
+    residual = [g for g in weight["groups"] if g["group"] in ("embedding", "attention", "ffn")]
+    assert residual and all(g["log10_p"] > -3 for g in residual)  # the rotation redrew every coordinate
 
 
-def test_the_disguised_base_is_the_base_in_function(fps):
-    assert sketch_distance_matrix([fps["disguised"]], [fps["base"]])[0, 0] < 1e-3
+def test_surgery_lines_up_the_layers_it_kept(verdicts):
+    pruned = next(g for g in verdicts["depth-pruned"].evidence["weight"]["groups"] if g["group"] == "attention")
+    assert [layer["reference_layer"] for layer in pruned["layers"]] == [*range(12), *range(20, 30)]
+    upscaled = next(g for g in verdicts["depth-upscaled"].evidence["weight"]["groups"] if g["group"] == "attention")
+    assert [layer["reference_layer"] for layer in upscaled["layers"]] == [*range(20), *range(10, 30)]
 
 
-@needs_builtin_null
-def test_the_disguised_base_is_derived(verdicts):
-    assert verdicts["disguised"].verdict == "derived"
+@pytest.mark.parametrize("name", INNOCENTS)
+def test_real_width_models_that_never_saw_its_weights_are_not_derived(verdicts, name):
+    v = verdicts[name]
+    assert v.verdict != "derived" and v.derived_from is None, v.rule
+    assert v.p_value > 0.01, v.rule
 
 
-def test_a_model_trained_from_scratch_with_the_same_tokenizer_is_not_derived(verdicts):
-    v = verdicts["scratch"]
-    assert v.verdict != "derived", v.rule
-    assert v.derived_from is None
-    assert v.p_value > 0.01
+def test_the_disguised_fine_tune_is_the_base_in_function(fps):
+    assert sketch_distance_matrix([fps["finetune-disguised-int4"]], [fps["base"]])[0, 0] < 0.05

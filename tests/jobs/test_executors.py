@@ -29,7 +29,7 @@ def assert_same_fingerprint(a: Fingerprint, b: Fingerprint, rtol: float = 0.0) -
     """Equal arrays and features; `rtol` > 0 allows float32 rounding noise (another torch thread count)."""
     assert a.name == b.name
     np.testing.assert_array_equal(a.anchors, b.anchors)
-    for part in ("sketches", "responses", "anchored"):
+    for part in ("sketches", "responses", "identity"):
         left, right = getattr(a, part), getattr(b, part)
         assert left.keys() == right.keys(), part
         for key in left:

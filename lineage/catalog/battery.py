@@ -1,0 +1,232 @@
+"""The calibration battery: many models that share a width and a tokenizer but no weights, and derivatives.
+
+The false-accusation rate of `derived` is measured on pairs that are known to be unrelated and are as hard
+as they come: models of one width, one tokenizer and one kind of data, of every depth from 2 to 40 layers,
+of three layouts (Llama, Qwen2 with its biases, Gemma 3 with its extra norms and GeGLU), some left at their
+random initialisation, some trained from different seeds on the same text (twins), and students distilled
+from a trained teacher's logits (same function as far as training gets, no shared weight). Any two of
+them whose lineages differ are a null pair. Power is measured on derivatives of three trained bases made
+by the operations the hub applies: fine-tuning, LoRA, linear and TIES merges, int4, depth pruning, depth
+up-scaling (SOLAR's recipe), a vocabulary permutation, and every function-preserving disguise at once
+followed by int4.
+
+Everything is seeded by the battery seed (initialisations, data order, disguises), so `--seed 1` gives a
+fresh battery of the same structure: constants are chosen on one seed and reported on another.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from lineage.catalog import disguise, merge, operations, rotate
+from lineage.catalog.architectures import Shape, make_model
+from lineage.catalog.bpe import encode, train_tokenizer
+from lineage.catalog.save import load_model, save_model
+from lineage.catalog.text import mixture_text
+from lineage.catalog.train import TrainConfig, distill_lm, train_lm, train_lora
+from lineage.catalog.vocab import permute_vocabulary
+
+MANIFEST = "models_manifest.csv"
+PRETRAIN_TEXT = ("lib:0,1,2,3", "docs")
+TUNE_TEXT = ("pkg:unittest", "pkg:email")
+DERIVATIONS: tuple[str, ...] = (
+    "finetune", "lora", "merge-linear", "merge-ties", "int4", "depth-pruned", "depth-upscaled",
+    "vocab-permuted", "disguised-int4",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class BatterySpec:
+    """The structure of a battery.
+
+    Attributes:
+        width, heads, kv_heads, ffn, vocab: the shared shape (every model has it).
+        layouts: transformers architectures (`lineage.catalog.architectures`).
+        random_depths: depths of the models left at their random initialisation (one per layout).
+        trained_depths: depths of the trained models; `twins` of each per layout, from different seeds.
+        steps: pretraining steps; derivatives tune for a third of that.
+        students: (layout, depth) of distilled students, each distilled from the first twin of its kind.
+        bases: (layout, depth) of the trained models the derivatives are made of (the first twin).
+        max_chars: text per mixture.
+    """
+
+    width: int
+    heads: int
+    kv_heads: int
+    ffn: int
+    vocab: int
+    layouts: tuple[str, ...]
+    random_depths: tuple[int, ...]
+    trained_depths: tuple[int, ...]
+    twins: int
+    steps: int
+    students: tuple[tuple[str, int], ...]
+    bases: tuple[tuple[str, int], ...]
+    max_chars: int = 400_000
+
+
+SIZES: dict[str, BatterySpec] = {
+    "full": BatterySpec(
+        width=64, heads=4, kv_heads=2, ffn=128, vocab=1024, layouts=("llama", "qwen2", "gemma3"),
+        random_depths=(2, 4, 8, 12, 16, 20, 24, 28, 30, 32, 36, 40), trained_depths=(4, 12, 24, 32), twins=2,
+        steps=150, students=(("llama", 12), ("qwen2", 24), ("gemma3", 12)),
+        bases=(("llama", 24), ("qwen2", 24), ("gemma3", 24)),
+    ),
+    "small": BatterySpec(
+        width=32, heads=4, kv_heads=2, ffn=64, vocab=512, layouts=("llama", "qwen2", "gemma3"),
+        random_depths=(2, 6, 12, 24, 40), trained_depths=(4, 12), twins=2, steps=30,
+        students=(("llama", 12),), bases=(("llama", 12), ("qwen2", 12)), max_chars=120_000,
+    ),
+}
+
+
+@dataclass(frozen=True)
+class _Row:
+    name: str
+    role: str  # base (has derivatives), independent, derivative
+    family: str
+    base: str
+    derivation: str
+    depth: int
+
+
+def _seed(seed: int, name: str) -> int:
+    return int.from_bytes(hashlib.sha256(f"battery|{seed}|{name}".encode()).digest()[:4], "big")
+
+
+class _Builder:
+    def __init__(self, spec: BatterySpec, out: Path, seed: int, progress: Callable[[str], None] | None) -> None:
+        self.spec, self.out, self.seed, self.progress = spec, out, seed, progress
+        text = mixture_text(PRETRAIN_TEXT, seed=_seed(seed, "text") % 1000, max_chars=spec.max_chars)
+        self.tok = train_tokenizer(text, vocab_size=spec.vocab, kind="byte_level")
+        self.ids = torch.tensor(encode(self.tok, text), dtype=torch.long)
+        tune = mixture_text(TUNE_TEXT, seed=_seed(seed, "tune") % 1000, max_chars=spec.max_chars // 2)
+        self.tune_ids = torch.tensor(encode(self.tok, tune), dtype=torch.long)
+        self.rows: list[_Row] = []
+
+    def cfg(self, steps: int, lr: float, name: str) -> TrainConfig:
+        return TrainConfig(steps=steps, lr=lr, batch_size=8, seq_len=64, seed=_seed(self.seed, name))
+
+    def fresh(self, layout: str, depth: int, name: str):  # noqa: ANN201 - a transformers model
+        s = self.spec
+        shape = Shape(layout, s.width, depth, s.heads, s.kv_heads, s.ffn, s.vocab, tied=layout != "qwen2")
+        tok = self.tok
+        return make_model(shape, bos=tok.bos_token_id, eos=tok.eos_token_id, pad=tok.pad_token_id,
+                          seed=_seed(self.seed, name))  # fmt: skip
+
+    def save(self, model, row: _Row) -> None:  # noqa: ANN001
+        save_model(model, self.tok, self.out / row.name, layout="single", dtype="float32", shard_size="1GB",
+                   marker={"hash": row.name, "battery_seed": self.seed})  # fmt: skip
+        self.rows.append(row)
+        if self.progress:
+            self.progress(row.name)
+
+    def independents(self) -> None:
+        s = self.spec
+        for layout, depth in itertools.product(s.layouts, s.random_depths):
+            name = f"{layout}-d{depth}-random"
+            self.save(self.fresh(layout, depth, name), _Row(name, "independent", layout, name, "random init", depth))
+        for layout, depth, twin in itertools.product(s.layouts, s.trained_depths, range(s.twins)):
+            name = f"{layout}-d{depth}-trained-{twin}"
+            model = self.fresh(layout, depth, name)
+            train_lm(model, self.ids, self.cfg(s.steps, 3e-3, name))
+            role = "base" if (layout, depth) in s.bases and twin == 0 else "independent"
+            self.save(model, _Row(name, role, layout, name, "trained", depth))
+        for layout, depth in s.students:
+            name = f"{layout}-d{depth}-student"
+            teacher, _ = load_model(self.out / f"{layout}-d{depth}-trained-0")
+            student = self.fresh(layout, depth, name)
+            distill_lm(student, teacher, self.ids, self.cfg(s.steps, 3e-3, name))
+            self.save(student, _Row(name, "independent", layout, name, f"distilled from {layout}-d{depth}-trained-0",
+                                    depth))  # fmt: skip
+
+    def derivatives(self) -> None:
+        for layout, depth in self.spec.bases:
+            base = f"{layout}-d{depth}-trained-0"
+            for kind in DERIVATIONS:
+                name = f"{base}+{kind}"
+                model = self.derive(kind, base, name)
+                if model is not None:
+                    self.save(model, _Row(name, "derivative", layout, base, kind, model.config.num_hidden_layers))
+
+    def derive(self, kind: str, base: str, name: str):  # noqa: ANN201 - a transformers model or None
+        steps = max(10, self.spec.steps // 3)
+        model, _ = load_model(self.out / base)
+        if kind == "finetune":
+            train_lm(model, self.tune_ids, self.cfg(steps, 1e-3, name))
+        elif kind == "lora":
+            model, _ = train_lora(model, self.tune_ids, self.cfg(steps, 1e-2, name), rank=4, alpha=16)
+        elif kind in ("merge-linear", "merge-ties"):
+            other, _ = load_model(self.out / base)
+            train_lm(model, self.tune_ids, self.cfg(steps, 1e-3, name + "/a"))
+            train_lm(other, self.ids, self.cfg(steps, 1e-3, name + "/b"))
+            parent, _ = load_model(self.out / base)
+            method = kind.split("-")[1]
+            merged = merge.merge_state_dicts(method, [model.state_dict(), other.state_dict()], [0.5, 0.5],
+                                             base=parent.state_dict(), density=0.5)  # fmt: skip
+            model.load_state_dict(merged)
+        elif kind == "int4":
+            operations.quantize(model, bits=4)
+        elif kind == "depth-pruned":
+            n = model.config.num_hidden_layers
+            drop = set(range(n // 2, n // 2 + n // 4))  # a quarter of the layers, from the middle (ShortGPT)
+            model = operations.select_layers(model, [i for i in range(n) if i not in drop])
+        elif kind == "depth-upscaled":
+            n = model.config.num_hidden_layers
+            model = operations.select_layers(model, [*range(0, 2 * n // 3), *range(n // 3, n)])  # SOLAR
+        elif kind == "vocab-permuted":
+            permute_vocabulary(self.out / base, self.out / name, _seed(self.seed, name))
+            self.rows.append(_Row(name, "derivative", self.rows_family(base), base, kind, self.depth(base)))
+            return None
+        elif kind == "disguised-int4":
+            gen = torch.Generator().manual_seed(_seed(self.seed, name))
+            model = disguise.norm_rescale(disguise.mergelock(disguise.permute_ffn(model, gen), gen), gen)
+            if model.config.model_type in rotate.ROTATABLE:
+                model = rotate.rotate_residual(model, gen)
+            operations.quantize(model, bits=4)
+        return model
+
+    def rows_family(self, name: str) -> str:
+        return next(r.family for r in self.rows if r.name == name)
+
+    def depth(self, name: str) -> int:
+        return next(r.depth for r in self.rows if r.name == name)
+
+    def write_manifest(self) -> Path:
+        path = self.out / MANIFEST
+        with path.open("w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f)
+            w.writerow(["name", "path", "family", "base", "role", "derivation", "layers"])
+            for r in self.rows:
+                w.writerow([r.name, r.name, r.family, r.base, r.role, r.derivation, r.depth])
+        return path
+
+
+def build_battery(out: str | Path, *, size: str = "full", seed: int = 0,
+                  progress: Callable[[str], None] | None = None) -> Path:
+    """Build the battery into folder `out` and return its manifest.
+
+    Args:
+        out: destination folder (models are replaced).
+        size: `full` (101 models, about 15 minutes on 2 CPU cores) or `small` (a quick one for tests).
+        seed: the battery seed.
+        progress: called with each model's name once it is saved.
+
+    Returns:
+        The path of `models_manifest.csv` (columns `name,path,family,base,role,derivation,layers`).
+    """
+    if size not in SIZES:
+        raise ValueError(f"battery size {size!r}: use one of {', '.join(SIZES)}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    builder = _Builder(SIZES[size], out, seed, progress)
+    builder.independents()
+    builder.derivatives()
+    return builder.write_manifest()

@@ -1,0 +1,178 @@
+"""Calibration of `derived`: its false-positive rate on known-unrelated pairs, and its power on derivatives.
+
+A p-value is a claim about a null that can be sampled, so the claim is checked on a sample: the battery of
+`lineage.catalog.battery` (or any manifest with `base` and `role` columns). Every pair of models whose
+lineages differ is a null pair; the weight test's pair p-value is computed for each (the suspect is the
+first model of the pair in manifest order), and the false-positive rate at each level `alpha` is the share
+of null pairs below it, with its exact (Clopper-Pearson) 95% interval. A valid test has a rate at or below
+`alpha`; the pairs share models, so the interval is a guide, not a guarantee. Power is the share of
+derivatives whose p-value against their base is below `alpha`. Verdicts are checked too: every model is
+classified against the manifest's bases, and an independent model called `derived` is a false accusation.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from lineage.jobs.manifest import Manifest, read_manifest
+from lineage.jobs.scan import ScanOptions
+
+ALPHAS: tuple[float, ...] = (0.05, 0.01, 0.001)
+Progress = Callable[[int, int, str], None]
+
+
+@dataclass(frozen=True)
+class Rate:
+    """How many of `n` p-values fell below `alpha`, with an exact 95% interval for the rate."""
+
+    alpha: float
+    hits: int
+    n: int
+    low: float
+    high: float
+
+    @property
+    def rate(self) -> float:
+        return self.hits / self.n if self.n else float("nan")
+
+    def to_dict(self) -> dict:
+        return {"alpha": self.alpha, "hits": self.hits, "n": self.n, "rate": self.rate, "low": self.low,
+                "high": self.high}  # fmt: skip
+
+
+def clopper_pearson(hits: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    """The exact two-sided binomial confidence interval for a rate of `hits` in `n`."""
+    from scipy.stats import beta
+
+    if n <= 0:
+        return 0.0, 1.0
+    tail = (1.0 - level) / 2.0
+    low = 0.0 if hits == 0 else float(beta.ppf(tail, hits, n - hits + 1))
+    high = 1.0 if hits == n else float(beta.ppf(1.0 - tail, hits + 1, n - hits))
+    return low, high
+
+
+def rates(p_values: list[float], alphas: tuple[float, ...] = ALPHAS) -> list[Rate]:
+    """The share of `p_values` below each alpha, with its interval."""
+    out = []
+    for alpha in alphas:
+        hits = sum(p < alpha for p in p_values)
+        out.append(Rate(alpha, hits, len(p_values), *clopper_pearson(hits, len(p_values))))
+    return out
+
+
+def _kind(a: dict, b: dict) -> str:
+    """The null pair's kind, for the breakdown: what makes it hard."""
+    for x, y in ((a, b), (b, a)):
+        if x["derivation"] == f"distilled from {y['name']}":
+            return "student vs its teacher"
+    if "derivative" in (a["role"], b["role"]):
+        return "derivative vs unrelated"
+    trained = [x["derivation"] != "random init" for x in (a, b)]
+    label = "trained" if all(trained) else ("random init" if not any(trained) else "trained vs random init")
+    return f"{label}, {'same' if a['layers'] == b['layers'] else 'other'} depth"
+
+
+def calibrate(manifest: str | Path | Manifest, options: ScanOptions | None = None,
+              progress: Progress | None = None) -> dict:
+    """Measure the derivation test on a labelled manifest (see the module docstring).
+
+    Returns:
+        `{"null": {"pairs", "rates", "by_kind", "smallest"}, "power": {...}, "verdicts": {...}, "p_values": [...]}`.
+    """
+    from lineage.compare.identity import weight_test
+    from lineage.jobs.evaluate import _fingerprints
+
+    options = options or ScanOptions()
+    manifest = manifest if isinstance(manifest, Manifest) else read_manifest(manifest)
+    fps = _fingerprints(manifest, options, progress)
+    rows = [r for r in manifest.rows if r.name in fps]
+    info = {
+        r.name: {"name": r.name, "role": r.role or "", "derivation": r.derivation or "", "root": r.base or r.name,
+                 "layers": fps[r.name].summary.num_layers if fps[r.name].summary else None}
+        for r in rows
+    }  # fmt: skip
+    null, by_kind = [], defaultdict(list)
+    for i, a in enumerate(rows):
+        for b in rows[i + 1 :]:
+            if info[a.name]["root"] == info[b.name]["root"]:
+                continue
+            p = weight_test(fps[a.name], fps[b.name]).p_value
+            null.append({"suspect": a.name, "reference": b.name, "p_value": p})
+            by_kind[_kind(info[a.name], info[b.name])].append(p)
+    power = defaultdict(list)
+    for r in rows:
+        if r.role == "derivative" and r.base in fps:
+            w = weight_test(fps[r.name], fps[r.base])
+            power[info[r.name]["derivation"]].append({"model": r.name, "log10_p": w.log10_p, "group": w.group})
+    ps = [n["p_value"] for n in null]
+    kinds = {k: {"pairs": len(v), "rates": [x.to_dict() for x in rates(v)]} for k, v in sorted(by_kind.items())}
+    found = {k: {"models": v, "derived_at": {str(a): sum(m["log10_p"] < math.log10(a) for m in v) for a in ALPHAS}}
+             for k, v in sorted(power.items())}  # fmt: skip
+    return {
+        "null": {
+            "pairs": len(null),
+            "rates": [x.to_dict() for x in rates(ps)],
+            "by_kind": kinds,
+            "smallest": sorted(null, key=lambda n: n["p_value"])[:5],
+        },
+        "power": found,
+        "verdicts": _verdicts(manifest, fps, options),
+        "p_values": ps,
+    }
+
+
+def _verdicts(manifest: Manifest, fps: dict, options: ScanOptions) -> dict:
+    """Classify every model against the manifest's bases: independents must never be `derived`."""
+    refs = [r for r in manifest.references if r.name in fps]
+    if not refs:
+        return {}
+    clf = options.classifier().fit([fps[r.name] for r in refs], [r.family for r in refs], [r.name for r in refs])
+    others = [r for r in manifest.rows if r.name in fps and r.role != "base"]
+    got = dict(zip((r.name for r in others), clf.predict([fps[r.name] for r in others])))
+    independents = [r for r in others if r.role != "derivative"]
+    derivatives = [r for r in others if r.role == "derivative"]
+    return {
+        "alpha": clf.alpha,
+        "references": len(refs),
+        "independents": len(independents),
+        "independents_derived": sorted(r.name for r in independents if got[r.name].verdict == "derived"),
+        "derivatives": len(derivatives),
+        "derivatives_right": sum(got[r.name].derived_from == r.base for r in derivatives),
+        "derivatives_missed": sorted(r.name for r in derivatives if got[r.name].derived_from != r.base),
+    }
+
+
+def qq_plot(p_values: list[float], path: str | Path) -> Path:
+    """A QQ plot of the null p-values against the uniform, on -log10 axes, with a 95% pointwise band."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from scipy.stats import beta
+
+    p = np.clip(np.sort(np.asarray(p_values, dtype=np.float64)), 1e-300, 1.0)
+    n = len(p)
+    k = np.arange(1, n + 1)
+    expected = -np.log10(k / (n + 1))
+    fig, ax = plt.subplots(figsize=(5, 5), dpi=120)
+    ax.fill_between(expected, -np.log10(beta.ppf(0.975, k, n - k + 1)), -np.log10(beta.ppf(0.025, k, n - k + 1)),
+                    color="0.85", label="95% band (uniform p-values)")  # fmt: skip
+    ax.plot(expected, np.minimum(-np.log10(p), expected.max() * 1.5), ".", ms=3, label=f"{n} null pairs")
+    ax.plot([0, expected.max()], [0, expected.max()], "k--", lw=0.8)
+    ax.set_xlabel("expected -log10 p (uniform)")
+    ax.set_ylabel("observed -log10 p (weight test)")
+    ax.set_title("Derivation test on unrelated pairs")
+    ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
