@@ -166,6 +166,10 @@ def _weight_op(ws: Workspace, e: Entry, seed: int) -> Derived:
         layer = int(e.param("layer", model.config.num_hidden_layers // 2))
         model = operations.remove_layer(model, layer)
         info["removed_layer"] = layer
+    elif e.op == "depth_prune":
+        model = operations.prune_depth(model, drop=float(e.param("drop", 0.25)))
+    elif e.op == "depth_upscale":
+        model = operations.upscale_depth(model)
     elif e.op == "abliteration":
         layer = int(e.param("layer", model.config.num_hidden_layers // 2))
         direction = _abliteration_direction(ws, model, tok, layer, int(e.param("prompts", 64)))
@@ -235,6 +239,7 @@ _DISGUISES: dict[str, Callable[[PreTrainedModel, torch.Generator], PreTrainedMod
     "disguise_mergelock": disguise.mergelock,
     "disguise_norm_rescale": disguise.norm_rescale,
     "disguise_rotate_residual": rotate.rotate_residual,
+    "disguise_all": disguise.disguise_all,
 }
 
 

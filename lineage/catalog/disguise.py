@@ -11,6 +11,8 @@ leave the computed function unchanged (up to float rounding):
 - **Norm gain rescaling** -- multiply an RMSNorm's gain by ``alpha`` and divide the columns of the
   projections it feeds by ``alpha``.
 - **Residual rotation** -- see `lineage.catalog.rotate`.
+- **All at once** (`disguise_all`) -- the FFN permutation, MergeLock maps, norm-gain rescaling and, where the
+  layout allows it, the residual rotation, one after the other.
 
 All transforms are computed in float64 and written back in the model's dtype; the tests check that the
 logits on real token ids stay within 1e-4 (fp32) of the parent's. Gemma 3 normalises q and k per head
@@ -139,3 +141,13 @@ def _rescale_norm(model: PreTrainedModel, norm: torch.nn.Module, consumers: list
     anatomy.set_norm_gain(model, norm, anatomy.norm_gain(model, norm).double() * alpha)
     for w in consumers:
         _write(w, w.double() / alpha.unsqueeze(0))
+
+
+@torch.no_grad()
+def disguise_all(model: PreTrainedModel, gen: torch.Generator) -> PreTrainedModel:
+    """Every disguise at once (in place): FFN permutation, MergeLock, norm rescaling, then a residual rotation
+    (skipped for Gemma 3, whose post-norms a rotation cannot keep); returns ``model``."""
+    from lineage.catalog import rotate
+
+    model = norm_rescale(mergelock(permute_ffn(model, gen), gen), gen)
+    return rotate.rotate_residual(model, gen) if anatomy.arch_of(model) in rotate.ROTATABLE else model

@@ -1,5 +1,5 @@
 """Weight operations that are not training: quantisation, pruning, vocabulary extension, layer removal,
-abliteration. Each takes a model (and what else it needs) and returns the edited model.
+depth pruning and up-scaling, abliteration. Each takes a model (and what else it needs) and returns the edited model.
 
 They mirror what the hub does to released checkpoints: group-wise int8/int4 quantisation published as a
 dequantised round trip, unstructured magnitude pruning, tokenizer extension with resized embeddings,
@@ -92,6 +92,22 @@ def remove_layer(model: PreTrainedModel, index: int) -> PreTrainedModel:
     if n < 2 or not 0 <= index < n:
         raise ValueError(f"cannot remove layer {index} of a {n}-layer model")
     return select_layers(model, [i for i in range(n) if i != index])
+
+
+def prune_depth(model: PreTrainedModel, *, drop: float = 0.25) -> PreTrainedModel:
+    """A new model without the middle ``drop`` share of its layers (ShortGPT-style depth pruning)."""
+    n = model.config.num_hidden_layers
+    k = max(1, round(n * drop))
+    if not 0.0 < drop < 1.0 or k >= n:
+        raise ValueError(f"cannot drop {drop:.0%} of {n} layers")
+    start = (n - k) // 2
+    return select_layers(model, [i for i in range(n) if not start <= i < start + k])
+
+
+def upscale_depth(model: PreTrainedModel) -> PreTrainedModel:
+    """A new model of 4/3 the depth, SOLAR-style: the first two thirds of the layers, then the last two thirds."""
+    n = model.config.num_hidden_layers
+    return select_layers(model, [*range(0, 2 * n // 3), *range(n // 3, n)])
 
 
 def select_layers(model: PreTrainedModel, order: list[int]) -> PreTrainedModel:

@@ -39,10 +39,11 @@ TRAINING_OPS = ("finetune", "lora", "instruct", "continued_pretrain")
 MERGE_OPS = ("merge_linear", "merge_task_arithmetic", "merge_ties", "merge_dare_ties", "merge_dare_linear",
              "merge_slerp", "merge_metric_weighted")
 WEIGHT_OPS = ("quant_int8", "quant_int4", "prune_magnitude", "cast_bf16", "cast_fp16", "vocab_extend",
-              "layer_removal", "abliteration")
+              "layer_removal", "depth_prune", "depth_upscale", "abliteration")
 # Token ids renumbered (embedding/head rows and tokenizer.json alike) or a share of tokens dropped.
 VOCAB_OPS = ("vocab_permute", "vocab_trim")
-DISGUISE_OPS = ("disguise_permute_ffn", "disguise_mergelock", "disguise_norm_rescale", "disguise_rotate_residual")
+DISGUISE_OPS = ("disguise_permute_ffn", "disguise_mergelock", "disguise_norm_rescale", "disguise_rotate_residual",
+                "disguise_all")
 DERIVATION_OPS = TRAINING_OPS + MERGE_OPS + WEIGHT_OPS + VOCAB_OPS + DISGUISE_OPS
 # Trained from scratch on a family's tokenizer: the family's own data, or another family's mixture.
 INDEPENDENT_KINDS = ("independent_same_data", "independent_other_data")
@@ -70,6 +71,8 @@ _OP_PARAMS: dict[str, frozenset[str]] = {
     "cast_fp16": frozenset(),
     "vocab_extend": frozenset({"sources", "new_tokens", "steps", "lr"}),
     "layer_removal": frozenset({"layer"}),
+    "depth_prune": frozenset({"drop"}),
+    "depth_upscale": frozenset(),
     "abliteration": frozenset({"layer", "prompts"}),
     "vocab_permute": frozenset(),
     "vocab_trim": frozenset({"keep"}),

@@ -17,6 +17,7 @@ DISGUISES = {
     "mergelock": disguise.mergelock,
     "norm_rescale": disguise.norm_rescale,
     "rotate_residual": rotate.rotate_residual,
+    "all": disguise.disguise_all,  # every one at once (the rotation skipped where it cannot preserve Gemma 3)
 }
 
 

@@ -51,6 +51,25 @@ def test_layer_removal_renumbers_layers(real_ids: torch.Tensor, tiny_model: Call
     assert smaller(input_ids=real_ids).logits.shape[-1] == 512
 
 
+def test_depth_pruning_and_up_scaling_stack_the_right_layers(tiny_model: Callable[..., torch.nn.Module]) -> None:
+    model = tiny_model("qwen2")
+    model = operations.select_layers(model, [0, 1, 0, 1, 0, 1])  # six layers to cut from
+    name = "model.layers.{}.self_attn.q_proj.bias"
+    with torch.no_grad():
+        for i, layer in enumerate(model.model.layers):
+            layer.self_attn.q_proj.bias.add_(float(i))  # every layer told apart
+    source = [model.state_dict()[name.format(i)] for i in range(6)]
+    pruned = operations.prune_depth(model, drop=0.5)  # the middle three (1, 2, 3) go
+    assert pruned.config.num_hidden_layers == 3
+    assert all(torch.equal(pruned.state_dict()[name.format(i)], source[j]) for i, j in enumerate([0, 4, 5]))
+    upscaled = operations.upscale_depth(model)  # SOLAR: layers 0-3, then 2-5
+    assert upscaled.config.num_hidden_layers == 8
+    order = [0, 1, 2, 3, 2, 3, 4, 5]
+    assert all(torch.equal(upscaled.state_dict()[name.format(i)], source[j]) for i, j in enumerate(order))
+    with pytest.raises(ValueError):
+        operations.select_layers(model, [0, 9])
+
+
 def test_vocabulary_extension_grows_embedding_and_tokenizer(tiny_model: Callable[..., torch.nn.Module]) -> None:
     from lineage.catalog.bpe import encode, train_tokenizer
 

@@ -21,9 +21,9 @@ def recipe() -> Recipe:
 
 def test_counts_per_role_and_family(recipe: Recipe) -> None:
     roles = Counter(e.role for e in recipe.entries)
-    assert roles == {"base": 8, "derivative": 53, "outsider": 3, "independent": 5}
+    assert roles == {"base": 8, "derivative": 59, "outsider": 3, "independent": 5}
     families = Counter(e.family for e in recipe.entries if e.role == "derivative")
-    assert families == {"llama": 24, "qwen": 14, "mistral": 6, "gemma": 5, "phi": 4}
+    assert families == {"llama": 27, "qwen": 15, "mistral": 6, "gemma": 5, "phi": 6}
     archs = Counter(e.shape.arch for e in recipe.entries if e.role == "base")
     assert archs == {"llama": 3, "qwen2": 2, "gemma3": 1, "phi3": 1, "mistral": 1}
     assert {e.shape.arch for e in recipe.entries if e.role == "outsider"} == {"gpt_neox"}
