@@ -2,13 +2,35 @@
 
 Only this package opens weight files; everything else receives a `Checkpoint` (a `CheckpointReader` for
 safetensors, a `lineage.io.gguf_reader.GGUFCheckpoint` for GGUF, which imports gguf-py only when used).
+
+The names below are imported on first use (PEP 562): the readers import torch, and a command that only
+reads file names (`lineage.io.constants`, `lineage.io.names`) or prints `--version` must not pay for it.
 """
 
-from lineage.io.checkpoint import Checkpoint
-from lineage.io.discover import discover_models, is_model_folder
-from lineage.io.header import FileHeader, TensorInfo, read_header
-from lineage.io.index import ModelFiles, locate_files
-from lineage.io.reader import CheckpointReader, open_checkpoint
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from lineage.io.checkpoint import Checkpoint
+    from lineage.io.discover import discover_models, is_model_folder
+    from lineage.io.header import FileHeader, TensorInfo, read_header
+    from lineage.io.index import ModelFiles, locate_files
+    from lineage.io.reader import CheckpointReader, open_checkpoint
+
+_EXPORTS: dict[str, str] = {
+    "Checkpoint": "lineage.io.checkpoint",
+    "CheckpointReader": "lineage.io.reader",
+    "FileHeader": "lineage.io.header",
+    "ModelFiles": "lineage.io.index",
+    "TensorInfo": "lineage.io.header",
+    "discover_models": "lineage.io.discover",
+    "is_model_folder": "lineage.io.discover",
+    "locate_files": "lineage.io.index",
+    "open_checkpoint": "lineage.io.reader",
+    "read_header": "lineage.io.header",
+}
 
 __all__ = [
     "Checkpoint",
@@ -22,3 +44,11 @@ __all__ = [
     "open_checkpoint",
     "read_header",
 ]
+
+
+def __getattr__(name: str) -> object:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'lineage.io' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value

@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,10 +34,10 @@ from lineage.io.gguf_files import gguf_model_files
 from lineage.io.gguf_header import GGUFHeader, GGUFTensorRecord, read_gguf_header
 from lineage.io.gguf_layout import TensorPlan, gguf_layout, gguf_vocabulary, plain_metadata
 from lineage.io.header import TensorInfo
+from lineage.io.names import model_name
 from lineage.io.vocab import Vocabulary
 
 _INTEGER_TYPES = frozenset({"I8", "I16", "I32", "I64"})
-_SPLIT_TAIL = re.compile(r"-\d{5}-of-\d{5}$")
 
 
 @dataclass(frozen=True)
@@ -93,7 +92,7 @@ class GGUFCheckpoint(Checkpoint):
             raise CheckpointError(given, "no such file or folder; check the path")
         self.files: tuple[Path, ...] = gguf_model_files(given)
         self.folder: Path = self.files[0].parent
-        self.name: str = _model_name(given, self.files[0])
+        self.name: str = model_name(given)
         self._headers: tuple[GGUFHeader, ...] = tuple(read_gguf_header(f) for f in self.files)
         self._meta = self._headers[0].metadata
         records = _records(self._headers)
@@ -319,9 +318,3 @@ def _records(headers: tuple[GGUFHeader, ...]) -> dict[str, tuple[Path, GGUFTenso
     if isinstance(total, int) and total != len(records):
         raise CheckpointError(first.path, f"GGUF split.tensors.count is {total}; the splits hold {len(records)}")
     return records
-
-
-def _model_name(given: Path, first: Path) -> str:
-    if given.is_dir():
-        return Path(os.path.abspath(given)).name
-    return _SPLIT_TAIL.sub("", first.stem)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import struct
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -26,10 +25,11 @@ from safetensors import SafetensorError, safe_open
 from lineage.errors import CheckpointError
 from lineage.io.blocks import check_finite_values, pread_tensor, torch_dtype
 from lineage.io.checkpoint import Checkpoint, row_runs
-from lineage.io.constants import GGUF_SUFFIX, INDEX_FILE, SAFETENSORS_SUFFIX, SINGLE_FILE
+from lineage.io.constants import GGUF_SUFFIX, INDEX_FILE
 from lineage.io.gguf_files import gguf_models
 from lineage.io.header import FileHeader, TensorInfo, read_header
 from lineage.io.index import ModelFiles, locate_files, weight_files
+from lineage.io.names import model_name
 from lineage.io.vocab import Vocabulary, find_vocabulary
 
 _runs = row_runs  # the name the reader's tests spy on
@@ -61,7 +61,7 @@ class CheckpointReader(Checkpoint):
     def __init__(self, path: str | Path) -> None:
         located = locate_files(path)
         self.folder: Path = located.folder
-        self.name: str = _model_name(Path(path), located.folder)
+        self.name: str = model_name(path)
         self.files: tuple[Path, ...] = located.files
         self.config: dict[str, Any] = _read_config(located.config)
         self._headers: dict[Path, FileHeader] = {
@@ -256,13 +256,6 @@ def _is_gguf(path: Path) -> bool:
     # A Hugging Face folder with a GGUF export beside its safetensors is read as the Hugging Face model.
     has_safetensors = (path / INDEX_FILE).is_file() or any(p.is_file() for p in weight_files(path))
     return path.is_dir() and not has_safetensors and bool(gguf_models(path))
-
-
-def _model_name(given: Path, folder: Path) -> str:
-    if given.suffix == SAFETENSORS_SUFFIX and given.name != SINGLE_FILE:
-        return given.stem
-    # abspath, not resolve: "." names the folder, and a symlinked model keeps the name it was given.
-    return Path(os.path.abspath(folder)).name
 
 
 def _read_config(path: Path | None) -> dict[str, Any]:
