@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from scipy.optimize import nnls
 
-from lineage.errors import ClassificationError
+from lineage.errors import ClassificationError, LineageError
 from lineage.fingerprint import Fingerprint
 
 _LAYER = re.compile(r"^layers\.(\d+)\.")
@@ -71,17 +71,21 @@ class LayerEvidence:
 
 @dataclass(frozen=True)
 class Attribution:
-    """The answer for one suspect (JSON keys: model, base, parents, residual, layers)."""
+    """The answer for one suspect (JSON keys: model, path, status, base, parents, residual, layers)."""
 
     model: str
     base: str | None
     parents: tuple[ParentWeight, ...]
     residual: float
     layers: tuple[LayerEvidence, ...]
+    path: str | None = None
 
     def as_json(self) -> dict:
         return {
             "model": self.model,
+            "path": self.path,
+            "status": "ok",
+            "error": None,
             "base": self.base,
             "parents": [{"name": p.name, "weight": round(p.weight, 4)} for p in self.parents],
             "residual": round(self.residual, 4),
@@ -188,36 +192,81 @@ def attribute_paths(
     cache=None,  # noqa: ANN001 - FingerprintCache
     attribution: AttributionOptions | None = None,
     on_fingerprint: Callable[[], None] | None = None,
+    progress: Callable[[int, int, str], None] | None = None,
+    verify_pack: bool = True,
 ) -> tuple[list[Attribution], list[tuple[str, str]]]:
     """Attribute each suspect (model folder, folder of models, or fingerprint file) against a manifest.
 
     Args:
         suspects: paths to suspects.
-        candidates_manifest: CSV with `name,path,family` (and `role`: rows with role `base` are bases).
+        candidates_manifest: CSV with `path` (and `role`: rows with role `base` are bases), a pack or `builtin`.
         options: fingerprint options for folders.
         cache: a `FingerprintCache`, or None.
         attribution: thresholds.
         on_fingerprint: called after each fingerprint obtained (progress).
+        progress: a `progress(done, total, name)` callback (with the hooks of `lineage.fingerprint.cache`).
+        verify_pack: check a pack's files against their sha256 first.
 
     Returns:
         (one attribution per suspect that could be fingerprinted, `(name, error)` for every model, suspect
         or candidate, that could not: a bad model never aborts the job).
     """
+    rows, failures = attribute_rows(
+        suspects, candidates_manifest, options=options, cache=cache, attribution=attribution,
+        on_fingerprint=on_fingerprint, progress=progress, verify_pack=verify_pack,
+    )  # fmt: skip
+    return [r for r in rows if isinstance(r, Attribution)], failures
+
+
+def attribute_rows(
+    suspects: Sequence[str | Path],
+    candidates_manifest: str | Path,
+    *,
+    options=None,  # noqa: ANN001
+    cache=None,  # noqa: ANN001
+    attribution: AttributionOptions | None = None,
+    on_fingerprint: Callable[[], None] | None = None,
+    progress: Callable[[int, int, str], None] | None = None,
+    verify_pack: bool = True,
+) -> tuple[list[Attribution | dict], list[tuple[str, str]]]:
+    """`attribute_paths`, with one entry per suspect given, in order: its `Attribution`, or for a suspect
+    that could not be fingerprinted its JSON row (`as_json`'s keys: `status` `error`, the one-line `error`,
+    no base, no parents). Same arguments; the failures list still names every model that failed."""
     from lineage.fingerprint.cache import expand_inputs, gather_fingerprints
+    from lineage.io.names import model_name, unique_names
     from lineage.jobs.manifest import read_manifest
 
-    manifest = read_manifest(candidates_manifest)
-    tick = (lambda done, total, name: on_fingerprint()) if on_fingerprint else None
+    manifest = read_manifest(candidates_manifest, verify_pack=verify_pack)
+    tick = progress or ((lambda done, total, name: on_fingerprint()) if on_fingerprint else None)
     known_outcomes = gather_fingerprints([(r.name, r.path, r) for r in manifest.rows], lambda: options, cache, tick)
     rows = [o.key for o in known_outcomes if o.ok]
     known = [o.fingerprint for o in known_outcomes if o.ok]
     manifest = replace(manifest, rows=tuple(rows))  # candidates that could be fingerprinted
     inputs = expand_inputs(suspects)
-    found = gather_fingerprints([(None, p, None) for p, e in inputs if e is None], lambda: options, cache, tick)
-    failures = [(o.name, o.error) for o in (*known_outcomes, *found) if not o.ok]
-    failures += [(Path(p).name, e) for p, e in inputs if e is not None]
-    results = [attribute_with_base(o.fingerprint, known, manifest, attribution) for o in found if o.ok]
-    return results, failures
+    names = unique_names([model_name(p) for p, _ in inputs], [p for p, _ in inputs])
+    found = iter(gather_fingerprints([(None, p, None) for p, e in inputs if e is None], lambda: options, cache, tick))
+    out: list[Attribution | dict] = []
+    failures = [(o.name, o.error) for o in known_outcomes if not o.ok]
+    for (path, problem), name in zip(inputs, names):
+        o = next(found) if problem is None else None
+        error = problem if o is None else o.error
+        if error is not None:
+            out.append(failed_json(name, path, error))
+            failures.append((name, error))
+            continue
+        fp = o.fingerprint if o.fingerprint.name == name else replace(o.fingerprint, name=name)
+        try:
+            out.append(replace(attribute_with_base(fp, known, manifest, attribution), path=str(path)))
+        except LineageError as exc:  # e.g. a feature-only suspect: no raw responses to regress
+            out.append(failed_json(name, path, str(exc)))
+            failures.append((name, str(exc)))
+    return out, failures
+
+
+def failed_json(name: str, path: str | Path, error: str) -> dict:
+    """The JSON row of a suspect that could not be attributed (the keys of `Attribution.as_json`)."""
+    return {"model": name, "path": str(path), "status": "error", "error": error, "base": None, "parents": [],
+            "residual": None, "layers": []}  # fmt: skip
 
 
 def attribute_with_base(
@@ -228,12 +277,13 @@ def attribute_with_base(
     from lineage.decide.kmeans import FamilyClassifier
     from lineage.jobs.manifest import UNKNOWN_FAMILY
 
-    refs = [(r, fp) for r, fp in zip(manifest.rows, known) if r in manifest.references and r.name != suspect.name]
+    ref_names = {r.name for r in manifest.references}
+    refs = [(r, fp) for r, fp in zip(manifest.rows, known) if r.name in ref_names and r.name != suspect.name]
     if not refs:
         return Attribution(suspect.name, None, (), 1.0, ())
     verdict = (
         FamilyClassifier()
-        .fit([fp for _, fp in refs], [r.family for r, _ in refs], [r.name for r, _ in refs])
+        .fit([fp for _, fp in refs], [r.family or r.name for r, _ in refs], [r.name for r, _ in refs])
         .classify([suspect])
         .results[0]
     )

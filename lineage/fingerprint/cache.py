@@ -24,7 +24,6 @@ minutes of work: it must not look stuck).
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -41,6 +40,7 @@ from lineage.fingerprint.format import (
 )
 from lineage.fingerprint.paths import default_cache_dir
 from lineage.io.hub import is_hub_path
+from lineage.io.names import model_name
 
 #: `weights(done_bytes, total_bytes)` while one model's weights stream (see `fingerprint_model`).
 WeightProgress = Callable[[int, int], None]
@@ -170,8 +170,8 @@ def resolve_without_compute(
 def _named(fp: Fingerprint, how: str, path: Path | str, name: str | None) -> Fingerprint:
     if name is None and how == CACHED:
         # The cache is content-addressed: a copy of a model elsewhere (cp -a, rsync) hits the entry another
-        # folder made, whose name is not this one's.
-        name = Path(os.path.abspath(path)).name
+        # folder made, whose name is not this one's. The name follows the one rule of `lineage.io.names`.
+        name = model_name(path)
     if name is not None and fp.name != name:
         fp = replace(fp, name=name)  # the cache is content-addressed: the same model may sit under another name
     return fp
@@ -209,7 +209,8 @@ def expand_inputs(paths: Sequence[str | Path]) -> list[tuple[Path, str | None]]:
 class ModelOutcome:
     """How one model went: its fingerprint and how it was obtained (LOADED, CACHED, FINGERPRINTED), or its
     error text. `key` is the caller's handle on it (a manifest row, a command-line path); `attempts` counts
-    the workers it took (more than 1 when a worker died under it and it was retried)."""
+    the workers it took (more than 1 when a worker died under it and it was retried); `trace` is the
+    traceback of a failure that was not one of lineage's own errors (shown with `LINEAGE_DEBUG=1`)."""
 
     name: str
     path: Path
@@ -219,6 +220,7 @@ class ModelOutcome:
     seconds: float
     key: object = None
     attempts: int = 1
+    trace: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -249,14 +251,16 @@ def gather_fingerprints(
     options: FingerprintOptions | None = None
     for name, path, key in items:
         t0 = time.perf_counter()
-        label = name or Path(path).name
+        label = name or model_name(path)
         try:
             if options is None and (Path(path).exists() or is_hub_path(path)) and not is_fingerprint_file(path):
                 options = probe_options()  # first model folder: only now import the probing stack
             fp, how = obtain_fingerprint(path, options, cache, name=name, progress=weights_hook(progress, label))
             outcome = ModelOutcome(fp.name, Path(path), fp, how, None, time.perf_counter() - t0, key)
         except Exception as exc:  # noqa: BLE001 - one bad model must never abort a scan of thousands
-            outcome = ModelOutcome(label, Path(path), None, None, error_text(exc), time.perf_counter() - t0, key)
+            outcome = ModelOutcome(
+                label, Path(path), None, None, error_text(exc), time.perf_counter() - t0, key, trace=error_trace(exc)
+            )
         outcomes.append(outcome)
         report_outcome(progress, len(outcomes), len(items), outcome)
     return outcomes
@@ -280,6 +284,13 @@ def weights_hook(progress: object, name: str) -> WeightProgress | None:
     if weights is None:
         return None
     return lambda done, total: weights(name, done, total)
+
+
+def error_trace(exc: BaseException) -> str:
+    """The full traceback of `exc`, as text (what `LINEAGE_DEBUG=1` shows for a model failing in a batch)."""
+    import traceback
+
+    return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)).rstrip("\n")
 
 
 def error_text(exc: Exception) -> str:

@@ -1,31 +1,36 @@
 """Reading manifests: the CSV that names a set of models and what is known about each.
 
-A manifest is a CSV with at least the columns `name,path,family`. `path` is a model folder or a fingerprint
-file, relative to the CSV's folder (absolute paths are kept). Optional columns: `base` (the known base the
-model derives from), `role` (`base` rows are the references; others are suspects, `outsider` marks a model
-whose family is not among the references), `derivation` (how it was made: finetune, merge, quantized...)
-and `parents` (the names of a merge's parents, separated by `;` or `|`). A `path` of the form
-`hf://org/name[@revision]` is a model hub model, fetched when fingerprinted (`lineage.io.hub`); a reference
-pack folder (`lineage.refs`) reads as the manifest inside it, and `builtin` names the pack shipped in the package.
+A manifest is a CSV with at least a `path` column: a model folder, a GGUF file or a fingerprint file,
+relative to the CSV's folder (absolute paths are kept). Everything else is optional. `name` defaults to the
+model's name from its path (`lineage.io.names`; models that share one are told apart by their folders).
+The labels are optional too: `family` (a suspect without one is unlabelled, and is given a verdict but no
+score; a reference without one stands for a family of its own, its name), `base` (the known base the model
+derives from), `role` (`base` rows are the references; others are suspects, `outsider` marks a model whose
+family is not among the references, `independent` one trained from scratch), `derivation` (how it was
+made: finetune, merge, quantized...) and `parents` (the names of a merge's parents, separated by `;` or
+`|`). A `path` of the form `hf://org/name[@revision]` is a model hub model, fetched when fingerprinted
+(`lineage.io.hub`); a reference pack folder (`lineage.refs`) reads as the manifest inside it (its files
+checked against their sha256 first), and `builtin` names the pack shipped in the package.
 
-Without a `role` column every row is a reference: a manifest can then be a plain list of known models.
-Reading never opens the models: a path that is missing is a per-model failure for the scan, not a
-reason to reject the whole manifest.
+Without a `role` column every row is a reference: a manifest can then be a plain list of known models (or,
+given to `lineage scan` next to `--reference`, a plain list of suspects). Reading never opens the models: a
+path that is missing is a per-model failure for the scan, not a reason to reject the whole manifest.
 """
 
 from __future__ import annotations
 
 import csv
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from lineage.errors import ManifestError
 
-REQUIRED_COLUMNS: tuple[str, ...] = ("name", "path", "family")
-OPTIONAL_COLUMNS: tuple[str, ...] = ("base", "role", "derivation", "parents", "hub_id", "declared")
+REQUIRED_COLUMNS: tuple[str, ...] = ("path",)
+OPTIONAL_COLUMNS: tuple[str, ...] = ("name", "family", "base", "role", "derivation", "parents", "hub_id", "declared")
 BASE_ROLE = "base"
 OUTSIDER_ROLE = "outsider"
+INDEPENDENT_ROLE = "independent"
 UNKNOWN_FAMILY = "unknown"
 
 #: The built-in demo catalog: the 58 published TensorGuard fingerprints (Apache-2.0, see its README).
@@ -44,7 +49,7 @@ class ManifestRow:
     Attributes:
         name: unique model name.
         path: absolute path of the model folder or fingerprint file.
-        family: its family label (`unknown` for a model of no known family).
+        family: its family label (`unknown` for a model of no known family), None when unlabelled.
         base: the known base it derives from, or None.
         role: `base`, `derivative`, `outsider`..., or None when the manifest has no role column.
         derivation: how it was derived, or None.
@@ -55,7 +60,7 @@ class ManifestRow:
 
     name: str
     path: Path
-    family: str
+    family: str | None = None
     base: str | None = None
     role: str | None = None
     derivation: str | None = None
@@ -67,6 +72,11 @@ class ManifestRow:
     def is_outsider(self) -> bool:
         """Whether the right answer for this row is `unknown` (role `outsider` or family `unknown`)."""
         return self.role == OUTSIDER_ROLE or self.family == UNKNOWN_FAMILY
+
+    @property
+    def labelled(self) -> bool:
+        """Whether the row says what the model is (a family, a base or a role that implies the answer)."""
+        return self.family is not None or self.base is not None or self.role in (OUTSIDER_ROLE, INDEPENDENT_ROLE)
 
 
 @dataclass(frozen=True)
@@ -85,10 +95,10 @@ class Manifest:
 
     @property
     def references(self) -> tuple[ManifestRow, ...]:
-        """The known bases: rows with role `base`, or every row when there is no role column."""
-        if not self.has_role:
-            return self.rows
-        return tuple(r for r in self.rows if r.role == BASE_ROLE)
+        """The known bases: rows with role `base`, or every row when there is no role column. A reference
+        without a family label stands for a family of its own: its `family` is its name here."""
+        rows = self.rows if not self.has_role else tuple(r for r in self.rows if r.role == BASE_ROLE)
+        return tuple(r if r.family is not None else replace(r, family=r.name) for r in rows)
 
     @property
     def suspects(self) -> tuple[ManifestRow, ...]:
@@ -98,25 +108,59 @@ class Manifest:
         return tuple(r for r in self.rows if r.role != BASE_ROLE)
 
 
-def read_manifest(path: str | Path, *, require_references: bool = True) -> Manifest:
-    """Read and validate a manifest CSV.
+def read_manifest(path: str | Path, *, require_references: bool = True, verify_pack: bool = True) -> Manifest:
+    """Read and validate a manifest CSV (or a reference pack, or `builtin`).
 
     Args:
-        path: the CSV file.
+        path: the CSV file, a reference pack folder, or `builtin`.
         require_references: raise when no row is a reference (a manifest used to classify needs bases).
+        verify_pack: check a pack's files against their sha256 first (`lineage.refs.pack.check_pack_files`).
 
     Returns:
         The manifest, with every `path` made absolute relative to the CSV's folder.
 
     Raises:
-        ManifestError: unreadable file, missing columns, empty or duplicate names, no references.
+        ManifestError: unreadable file, not a CSV (a model given instead), no `path` column, empty or
+            duplicate names, no references.
+        PackError: a pack whose files do not match their checksums.
 
     Example:
         >>> m = read_manifest(DEMO_MANIFEST)
         >>> len(m.rows), len(m.references)
         (58, 8)
     """
-    path = Path(path)
+    path = _manifest_file(Path(path), verify_pack)
+    try:
+        text = path.read_text(encoding="utf-8-sig")  # -sig: spreadsheets save CSVs with a BOM
+    except FileNotFoundError:
+        raise ManifestError(f"{path}: no such manifest file") from None
+    except UnicodeDecodeError:
+        raise ManifestError(f"{path}: not a manifest CSV (binary content); {_TAKES}") from None
+    except OSError as exc:
+        raise ManifestError(f"{path}: cannot read the manifest ({exc})") from None
+    reader = csv.DictReader(text.splitlines())
+    columns = [c.strip() for c in (reader.fieldnames or [])]
+    if "path" not in columns:
+        raise ManifestError(
+            f"{path}: no 'path' column; a manifest is a CSV with at least a path column (optional: "
+            f"{','.join(OPTIONAL_COLUMNS)})"
+        )
+    has_role = "role" in columns
+    rows = _named_rows(path, [(n, _row(path, n, cells, has_role)) for n, cells in _cells(reader)])
+    if not rows:
+        raise ManifestError(f"{path}: the manifest has a header but no rows")
+    manifest = Manifest(path=path.resolve(), rows=tuple(rows), has_role=has_role)
+    if require_references and not manifest.references:
+        raise ManifestError(f"{path}: no row has role '{BASE_ROLE}'; mark the known bases with role=base")
+    return manifest
+
+
+_TAKES = "a reference set is a manifest CSV, a reference pack folder (`lineage refs build`) or 'builtin'"
+
+
+def _manifest_file(path: Path, verify_pack: bool) -> Path:
+    """The CSV file to read for `path`: the built-in pack's or a pack's manifest, or `path` itself; models
+    and folders given where a manifest is expected are refused in one line that says what is taken."""
     if str(path) == BUILTIN_REFERENCE:
         from lineage.refs.builtin import ensure_builtin_pack
 
@@ -124,56 +168,92 @@ def read_manifest(path: str | Path, *, require_references: bool = True) -> Manif
     if path.is_dir() and (path / "pack.json").is_file():
         from lineage.refs.pack import pack_manifest_path  # a reference pack is a manifest of fingerprint files
 
-        path = pack_manifest_path(path)
-    if path.is_dir():
-        raise ManifestError(f"{path}: is a folder; give the manifest CSV inside it (e.g. {path / 'manifest.csv'})")
-    try:
-        text = path.read_text(encoding="utf-8-sig")  # -sig: spreadsheets save CSVs with a BOM
-    except FileNotFoundError:
-        raise ManifestError(f"{path}: no such manifest file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ManifestError(f"{path}: cannot read the manifest ({exc})") from None
-    reader = csv.DictReader(text.splitlines())
-    columns = [c.strip() for c in (reader.fieldnames or [])]
-    missing = [c for c in REQUIRED_COLUMNS if c not in columns]
-    if missing:
-        raise ManifestError(
-            f"{path}: missing column(s) {', '.join(missing)}; a manifest needs at least {','.join(REQUIRED_COLUMNS)}"
-        )
-    has_role = "role" in columns
-    rows: list[ManifestRow] = []
-    seen: set[str] = set()
+        return pack_manifest_path(path, verify=verify_pack)
+    kind = next((k for s, k in _MODEL_SUFFIXES.items() if path.name.endswith(s)), None)
+    if kind is None and path.is_dir():
+        from lineage.io.discover import is_model_folder
+
+        if is_model_folder(path):
+            kind = "a model folder"
+        else:
+            raise ManifestError(f"{path}: is a folder; give the manifest CSV inside it ({_TAKES})")
+    if kind is not None:
+        raise ManifestError(f"{path}: is {kind}, not a manifest; {_TAKES} (list models in a CSV with a path column)")
+    return path
+
+
+_MODEL_SUFFIXES: dict[str, str] = {
+    ".fingerprint.safetensors": "a fingerprint file",
+    "_features.json": "a fingerprint file",
+    ".gguf": "a GGUF model file",
+    ".safetensors": "a safetensors weights file",
+}
+
+
+def _cells(reader: csv.DictReader) -> list[tuple[int, dict[str, str]]]:
+    """`(line number, stripped cells)` of every non-blank row."""
+    out = []
     for line_no, raw in enumerate(reader, start=2):  # line 1 is the header
         cells = {(k or "").strip(): (v or "").strip() for k, v in raw.items() if isinstance(v, str) or v is None}
-        if not any(cells.values()):
-            continue  # blank line
-        for column in REQUIRED_COLUMNS:
-            if not cells.get(column):
-                raise ManifestError(f"{path}, line {line_no}: empty '{column}'")
-        name = cells["name"]
-        if name in seen:
-            raise ManifestError(f"{path}, line {line_no}: duplicate name '{name}'; names must be unique")
-        seen.add(name)
-        hub = cells["path"].startswith(HUB_SCHEME)  # hf://org/name[@revision]: fetched when fingerprinted
-        model_path = Path(cells["path"]).expanduser()
-        if not model_path.is_absolute() and not hub:
-            model_path = path.parent / model_path
-        rows.append(
-            ManifestRow(
-                name=name,
-                path=model_path if hub else model_path.resolve(),
-                family=cells["family"],
-                base=cells.get("base") or None,
-                role=(cells.get("role") or None) if has_role else None,
-                derivation=cells.get("derivation") or None,
-                parents=tuple(p.strip() for p in _PARENT_SEPARATORS.split(cells.get("parents", "")) if p.strip()),
-                hub_id=cells.get("hub_id") or (cells["path"][len(HUB_SCHEME) :] if hub else None),
-                declared=tuple(d.strip() for d in cells.get("declared", "").split(";") if d.strip()),
-            )
-        )
-    if not rows:
-        raise ManifestError(f"{path}: the manifest has a header but no rows")
-    manifest = Manifest(path=path.resolve(), rows=tuple(rows), has_role=has_role)
-    if require_references and not manifest.references:
-        raise ManifestError(f"{path}: no row has role '{BASE_ROLE}'; mark the known bases with role=base")
-    return manifest
+        if any(cells.values()):
+            out.append((line_no, cells))
+    return out
+
+
+def _row(path: Path, line_no: int, cells: dict[str, str], has_role: bool) -> ManifestRow:
+    """One row, its path made absolute (its name may still be empty: `_named_rows` fills it)."""
+    if not cells.get("path"):
+        raise ManifestError(f"{path}, line {line_no}: empty 'path'")
+    hub = cells["path"].startswith(HUB_SCHEME)  # hf://org/name[@revision]: fetched when fingerprinted
+    model_path = Path(cells["path"]).expanduser()
+    if not model_path.is_absolute() and not hub:
+        model_path = path.parent / model_path
+    return ManifestRow(
+        name=cells.get("name", ""),
+        path=model_path if hub else model_path.resolve(),
+        family=cells.get("family") or None,
+        base=cells.get("base") or None,
+        role=(cells.get("role") or None) if has_role else None,
+        derivation=cells.get("derivation") or None,
+        parents=tuple(p.strip() for p in _PARENT_SEPARATORS.split(cells.get("parents", "")) if p.strip()),
+        hub_id=cells.get("hub_id") or (cells["path"][len(HUB_SCHEME) :] if hub else None),
+        declared=tuple(d.strip() for d in cells.get("declared", "").split(";") if d.strip()),
+    )
+
+
+def _named_rows(path: Path, rows: list[tuple[int, ManifestRow]]) -> list[ManifestRow]:
+    """Rows without a name take their model's (told apart by folder when several share one); names given
+    in the CSV must be unique."""
+    from lineage.io.names import model_name, unique_names
+
+    given = {r.name for _, r in rows if r.name}
+    unnamed = [i for i, (_, r) in enumerate(rows) if not r.name]
+    made = unique_names([model_name(rows[i][1].path) for i in unnamed], [rows[i][1].path for i in unnamed])
+    named = [r for _, r in rows]
+    for i, name in zip(unnamed, made):
+        while name in given:  # a made-up name never takes one the CSV gave
+            name += "#2"
+        named[i] = replace(named[i], name=name)
+    seen: set[str] = set()
+    for (line_no, _), row in zip(rows, named):
+        if row.name in seen:
+            raise ManifestError(f"{path}, line {line_no}: duplicate name '{row.name}'; names must be unique")
+        seen.add(row.name)
+    return named
+
+
+def manifest_of_models(paths: list[tuple[Path, str | None]]) -> tuple[Manifest, list[tuple[ManifestRow, str]]]:
+    """The models of a command line (`expand_inputs`) as an unlabelled manifest of suspects.
+
+    Returns:
+        `(manifest of the models found, [(row, error)] for the paths that hold none)`; every row named by
+        `lineage.io.names`, models that share a name told apart by their folders.
+    """
+    from lineage.io.names import model_name, unique_names
+
+    names = unique_names([model_name(p) for p, _ in paths], [p for p, _ in paths])
+    rows = [ManifestRow(name=n, path=Path(p) if str(p).startswith("hf:/") else Path(p).resolve())
+            for n, (p, _) in zip(names, paths)]  # fmt: skip
+    good = tuple(r for r, (_, e) in zip(rows, paths) if e is None)
+    bad = [(r, e) for r, (_, e) in zip(rows, paths) if e is not None]
+    return Manifest(path=Path("."), rows=good, has_role=False), bad

@@ -1,10 +1,14 @@
 """The jobs behind `lineage scan`, `classify` and `distance`, as library functions that never print.
 
-`scan` fingerprints every model of a manifest, classifies the suspects against the references and scores
-the verdicts against the manifest's labels. A model that cannot be fingerprinted becomes a row with its
+`scan` fingerprints every model it is given (a manifest's rows, or the models of folders), classifies the
+suspects against the references (the manifest's own `role=base` rows, or a separate reference set: a
+manifest, a pack or `builtin`) and scores the verdicts against whatever labels the rows carry (none is
+fine: an unlabelled scan gives verdicts and no scores). With `fdr` the suspects' p-values then go through
+Benjamini-Hochberg (`lineage.jobs.levels`). A model that cannot be fingerprinted becomes a row with its
 error text and the scan goes on; only a scan left without a single usable reference stops (there is
 nothing to classify against). Fingerprints come from the files a manifest names, from the cache
-(`lineage.fingerprint.cache`), or are computed and cached, so a second scan with nothing changed fingerprints nothing.
+(`lineage.fingerprint.cache`), or are computed and cached, so a second scan with nothing changed
+fingerprints nothing.
 
 The full pairwise distance matrix (the report's heat-map and map) is computed only when asked for: a scan
 of 10,000 models needs 10,000 x R distances to classify, not 10,000 x 10,000.
@@ -14,7 +18,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -33,8 +37,12 @@ from lineage.fingerprint.cache import (
     ModelOutcome,
     expand_inputs,
 )
+from lineage.fingerprint.device import check_device
+from lineage.io.names import model_name, unique_names
 from lineage.jobs.executors import ExecutorOptions, gather
-from lineage.jobs.manifest import DEMO_MANIFEST, Manifest, ManifestRow, read_manifest
+from lineage.jobs.levels import apply_fdr, level_summary
+from lineage.jobs.manifest import DEMO_MANIFEST, Manifest, ManifestRow, manifest_of_models, read_manifest
+from lineage.report.rows import error_row, verdict_row
 from lineage.report.summary import summarize
 
 if TYPE_CHECKING:
@@ -52,29 +60,35 @@ class ScanOptions:
         method: `lineage` or `tensorguard`.
         unknown: "calibrated", "paper", "off" or a fixed threshold (see `FamilyClassifier`).
         alpha: the derivation test's level (the share of unrelated suspects it may call derived).
+        fdr: Benjamini-Hochberg's level across a scan's suspects, on top of `alpha` (None: alpha alone).
         device: where probes run for model folders ("auto", "cpu", "cuda", "cuda:N").
         fingerprint: probe settings for model folders; defaults on `device` when None.
         cache_dir: the fingerprint cache folder; the default one when None.
         use_cache: False fingerprints every folder again and stores nothing.
         random_state: K-Means seed.
         executor: where model folders are fingerprinted (serial, local processes, a Ray cluster).
+        verify_packs: check a reference pack's files against their sha256 before using it.
     """
 
     method: str = DEFAULT_METHOD
     unknown: str | float = "calibrated"
     alpha: float = DEFAULT_ALPHA
+    fdr: float | None = None
     device: str = "auto"
     fingerprint: FingerprintOptions | None = None
     cache_dir: Path | None = None
     use_cache: bool = True
     random_state: int = 0
     executor: ExecutorOptions = field(default_factory=ExecutorOptions)
+    verify_packs: bool = True
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {', '.join(METHODS)}")
         if not 0.0 < self.alpha < 0.5:
             raise ValueError("alpha must be in (0, 0.5)")
+        if self.fdr is not None and not 0.0 < self.fdr < 1.0:
+            raise ValueError("fdr must be in (0, 1)")
         check_unknown_rule(self.unknown)
 
     def probe_options(self) -> FingerprintOptions:
@@ -88,10 +102,17 @@ class ScanOptions:
     def cache(self) -> FingerprintCache | None:
         return FingerprintCache(self.cache_dir) if self.use_cache else None
 
-    def classifier(self) -> FamilyClassifier:
+    def classifier(self, alpha: float | None = None) -> FamilyClassifier:
         return FamilyClassifier(
-            method=self.method, unknown=self.unknown, alpha=self.alpha, random_state=self.random_state
+            method=self.method,
+            unknown=self.unknown,
+            alpha=self.alpha if alpha is None else alpha,
+            random_state=self.random_state,
         )
+
+    def references(self, reference: str | Path | Manifest) -> Manifest:
+        """A reference set (manifest CSV, pack folder, `builtin`, or a parsed manifest) as a manifest."""
+        return reference if isinstance(reference, Manifest) else read_manifest(reference, verify_pack=self.verify_packs)
 
 
 @dataclass
@@ -99,13 +120,18 @@ class ScanResult:
     """What `scan` found.
 
     Attributes:
-        manifest: the manifest scanned.
+        manifest: the manifest scanned (the models of the folders given, when no manifest was).
         method: the method's name.
-        outcomes: one per manifest row, in order (`key` is the row).
+        outcomes: one per model: the references first when they came from a separate reference set, else
+            one per manifest row, in order (`key` is the row).
         run: the classification (references and suspects).
-        rows: one JSON-ready object per manifest row: `classify`'s keys plus `true_family`, `true_base`,
-            `derivation`, `role`, `cluster_family` and `error`.
-        summary: the scores (see `lineage.report.summary.summarize`) and the scan's facts.
+        rows: one JSON-ready object per model scanned (`lineage.report.rows`: every model, failed ones
+            with `status` `error`): `classify`'s keys plus `true_family`, `true_base`, `derivation`, `role`,
+            `cluster_family`; the references' own rows too when they are the manifest's.
+        summary: the scores (see `lineage.report.summary.summarize`), the levels and the scan's facts.
+        reference_names: the references' names.
+        shown: the outcomes of `rows`, in order (a path that held no model has a row and no outcome).
+        reference_outcomes: the references' outcomes.
     """
 
     manifest: Manifest
@@ -114,21 +140,28 @@ class ScanResult:
     run: ClassificationRun
     rows: list[dict]
     summary: dict
+    reference_names: list[str] = field(default_factory=list)
+    shown: list[ModelOutcome] = field(default_factory=list)
+    reference_outcomes: list[ModelOutcome] = field(default_factory=list)
     _matrix: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def failed(self) -> list[str]:
         """Names of the models that could not be fingerprinted."""
-        return [o.name for o in self.outcomes if not o.ok]
+        return [r["model"] for r in self.rows if r.get("error") is not None]
+
+    @property
+    def mapped(self) -> list[ModelOutcome]:
+        """The outcomes that have a fingerprint, in the order of `fingerprints` and `distance_matrix`."""
+        return [o for o in self.outcomes if o.fingerprint is not None]
 
     @property
     def fingerprints(self) -> list[Fingerprint]:
-        """The fingerprints obtained, in manifest order."""
-        return [o.fingerprint for o in self.outcomes if o.fingerprint is not None]
-
-    @property
-    def reference_names(self) -> list[str]:
-        return [r.model for r in self.run.reference_results]
+        """The fingerprints obtained (references and suspects), named apart when two share a name."""
+        outcomes = self.mapped
+        names = unique_names([o.fingerprint.name for o in outcomes], [o.path for o in outcomes])
+        return [o.fingerprint if o.fingerprint.name == n else replace(o.fingerprint, name=n)
+                for o, n in zip(outcomes, names)]  # fmt: skip
 
     def distance_matrix(self) -> tuple[list[str], np.ndarray]:
         """Names and the full pairwise distance matrix of every fingerprinted model (computed once)."""
@@ -140,32 +173,49 @@ class ScanResult:
 
 @dataclass(frozen=True)
 class ClassifyResult:
-    """What `classify_paths` found: verdicts for the suspects that could be fingerprinted, and failures."""
+    """What `classify_paths` found.
+
+    Attributes:
+        results: verdicts of the suspects that could be fingerprinted, in input order.
+        run: the classification.
+        failures: the models (references included) that failed.
+        rows: one row per suspect given, in input order, failed ones included (`lineage.report.rows`).
+        suspects: one outcome per suspect given, aligned with `rows`.
+        references: one outcome per reference, in the manifest's order.
+    """
 
     results: list[Verdict]
     run: ClassificationRun
     failures: list[ModelOutcome]
+    rows: list[dict] = field(default_factory=list)
+    suspects: list[ModelOutcome] = field(default_factory=list)
+    references: list[ModelOutcome] = field(default_factory=list)
 
 
 def scan(
-    manifest: str | Path | Manifest | None = None,
+    manifest: str | Path | Manifest | Sequence[str | Path] | None = None,
     options: ScanOptions | None = None,
     progress: Progress | None = None,
+    references: str | Path | Manifest | None = None,
 ) -> ScanResult:
-    """Fingerprint, classify and score every model of a manifest.
+    """Fingerprint and classify every model given, and score the verdicts where labels say what is right.
 
     Args:
-        manifest: a manifest CSV (or a parsed one); the built-in demo catalog (58 published TensorGuard
-            fingerprints) when None.
+        manifest: a manifest CSV (or a parsed one), or a list of model paths (folders, folders of folders,
+            GGUF or fingerprint files: an unlabelled batch); the built-in demo catalog (58 published
+            TensorGuard fingerprints) when None.
         options: scan settings.
         progress: called as `progress(done, total, name)` after each model.
+        references: the known models (manifest CSV, pack folder, `builtin`): every model given is then a
+            suspect. When None the manifest's own references (`role=base` rows) are used.
 
     Returns:
         The result; failed models are rows with an `error`.
 
     Raises:
         ManifestError: the manifest is unreadable or has no references.
-        ClassificationError: no reference could be fingerprinted.
+        ClassificationError: no reference could be fingerprinted, or a batch of models without references.
+        DeviceError: the device asked for is not available.
 
     Example:
         >>> result = scan(options=ScanOptions(method="tensorguard", unknown="off"))
@@ -173,46 +223,145 @@ def scan(
         (47, 50)
     """
     options = options or ScanOptions()
+    check_device(options.device)
     start = time.perf_counter()
-    if not isinstance(manifest, Manifest):
-        manifest = read_manifest(manifest if manifest is not None else DEMO_MANIFEST)
-    items = [(row.name, row.path, row) for row in manifest.rows]
-    outcomes = gather(items, options.probe_options, options.cache(), progress, options.executor)
-
-    ref_names = {r.name for r in manifest.references}
-    refs = [o for o in outcomes if o.name in ref_names and o.ok]
-    suspects = [o for o in outcomes if o.name not in ref_names and o.ok]
-    if not refs:
-        first = next((o.error for o in outcomes if o.name in ref_names), "no references")
-        raise ClassificationError(f"no reference model could be fingerprinted, nothing to classify against ({first})")
-    classifier = options.classifier().fit(
-        [o.fingerprint for o in refs], [o.key.family for o in refs], [o.key.base for o in refs]
-    )
-    run = classifier.classify([o.fingerprint for o in suspects])
-
-    verdicts = {v.model: v for v in (*run.reference_results, *run.results)}
-    rows = [_row(o, verdicts.get(o.name)) for o in outcomes]
-    scores = summarize(
-        rows,
-        reference_names=ref_names,
-        # Scored against what the manifest intends: a base that failed makes its family unreachable, and
-        # that must show as lost accuracy, not turn its derivatives into expected unknowns.
-        reference_families=[r.family for r in manifest.references],
-        reference_bases=[r.base or r.name for r in manifest.references],
-    )
-    hows = [o.how for o in outcomes]
+    manifest, unreadable = _scanned(manifest)
+    job = _gathered(manifest, references, options, progress)
+    classifier = _fitted(options, job.references)
+    good = [o for o in job.suspects if o.ok]
+    run = classifier.classify([o.fingerprint for o in good])
+    if options.fdr is not None:
+        rejudge = _rejudge(options, job.references, [o.fingerprint for o in good])
+        run = replace(run, results=apply_fdr(run.results, options.fdr, rejudge))
+    verdicts = dict(zip(map(id, good), run.results))
+    if job.own:  # the manifest's references are rows of the scan, with their own verdicts
+        verdicts |= dict(zip(map(id, [o for o in job.references if o.ok]), run.reference_results))
+    rows = [_row(o, verdicts.get(id(o))) for o in job.shown] + [_unreadable_row(r, e) for r, e in unreadable]
+    refs = [o.key for o in job.references]
     summary = {
         "method": options.method,
         "description": run.description,
-        "manifest": str(manifest.path),
-        **scores,
+        "manifest": str(manifest.path) if manifest.path != Path(".") else None,
+        "references_from": str(references) if references is not None else None,
+        **summarize(rows, [r.name for r in refs] if job.own else [], [r.family or r.name for r in refs],
+                    [r.base or r.name for r in refs]),  # fmt: skip
         "threshold": run.calibration.to_dict(),
+        "level": level_summary(run.results, options.alpha, options.fdr),
+        **_counts(job.outcomes, start),
+    }
+    summary["references"] = len(refs)  # also when they come from a reference set, not from the rows
+    summary["notes"] = _notes(summary, rows, _reference_rows(job))
+    return ScanResult(manifest, options.method, job.outcomes, run, rows, summary, [r.name for r in refs], job.shown,
+                      job.references)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class _Job:
+    """The outcomes of a scan: all (in gathering order), the references', the suspects', and the rows shown
+    (every manifest row when the references are the manifest's own, `own`; else the suspects)."""
+
+    outcomes: list[ModelOutcome]
+    references: list[ModelOutcome]
+    suspects: list[ModelOutcome]
+    shown: list[ModelOutcome]
+    own: bool
+
+
+def _gathered(
+    manifest: Manifest, references: str | Path | Manifest | None, options: ScanOptions, progress: Progress | None
+) -> _Job:
+    """Fingerprint the references and the suspects in one gather (an executor spreads them all)."""
+    if references is None:
+        if not manifest.references:
+            where = f"{manifest.path}: no row has role 'base'" if manifest.rows else "no model was found"
+            raise ClassificationError(
+                f"{where}: nothing to classify against; mark the known bases with role=base, or give --reference "
+                "(a manifest, a reference pack or builtin)"
+            )
+        ref_names = {r.name for r in manifest.references}
+        outcomes = _gather([(r.name, r.path, r) for r in manifest.rows], options, progress)
+        refs = [o for o in outcomes if o.key.name in ref_names]
+        return _Job(outcomes, refs, [o for o in outcomes if o.key.name not in ref_names], outcomes, True)
+    ref_rows = list(options.references(references).references)
+    outcomes = _gather([(r.name, r.path, r) for r in (*ref_rows, *manifest.rows)], options, progress)
+    suspects = outcomes[len(ref_rows) :]
+    return _Job(outcomes, outcomes[: len(ref_rows)], suspects, suspects, False)
+
+
+def _reference_rows(job: _Job) -> set[str]:
+    """The names of the rows that are references (none when the references came from elsewhere)."""
+    return {o.key.name for o in job.references} if job.own else set()
+
+
+def _gather(items: list, options: ScanOptions, progress: Progress | None) -> list[ModelOutcome]:
+    return gather(items, options.probe_options, options.cache(), progress, options.executor)
+
+
+def _scanned(
+    given: str | Path | Manifest | Sequence[str | Path] | None,
+) -> tuple[Manifest, list[tuple[ManifestRow, str]]]:
+    """The manifest to scan, and the paths given that hold no model (rows of their own, failed)."""
+    if isinstance(given, Manifest):
+        return given, []
+    if given is None or isinstance(given, (str, Path)):
+        return read_manifest(given if given is not None else DEMO_MANIFEST, require_references=False), []
+    return manifest_of_models(expand_inputs(list(given)))
+
+
+def _fitted(options: ScanOptions, outcomes: list[ModelOutcome]) -> FamilyClassifier:
+    """The classifier fitted on the references that could be fingerprinted."""
+    refs = [o for o in outcomes if o.ok]
+    if not refs:
+        first = outcomes[0].error if outcomes else "no references"
+        raise ClassificationError(f"no reference model could be fingerprinted, nothing to classify against ({first})")
+    return options.classifier().fit(
+        [o.fingerprint for o in refs], [o.key.family or o.key.name for o in refs], [o.key.base for o in refs]
+    )
+
+
+def _rejudge(options: ScanOptions, refs: list[ModelOutcome], suspects: list[Fingerprint]):  # noqa: ANN202
+    """`rejudge(indices, alpha)` for `apply_fdr`: those suspects judged by a classifier at level `alpha`."""
+
+    def rejudge(indices: list[int], alpha: float) -> list[Verdict]:
+        ok = [o for o in refs if o.ok]
+        clf = options.classifier(alpha=alpha).fit(
+            [o.fingerprint for o in ok], [o.key.family or o.key.name for o in ok], [o.key.base for o in ok]
+        )
+        return clf.predict([suspects[i] for i in indices])
+
+    return rejudge
+
+
+def _counts(outcomes: list[ModelOutcome], start: float) -> dict:
+    hows = [o.how for o in outcomes]
+    return {
         "fingerprinted": hows.count(FINGERPRINTED),
         "cached": hows.count(CACHED),
         "loaded": hows.count(LOADED),
         "seconds": round(time.perf_counter() - start, 3),
     }
-    return ScanResult(manifest, options.method, outcomes, run, rows, summary)
+
+
+def _notes(summary: dict, rows: list[dict], references: set[str]) -> list[str]:
+    """What a reader must know to read the verdicts right (a scan of feature-only fingerprints)."""
+    if summary["level"]["tested"] or not any(r.get("error") is None for r in rows):
+        return []
+    note = (
+        "no derivation test ran: these fingerprints hold only the TensorGuard paper's 15 features (no sketches, "
+        "no weight responses), so 'related to F' says only that a model falls in the K-Means cluster of an F "
+        "base, a resemblance of summary statistics, never evidence of derivation"
+    )
+    wrong = [r["model"] for r in rows if r.get("error") is None and r.get("true_family") not in (None, "unknown")
+             and r.get("family") not in (r.get("true_family"), None)]  # fmt: skip
+    if wrong:
+        refs = [w for w in wrong if w in references]
+        shown = ", ".join(sorted(wrong, key=lambda w: w not in references)[:4]) + (", ..." if len(wrong) > 4 else "")
+        who = f"{len(wrong) - len(refs)} suspect(s)" + (f" and {len(refs)} reference(s)" if refs else "")
+        note += (
+            f"; {who} fall in another family's cluster ({shown}): the recipe's own error rate (the paper's "
+            "table has the same), not a finding about those models"
+        )
+    return [note]
 
 
 def classify_paths(
@@ -225,31 +374,43 @@ def classify_paths(
 
     Args:
         suspects: the paths given on the command line.
-        reference: the manifest whose references (role=base rows) are the known models.
+        reference: the manifest (CSV, pack folder, `builtin`, or parsed) whose references are the known models.
         options: settings.
         progress: called after each model (references first, then suspects).
 
     Returns:
-        Verdicts of the suspects, and the models (references included) that failed.
+        Verdicts of the suspects, the models (references included) that failed, and one row per suspect
+        given (failed ones included), named apart when two share a name.
 
     Raises:
         ManifestError: bad manifest.
         ClassificationError: no reference could be fingerprinted.
+        DeviceError: the device asked for is not available.
     """
     options = options or ScanOptions()
-    manifest = reference if isinstance(reference, Manifest) else read_manifest(reference)
+    check_device(options.device)
+    manifest = options.references(reference)
     items = [(row.name, row.path, row, None) for row in manifest.references]
     items += [(None, path, None, problem) for path, problem in expand_inputs(suspects)]
     outcomes = _obtain(items, options, progress)
-    refs = [o for o in outcomes[: len(manifest.references)] if o.ok]
-    found = [o for o in outcomes[len(manifest.references) :] if o.ok]
-    if not refs:
-        raise ClassificationError(f"no reference of {manifest.path} could be fingerprinted ({outcomes[0].error})")
-    classifier = options.classifier().fit(
-        [o.fingerprint for o in refs], [o.key.family for o in refs], [o.key.base for o in refs]
-    )
-    run = classifier.classify([o.fingerprint for o in found])
-    return ClassifyResult(run.results, run, [o for o in outcomes if not o.ok])
+    refs, given = outcomes[: len(manifest.references)], _named_apart(outcomes[len(manifest.references) :])
+    found = [o for o in given if o.ok]
+    run = _fitted(options, refs).classify([o.fingerprint for o in found])
+    verdicts = dict(zip(map(id, found), run.results))
+    rows = [verdict_row(verdicts[id(o)], o.path) if o.ok else error_row(o.name, o.path, o.error) for o in given]
+    return ClassifyResult(run.results, run, [o for o in outcomes if not o.ok], rows, given, refs)
+
+
+def _named_apart(outcomes: list[ModelOutcome]) -> list[ModelOutcome]:
+    """Outcomes whose models share a name renamed after their folders (`lineage.io.names.unique_names`)."""
+    names = unique_names([o.name for o in outcomes], [o.path for o in outcomes])
+    out = []
+    for o, name in zip(outcomes, names):
+        if name != o.name:
+            fp = replace(o.fingerprint, name=name) if o.fingerprint is not None else None
+            o = replace(o, name=name, fingerprint=fp)
+        out.append(o)
+    return out
 
 
 def distance_paths(
@@ -258,21 +419,16 @@ def distance_paths(
     """The pairwise distance matrix of models (folders, folders of folders, fingerprint files).
 
     Returns:
-        `(names, matrix [n, n], failures)`; names are made unique (`name#2`) when two models share one.
+        `(names, matrix [n, n], failures)`; names are made unique (`org/name`, or `name#2` for one path
+        given twice) when two models share one.
     """
     options = options or ScanOptions()
-    outcomes = _obtain([(None, p, None, e) for p, e in expand_inputs(paths)], options, progress)
+    check_device(options.device)
+    outcomes = _named_apart(_obtain([(None, p, None, e) for p, e in expand_inputs(paths)], options, progress))
     fps = [o.fingerprint for o in outcomes if o.ok]
     if not fps:
         raise ClassificationError("no model could be fingerprinted: nothing to compare")
-    names: list[str] = []
-    for fp in fps:
-        name, n = fp.name, 1
-        while name in names:
-            n += 1
-            name = f"{fp.name}#{n}"
-        names.append(name)
-    return names, get_method(options.method).distances(fps, fps), [o for o in outcomes if not o.ok]
+    return [fp.name for fp in fps], get_method(options.method).distances(fps, fps), [o for o in outcomes if not o.ok]
 
 
 def _obtain(
@@ -283,7 +439,7 @@ def _obtain(
     todo = [(name, path, key) for name, path, key, error in items if error is None]
     gathered = iter(gather(todo, options.probe_options, options.cache(), progress, options.executor))
     return [
-        next(gathered) if error is None else ModelOutcome(Path(path).name, Path(path), None, None, error, 0.0, key)
+        next(gathered) if error is None else ModelOutcome(model_name(path), Path(path), None, None, error, 0.0, key)
         for _, path, key, error in items
     ]
 
@@ -291,12 +447,17 @@ def _obtain(
 def _row(outcome: ModelOutcome, verdict: Verdict | None) -> dict:
     row: ManifestRow = outcome.key
     if verdict is not None:
-        out = verdict.to_dict()
+        out = verdict_row(verdict, row.path)
         # `base` and `distance` are the keys the scores read (the derived-from base, the nearest distance).
         out.update(base=verdict.derived_from, distance=verdict.distance, cluster_family=verdict.cluster)
     else:
-        out = {"model": row.name, "verdict": None, "family": None, "base": None, "derived_from": None,
-               "distance": None, "p_value": None, "cluster_family": None, "distances": {}}  # fmt: skip
-    out.update(true_family=row.family, true_base=row.base, derivation=row.derivation, role=row.role,
-               error=outcome.error)  # fmt: skip
+        out = error_row(row.name, row.path, outcome.error or "no verdict")
+        out.update(base=None, cluster_family=None)
+    out.update(true_family=row.family, true_base=row.base, derivation=row.derivation, role=row.role)
+    return out
+
+
+def _unreadable_row(row: ManifestRow, error: str) -> dict:
+    out = error_row(row.name, row.path, error)
+    out.update(base=None, cluster_family=None, true_family=None, true_base=None, derivation=None, role=None)
     return out

@@ -20,7 +20,6 @@ from lineage.store.store import StoreWriter
 
 _CACHE_ENTRIES = "by-key"  # lineage.fingerprint.cache's layout: by-key/<2 hex>/<key>.fingerprint.safetensors
 BATCH = 1024
-MAX_NOTED = 20
 
 
 @dataclass
@@ -30,8 +29,8 @@ class BuildReport:
     Attributes:
         added: rows appended.
         present: sources skipped because their key was already in the store.
-        incompatible: sources left out (no sketches, other probe settings, unreadable), up to `MAX_NOTED`
-            named in `notes`.
+        incompatible: sources left out (no sketches, other probe settings, unreadable), every one named in
+            `notes` (`<file>: <why>`): no source is dropped without a line saying so.
         total: rows in the store afterwards.
     """
 
@@ -43,8 +42,7 @@ class BuildReport:
 
     def note(self, text: str) -> None:
         self.incompatible += 1
-        if len(self.notes) < MAX_NOTED:
-            self.notes.append(text)
+        self.notes.append(text)
 
 
 def fingerprint_sources(paths: Sequence[str | Path]) -> Iterator[tuple[str, Path]]:

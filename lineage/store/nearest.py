@@ -198,15 +198,19 @@ def _layout_key(layout: dict) -> int:
     return hash((layout["basis"], tuple(layout["tokens"]), layout["seed"]))
 
 
-#: The columns of `lineage store classify`.
-VERDICT_FIELDS: tuple[str, ...] = ("model", "nearest", "similarity", "family", "nearest_family", "needs_exact")
+#: The columns of `lineage store classify`: `path` is where the row's fingerprint came from (a file, or
+#: `cache:<key>` for a fingerprint cache entry); every row of a store was a readable fingerprint when it was
+#: added (`store build` lists the sources it left out), so `status` is `ok`.
+VERDICT_FIELDS: tuple[str, ...] = (
+    "model", "nearest", "similarity", "family", "nearest_family", "needs_exact", "status", "path",
+)  # fmt: skip
 
 
 def verdict_rows(store: Store, refs: ReferenceVectors, verdicts: StoreVerdicts) -> Iterator[dict]:
     """One JSON-ready row per store row, lazily (a million rows are written, not held)."""
     ref_names = np.array(refs.names, dtype=object)
     ref_families = np.array(refs.families, dtype=object)
-    for i, model in enumerate(store.names()):
+    for i, (model, key) in enumerate(zip(store.names(), store.keys())):
         k = int(verdicts.nearest[i])
         yield {
             "model": model,
@@ -215,6 +219,8 @@ def verdict_rows(store: Store, refs: ReferenceVectors, verdicts: StoreVerdicts) 
             "family": "unknown" if verdicts.unknown[i] else ref_families[k],
             "nearest_family": ref_families[k],
             "needs_exact": bool(verdicts.needs_exact[i]),
+            "status": "ok",
+            "path": key if key.startswith("/") or ":" in key else f"cache:{key}",
         }
 
 
@@ -235,12 +241,11 @@ def load_references(reference: object, embedding: EmbeddingOptions, settings: di
     """
     from lineage.compare.similarity import sketch_distance_matrix
     from lineage.fingerprint.cache import gather_fingerprints
-    from lineage.jobs.manifest import read_manifest
     from lineage.jobs.scan import ScanOptions
     from lineage.refs.pack import probe_settings
 
     options = options or ScanOptions()
-    manifest = read_manifest(reference)
+    manifest = options.references(reference)
     outcomes = gather_fingerprints(
         [(r.name, r.path, r) for r in manifest.references], options.probe_options, options.cache()
     )
@@ -256,5 +261,5 @@ def load_references(reference: object, embedding: EmbeddingOptions, settings: di
                 f"reference '{fp.name}' was fingerprinted with other probe settings than the store's fingerprints: "
                 "rebuild the pack or the store with one lineage version"
             )
-    refs = reference_vectors(fps, [o.key.family for o in outcomes], embedding)
+    refs = reference_vectors(fps, [o.key.family or o.key.name for o in outcomes], embedding)
     return refs, sketch_distance_matrix(fps, fps)

@@ -5,13 +5,17 @@ One component of type `machine-learning-model` per model checked. The base its w
 `pkg:huggingface/org/name` purl when the reference has a hub id; the evidence (verdict, p-value,
 distance, family) and the declaration check (outcome, what was declared, where) are `lineage:*`
 properties, the namespace-prefixed form CycloneDX recommends for tool-specific data. A model derived from
-no reference has no ancestors. Built with `cyclonedx-python-lib` (the `bom` extra), imported only here.
+no reference has no ancestors. A model that could not be read is a component too, `lineage:outcome` `error`
+with the message as `lineage:error`: a BOM never drops a model. Each component's `bom-ref` is
+`model:<name>:<path>` (names are unique in a run, so one path given twice still gets two refs). Built with
+`cyclonedx-python-lib` (the `bom` extra), imported only here.
 """
 
 from __future__ import annotations
 
 from lineage import __version__
 from lineage.errors import MissingDependencyError
+from lineage.report.numbers import p_value_text
 from lineage.verify.outcome import VerifyOutcome, VerifyResult
 
 INSTALL_HINT = "the cyclonedx format needs cyclonedx-python-lib: pip install 'lineage[bom]'"
@@ -69,6 +73,12 @@ def _component(o: VerifyOutcome, hub_ids: dict[str, str | None]):  # noqa: ANN20
     from cyclonedx.model.component import Component, ComponentType, Pedigree
 
     w = o.weights
+    if w is None:  # the model could not be read: a component with its error
+        props = {"outcome": o.status, "error": o.reason, "path": str(o.path)}
+        return Component(
+            type=ComponentType.MACHINE_LEARNING_MODEL, name=o.model, bom_ref=f"model:{o.model}:{o.path}",
+            properties=_properties(Property, props),
+        )  # fmt: skip
     props = {
         "outcome": o.status,
         "reason": o.reason,
@@ -80,6 +90,8 @@ def _component(o: VerifyOutcome, hub_ids: dict[str, str | None]):  # noqa: ANN20
         "nearest": w.nearest,
         "distance": _num(w.distance),
         "p_value": _num(w.p_value),
+        "p_value_text": p_value_text(w.p_value, w.log10_p),
+        "path": str(o.path),
     }
     ancestors = []
     if w.derived_from:
@@ -95,7 +107,7 @@ def _component(o: VerifyOutcome, hub_ids: dict[str, str | None]):  # noqa: ANN20
     return Component(
         type=ComponentType.MACHINE_LEARNING_MODEL,
         name=o.model,
-        bom_ref=f"model:{o.path}",
+        bom_ref=f"model:{o.model}:{o.path}",
         pedigree=Pedigree(ancestors=ancestors) if ancestors else None,
         properties=_properties(Property, props),
     )

@@ -12,6 +12,14 @@ weights' verdict from `lineage.jobs.scan.classify_paths`):
 - `unverifiable`: a declared id names no model of the manifest, or a model of no reference's lineage.
   This holds whatever the weights say, since the declared model might itself derive from the base found
   (the reason line says what the weights say, so a reviewer sees both).
+- `error`: the model could not be read or judged (the reason is the error); every model given gets an
+  outcome, so a report never loses one.
+
+A reference is consistent with itself however it was given: at the manifest's path, or, given through a
+pack or `builtin` (whose paths are fingerprint files), as the same weights: the raw weight responses
+equal (`same_weights`: they are random projections of every weight matrix, so a fine-tune, a merge or a
+disguise differs and a copy, a cast of equal values or the pack's own source does not). What such a model
+declares (often its own hub id, or the base it was trained from) does not change that.
 
 `verify_paths` fingerprints and classifies the models once (adapters find their base through the
 references' `hub_id`) and pairs each verdict with its model's declaration.
@@ -24,12 +32,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from lineage.decide.verdict import DERIVED, RELATED, Verdict
+from lineage.jobs.manifest import Manifest, ManifestRow
+from lineage.report.numbers import format_p
 from lineage.verify.declarations import Declaration, ReferenceIndex, declared_lineage
 
 CONSISTENT, CONTRADICTED, UNDECLARED, UNVERIFIABLE = "consistent", "contradicted", "undeclared", "unverifiable"
+ERROR = "error"
 OUTCOMES = (CONSISTENT, CONTRADICTED, UNDECLARED, UNVERIFIABLE)
+STATUSES = (*OUTCOMES, ERROR)
 FINDINGS = (CONTRADICTED, UNDECLARED, UNVERIFIABLE)
+#: Two fingerprints are of the same weights when their raw responses differ by less than this, relatively
+#: (float rounding of one dequantisation against another is about 1e-7; a 4-step fine-tune moves them 1e-3).
+SAME_WEIGHTS_RTOL = 1e-5
 
 
 @dataclass(frozen=True)
@@ -42,6 +59,7 @@ class WeightsView:
     p_value: float | None
     nearest: str | None
     distance: float | None
+    log10_p: float | None = None
 
 
 @dataclass(frozen=True)
@@ -50,11 +68,11 @@ class VerifyOutcome:
 
     Attributes:
         model: the model's name; path: where it is.
-        status: one of `OUTCOMES`.
-        reason: one line saying why.
+        status: one of `OUTCOMES`, or `error` (the model could not be read or judged).
+        reason: one line saying why (the error, for `error`).
         declaration: what was declared (its `source` None when nothing).
         resolved: the lineages the declared ids stand for (None for an id naming no known lineage).
-        weights: the weights' verdict.
+        weights: the weights' verdict (None for `error`).
     """
 
     model: str
@@ -63,19 +81,22 @@ class VerifyOutcome:
     reason: str
     declaration: Declaration
     resolved: tuple[str | None, ...]
-    weights: WeightsView
+    weights: WeightsView | None
 
     def __post_init__(self) -> None:
-        if self.status not in OUTCOMES:
-            raise ValueError(f"status must be one of {', '.join(OUTCOMES)}")
+        if self.status not in STATUSES:
+            raise ValueError(f"status must be one of {', '.join(STATUSES)}")
+        if (self.weights is None) != (self.status == ERROR):
+            raise ValueError("an outcome has the weights' verdict exactly when it is not an error")
 
     @property
     def is_finding(self) -> bool:
         return self.status in FINDINGS
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON object of `lineage verify --format json`."""
+        """The JSON object of `lineage verify --format json` (the weights' fields null for an error)."""
         d = self.declaration
+        w = self.weights or WeightsView(None, None, None, None, None, None)
         return {
             "model": self.model,
             "path": str(self.path),
@@ -85,18 +106,20 @@ class VerifyOutcome:
             "declared_in": d.where,
             "relation": d.relation,
             "declared_lineage": list(self.resolved),
-            "verdict": self.weights.verdict,
-            "derived_from": self.weights.derived_from,
-            "family": self.weights.family,
-            "p_value": self.weights.p_value,
-            "nearest": self.weights.nearest,
-            "distance": self.weights.distance,
+            "verdict": w.verdict,
+            "derived_from": w.derived_from,
+            "family": w.family,
+            "p_value": w.p_value,
+            "nearest": w.nearest,
+            "distance": w.distance,
+            "error": self.reason if self.status == ERROR else None,
         }
 
 
 @dataclass(frozen=True)
 class VerifyResult:
-    """Outcomes of the models checked, and the models (references included) that failed, as error lines."""
+    """One outcome per model given (failed ones with status `error`), and every model (references
+    included) that failed, as error lines."""
 
     outcomes: list[VerifyOutcome]
     errors: list[tuple[str, str]]  # (model or path, error text)
@@ -104,14 +127,24 @@ class VerifyResult:
 
 
 def judge(
-    model: str, path: Path, declaration: Declaration, weights: WeightsView, index: ReferenceIndex
+    model: str,
+    path: Path,
+    declaration: Declaration,
+    weights: WeightsView,
+    index: ReferenceIndex,
+    itself: ManifestRow | None = None,
 ) -> VerifyOutcome:
-    """Apply the rule of the module docstring to one model."""
+    """Apply the rule of the module docstring to one model.
+
+    Args:
+        itself: the reference the model is (found by its weights, `same_weights`); else looked up by path.
+    """
     resolved = tuple(_lineage(index, b) for b in declaration.bases)
     said = _weights_say(weights)
-    itself = index.reference_at(path)
+    itself = itself or index.reference_at(path)
     if itself is not None:
-        status, reason = CONSISTENT, f"the model is the reference '{itself.name}'"
+        how = "its own declarations aside" if declaration.bases else "nothing to declare"
+        status, reason = CONSISTENT, f"the model is the reference '{itself.name}' ({how})"
     elif not declaration.bases:
         if weights.verdict == DERIVED:
             status, reason = UNDECLARED, f"declares no base, but {said}"
@@ -131,7 +164,7 @@ def judge(
 
 def verify_paths(
     models: Sequence[str | Path],
-    reference: str | Path,
+    reference: str | Path | Manifest,
     options: Any = None,
     progress: Callable[[int, int, str], None] | None = None,
     base: str | Path | None = None,
@@ -140,13 +173,15 @@ def verify_paths(
 
     Args:
         models: model folders, folders of them, GGUF files, fingerprint files (which declare nothing).
-        reference: the manifest CSV whose references are the known bases (its `hub_id` column names them).
+        reference: the manifest CSV (or pack, or `builtin`, or a parsed manifest) whose references are the
+            known bases (its `hub_id` column names them).
         options: `lineage.jobs.scan.ScanOptions`; defaults when None.
         progress: as for `classify_paths`.
         base: the base model of LoRA adapter folders (else found by the references' `hub_id`).
 
     Returns:
-        One outcome per model that could be fingerprinted, and the errors of the others.
+        One outcome per model given, in order (status `error` for one that could not be read), and the
+        errors of every model that failed, references included.
 
     Raises:
         ManifestError: bad manifest. ClassificationError: no reference could be fingerprinted.
@@ -156,46 +191,74 @@ def verify_paths(
         >>> [(o.model, o.status) for o in result.outcomes]  # doctest: +SKIP
         [('my-finetune', 'consistent')]
     """
-    from lineage.fingerprint.cache import expand_inputs
+    from lineage.fingerprint.cache import error_text
     from lineage.io.adapter import adapter_bases
-    from lineage.jobs.manifest import read_manifest
-    from lineage.jobs.scan import classify_paths
+    from lineage.jobs.scan import ScanOptions, classify_paths
 
-    manifest = read_manifest(reference)
+    options = options or ScanOptions()
+    manifest = options.references(reference)
     index = ReferenceIndex(manifest)
-    expanded = expand_inputs(models)
-    paths = [p for p, _ in expanded]
     with adapter_bases(base, index.adapter_bases()):
-        result = classify_paths(paths, manifest, options, progress)
-    failed = {f.path for f in result.failures if f.key is None}
+        result = classify_paths(models, manifest, options, progress)
+    verdicts = dict(zip(map(id, [o for o in result.suspects if o.ok]), result.results))
+    refs = [(row, o.fingerprint) for row, o in zip(manifest.references, result.references) if o.ok]
     errors = [(f.name, f.error or "failed") for f in result.failures]
-    verdicts = iter(result.results)
     outcomes = []
-    for path in paths:
-        if path in failed:
+    for o in result.suspects:
+        if not o.ok:
+            outcomes.append(_error(o.name, o.path, o.error or "failed"))
             continue
-        verdict = next(verdicts)
         try:
-            declaration = declared_lineage(path, index)
+            declaration = declared_lineage(o.path, index)
         except Exception as exc:  # noqa: BLE001 - one unreadable card is that model's error, not the run's
-            from lineage.fingerprint.cache import error_text
-
-            errors.append((verdict.model, error_text(exc)))
+            errors.append((o.name, error_text(exc)))
+            outcomes.append(_error(o.name, o.path, error_text(exc)))
             continue
-        outcomes.append(judge(verdict.model, path, declaration, weights_view(verdict), index))
+        verdict = verdicts[id(o)]
+        itself = _reference_itself(o.fingerprint, verdict, refs)
+        outcomes.append(judge(verdict.model, o.path, declaration, weights_view(verdict), index, itself))
     return VerifyResult(outcomes, errors, {r.name: r.hub_id for r in manifest.references})
+
+
+def _error(model: str, path: Path, error: str) -> VerifyOutcome:
+    return VerifyOutcome(model, Path(path), ERROR, error, Declaration(None), (), None)
+
+
+def _reference_itself(fp: object, verdict: Verdict, refs: list[tuple[ManifestRow, object]]) -> ManifestRow | None:
+    """The reference whose weights the model's are: its nearest reference, when their weights are equal."""
+    nearest = verdict.nearest[0]["reference"] if verdict.nearest else None
+    if nearest is None:
+        return None
+    return next((row for row, ref in refs if row.name == nearest and same_weights(fp, ref)), None)
+
+
+def same_weights(a: object, b: object, rtol: float = SAME_WEIGHTS_RTOL) -> bool:
+    """Whether two fingerprints are of the same weights: the same raw responses (the random projections of
+    every weight matrix) to within `rtol` of their norm. False when either has none (feature-only files).
+
+    Example:
+        >>> same_weights(fp, fp)  # doctest: +SKIP
+        True
+    """
+    ra, rb = getattr(a, "responses", None) or {}, getattr(b, "responses", None) or {}
+    if not ra or set(ra) != set(rb) or any(np.shape(ra[k]) != np.shape(rb[k]) for k in ra):
+        return False
+    diff = sum(float(np.sum((np.asarray(ra[k], np.float64) - np.asarray(rb[k], np.float64)) ** 2)) for k in ra)
+    norm = sum(float(np.sum(np.asarray(rb[k], np.float64) ** 2)) for k in rb)
+    return norm > 0.0 and diff <= (rtol**2) * norm
 
 
 def weights_view(result: Verdict) -> WeightsView:
     """What the weights say, from the verdict of `classify_paths`."""
     top = result.nearest[0] if result.nearest else {}
     return WeightsView(
-        result.verdict, result.derived_from, result.family, result.p_value, top.get("reference"), top.get("distance")
-    )
+        result.verdict, result.derived_from, result.family, result.p_value, top.get("reference"), top.get("distance"),
+        getattr(result, "log10_p", None),
+    )  # fmt: skip
 
 
 def _weights_say(w: WeightsView) -> str:
-    p = f", p={w.p_value:.3g}" if w.p_value is not None else ""
+    p = f", p={format_p(w.p_value, w.log10_p)}" if w.p_value is not None else ""
     if w.verdict == DERIVED:
         return f"the weights derive from {w.derived_from}{p}"
     if w.verdict == RELATED:

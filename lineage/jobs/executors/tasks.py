@@ -30,12 +30,14 @@ from lineage.fingerprint.cache import (
     ModelOutcome,
     WeightProgress,
     error_text,
+    error_trace,
     obtain_fingerprint,
     report_outcome,
     resolve_without_compute,
 )
 from lineage.fingerprint.format import FINGERPRINT_SUFFIX, Fingerprint, is_fingerprint_file, load_fingerprint
 from lineage.fingerprint.format import save_fingerprint as _save
+from lineage.io.names import model_name
 
 if TYPE_CHECKING:
     from lineage.fingerprint.pipeline import FingerprintOptions
@@ -62,13 +64,15 @@ class Task:
 
 @dataclass(frozen=True)
 class TaskResult:
-    """A worker's answer: how the fingerprint was obtained and its file bytes, or the error text."""
+    """A worker's answer: how the fingerprint was obtained and its file bytes, or the error text (and its
+    traceback, as text: a worker's exception object may not unpickle in the driver)."""
 
     index: int
     how: str | None
     error: str | None
     seconds: float
     payload: bytes | None = None
+    trace: str | None = None
 
 
 def run_task(task: Task, weights: WeightProgress | None = None) -> TaskResult:
@@ -82,7 +86,7 @@ def run_task(task: Task, weights: WeightProgress | None = None) -> TaskResult:
         The result; never raises for a bad model.
     """
     t0 = time.perf_counter()
-    weights = _with_fault(task.name or Path(task.path).name, weights)
+    weights = _with_fault(task.name or model_name(task.path), weights)
     cache = FingerprintCache(task.cache_dir) if task.cache_dir is not None else None
     if task.threads is not None:
         import torch
@@ -93,7 +97,7 @@ def run_task(task: Task, weights: WeightProgress | None = None) -> TaskResult:
             fp, how = obtain_fingerprint(task.path, task.options, cache, name=task.name, progress=weights)
         return TaskResult(task.index, how, None, time.perf_counter() - t0, fingerprint_bytes(fp))
     except Exception as exc:  # noqa: BLE001 - a bad model is a result, never a dead worker
-        return TaskResult(task.index, None, error_text(exc), time.perf_counter() - t0)
+        return TaskResult(task.index, None, error_text(exc), time.perf_counter() - t0, trace=error_trace(exc))
 
 
 def fingerprint_bytes(fp: Fingerprint) -> bytes:
@@ -144,7 +148,7 @@ class Plan:
                     options = probe_options()
                 found = resolve_without_compute(path, options, cache, name)
             except Exception as exc:  # noqa: BLE001 - as in the serial loop: a bad model is an outcome
-                self._settle(index, None, None, error_text(exc), time.perf_counter() - t0)
+                self._settle(index, None, None, error_text(exc), time.perf_counter() - t0, trace=error_trace(exc))
                 continue
             if found is None:
                 self.tasks.append(Task(index, name, str(path), options, cache_dir, threads, bases))
@@ -154,20 +158,21 @@ class Plan:
 
     def label(self, index: int) -> str:
         name, path, _ = self.items[index]
-        return name or Path(path).name
+        return name or model_name(path)
 
     def finish(self, result: TaskResult, attempts: int = 1) -> None:
         """Record a worker's result for its model."""
         fp = None
-        error = result.error
+        error, trace = result.error, result.trace
         if error is None:
             try:
                 fp = fingerprint_from_bytes(result.payload)
                 if self.cache is not None and result.how == FINGERPRINTED:
                     self._store(result.index, fp)
             except Exception as exc:  # noqa: BLE001 - a garbled answer fails its model, not the scan
-                fp, error = None, error_text(exc)
-        self._settle(result.index, fp, result.how if fp is not None else None, error, result.seconds, attempts)
+                fp, error, trace = None, error_text(exc), error_trace(exc)
+        how = result.how if fp is not None else None
+        self._settle(result.index, fp, how, error, result.seconds, attempts, trace)
 
     def fail(self, index: int, error: str, attempts: int) -> None:
         """Record a model given up on (its workers kept dying)."""
@@ -189,11 +194,18 @@ class Plan:
             self.cache.put(key, fp)
 
     def _settle(
-        self, index: int, fp: Fingerprint | None, how: str | None, error: str | None, seconds: float, attempts: int = 1
+        self,
+        index: int,
+        fp: Fingerprint | None,
+        how: str | None,
+        error: str | None,
+        seconds: float,
+        attempts: int = 1,
+        trace: str | None = None,
     ) -> None:
         name, path, key = self.items[index]
         label = fp.name if fp is not None else self.label(index)
-        outcome = ModelOutcome(label, Path(path), fp, how, error, seconds, key, attempts)
+        outcome = ModelOutcome(label, Path(path), fp, how, error, seconds, key, attempts, trace)
         self.outcomes[index] = outcome
         self._done += 1
         report_outcome(self.progress, self._done, len(self.items), outcome)
