@@ -1,21 +1,32 @@
 """Results as text: aligned tables for the terminal, CSV and JSON, and polars frames for the files.
 
-Every format carries the same columns. In CSV and Parquet the `distances` dict becomes one column per
-reference, named `dist:<reference>` so that a reference called `model` or `family` cannot collide with
-the fixed columns.
+Every format carries the same rows, one per input model (failed ones with `status` `error` and their
+message), and the same columns: the verdict's, then `nearest_reference`, `p_value_text` (the p-value as
+text, never 0: `lineage.report.numbers`), `status`, `path` and a scan's labels. In CSV and Parquet the
+`distances` dict becomes one column per reference, named `dist:<reference>` so that a reference called
+`model` or `family` cannot collide with the fixed columns. The terminal table shows p-values in scientific
+notation and paths relative to the current folder when they are under it.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import polars as pl
 
-#: The fixed columns of a verdict, then the ones a scan adds (shown when present).
+from lineage.report.numbers import format_p
+
+if TYPE_CHECKING:
+    import polars as pl
+
+#: The fixed columns of a verdict, then the ones every row has, then the ones a scan adds (when present).
 VERDICT_COLUMNS: tuple[str, ...] = ("model", "verdict", "family", "derived_from", "p_value", "distance")
+ROW_COLUMNS: tuple[str, ...] = ("nearest_reference", "p_value_text", "status", "path")
 SCAN_COLUMNS: tuple[str, ...] = ("role", "true_family", "true_base", "derivation", "cluster_family", "error")
 DISTANCE_PREFIX = "dist:"
 
@@ -24,7 +35,10 @@ _FLOAT_COLUMNS = {"distance", "p_value"}
 
 def _columns(rows: Sequence[dict]) -> list[str]:
     present = set().union(*(r.keys() for r in rows)) if rows else set()
-    return [*VERDICT_COLUMNS, *(c for c in SCAN_COLUMNS if c in present)]
+    extra = [c for c in (*ROW_COLUMNS, *SCAN_COLUMNS) if c in present]
+    if "error" not in extra and any(r.get("error") for r in rows):
+        extra.append("error")
+    return [*VERDICT_COLUMNS, *extra]
 
 
 def _references(rows: Sequence[dict]) -> list[str]:
@@ -37,6 +51,8 @@ def _references(rows: Sequence[dict]) -> list[str]:
 
 def results_frame(rows: Sequence[dict]) -> pl.DataFrame:
     """Rows (classify or scan objects) as a frame: fixed columns, then `dist:<reference>` columns."""
+    import polars as pl  # lazy: a command that prints a table never needs it
+
     columns, refs = _columns(rows), _references(rows)
     data: dict[str, list] = {c: [r.get(c) for r in rows] for c in columns}
     schema: dict[str, pl.DataType] = {c: pl.Float64 if c in _FLOAT_COLUMNS else pl.Utf8 for c in columns}
@@ -49,6 +65,8 @@ def results_frame(rows: Sequence[dict]) -> pl.DataFrame:
 def matrix_frame(names: Sequence[str], matrix: np.ndarray) -> pl.DataFrame:
     """A square distance matrix as a frame: a `model` column, then one `dist:<model>` column per model (the
     prefix keeps a model named `model` from overwriting the name column)."""
+    import polars as pl
+
     data: dict[str, list] = {"model": list(names)}
     for j, name in enumerate(names):
         data[DISTANCE_PREFIX + name] = np.asarray(matrix)[:, j].astype(float).tolist()
@@ -102,8 +120,10 @@ def format_table(header: Sequence[str], body: Sequence[Sequence[object]]) -> str
 
 
 def verdict_words(row: dict) -> str | None:
-    """A verdict in words: `derived from X`, `related to F`, `unknown`."""
+    """A verdict in words: `derived from X`, `related to F`, `unknown`; `error` for a model that failed."""
     verdict = row.get("verdict")
+    if verdict is None and row.get("status") == "error":
+        return "error"
     if verdict == "derived":
         return f"derived from {row.get('derived_from')}"
     if verdict == "related":
@@ -111,17 +131,45 @@ def verdict_words(row: dict) -> str | None:
     return verdict
 
 
+def display_path(path: str | Path | None) -> str | None:
+    """`path` relative to the current folder when it is under it (shorter in a table), else as it is."""
+    if path is None or str(path).startswith("hf:/"):
+        return None if path is None else str(path)
+    try:
+        rel = os.path.relpath(path)
+    except ValueError:  # another drive (Windows)
+        return str(path)
+    return str(path) if rel.startswith("..") else rel
+
+
 def _table_cell(column: str, row: dict) -> object:
     if column == "verdict":
         return verdict_words(row)
-    if column == "p_value" and isinstance(row.get(column), float):
-        return f"{row[column]:.2g}"  # p-values span many orders of magnitude: fixed decimals would hide them
+    if column == "p_value":
+        # Scientific notation: p-values span hundreds of orders of magnitude; never 0 (`< 1e-300`).
+        return None if row.get("p_value") is None else format_p(row.get("p_value"), row.get("log10_p"))
+    if column == "nearest":
+        return row.get("nearest_reference")
+    if column == "path":
+        return display_path(row.get("path"))
     return row.get(column)
 
 
+#: Columns the terminal table leaves to the files (JSON and CSV carry them).
+_NOT_IN_TABLE = ("derivation", "derived_from", "p_value_text", "nearest_reference", "status")
+
+
 def results_table(rows: Sequence[dict]) -> str:
-    """One aligned row per model: the verdict (in words) and its numbers, a scan's extra columns when present."""
-    columns = [c for c in _columns(rows) if c not in ("derivation", "derived_from")]
+    """One aligned row per model: the verdict (in words) and its numbers, the nearest reference, the path,
+    a scan's extra columns when present, and the error of a model that failed."""
+    columns = [c for c in _columns(rows) if c not in _NOT_IN_TABLE]
+    for column in (*SCAN_COLUMNS[:-2], "error"):  # labels no row carries, or no error: a column of dashes
+        if column in columns and all(r.get(column) in (None, "") for r in rows):
+            columns.remove(column)
+    if any("nearest_reference" in r for r in rows):
+        columns.insert(columns.index("distance") + 1, "nearest")
+    if "error" in columns:
+        columns.append(columns.pop(columns.index("error")))  # the longest cell last
     return format_table(columns, [[_table_cell(c, r) for c in columns] for r in rows])
 
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from lineage.report.summary import expected_family
+from lineage.report.summary import expected_family, is_labelled
 from lineage.report.tables import matrix_frame, results_frame, to_json
 
 if TYPE_CHECKING:
@@ -75,28 +75,52 @@ def write_report(result: ScanResult, out_dir: str | Path, map_how: str = "auto")
     (out / SUMMARY).write_text(to_json(summary) + "\n", encoding="utf-8")
     written.append(out / SUMMARY)
 
-    by_name = {r["model"]: r for r in result.rows}
-    ref_names = set(result.reference_names)
-    ref_families = {r.family for r in result.manifest.references}
-    wrong = [_is_wrong(r, ref_families) for r in result.rows]
-    shown = [by_name[n] for n in names]
-    families = [r["true_family"] for r in shown]
+    ref_families = {r.family or r.name for r in result.manifest.references} | set(_reference_families(result))
+    wrong = [is_wrong(r, ref_families) for r in result.rows]
+    points = _points(result)
+    by_label = all(p["labelled"] for p in points if not p["reference"])
+    families = [p["true_family"] if by_label else p["family"] for p in points]
     written.append(
         plot_map(
             coords,
             names,
             families,
-            [n in ref_names for n in names],
+            [p["reference"] for p in points],
             out / MAP_PNG,
-            wrong=[_is_wrong(r, ref_families) for r in shown],
-            title=f"{result.method}: models by family ({used.upper()} of the distance matrix; stars: bases)",
+            wrong=[p["wrong"] for p in points] if by_label else None,
+            title=f"{result.method}: every model, {used.upper()} of the distance matrix (stars: references)",
+            legend=f"family ({'label' if by_label else 'verdict'})",
         )
     )
     written.append(plot_heatmap(matrix, names, families, out / HEATMAP_PNG))
-    images = {"Map of all models": out / MAP_PNG, "Distance heat-map": out / HEATMAP_PNG}
+    images = {"Distances between all models": out / HEATMAP_PNG, "Map of all models": out / MAP_PNG}
     written.append(write_html(out / REPORT_HTML, summary, result.rows, images, wrong=wrong))
     return written
 
 
-def _is_wrong(row: dict, reference_families: set[str]) -> bool:
-    return row.get("error") is not None or row.get("family") != expected_family(row, reference_families)
+def _reference_families(result: ScanResult) -> list[str]:
+    return [str(v.family) for v in result.run.reference_results if v.family]
+
+
+def _points(result: ScanResult) -> list[dict]:
+    """Per model of the distance matrix: is it a reference, its labelled and found family, is it wrong."""
+    refs = {id(o) for o in result.reference_outcomes}
+    rows = {id(o): r for o, r in zip(result.shown, result.rows)}
+    ref_families = {r.family or r.name for r in result.manifest.references}
+    out = []
+    for o in result.mapped:
+        row, key, reference = rows.get(id(o)), o.key, id(o) in refs
+        family = (row or {}).get("family") or getattr(key, "family", None) or getattr(key, "name", None)
+        true_family = (row or {}).get("true_family") or getattr(key, "family", None) or family
+        labelled = row is None or is_labelled(row)
+        out.append({"reference": reference, "family": family, "true_family": true_family, "labelled": labelled,
+                    "wrong": row is not None and is_wrong(row, ref_families)})  # fmt: skip
+    return out
+
+
+def is_wrong(row: dict, reference_families: set[str]) -> bool:
+    """Whether a labelled row's family is not the one its labels expect (failed and unlabelled rows: no)."""
+    if row.get("error") is not None or not is_labelled(row):
+        return False
+    expected = expected_family(row, reference_families)
+    return expected is not None and row.get("family") != expected
