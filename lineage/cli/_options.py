@@ -1,4 +1,4 @@
-"""Option aliases shared by several commands (typer `Annotated` types)."""
+"""Option aliases shared by several commands (typer `Annotated` types), each with a metavar naming the thing."""
 
 from __future__ import annotations
 
@@ -32,15 +32,52 @@ class ExecutorChoice(str, Enum):
     ray = "ray"
 
 
+#: What a model argument takes, in the words of every command's help (`\\[`: typer's rich markup would
+#: read `[@revision]` as a tag and drop it).
+MODEL_KINDS = (
+    "model folders (safetensors, sharded or not), GGUF files (or split sets), PEFT adapter folders, "
+    "hf://org/name\\[@revision], fingerprint files, or folders of any of these (a batch)"
+)
+#: What `--reference` takes.
+REFERENCE_KINDS = (
+    "The known models: a manifest CSV (a path column; role=base rows are the references, all rows without a "
+    "role column), a reference pack folder (lineage refs build), or 'builtin' (the shipped pack of the real "
+    "SmolLM2-135M-Instruct)."
+)
+
+ModelsArg = Annotated[list[Path], typer.Argument(metavar="MODEL...", help=f"The models: {MODEL_KINDS}.")]
+ReferenceOpt = Annotated[Path, typer.Option("--reference", "-r", metavar="REFERENCES", help=REFERENCE_KINDS)]
+NoVerifyOpt = Annotated[
+    bool,
+    typer.Option("--no-verify", help="Use a reference pack without checking its files' sha256 (checked already)."),
+]
+AlphaOpt = Annotated[
+    float,
+    typer.Option(
+        "--alpha",
+        metavar="LEVEL",
+        help="The derivation test's level: the most an unrelated suspect is called derived, per suspect.",
+    ),
+]
 FormatOpt = Annotated[OutputFormat, typer.Option("--format", "-f", help="Output format.")]
 DeviceOpt = Annotated[DeviceChoice, typer.Option("--device", help="Where probes run: auto picks CUDA when present.")]
-OutDirOpt = Annotated[Path | None, typer.Option("--out", "-o", help="Folder for the files this command writes.")]
+OutDirOpt = Annotated[
+    Path | None, typer.Option("--out", "-o", metavar="DIR", help="Folder for the files this command writes.")
+]
 MethodOpt = Annotated[Method, typer.Option("--method", help="lineage (ours, default) or the published tensorguard.")]
-QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output on stderr (errors still shown).")]
 BaseOpt = Annotated[
     Path | None,
-    typer.Option("--base", help="Base model folder of LoRA adapter folders (else found by the references' hub_id)."),
+    typer.Option(
+        "--base",
+        metavar="MODEL",
+        help="Base model folder of LoRA adapter folders (else found by the references' hub_id).",
+    ),
 ]
+CacheDirOpt = Annotated[
+    Path | None, typer.Option("--cache", metavar="DIR", help="Fingerprint cache folder [$LINEAGE_CACHE].")
+]
+NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Fingerprint every model again; store nothing.")]
 ExecutorOpt = Annotated[
     ExecutorChoice,
     typer.Option(
@@ -52,13 +89,19 @@ ExecutorOpt = Annotated[
 JobsOpt = Annotated[
     int | None,
     typer.Option(
-        "--jobs", "-j", min=1, help="Models fingerprinted at once (process: CPU count; ray: 2 per cluster GPU or CPU)."
+        "--jobs",
+        "-j",
+        min=1,
+        metavar="N",
+        help="Models fingerprinted at once (process: CPU count; ray: 2 per cluster GPU or CPU).",
     ),
 ]
 RayAddressOpt = Annotated[
     str | None,
     typer.Option(
-        "--ray-address", help="Ray cluster to join (ray://host:10001, auto); a local one is started without it."
+        "--ray-address",
+        metavar="ADDRESS",
+        help="Ray cluster to join (ray://host:10001, auto); a local one is started without it.",
     ),
 ]
 
@@ -74,3 +117,10 @@ def executor_options(executor: ExecutorChoice, jobs: int | None, ray_address: st
             "--jobs needs --executor process (or ray): local runs one model at a time", param_hint="--jobs"
         )
     return ExecutorOptions(kind=executor.value, jobs=jobs, ray_address=ray_address)
+
+
+def check_device(device: DeviceChoice) -> None:
+    """Fail before any work when the device asked for is not here (`lineage.fingerprint.device`)."""
+    from lineage.fingerprint.device import check_device as check
+
+    check(device.value)

@@ -10,12 +10,12 @@ from __future__ import annotations
 import os
 
 import typer
-from typer.core import TyperGroup
 
+from lineage.cli._command import LineageGroup
 from lineage.errors import LineageError
 
 
-class _LineageGroup(TyperGroup):
+class _LineageGroup(LineageGroup):
     def invoke(self, ctx):  # noqa: ANN001, ANN201 - click's signature
         try:
             return super().invoke(ctx)

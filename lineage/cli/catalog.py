@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from lineage.cli._options import OutDirOpt, QuietOpt
-from lineage.cli._progress import progress_bar
+from lineage.cli._progress import LINES, progress_bar, progress_mode, say
 
 
 class CatalogSize(str, Enum):
@@ -21,10 +21,16 @@ def build(
     size: Annotated[CatalogSize, typer.Option("--size", help="full (61 models) or mini (a quick subset).")] = (
         CatalogSize.full),
     out: OutDirOpt = None,
-    manifest: Annotated[Path | None, typer.Option("--manifest", help="Manifest CSV to write.")] = None,
-    seed: Annotated[int | None, typer.Option("--seed", help="Catalog seed (default: the recipe's).")] = None,
+    manifest: Annotated[
+        Path | None, typer.Option("--manifest", metavar="FILE", help="Manifest CSV to write.")
+    ] = None,
+    seed: Annotated[
+        int | None, typer.Option("--seed", metavar="N", help="Catalog seed (default: the recipe's).")
+    ] = None,
     force: Annotated[bool, typer.Option("--force", help="Rebuild models that are already complete.")] = False,
-    recipe: Annotated[Path | None, typer.Option("--recipe", help="Recipe TOML (default catalog/recipe.toml).")] = None,
+    recipe: Annotated[
+        Path | None, typer.Option("--recipe", metavar="FILE", help="Recipe TOML (default catalog/recipe.toml).")
+    ] = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Build the reference catalog deterministically and write its manifest.
@@ -36,10 +42,13 @@ def build(
 
     options = BuildOptions(size=size.value, out_dir=out, manifest=manifest, seed=seed, force=force, recipe=recipe)
     counts = {"built": 0, "skipped": 0}
+    lines = progress_mode(quiet) == LINES
     with progress_bar(total=0, desc="catalog", disable=quiet) as bar:
 
         def _progress(event: BuildEvent) -> None:
             counts[event.action] += 1
+            if lines:
+                say(f"catalog {sum(counts.values())}/{event.total}  {event.name}  {event.action}")
             bar.total = event.total
             bar.set_postfix_str(f"{event.name} ({event.action})")
             bar.update(1)

@@ -8,7 +8,10 @@ from typing import Annotated
 import typer
 
 from lineage.cli._options import (
+    MODEL_KINDS,
+    AlphaOpt,
     BaseOpt,
+    CacheDirOpt,
     DeviceChoice,
     DeviceOpt,
     ExecutorChoice,
@@ -17,24 +20,29 @@ from lineage.cli._options import (
     JobsOpt,
     Method,
     MethodOpt,
+    ModelsArg,
+    NoCacheOpt,
+    NoVerifyOpt,
     OutDirOpt,
     OutputFormat,
     QuietOpt,
     RayAddressOpt,
+    ReferenceOpt,
+    check_device,
     executor_options,
 )
-from lineage.cli._progress import ScanProgress, progress_bar, ticker
+from lineage.cli._progress import ScanProgress
+from lineage.decide.verdict import DEFAULT_ALPHA
 
 UnknownOpt = Annotated[
     str,
     typer.Option(
         "--unknown",
+        metavar="RULE",
         help="When a model is 'unknown': calibrated (from the references' cross-family distances), "
         "paper (tensorguard's fixed 7), off, or a number (a fixed distance threshold).",
     ),
 ]
-CacheDirOpt = Annotated[Path | None, typer.Option("--cache", help="Fingerprint cache folder [$LINEAGE_CACHE].")]
-NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Fingerprint every folder again; store nothing.")]
 
 
 def register(app: typer.Typer) -> None:
@@ -56,33 +64,42 @@ def parse_unknown(text: str) -> str | float:
     return value
 
 
-def scan_options(method: Method, unknown: str, device: DeviceChoice, cache: Path | None, no_cache: bool):  # noqa: ANN201 - ScanOptions, imported lazily
-    """The library's options from the shared command-line options."""
+def scan_options(  # noqa: ANN201 - ScanOptions, imported lazily
+    method: Method,
+    unknown: str,
+    device: DeviceChoice,
+    cache: Path | None,
+    no_cache: bool,
+    alpha: float = DEFAULT_ALPHA,
+    no_verify: bool = False,
+):
+    """The library's options from the shared command-line options (after checking the device is here)."""
     from lineage.jobs.scan import ScanOptions
 
+    check_device(device)
     return ScanOptions(
         method=method.value,
         unknown=parse_unknown(unknown),
+        alpha=alpha,
         device=device.value,
         cache_dir=cache,
         use_cache=not no_cache,
+        verify_packs=not no_verify,
     )
 
 
 def classify(
-    suspects: Annotated[
-        list[Path], typer.Argument(help="Model folders, folders of model folders, or fingerprint files.")
-    ],
-    reference: Annotated[
-        Path, typer.Option("--reference", "-r", help="Manifest CSV of the known models (rows with role=base).")
-    ],
+    suspects: ModelsArg,
+    reference: ReferenceOpt,
     method: MethodOpt = Method.lineage,
     fmt: FormatOpt = OutputFormat.table,
     out: OutDirOpt = None,
     device: DeviceOpt = DeviceChoice.auto,
     unknown: UnknownOpt = "calibrated",
+    alpha: AlphaOpt = DEFAULT_ALPHA,
     cache: CacheDirOpt = None,
     no_cache: NoCacheOpt = False,
+    no_verify: NoVerifyOpt = False,
     quiet: QuietOpt = False,
     base: BaseOpt = None,
     executor: ExecutorOpt = ExecutorChoice.local,
@@ -91,37 +108,39 @@ def classify(
 ) -> None:
     """Give each suspect a verdict: derived from a reference base, related to a family, or unknown.
 
-    derived: the weights descend from the base (weight test or function test, p-value corrected for the
-    number of references below --alpha). related: not derived, but of a reference's family (shared tokenizer
+    derived: the weights descend from the base (the derivation test's p-value, corrected for the number of
+    references, below --alpha). related: not derived, but of a reference's family (shared tokenizer
     geometry, another size). unknown: farther than the calibrated family threshold from every reference.
     Each verdict depends only on the suspect and the references, never on the other suspects.
 
-    --out DIR also writes results.csv, results.parquet and results.json. Exit code 1 when any model failed.
+    Every model given is a row of the output, in every format: one that failed has status 'error' and its
+    message. --out DIR also writes results.csv, results.parquet and results.json. Exit code 1 when any
+    model (suspect or reference) failed.
     """
     from dataclasses import replace
 
     from lineage.io.adapter import adapter_bases
-    from lineage.jobs.manifest import read_manifest
     from lineage.jobs.scan import classify_paths
     from lineage.report.tables import format_results
 
-    options = scan_options(method, unknown, device, cache, no_cache)
+    options = scan_options(method, unknown, device, cache, no_cache, alpha, no_verify)
     options = replace(options, executor=executor_options(executor, jobs, ray_address))
-    manifest = read_manifest(reference)  # LoRA adapters find their base among the references by hub_id
+    manifest = options.references(reference)  # LoRA adapters find their base among the references by hub_id
     hub_bases = {r.hub_id: r.path for r in manifest.references if r.hub_id and r.path.is_dir()}
     with adapter_bases(base, hub_bases), ScanProgress("fingerprint", disable=quiet) as bars:
         result = classify_paths(suspects, manifest, options, progress=bars)
-    rows = [r.to_dict() for r in result.results]
-    typer.echo(format_results(rows, fmt.value).rstrip("\n"))
+    typer.echo(format_results(result.rows, fmt.value).rstrip("\n"))
     if out is not None:
         from lineage.report.writers import write_results
 
-        write_results(rows, out)
-    _fail_on(result.failures)
+        write_results(result.rows, out)
+    fail_on(result.failures)
 
 
 def distance(
-    models: Annotated[list[Path], typer.Argument(help="Two or more model folders or fingerprint files.")],
+    models: Annotated[
+        list[Path], typer.Argument(metavar="MODEL...", help=f"Two or more models: {MODEL_KINDS}.")
+    ],
     method: MethodOpt = Method.lineage,
     fmt: FormatOpt = OutputFormat.table,
     out: OutDirOpt = None,
@@ -136,27 +155,28 @@ def distance(
 
     tensorguard: the paper's features standardised over the models given: meaningful only among many.
 
-    --out DIR also writes distances.csv and distances.parquet.
+    Models that share a name are told apart by their folders. --out DIR also writes distances.csv and
+    distances.parquet.
     """
     from lineage.jobs.scan import distance_paths
     from lineage.report.tables import format_matrix
 
     if len(models) < 2:
-        raise typer.BadParameter("give at least two models to compare", param_hint="MODELS")
+        raise typer.BadParameter("give at least two models to compare", param_hint="MODEL...")
     options = scan_options(method, "off", device, cache, no_cache)
-    with progress_bar(total=0, desc="fingerprint", disable=quiet) as bar:
-        names, matrix, failures = distance_paths(models, options, ticker(bar))
+    with ScanProgress("fingerprint", disable=quiet) as bars:
+        names, matrix, failures = distance_paths(models, options, bars)
     typer.echo(format_matrix(names, matrix, fmt.value, method.value).rstrip("\n"))
     if out is not None:
         from lineage.report.writers import write_matrix
 
         write_matrix(names, matrix, out)
-    _fail_on(failures)
+    fail_on(failures)
 
 
-def _fail_on(failures: list) -> None:
+def fail_on(failures: list) -> None:
     """Name every failed model on stderr and exit 1 (the others were still processed)."""
     for f in failures:
-        typer.echo(f"error: {f.error}", err=True)
+        typer.echo(f"error: {f.error}" if f.name in (f.error or "") else f"error: {f.name}: {f.error}", err=True)
     if failures:
         raise typer.Exit(1)

