@@ -11,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from lineage.jobs.manifest import DEMO_MANIFEST
+from lineage.report.rows import ROW_KEYS
 
 try:
     from lineage.cli.app import app
@@ -48,7 +49,8 @@ def test_classify_json_has_exactly_the_documented_keys(runner):
     verdicts = json.loads(result.stdout)
     assert [v["model"] for v in verdicts] == ["zephyr-7b-beta", "DNA-R1"]
     for v in verdicts:
-        assert set(v) == VERDICT_KEYS
+        assert set(v) == VERDICT_KEYS | ROW_KEYS  # a verdict's keys, and where the model is, whether it worked
+        assert v["status"] == "ok" and v["error"] is None and v["path"].endswith("_features.json")
         assert len(v["distances"]) == 8 and v["distance"] == min(v["distances"].values())
         # Published feature files carry no weights: no derivation test, so no p-value and never derived.
         assert v["p_value"] is None and v["verdict"] in ("related", "unknown") and v["derived_from"] is None
@@ -68,7 +70,8 @@ def test_classify_tensorguard_paper_rule_and_csv(runner):
     assert "dist:Mistral-7B-v0.1" in rows[0]
     assert float(rows[0]["distance"]) == float(rows[0]["dist:Mistral-7B-v0.1"])
     table = runner.invoke(app, args).stdout.splitlines()
-    assert table[0].split() == ["model", "verdict", "family", "p_value", "distance"] and len(table) == 4
+    assert table[0].split() == ["model", "verdict", "family", "p_value", "distance", "nearest", "path"]
+    assert len(table) == 4
     # The verdict in words, the missing p-value as "-", the nearest distance as a number.
     assert table[2].split()[:5] == ["zephyr-7b-beta", "related", "to", "mistral", "mistral"]
     assert table[2].split()[5] == "-" and float(table[2].split()[6]) == pytest.approx(float(rows[0]["distance"]), 1e-3)

@@ -73,9 +73,9 @@ def test_text_formats_carry_the_same_columns():
     ]  # fmt: skip
     table = format_results(rows, "table").splitlines()
     assert table[0].split() == ["model", "verdict", "family", "p_value", "distance"]
-    # The verdict in words; p-values in significant digits (they span many orders of magnitude).
+    # The verdict in words; p-values in scientific notation (they span many orders of magnitude).
     assert table[2].split() == ["m", "derived", "from", "b", "a", "1.5e-12", "0.5000"]
-    assert table[3].split() == ["r", "related", "to", "a", "a", "0.25", "0.7500"]
+    assert table[3].split() == ["r", "related", "to", "a", "a", "2.5e-01", "0.7500"]
     assert table[4].split() == ["n", "unknown", "unknown", "-", "2.0000"]
     header = "model,verdict,family,derived_from,p_value,distance,dist:b"
     assert format_results(rows, "csv").splitlines()[0] == header

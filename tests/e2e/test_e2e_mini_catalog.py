@@ -15,6 +15,7 @@ import pytest
 
 from lineage.cli.app import app
 from lineage.jobs.manifest import read_manifest
+from lineage.report.rows import ROW_KEYS
 from tests.e2e.conftest import cli_runner
 from tests.schema import VERDICT_KEYS
 
@@ -122,7 +123,8 @@ def test_classify_json_on_the_catalog_folder(warm, manifest, e2e_mini_manifest):
     references = sorted(r.name for r in manifest.references)
     for row in manifest.rows:
         v = verdicts[row.name]
-        assert set(v) == VERDICT_KEYS, v
+        assert set(v) == VERDICT_KEYS | ROW_KEYS, v
+        assert v["status"] == "ok" and v["path"] == str(row.path)
         assert sorted(v["distances"]) == references and v["method"] == "lineage"
         assert 0.0 <= v["p_value"] <= 1.0 and v["distance"] >= 0.0
         assert v["distance"] == pytest.approx(min(v["distances"].values()), abs=1e-12)
@@ -154,7 +156,7 @@ def test_classify_table_names_every_suspect_with_its_verdict_in_words(warm, mani
                                  "--quiet"])  # fmt: skip
     assert result.exit_code == 0, result.output
     lines = result.stdout.strip().splitlines()
-    assert lines[0].split() == ["model", "verdict", "family", "p_value", "distance"]
+    assert lines[0].split() == ["model", "verdict", "family", "p_value", "distance", "nearest", "path"]
     body = {line.split()[0]: line.split()[1:] for line in lines[2:]}
     assert sorted(body) == sorted(r.name for r in suspects)
     words = {"derived": "derived from {base}", "related": "related to {family}", "unknown": "unknown unknown"}
@@ -195,7 +197,8 @@ def test_attribute_json_finds_the_task_arithmetic_parents_and_weights(warm, mani
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     [doc] = json.loads(result.stdout)
-    assert {"model", "base", "parents", "residual"} <= set(doc) <= {"model", "base", "parents", "residual", "layers"}
+    keys = {"model", "base", "parents", "residual", "layers", "path", "status", "error"}
+    assert {"model", "base", "parents", "residual", "path", "status"} <= set(doc) <= keys
     assert doc["model"] == MERGE and doc["base"] == merge.base == "llama-8b"
     assert all(set(p) == {"name", "weight"} for p in doc["parents"])
     weights = [p["weight"] for p in doc["parents"]]

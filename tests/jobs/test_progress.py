@@ -94,7 +94,7 @@ def test_scan_progress_counts_and_byte_bar(
     monkeypatch.delenv("LINEAGE_NO_PROGRESS", raising=False)
     cache = FingerprintCache(tmp_path / "cache")
     items = [(None, path, None) for path in models[:2]] + [(None, tmp_path / "nowhere", None)]
-    with ScanProgress() as bars:
+    with ScanProgress(mode="bars") as bars:  # as on a terminal (pytest's stderr is not one)
         gather_fingerprints(items, probe_options, cache, bars)
         assert bars.counts == {"fingerprinted": 2, "cached": 0, "loaded": 0, "failed": 1}
         assert bars.models.n == 3
