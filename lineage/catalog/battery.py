@@ -8,7 +8,9 @@ from a trained teacher's logits (same function as far as training gets, no share
 them whose lineages differ are a null pair. Power is measured on derivatives of three trained bases made
 by the operations the hub applies: fine-tuning, LoRA, linear and TIES merges, int4, depth pruning, depth
 up-scaling (SOLAR's recipe), a vocabulary permutation, and every function-preserving disguise at once
-followed by int4.
+followed by int4. One more derivative of each base marks the known blind spot: every disguise at once with
+the FFN units' signs flipped as well (`BLIND_SPOTS`), which no exact test can see; its power is measured
+and reported apart.
 
 Everything is seeded by the battery seed (initialisations, data order, disguises), so `--seed 1` gives a
 fresh battery of the same structure: constants are chosen on one seed and reported on another.
@@ -38,8 +40,10 @@ PRETRAIN_TEXT = ("lib:0,1,2,3", "docs")
 TUNE_TEXT = ("pkg:unittest", "pkg:email")
 DERIVATIONS: tuple[str, ...] = (
     "finetune", "lora", "merge-linear", "merge-ties", "int4", "depth-pruned", "depth-upscaled",
-    "vocab-permuted", "disguised-int4",
+    "vocab-permuted", "disguised-int4", "disguised-signed",
 )  # fmt: skip
+#: Derivations no exact test can see: every disguise at once *and* FFN units' signs flipped (measured, to show it).
+BLIND_SPOTS: tuple[str, ...] = ("disguised-signed",)
 
 
 @dataclass(frozen=True)
@@ -185,6 +189,9 @@ class _Builder:
         elif kind == "disguised-int4":
             model = disguise.disguise_all(model, torch.Generator().manual_seed(_seed(self.seed, name)))
             operations.quantize(model, bits=4)
+        elif kind == "disguised-signed":
+            gen = torch.Generator().manual_seed(_seed(self.seed, name))
+            model = disguise.disguise_all(disguise.rescale_ffn(model, gen, signed=True), gen)
         return model
 
     def rows_family(self, name: str) -> str:

@@ -4,6 +4,9 @@ A thief who wants a stolen model to look unrelated applies symmetries of the tra
 leave the computed function unchanged (up to float rounding):
 
 - **FFN neuron permutation** -- reorder the intermediate units: rows of gate/up, columns of down.
+- **FFN unit rescaling** -- multiply a unit's ``up`` row by ``c`` and divide its ``down`` column by ``c`` (a
+  gated unit is linear in ``up``); with ``signed``, ``c`` is negative half the time, which flips the unit's
+  sign: the one disguise of a gated FFN that the weight test's unit group cannot see through.
 - **MergeLock-style per-head maps** -- QK: per kv head, an invertible ``A`` on keys and ``A^{-T}`` on every
   query head of its group; to commute with RoPE, ``A`` is, in each rotary plane ``(i, i + head_dim/2)``
   (HF's ``rotate_half`` pairing), a scaled 2-D rotation. VO: per kv head any invertible ``M`` on values
@@ -57,6 +60,19 @@ def permute_ffn(model: PreTrainedModel, gen: torch.Generator) -> PreTrainedModel
         _write(ffn.gate, ffn.gate[perm].clone())
         _write(ffn.up, ffn.up[perm].clone())
         _write(ffn.down, ffn.down[:, perm].clone())
+    return model
+
+
+@torch.no_grad()
+def rescale_ffn(model: PreTrainedModel, gen: torch.Generator, *, signed: bool = False) -> PreTrainedModel:
+    """Rescale every gated FFN unit (``up`` row times ``c``, ``down`` column over ``c``) in place; returns ``model``."""
+    for layer in anatomy.layers(model):
+        ffn = anatomy.feed_forward(layer)
+        c = _log_uniform(ffn.up.shape[0], gen)
+        if signed:
+            c = c * (torch.randint(0, 2, c.shape, generator=gen, dtype=torch.float64) * 2 - 1)
+        _write(ffn.up, ffn.up.double() * c.unsqueeze(1))
+        _write(ffn.down, ffn.down.double() / c.unsqueeze(0))
     return model
 
 

@@ -24,10 +24,10 @@ string, two unrelated tokenizers trained on similar text share many tokens, and 
 tokens follows the language, not the family (0.4-0.5 correlation between unrelated catalog families). So
 the `unembed` similarity is scaled by a steep power of the share of the smaller vocabulary the other holds,
 estimated from the anchor samples themselves: 1 for one tokenizer and for a permuted, extended or trimmed
-copy of it, about 0.5 for two tokenizers trained apart. (`vocabulary_overlap`, which the `related` rule
-reads, is the symmetric Jaccard index instead: a small vocabulary inside a large one is not "all shared".) As by ids, only a
-shared tokenizer then carries the family level. The identity level is left as measured: what weights share
-does not depend on how much vocabulary they share.
+copy of it, about 0.5 for two tokenizers trained apart. As by ids, only a shared tokenizer then carries the
+family level. The identity level is left as measured: what weights share does not depend on how much
+vocabulary they share. (`vocabulary_overlap`, which the `related` rule reads, is the symmetric Jaccard index
+instead: a small vocabulary inside a large one is not "all shared".)
 
 All suspects are compared with all references in batched array operations (fingerprints grouped by
 identical anchor lists), chunked to bound memory.

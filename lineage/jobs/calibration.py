@@ -80,8 +80,15 @@ def _kind(a: dict, b: dict) -> str:
 
 
 def calibrate(manifest: str | Path | Manifest, options: ScanOptions | None = None,
-              progress: Progress | None = None) -> dict:
+              progress: Progress | None = None, blind: tuple[str, ...] = ()) -> dict:
     """Measure the derivation test on a labelled manifest (see the module docstring).
+
+    Args:
+        manifest: a manifest with `base`, `role` and `derivation` columns (the battery's).
+        options: scan settings (cache, device).
+        progress: fingerprinting progress.
+        blind: derivations known to be invisible to the test; their power is reported apart, and they do not
+            count against the verdicts' score.
 
     Returns:
         `{"null": {"pairs", "rates", "by_kind", "smallest"}, "power": {...}, "verdicts": {...}, "p_values": [...]}`.
@@ -113,7 +120,8 @@ def calibrate(manifest: str | Path | Manifest, options: ScanOptions | None = Non
             power[info[r.name]["derivation"]].append({"model": r.name, "log10_p": w.log10_p, "group": w.group})
     ps = [n["p_value"] for n in null]
     kinds = {k: {"pairs": len(v), "rates": [x.to_dict() for x in rates(v)]} for k, v in sorted(by_kind.items())}
-    found = {k: {"models": v, "derived_at": {str(a): sum(m["log10_p"] < math.log10(a) for m in v) for a in ALPHAS}}
+    found = {k: {"models": v, "blind_spot": k in blind,
+                 "derived_at": {str(a): sum(m["log10_p"] < math.log10(a) for m in v) for a in ALPHAS}}
              for k, v in sorted(power.items())}  # fmt: skip
     return {
         "null": {
@@ -123,12 +131,12 @@ def calibrate(manifest: str | Path | Manifest, options: ScanOptions | None = Non
             "smallest": sorted(null, key=lambda n: n["p_value"])[:5],
         },
         "power": found,
-        "verdicts": _verdicts(manifest, fps, options),
+        "verdicts": _verdicts(manifest, fps, options, blind),
         "p_values": ps,
     }
 
 
-def _verdicts(manifest: Manifest, fps: dict, options: ScanOptions) -> dict:
+def _verdicts(manifest: Manifest, fps: dict, options: ScanOptions, blind: tuple[str, ...]) -> dict:
     """Classify every model against the manifest's bases: independents must never be `derived`."""
     refs = [r for r in manifest.references if r.name in fps]
     if not refs:
@@ -137,7 +145,8 @@ def _verdicts(manifest: Manifest, fps: dict, options: ScanOptions) -> dict:
     others = [r for r in manifest.rows if r.name in fps and r.role != "base"]
     got = dict(zip((r.name for r in others), clf.predict([fps[r.name] for r in others])))
     independents = [r for r in others if r.role != "derivative"]
-    derivatives = [r for r in others if r.role == "derivative"]
+    derivatives = [r for r in others if r.role == "derivative" and r.derivation not in blind]
+    hidden = [r for r in others if r.role == "derivative" and r.derivation in blind]
     return {
         "alpha": clf.alpha,
         "references": len(refs),
@@ -146,6 +155,8 @@ def _verdicts(manifest: Manifest, fps: dict, options: ScanOptions) -> dict:
         "derivatives": len(derivatives),
         "derivatives_right": sum(got[r.name].derived_from == r.base for r in derivatives),
         "derivatives_missed": sorted(r.name for r in derivatives if got[r.name].derived_from != r.base),
+        "blind_spots": len(hidden),
+        "blind_spots_derived": sum(got[r.name].derived_from == r.base for r in hidden),
     }
 
 

@@ -17,6 +17,8 @@ DISGUISES = {
     "mergelock": disguise.mergelock,
     "norm_rescale": disguise.norm_rescale,
     "rotate_residual": rotate.rotate_residual,
+    "rescale_ffn": disguise.rescale_ffn,
+    "rescale_ffn_signed": lambda m, g: disguise.rescale_ffn(m, g, signed=True),
     "all": disguise.disguise_all,  # every one at once (the rotation skipped where it cannot preserve Gemma 3)
 }
 

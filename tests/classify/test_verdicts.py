@@ -355,7 +355,8 @@ def test_weight_test_false_positives_with_any_search():
     for seed in range(300):
         rng = np.random.default_rng(1000 + seed)
         la, lb = int(rng.integers(1, 9)), int(rng.integers(1, 9))
-        ps.append(weight_test(_identity_fp("a", random_responses(rng, la)), _identity_fp("b", random_responses(rng, lb))).p_value)
+        a, b = _identity_fp("a", random_responses(rng, la)), _identity_fp("b", random_responses(rng, lb))
+        ps.append(weight_test(a, b).p_value)
     ps = np.array(ps)
     for a in (0.05, 0.01):
         assert np.mean(ps < a) <= a + 3 * math.sqrt(a * (1 - a) / len(ps))
