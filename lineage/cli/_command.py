@@ -5,9 +5,10 @@ keeps a docstring's line breaks, so help wraps raggedly in an 80-column terminal
 `LineageGroup` fix all three in one place: a flag shows no type at all (`--quiet`), an argument shows its
 metavar as written (`MODEL...`, `[MANIFEST]` when optional) with no type beside it, every option keeps the
 metavar its module gave it (`--reference REFERENCES`), and help paragraphs are reflowed to the terminal.
-`adopt` gives these classes to a command tree built by typer (commands registered with the default
-classes, sub-groups of other modules included): they only override help formatting, never parsing, so
-the swap changes nothing else.
+Help and usage errors are plain text (click's layout, as `ruff` prints them), not rich panels: importing
+rich costs 0.2 s before `--help` or a mistyped option can answer. `adopt` gives these classes to a command
+tree built by typer (commands registered with the default classes, sub-groups of other modules included):
+they only override help formatting, never parsing, so the swap changes nothing else.
 """
 
 from __future__ import annotations
@@ -71,6 +72,7 @@ class LineageGroup(TyperGroup):
     def __init__(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003 - typer's signature
         super().__init__(*args, **kwargs)
         self.help = reflow(self.help)
+        self.rich_markup_mode = None
         for command in self.commands.values():
             adopt(command)
 
@@ -88,3 +90,4 @@ def adopt(command: object) -> None:
     elif isinstance(command, TyperCommand) and not isinstance(command, LineageCommand):
         command.__class__ = type("LineageSubCommand", (LineageCommand, type(command)), {})
     command.help = reflow(command.help)
+    command.rich_markup_mode = None

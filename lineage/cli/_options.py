@@ -32,11 +32,10 @@ class ExecutorChoice(str, Enum):
     ray = "ray"
 
 
-#: What a model argument takes, in the words of every command's help (`\\[`: typer's rich markup would
-#: read `[@revision]` as a tag and drop it).
+#: What a model argument takes, in the words of every command's help.
 MODEL_KINDS = (
     "model folders (safetensors, sharded or not), GGUF files (or split sets), PEFT adapter folders, "
-    "hf://org/name\\[@revision], fingerprint files, or folders of any of these (a batch)"
+    "hf://org/name[@revision], fingerprint files, or folders of any of these (a batch)"
 )
 #: What `--reference` takes.
 REFERENCE_KINDS = (

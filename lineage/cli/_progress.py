@@ -13,8 +13,10 @@ import os
 import sys
 from collections.abc import Callable
 from types import TracebackType
+from typing import TYPE_CHECKING
 
-from tqdm import tqdm
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 BARS, LINES, OFF = "bars", "lines", "off"
 NO_PROGRESS_ENV = "LINEAGE_NO_PROGRESS"
@@ -35,16 +37,20 @@ def say(text: str) -> None:
     sys.stderr.flush()
 
 
+def _tqdm(**kwargs: object) -> tqdm:
+    """A tqdm bar on stderr (tqdm imported here: `--version` and `--help` never load it)."""
+    from tqdm import tqdm
+
+    return tqdm(file=sys.stderr, leave=False, dynamic_ncols=True, **kwargs)
+
+
 def progress_bar(total: int, desc: str, disable: bool = False) -> tqdm:
     """A tqdm bar on stderr, on a terminal only (elsewhere a disabled one: a no-op to update)."""
-    return tqdm(
+    return _tqdm(
         total=total,
         desc=desc,
         unit="model",
-        file=sys.stderr,
         disable=progress_mode(disable) != BARS,
-        leave=False,
-        dynamic_ncols=True,
     )
 
 
@@ -78,10 +84,7 @@ class ScanProgress:
     def __init__(self, desc: str = "fingerprint", disable: bool = False, mode: str | None = None) -> None:
         self.mode = mode or progress_mode(disable)
         self.desc = desc
-        self.models = tqdm(
-            total=0, desc=desc, unit="model", file=sys.stderr, disable=self.mode != BARS, leave=False,
-            dynamic_ncols=True,
-        )  # fmt: skip
+        self.models = _tqdm(total=0, desc=desc, unit="model", disable=self.mode != BARS)
         self.bytes: tqdm | None = None
         self.counts = {"fingerprinted": 0, "cached": 0, "loaded": 0, "failed": 0}
         self._streaming: dict[str, tuple[int, int]] = {}  # model -> (bytes done, bytes total)
@@ -115,10 +118,7 @@ class ScanProgress:
         if self.mode != BARS:
             return
         if self.bytes is None:
-            self.bytes = tqdm(
-                total=0, desc="weights", unit="B", unit_scale=True, unit_divisor=1024, file=sys.stderr,
-                leave=False, dynamic_ncols=True, position=1,
-            )  # fmt: skip
+            self.bytes = _tqdm(total=0, desc="weights", unit="B", unit_scale=True, unit_divisor=1024, position=1)
         before, known = self._streaming.get(name, (0, 0))
         if known == 0:
             self.bytes.total += total

@@ -41,7 +41,7 @@ def build(
     The pack (fingerprints, manifest, probe settings, pack.json with sha256 checksums) classifies on any
     machine without the weights: lineage classify SUSPECTS --reference PACK.
 
-    Paths may be hf://org/name\\[@revision] (fetched, fingerprinted, deleted unless --keep).
+    Paths may be hf://org/name[@revision] (fetched, fingerprinted, deleted unless --keep).
     """
     from lineage.io.hub import keep_downloads
     from lineage.refs import build_pack
