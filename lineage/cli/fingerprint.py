@@ -92,6 +92,11 @@ def fingerprint(
             models, options, out or default_fingerprint_dir(), on_model=tick, executor=where, progress=bars,
             cache=store, keyed_files=out is None,
         )  # fmt: skip
+    _print(outcomes, fmt)
+
+
+def _print(outcomes: list, fmt: LineFormat) -> None:
+    """One line per model (or JSON); the failures on stderr too for JSON; exit 1 when any failed."""
     if fmt is LineFormat.json:
         typer.echo(json.dumps([_as_json(o) for o in outcomes], indent=2))
     else:

@@ -103,9 +103,7 @@ def scan(
 
     --executor process --jobs N fingerprints on N local worker processes; --executor ray runs one task per
     model on a Ray cluster (a GPU each when it has them). Results equal a serial scan's; a dead worker costs
-    its model a retry; a restarted scan resumes from the cache.
-
-    Exit code 1 when any model failed (the others are still scanned).
+    its model a retry; a restarted scan resumes from the cache. Exit code 1 when any model failed.
     """
     from dataclasses import replace
 

@@ -1,4 +1,5 @@
-"""The jobs behind `lineage scan`, `classify` and `distance`, as library functions that never print.
+"""The job behind `lineage scan`, as a library function that never prints (`classify` and `distance` over a
+command line's paths are `lineage.jobs.paths`, the shared options `lineage.jobs.options`).
 
 `scan` fingerprints every model it is given (a manifest's rows, or the models of folders), classifies the
 suspects against the references (the manifest's own `role=base` rows, or a separate reference set: a
@@ -17,102 +18,31 @@ of 10,000 models needs 10,000 x R distances to classify, not 10,000 x 10,000.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-from lineage.compare import DEFAULT_METHOD, METHODS, get_method
-from lineage.decide.kmeans import ClassificationRun, FamilyClassifier, check_unknown_rule
-from lineage.decide.verdict import DEFAULT_ALPHA, Verdict
+from lineage.compare import get_method
+from lineage.decide.kmeans import ClassificationRun
+from lineage.decide.verdict import Verdict
 from lineage.errors import ClassificationError
 from lineage.fingerprint import Fingerprint
-from lineage.fingerprint.cache import (
-    CACHED,
-    FINGERPRINTED,
-    LOADED,
-    FingerprintCache,
-    ModelOutcome,
-    expand_inputs,
-)
+from lineage.fingerprint.cache import CACHED, FINGERPRINTED, LOADED, ModelOutcome, expand_inputs
 from lineage.fingerprint.device import check_device
-from lineage.io.names import model_name, unique_names
-from lineage.jobs.executors import ExecutorOptions, gather
+from lineage.io.names import unique_names
+from lineage.jobs.executors import gather
 from lineage.jobs.levels import apply_fdr, level_summary
 from lineage.jobs.manifest import DEMO_MANIFEST, Manifest, ManifestRow, manifest_of_models, read_manifest
+from lineage.jobs.options import Progress, ScanOptions, fitted_classifier
+from lineage.jobs.paths import ClassifyResult, classify_paths, distance_paths
 from lineage.report.rows import error_row, verdict_row
 from lineage.report.summary import summarize
 
-if TYPE_CHECKING:
-    from lineage.fingerprint.pipeline import FingerprintOptions
-
-#: `progress(done, total, model_name)`, called after each model is fingerprinted or loaded.
-Progress = Callable[[int, int, str], None]
-
-
-@dataclass(frozen=True)
-class ScanOptions:
-    """How to obtain, compare and classify fingerprints (shared by scan, classify and distance).
-
-    Attributes:
-        method: `lineage` or `tensorguard`.
-        unknown: "calibrated", "paper", "off" or a fixed threshold (see `FamilyClassifier`).
-        alpha: the derivation test's level (the share of unrelated suspects it may call derived).
-        fdr: Benjamini-Hochberg's level across a scan's suspects, on top of `alpha` (None: alpha alone).
-        device: where probes run for model folders ("auto", "cpu", "cuda", "cuda:N").
-        fingerprint: probe settings for model folders; defaults on `device` when None.
-        cache_dir: the fingerprint cache folder; the default one when None.
-        use_cache: False fingerprints every folder again and stores nothing.
-        random_state: K-Means seed.
-        executor: where model folders are fingerprinted (serial, local processes, a Ray cluster).
-        verify_packs: check a reference pack's files against their sha256 before using it.
-    """
-
-    method: str = DEFAULT_METHOD
-    unknown: str | float = "calibrated"
-    alpha: float = DEFAULT_ALPHA
-    fdr: float | None = None
-    device: str = "auto"
-    fingerprint: FingerprintOptions | None = None
-    cache_dir: Path | None = None
-    use_cache: bool = True
-    random_state: int = 0
-    executor: ExecutorOptions = field(default_factory=ExecutorOptions)
-    verify_packs: bool = True
-
-    def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise ValueError(f"method must be one of {', '.join(METHODS)}")
-        if not 0.0 < self.alpha < 0.5:
-            raise ValueError("alpha must be in (0, 0.5)")
-        if self.fdr is not None and not 0.0 < self.fdr < 1.0:
-            raise ValueError("fdr must be in (0, 1)")
-        check_unknown_rule(self.unknown)
-
-    def probe_options(self) -> FingerprintOptions:
-        """The probe settings for model folders (imports the probing stack: only called for folders)."""
-        if self.fingerprint is not None:
-            return self.fingerprint
-        from lineage.fingerprint.pipeline import FingerprintOptions
-
-        return FingerprintOptions(device=self.device)
-
-    def cache(self) -> FingerprintCache | None:
-        return FingerprintCache(self.cache_dir) if self.use_cache else None
-
-    def classifier(self, alpha: float | None = None) -> FamilyClassifier:
-        return FamilyClassifier(
-            method=self.method,
-            unknown=self.unknown,
-            alpha=self.alpha if alpha is None else alpha,
-            random_state=self.random_state,
-        )
-
-    def references(self, reference: str | Path | Manifest) -> Manifest:
-        """A reference set (manifest CSV, pack folder, `builtin`, or a parsed manifest) as a manifest."""
-        return reference if isinstance(reference, Manifest) else read_manifest(reference, verify_pack=self.verify_packs)
+#: What this module offers; `ScanOptions`, `classify_paths` and `distance_paths` live in `lineage.jobs.options`
+#: and `lineage.jobs.paths` and are re-exported here, where callers have always found them.
+__all__ = ["ClassifyResult", "Progress", "ScanOptions", "ScanResult", "classify_paths", "distance_paths", "scan"]
 
 
 @dataclass
@@ -171,27 +101,6 @@ class ScanResult:
         return [fp.name for fp in fps], self._matrix
 
 
-@dataclass(frozen=True)
-class ClassifyResult:
-    """What `classify_paths` found.
-
-    Attributes:
-        results: verdicts of the suspects that could be fingerprinted, in input order.
-        run: the classification.
-        failures: the models (references included) that failed.
-        rows: one row per suspect given, in input order, failed ones included (`lineage.report.rows`).
-        suspects: one outcome per suspect given, aligned with `rows`.
-        references: one outcome per reference, in the manifest's order.
-    """
-
-    results: list[Verdict]
-    run: ClassificationRun
-    failures: list[ModelOutcome]
-    rows: list[dict] = field(default_factory=list)
-    suspects: list[ModelOutcome] = field(default_factory=list)
-    references: list[ModelOutcome] = field(default_factory=list)
-
-
 def scan(
     manifest: str | Path | Manifest | Sequence[str | Path] | None = None,
     options: ScanOptions | None = None,
@@ -227,7 +136,7 @@ def scan(
     start = time.perf_counter()
     manifest, unreadable = _scanned(manifest)
     job = _gathered(manifest, references, options, progress)
-    classifier = _fitted(options, job.references)
+    classifier = fitted_classifier(options, job.references)
     good = [o for o in job.suspects if o.ok]
     run = classifier.classify([o.fingerprint for o in good])
     if options.fdr is not None:
@@ -237,6 +146,21 @@ def scan(
     if job.own:  # the manifest's references are rows of the scan, with their own verdicts
         verdicts |= dict(zip(map(id, [o for o in job.references if o.ok]), run.reference_results))
     rows = [_row(o, verdicts.get(id(o))) for o in job.shown] + [_unreadable_row(r, e) for r, e in unreadable]
+    summary = _summary(manifest, references, options, run, job, rows, start)
+    names = [o.key.name for o in job.references]
+    return ScanResult(manifest, options.method, job.outcomes, run, rows, summary, names, job.shown, job.references)
+
+
+def _summary(
+    manifest: Manifest,
+    references: object,
+    options: ScanOptions,
+    run: ClassificationRun,
+    job: _Job,
+    rows: list[dict],
+    start: float,
+) -> dict:
+    """The scan's summary: what was scanned against what, the scores of the labelled rows, the levels."""
     refs = [o.key for o in job.references]
     summary = {
         "method": options.method,
@@ -251,8 +175,7 @@ def scan(
     }
     summary["references"] = len(refs)  # also when they come from a reference set, not from the rows
     summary["notes"] = _notes(summary, rows, _reference_rows(job))
-    return ScanResult(manifest, options.method, job.outcomes, run, rows, summary, [r.name for r in refs], job.shown,
-                      job.references)  # fmt: skip
+    return summary
 
 
 @dataclass(frozen=True)
@@ -308,17 +231,6 @@ def _scanned(
     return manifest_of_models(expand_inputs(list(given)))
 
 
-def _fitted(options: ScanOptions, outcomes: list[ModelOutcome]) -> FamilyClassifier:
-    """The classifier fitted on the references that could be fingerprinted."""
-    refs = [o for o in outcomes if o.ok]
-    if not refs:
-        first = outcomes[0].error if outcomes else "no references"
-        raise ClassificationError(f"no reference model could be fingerprinted, nothing to classify against ({first})")
-    return options.classifier().fit(
-        [o.fingerprint for o in refs], [o.key.family or o.key.name for o in refs], [o.key.base for o in refs]
-    )
-
-
 def _rejudge(options: ScanOptions, refs: list[ModelOutcome], suspects: list[Fingerprint]):  # noqa: ANN202
     """`rejudge(indices, alpha)` for `apply_fdr`: those suspects judged by a classifier at level `alpha`."""
 
@@ -362,86 +274,6 @@ def _notes(summary: dict, rows: list[dict], references: set[str]) -> list[str]:
             "table has the same), not a finding about those models"
         )
     return [note]
-
-
-def classify_paths(
-    suspects: Sequence[str | Path],
-    reference: str | Path | Manifest,
-    options: ScanOptions | None = None,
-    progress: Progress | None = None,
-) -> ClassifyResult:
-    """Classify models (folders, folders of folders, fingerprint files) against a manifest's bases.
-
-    Args:
-        suspects: the paths given on the command line.
-        reference: the manifest (CSV, pack folder, `builtin`, or parsed) whose references are the known models.
-        options: settings.
-        progress: called after each model (references first, then suspects).
-
-    Returns:
-        Verdicts of the suspects, the models (references included) that failed, and one row per suspect
-        given (failed ones included), named apart when two share a name.
-
-    Raises:
-        ManifestError: bad manifest.
-        ClassificationError: no reference could be fingerprinted.
-        DeviceError: the device asked for is not available.
-    """
-    options = options or ScanOptions()
-    check_device(options.device)
-    manifest = options.references(reference)
-    items = [(row.name, row.path, row, None) for row in manifest.references]
-    items += [(None, path, None, problem) for path, problem in expand_inputs(suspects)]
-    outcomes = _obtain(items, options, progress)
-    refs, given = outcomes[: len(manifest.references)], _named_apart(outcomes[len(manifest.references) :])
-    found = [o for o in given if o.ok]
-    run = _fitted(options, refs).classify([o.fingerprint for o in found])
-    verdicts = dict(zip(map(id, found), run.results))
-    rows = [verdict_row(verdicts[id(o)], o.path) if o.ok else error_row(o.name, o.path, o.error) for o in given]
-    return ClassifyResult(run.results, run, [o for o in outcomes if not o.ok], rows, given, refs)
-
-
-def _named_apart(outcomes: list[ModelOutcome]) -> list[ModelOutcome]:
-    """Outcomes whose models share a name renamed after their folders (`lineage.io.names.unique_names`)."""
-    names = unique_names([o.name for o in outcomes], [o.path for o in outcomes])
-    out = []
-    for o, name in zip(outcomes, names):
-        if name != o.name:
-            fp = replace(o.fingerprint, name=name) if o.fingerprint is not None else None
-            o = replace(o, name=name, fingerprint=fp)
-        out.append(o)
-    return out
-
-
-def distance_paths(
-    paths: Sequence[str | Path], options: ScanOptions | None = None, progress: Progress | None = None
-) -> tuple[list[str], np.ndarray, list[ModelOutcome]]:
-    """The pairwise distance matrix of models (folders, folders of folders, fingerprint files).
-
-    Returns:
-        `(names, matrix [n, n], failures)`; names are made unique (`org/name`, or `name#2` for one path
-        given twice) when two models share one.
-    """
-    options = options or ScanOptions()
-    check_device(options.device)
-    outcomes = _named_apart(_obtain([(None, p, None, e) for p, e in expand_inputs(paths)], options, progress))
-    fps = [o.fingerprint for o in outcomes if o.ok]
-    if not fps:
-        raise ClassificationError("no model could be fingerprinted: nothing to compare")
-    return [fp.name for fp in fps], get_method(options.method).distances(fps, fps), [o for o in outcomes if not o.ok]
-
-
-def _obtain(
-    items: list[tuple[str | None, Path, object, str | None]], options: ScanOptions, progress: Progress | None
-) -> list[ModelOutcome]:
-    """`gather` over `(name, path, key, error)` items; an error found while expanding the
-    command line's paths (a folder with no model) becomes a failed outcome without being gathered."""
-    todo = [(name, path, key) for name, path, key, error in items if error is None]
-    gathered = iter(gather(todo, options.probe_options, options.cache(), progress, options.executor))
-    return [
-        next(gathered) if error is None else ModelOutcome(model_name(path), Path(path), None, None, error, 0.0, key)
-        for _, path, key, error in items
-    ]
 
 
 def _row(outcome: ModelOutcome, verdict: Verdict | None) -> dict:

@@ -200,4 +200,5 @@ def test_cli_store_build_and_classify(tmp_path: Path, family_fps) -> None:
     result = runner.invoke(app, ["store", "classify", str(tmp_path / "store"), "-r", str(pack), "--out", str(csv_out)])
     assert result.exit_code == 0, result.output
     lines = csv_out.read_text().splitlines()
-    assert lines[0] == "model,nearest,similarity,family,nearest_family,needs_exact" and len(lines) == 13
+    assert lines[0] == "model,nearest,similarity,family,nearest_family,needs_exact,status,path" and len(lines) == 13
+    assert all(r["status"] == "ok" and r["path"] for r in rows)  # each row says where its fingerprint came from
