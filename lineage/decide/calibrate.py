@@ -46,7 +46,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import t as student_t
 
-DEFAULT_ALPHA = 0.05
+RELATED_ALPHA = 0.05
 UNCALIBRATED = "uncalibrated"
 
 
@@ -66,7 +66,7 @@ class Calibration:
     threshold: float
     rule: str
     null: tuple[float, ...] = ()
-    alpha: float = DEFAULT_ALPHA
+    alpha: float = RELATED_ALPHA
     note: str = ""
 
     def to_dict(self) -> dict:
@@ -124,7 +124,7 @@ def _with_margin(cal: Calibration, related: np.ndarray) -> Calibration:
 
 
 def calibrate_threshold(
-    reference_distances: np.ndarray, families: np.ndarray | list[str], alpha: float = DEFAULT_ALPHA
+    reference_distances: np.ndarray, families: np.ndarray | list[str], alpha: float = RELATED_ALPHA
 ) -> Calibration:
     """The calibrated unknown threshold (rule in the module docstring).
 
@@ -180,4 +180,4 @@ def fixed_threshold(threshold: float, note: str = "") -> Calibration:
     if math.isnan(threshold) or threshold < 0:
         raise ValueError("a threshold must be a non-negative number")
     rule = "off" if math.isinf(threshold) else "fixed"
-    return Calibration(float(threshold), rule, (), DEFAULT_ALPHA, note or f"fixed threshold {threshold:g}")
+    return Calibration(float(threshold), rule, (), RELATED_ALPHA, note or f"fixed threshold {threshold:g}")

@@ -30,8 +30,7 @@ from lineage.compare.evidence import basis, circuit_similarities, family_evidenc
 from lineage.compare.identity import WeightTest, weight_test
 from lineage.compare.lineage import uses_sketches
 from lineage.compare.similarity import vocabulary_overlap
-from lineage.decide.calibrate import DEFAULT_ALPHA as RELATED_ALPHA
-from lineage.decide.calibrate import UNCALIBRATED, Calibration, calibrate_threshold, fixed_threshold
+from lineage.decide.calibrate import RELATED_ALPHA, UNCALIBRATED, Calibration, calibrate_threshold, fixed_threshold
 from lineage.decide.verdict import (
     DEFAULT_ALPHA,
     DERIVED,

@@ -3,7 +3,7 @@
 * **derived** from reference X: the suspect's weights descend from X's: the *weight test*
   (`lineage.compare.identity`) finds that they share X's arbitrary coordinates, against the exact null that
   a symmetry of independent training gives. The suspect's p-value is its best reference's, corrected for
-  having tried R references (Sidak: `1 - (1 - p)^R`). Derived when that is below `alpha` (default 1%): an
+  having tried R references (Sidak: `1 - (1 - p)^R`). Derived when that is below `alpha` (default 0.1%): an
   unrelated suspect is called derived with probability at most `alpha`.
 * **related** to family F: not derived from any reference, but within the family-level distance of one
   (shared tokenizer strings and output-embedding geometry, or another size of F): the calibrated threshold
@@ -21,7 +21,9 @@ from dataclasses import dataclass, field
 
 DERIVED, RELATED, UNKNOWN = "derived", "related", "unknown"
 VERDICTS: tuple[str, ...] = (DERIVED, RELATED, UNKNOWN)
-DEFAULT_ALPHA = 0.01
+#: The derivation test's level: the most an unrelated suspect is called derived. 0.1%, not 1%: on the seed-0
+#: calibration battery every derivative's p-value is below 1e-100 while a level's false accusations scale with it.
+DEFAULT_ALPHA = 0.001
 NEAREST = 5  # references listed in a verdict
 P_FLOOR_LOG10 = -300.0  # p-values below 1e-300 are reported as that bound, never as 0
 
