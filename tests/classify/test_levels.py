@@ -120,7 +120,8 @@ def test_scan_with_fdr_keeps_clear_derivatives_and_says_so(tmp_path: Path) -> No
     rows.append("stranger,stranger,unknown,,outsider")
     (tmp_path / "m.csv").write_text("\n".join(rows) + "\n")
     runner = CliRunner(env={"LINEAGE_CACHE": str(tmp_path / "c"), "LINEAGE_NO_PROGRESS": "1", "LINEAGE_DEBUG": None})
-    result = runner.invoke(app, ["scan", str(tmp_path / "m.csv"), "--fdr", "0.05", "-f", "json", "--device", "cpu"])
+    args = ["scan", str(tmp_path / "m.csv"), "--alpha", "0.01", "--fdr", "0.05", "--device", "cpu"]
+    result = runner.invoke(app, [*args, "-f", "json"])
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
     found = {r["model"]: r for r in doc["results"]}
@@ -130,5 +131,5 @@ def test_scan_with_fdr_keeps_clear_derivatives_and_says_so(tmp_path: Path) -> No
     level = doc["summary"]["level"]
     assert (level["fdr"], level["tested"], level["derived"]) == (0.05, 3, 2)
     assert level["expected_false_accusations"] == pytest.approx(min(0.05 * 2, 0.01 * 3))
-    table = runner.invoke(app, ["scan", str(tmp_path / "m.csv"), "--fdr", "0.05", "--device", "cpu"]).stdout
+    table = runner.invoke(app, args).stdout
     assert "level: alpha 0.01 per suspect, Benjamini-Hochberg q=0.05 across suspects: 2 derived" in table
