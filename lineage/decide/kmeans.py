@@ -31,17 +31,8 @@ from lineage.compare.identity import WeightTest, weight_test
 from lineage.compare.lineage import uses_sketches
 from lineage.compare.similarity import vocabulary_overlap
 from lineage.decide.calibrate import RELATED_ALPHA, UNCALIBRATED, Calibration, calibrate_threshold, fixed_threshold
-from lineage.decide.verdict import (
-    DEFAULT_ALPHA,
-    DERIVED,
-    NEAREST,
-    RELATED,
-    UNKNOWN,
-    Verdict,
-    format_p,
-    p_from_log10,
-    sidak_log10,
-)
+from lineage.decide.pvalues import format_p, p_from_log10, sidak_log10
+from lineage.decide.verdict import DEFAULT_ALPHA, DERIVED, NEAREST, RELATED, UNKNOWN, Verdict
 from lineage.errors import ClassificationError
 from lineage.fingerprint import Fingerprint
 

@@ -16,8 +16,9 @@ distances to the nearest references, the threshold and the rule, the probe setti
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
+
+from lineage.decide.pvalues import format_p
 
 DERIVED, RELATED, UNKNOWN = "derived", "related", "unknown"
 VERDICTS: tuple[str, ...] = (DERIVED, RELATED, UNKNOWN)
@@ -25,42 +26,6 @@ VERDICTS: tuple[str, ...] = (DERIVED, RELATED, UNKNOWN)
 #: calibration battery every derivative's p-value is below 1e-100 while a level's false accusations scale with it.
 DEFAULT_ALPHA = 0.001
 NEAREST = 5  # references listed in a verdict
-P_FLOOR_LOG10 = -300.0  # p-values below 1e-300 are reported as that bound, never as 0
-
-
-def sidak(p: float, tries: int) -> float:
-    """`1 - (1 - p)^tries`: the chance that the best of `tries` unrelated references looks this related."""
-    if p >= 1.0:
-        return 1.0
-    return float(-math.expm1(tries * math.log1p(-p)))  # exact for tiny p, where 1 - (1 - p)^R rounds to 0
-
-
-def sidak_log10(log10_p: float, tries: int) -> float:
-    """`sidak` on a log10 p-value, exact where the p-value is a double and `log10(tries) + log10_p` below."""
-    if log10_p > -12:
-        return math.log10(max(sidak(10.0**log10_p, tries), 1e-300))
-    return min(0.0, log10_p + math.log10(tries))  # 1 - (1 - p)^R = R p to within R p^2
-
-
-def p_from_log10(log10_p: float) -> float:
-    """The float of a log10 p-value, floored at 1e-300 (a valid bound: the p-value is at most that)."""
-    return 10.0 ** max(log10_p, P_FLOOR_LOG10)
-
-
-def format_p(p_value: float | None, log10_p: float | None = None) -> str:
-    """A p-value for people: `1.2e-56`, `0.34`, `< 1e-300`, or `-` when there is none.
-
-    Example:
-        >>> format_p(1e-320, -320.0), format_p(0.031), format_p(None)
-        ('< 1e-300', '0.031', '-')
-    """
-    if p_value is None:
-        return "-"
-    if (log10_p is not None and log10_p < P_FLOOR_LOG10) or p_value <= 0.0:
-        return "< 1e-300"
-    return f"{p_value:.2g}" if p_value >= 1e-3 else f"{p_value:.2e}"
-
-
 @dataclass(frozen=True)
 class Verdict:
     """One suspect's verdict.

@@ -15,8 +15,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 from lineage.decide.fdr import benjamini_hochberg_log10, expected_false_accusations
+from lineage.decide.pvalues import format_p
 from lineage.decide.verdict import DERIVED
-from lineage.report.numbers import format_p
 
 
 def log10_p(verdict: object) -> float | None:

@@ -14,8 +14,8 @@ with the message as `lineage:error`: a BOM never drops a model. Each component's
 from __future__ import annotations
 
 from lineage import __version__
+from lineage.decide.pvalues import p_value_text
 from lineage.errors import MissingDependencyError
-from lineage.report.numbers import p_value_text
 from lineage.verify.outcome import VerifyOutcome, VerifyResult
 
 INSTALL_HINT = "the cyclonedx format needs cyclonedx-python-lib: pip install 'lineage[bom]'"

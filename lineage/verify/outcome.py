@@ -34,9 +34,9 @@ from typing import Any
 
 import numpy as np
 
+from lineage.decide.pvalues import format_p
 from lineage.decide.verdict import DERIVED, RELATED, Verdict
 from lineage.jobs.manifest import Manifest, ManifestRow
-from lineage.report.numbers import format_p
 from lineage.verify.declarations import Declaration, ReferenceIndex, declared_lineage
 
 CONSISTENT, CONTRADICTED, UNDECLARED, UNVERIFIABLE = "consistent", "contradicted", "undeclared", "unverifiable"

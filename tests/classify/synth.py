@@ -43,7 +43,8 @@ def sketch_fingerprint(
         tensorguard=feats,
         anchors=np.arange(P, dtype=np.int64),
         sketches=sketches,
-        identity=identity or {},
+        # float16, as the pipeline stores them: a fingerprint is the same in memory and after a file round trip
+        identity={k: np.asarray(v, dtype=np.float16) for k, v in (identity or {}).items()},
         settings={"symmetry": SYMMETRY},
     )
 

@@ -132,7 +132,7 @@ def test_derivatives_are_derived_with_small_p_values_outsiders_are_not(make_fami
         weight = r.evidence["weight"]
         assert r.evidence["reference"] == r.derived_from and weight["agreement"] > 0.5
         assert [layer["layer"] for layer in weight["layers"]] == [0, 1]  # per-layer agreement with the base
-        assert all(layer["cosine"] > 0.5 for layer in weight["layers"])
+        assert all(layer["agreement"] > 0.5 for layer in weight["layers"])
         assert r.nearest[0]["p_value"] <= r.p_value  # per pair uncorrected, the verdict's corrected
 
 

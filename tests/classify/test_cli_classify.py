@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from lineage.decide.verdict import DEFAULT_ALPHA
 from lineage.jobs.manifest import DEMO_MANIFEST
 from lineage.report.rows import ROW_KEYS
+from tests.schema import VERDICT_KEYS
 
 try:
     from lineage.cli.app import app
@@ -36,11 +38,6 @@ def runner(monkeypatch, tmp_path) -> CliRunner:
     return CliRunner()
 
 
-#: The keys of `lineage classify --format json` (issue 10's list, every reference's distance, the nearest).
-VERDICT_KEYS = {
-    "model", "verdict", "derived_from", "family", "p_value", "nearest", "evidence", "threshold", "rule",
-    "method", "lineage_version", "probe_settings", "cluster", "distances", "distance",
-}  # fmt: skip
 
 
 def test_classify_json_has_exactly_the_documented_keys(runner):
@@ -54,7 +51,7 @@ def test_classify_json_has_exactly_the_documented_keys(runner):
         assert len(v["distances"]) == 8 and v["distance"] == min(v["distances"].values())
         # Published feature files carry no weights: no derivation test, so no p-value and never derived.
         assert v["p_value"] is None and v["verdict"] in ("related", "unknown") and v["derived_from"] is None
-        assert v["method"] == "lineage" and v["threshold"]["alpha"] == 0.01
+        assert v["method"] == "lineage" and v["threshold"]["alpha"] == DEFAULT_ALPHA
 
 
 def test_classify_tensorguard_paper_rule_and_csv(runner):

@@ -20,7 +20,8 @@ from lineage import __version__
 from lineage.compare.identity import NO_MATCH, weight_test
 from lineage.compare.signs import log10_rademacher_tail, sign_test
 from lineage.decide.kmeans import FamilyClassifier
-from lineage.decide.verdict import DERIVED, RELATED, UNKNOWN, VERDICTS, Verdict, format_p, sidak, sidak_log10
+from lineage.decide.pvalues import format_p, sidak, sidak_log10
+from lineage.decide.verdict import DERIVED, RELATED, UNKNOWN, VERDICTS, Verdict
 from lineage.fingerprint import save_fingerprint
 from lineage.report.tables import format_results, to_json
 
@@ -213,7 +214,7 @@ def test_classify_cli_table_shows_the_verdict_in_words(on_disk, tmp_path):
     result = runner.invoke(app, ["classify", str(suspects), "-r", str(manifest), "-q"])
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
-    assert lines[0].split() == ["model", "verdict", "family", "p_value", "distance"]
+    assert lines[0].split() == ["model", "verdict", "family", "p_value", "distance", "nearest", "path"]
     body = {line.split()[0]: line for line in lines[2:]}
     for family in FAMILIES:
         assert f"derived from {family}-base" in body[f"{family}-ft"]
@@ -227,7 +228,7 @@ def test_table_words_for_each_verdict():
         {"model": "u", "verdict": UNKNOWN, "family": UNKNOWN, "derived_from": None, "p_value": 0.9, "distance": 1.0},
     ]
     lines = format_results(rows, "table").splitlines()[2:]
-    assert [" ".join(line.split()[1:4]) for line in lines] == ["derived from b", "related to f", "unknown unknown 0.9"]
+    assert [" ".join(line.split()[1:4]) for line in lines] == ["derived from b", "related to f", "unknown unknown 9.0e-01"]
 
 
 # --- Verdict refuses inconsistent states ---------------------------------------------------------------
@@ -288,7 +289,7 @@ def test_sidak_in_log_space_agrees_and_goes_below_the_float_floor():
 
 def test_p_values_never_print_as_zero():
     assert format_p(0.0) == "< 1e-300" and format_p(1e-300, -412.5) == "< 1e-300"
-    assert format_p(1.23e-56) == "1.23e-56" and format_p(0.5) == "0.5" and format_p(None) == "-"
+    assert format_p(1.23e-56) == "1.2e-56" and format_p(0.5) == "5.0e-01" and format_p(None) == "-"
 
 
 # --- the sign-flip bound ----------------------------------------------------------------------------------
