@@ -228,7 +228,8 @@ def test_table_words_for_each_verdict():
         {"model": "u", "verdict": UNKNOWN, "family": UNKNOWN, "derived_from": None, "p_value": 0.9, "distance": 1.0},
     ]
     lines = format_results(rows, "table").splitlines()[2:]
-    assert [" ".join(line.split()[1:4]) for line in lines] == ["derived from b", "related to f", "unknown unknown 9.0e-01"]
+    words = [" ".join(line.split()[1:4]) for line in lines]
+    assert words == ["derived from b", "related to f", "unknown unknown 9.0e-01"]
 
 
 # --- Verdict refuses inconsistent states ---------------------------------------------------------------
