@@ -123,3 +123,15 @@ def check_device(device: DeviceChoice) -> None:
     from lineage.fingerprint.device import check_device as check
 
     check(device.value)
+KeyOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--key",
+        envvar="LINEAGE_KEY",
+        metavar="SECRET",
+        show_default=False,
+        help="A secret that seeds the probes (anchors, coordinates, units, mixtures), so a model cannot be edited "
+        "against them; fingerprints record only its id. References must be fingerprinted with the same key "
+        "[$LINEAGE_KEY].",
+    ),
+]

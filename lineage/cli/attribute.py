@@ -14,6 +14,7 @@ from lineage.cli._options import (
     CacheDirOpt,
     DeviceChoice,
     DeviceOpt,
+    KeyOpt,
     ModelsArg,
     NoVerifyOpt,
     QuietOpt,
@@ -47,6 +48,7 @@ def attribute(
     cache: CacheDirOpt = None,
     min_weight: Annotated[float, typer.Option(metavar="WEIGHT", help="Smallest weight reported as a parent.")] = 0.05,
     no_verify: NoVerifyOpt = False,
+    key: KeyOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Estimate which candidates a suspect was merged from, with weights, residual and per-layer evidence.
@@ -60,7 +62,7 @@ def attribute(
     from lineage.fingerprint.pipeline import FingerprintOptions
 
     check_device(device)
-    options = FingerprintOptions(device=device.value)
+    options = FingerprintOptions(device=device.value, key=key)
     with ScanProgress("fingerprint", disable=quiet) as bars:
         rows, failures = attribute_rows(
             suspects, candidates, options=options, cache=FingerprintCache(cache),

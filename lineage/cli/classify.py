@@ -18,6 +18,7 @@ from lineage.cli._options import (
     ExecutorOpt,
     FormatOpt,
     JobsOpt,
+    KeyOpt,
     Method,
     MethodOpt,
     ModelsArg,
@@ -72,6 +73,7 @@ def scan_options(  # noqa: ANN201 - ScanOptions, imported lazily
     no_cache: bool,
     alpha: float = DEFAULT_ALPHA,
     no_verify: bool = False,
+    key: str | None = None,
 ):
     """The library's options from the shared command-line options (after checking the device is here)."""
     from lineage.jobs.scan import ScanOptions
@@ -85,6 +87,7 @@ def scan_options(  # noqa: ANN201 - ScanOptions, imported lazily
         cache_dir=cache,
         use_cache=not no_cache,
         verify_packs=not no_verify,
+        key=key,
     )
 
 
@@ -100,6 +103,7 @@ def classify(
     cache: CacheDirOpt = None,
     no_cache: NoCacheOpt = False,
     no_verify: NoVerifyOpt = False,
+    key: KeyOpt = None,
     quiet: QuietOpt = False,
     base: BaseOpt = None,
     executor: ExecutorOpt = ExecutorChoice.local,
@@ -123,7 +127,7 @@ def classify(
     from lineage.jobs.scan import classify_paths
     from lineage.report.tables import format_results
 
-    options = scan_options(method, unknown, device, cache, no_cache, alpha, no_verify)
+    options = scan_options(method, unknown, device, cache, no_cache, alpha, no_verify, key)
     options = replace(options, executor=executor_options(executor, jobs, ray_address))
     manifest = options.references(reference)  # LoRA adapters find their base among the references by hub_id
     hub_bases = {r.hub_id: r.path for r in manifest.references if r.hub_id and r.path.is_dir()}
@@ -147,6 +151,7 @@ def distance(
     device: DeviceOpt = DeviceChoice.auto,
     cache: CacheDirOpt = None,
     no_cache: NoCacheOpt = False,
+    key: KeyOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Print the pairwise distance matrix of the models (0 = the same model).
@@ -163,7 +168,7 @@ def distance(
 
     if len(models) < 2:
         raise typer.BadParameter("give at least two models to compare", param_hint="MODEL...")
-    options = scan_options(method, "off", device, cache, no_cache)
+    options = scan_options(method, "off", device, cache, no_cache, key=key)
     with ScanProgress("fingerprint", disable=quiet) as bars:
         names, matrix, failures = distance_paths(models, options, bars)
     typer.echo(format_matrix(names, matrix, fmt.value, method.value).rstrip("\n"))

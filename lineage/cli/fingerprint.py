@@ -18,6 +18,7 @@ from lineage.cli._options import (
     ExecutorChoice,
     ExecutorOpt,
     JobsOpt,
+    KeyOpt,
     NoCacheOpt,
     OutDirOpt,
     QuietOpt,
@@ -53,6 +54,7 @@ def fingerprint(
     ] = 64,
     cache: CacheDirOpt = None,
     no_cache: NoCacheOpt = False,
+    key: KeyOpt = None,
     quiet: QuietOpt = False,
     base: BaseOpt = None,
     executor: ExecutorOpt = ExecutorChoice.local,
@@ -76,7 +78,7 @@ def fingerprint(
     from lineage.io.adapter import adapter_bases
 
     check_device(device)
-    options = FingerprintOptions(device=device.value, seed=seed, anchors=anchors)
+    options = FingerprintOptions(device=device.value, seed=seed, anchors=anchors, key=key)
     models = expand_inputs(paths)
     where = executor_options(executor, jobs, ray_address)
     store = None if no_cache else FingerprintCache(cache)

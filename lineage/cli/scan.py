@@ -18,6 +18,7 @@ from lineage.cli._options import (
     ExecutorOpt,
     FormatOpt,
     JobsOpt,
+    KeyOpt,
     Method,
     MethodOpt,
     NoCacheOpt,
@@ -76,6 +77,7 @@ def scan(
     cache: CacheDirOpt = None,
     no_cache: NoCacheOpt = False,
     no_verify: NoVerifyOpt = False,
+    key: KeyOpt = None,
     unknown: UnknownOpt = "calibrated",
     alpha: AlphaOpt = DEFAULT_ALPHA,
     fdr: FdrOpt = None,
@@ -111,7 +113,7 @@ def scan(
 
     if not inputs and reference is None:
         method, unknown = _demo(ctx, method, unknown)
-    options = scan_options(method, unknown, device, cache, no_cache, alpha, no_verify)
+    options = scan_options(method, unknown, device, cache, no_cache, alpha, no_verify, key)
     options = replace(options, fdr=fdr, executor=executor_options(executor, jobs, ray_address))
     with ScanProgress("fingerprint", disable=quiet) as bars:
         result = run_scan(_source(inputs), options, progress=bars, references=reference)

@@ -22,6 +22,7 @@ from lineage.cli._options import (
     CacheDirOpt,
     DeviceChoice,
     DeviceOpt,
+    KeyOpt,
     Method,
     MethodOpt,
     ModelsArg,
@@ -64,6 +65,7 @@ def verify(
     cache: CacheDirOpt = None,
     no_cache: NoCacheOpt = False,
     no_verify: NoVerifyOpt = False,
+    key: KeyOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Check each model's declared base against the base its weights derive from.
@@ -85,7 +87,7 @@ def verify(
     from lineage.verify.outcome import verify_paths
 
     try:
-        options = scan_options(method, "calibrated", device, cache, no_cache, alpha, no_verify)
+        options = scan_options(method, "calibrated", device, cache, no_cache, alpha, no_verify, key)
         with ScanProgress("fingerprint", disable=quiet) as bars:
             result = verify_paths(models, reference, options, bars, base=base)
         text = _render(result, fmt)

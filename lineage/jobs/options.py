@@ -39,6 +39,7 @@ class ScanOptions:
         random_state: K-Means seed.
         executor: where model folders are fingerprinted (serial, local processes, a Ray cluster).
         verify_packs: check a reference pack's files against their sha256 before using it.
+        key: the probe key of model folders (`FingerprintOptions.key`); None is the public key.
     """
 
     method: str = DEFAULT_METHOD
@@ -52,6 +53,7 @@ class ScanOptions:
     random_state: int = 0
     executor: ExecutorOptions = field(default_factory=ExecutorOptions)
     verify_packs: bool = True
+    key: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -68,7 +70,7 @@ class ScanOptions:
             return self.fingerprint
         from lineage.fingerprint.pipeline import FingerprintOptions
 
-        return FingerprintOptions(device=self.device)
+        return FingerprintOptions(device=self.device, key=self.key)
 
     def cache(self) -> FingerprintCache | None:
         return FingerprintCache(self.cache_dir) if self.use_cache else None

@@ -59,7 +59,7 @@ def smollm2_gguf() -> Path:
 
 
 def build_builtin_pack(
-    out: str | Path | None = None, folder: str | Path | None = None, device: str = "auto"
+    out: str | Path | None = None, folder: str | Path | None = None, device: str = "auto", key: str | None = None
 ) -> Path:
     """Fingerprint SmolLM2-135M-Instruct and write it as the built-in pack.
 
@@ -67,6 +67,7 @@ def build_builtin_pack(
         out: the pack folder; `builtin_pack_folder()` when None (replaced).
         folder: the same weights as a Hugging Face folder; the installed GGUF when None.
         device: where the probes run.
+        key: the probe key (`FingerprintOptions.key`); None, the public key, for `builtin` itself.
 
     Returns:
         The pack folder.
@@ -77,7 +78,7 @@ def build_builtin_pack(
 
     out = Path(out) if out is not None else builtin_pack_folder()
     source = Path(folder) if folder is not None else smollm2_gguf()
-    fp, _ = obtain_fingerprint(source, FingerprintOptions(device=device), cache=None, name=NAME)
+    fp, _ = obtain_fingerprint(source, FingerprintOptions(device=device, key=key), cache=None, name=NAME)
     return write_pack([PackReference(NAME, FAMILY, fp, NAME, HUB_ID)], out, created_by=COMMAND, force=True)
 
 

@@ -109,3 +109,19 @@ def test_fingerprints_of_different_keys_are_refused_in_one_line(folders):
 def test_an_empty_key_is_refused():
     with pytest.raises(ValueError, match="key"):
         FingerprintOptions(key="")
+
+
+def test_the_cli_takes_the_key_from_the_environment_and_refuses_mixed_keys(folders, tmp_path):
+    from typer.testing import CliRunner
+
+    from lineage.cli.app import app
+    from lineage.fingerprint.format import load_fingerprint
+
+    env = {"LINEAGE_CACHE": str(tmp_path / "cache"), "LINEAGE_NO_PROGRESS": "1"}
+    keyed = CliRunner(env={**env, "LINEAGE_KEY": SECRET.key})
+    result = keyed.invoke(app, ["fingerprint", str(folders["base"]), "--out", str(tmp_path / "fp"), "-q"])
+    assert result.exit_code == 0, result.output
+    [path] = (tmp_path / "fp").glob("*.fingerprint.safetensors")
+    assert load_fingerprint(path).settings["key_id"] == SECRET.key_id
+    public = CliRunner(env=env).invoke(app, ["distance", str(folders["other"]), str(path), "-q"])
+    assert public.exit_code == 1 and "different probe keys" in public.output
