@@ -81,7 +81,7 @@ class LineageMethod(Method):
 
     Example:
         >>> from lineage.fingerprint import load_fingerprint
-        >>> from lineage.jobs.manifest import DEMO_MANIFEST
+        >>> from lineage.data import DEMO_MANIFEST
         >>> fps = [load_fingerprint(p) for p in sorted(DEMO_MANIFEST.parent.glob("*_features.json"))]
         >>> LineageMethod().vectors(fps, fps[:2]).shape  # profiles to the 2 references
         (58, 2)
@@ -129,8 +129,8 @@ class LineageMethod(Method):
 @lru_cache(maxsize=1)
 def catalog_features() -> np.ndarray:
     """The 15 features of the built-in catalog's models, `[58, 15]` (read once per process)."""
+    from lineage.data import DEMO_MANIFEST
     from lineage.fingerprint import load_fingerprint
-    from lineage.jobs.manifest import DEMO_MANIFEST
 
     files = sorted(DEMO_MANIFEST.parent.glob("*_features.json"))
     return feature_matrix([load_fingerprint(p) for p in files])

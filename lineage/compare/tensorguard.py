@@ -30,7 +30,7 @@ class TensorGuardMethod(Method):
 
     Example:
         >>> from lineage.fingerprint import load_fingerprint
-        >>> from lineage.jobs.manifest import DEMO_MANIFEST
+        >>> from lineage.data import DEMO_MANIFEST
         >>> fps = [load_fingerprint(p) for p in sorted(DEMO_MANIFEST.parent.glob("*_features.json"))]
         >>> TensorGuardMethod().distances(fps[:3], fps[:3]).shape
         (3, 3)

@@ -11,6 +11,8 @@ import numpy as np
 
 LAYER_CIRCUITS: tuple[str, ...] = ("qk", "vo", "ffn")
 MODEL_CIRCUITS: tuple[str, ...] = ("embed", "head", "unembed")
+#: Circuits whose probe-response sketches a fingerprint holds.
+CIRCUITS: tuple[str, ...] = (*MODEL_CIRCUITS, *LAYER_CIRCUITS)
 
 
 def stack_layers(per_layer: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:

@@ -16,10 +16,26 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from lineage.fingerprint import TENSORGUARD_FEATURES
-
 _LAYER_INDEX = re.compile(r"layers\.(\d+)\.")
 STAT_NAMES = ("mean", "std", "norm", "skewness", "kurtosis")
+#: The paper's 15 features, in its order (`total_params` is kept aside: the paper does not classify on it).
+TENSORGUARD_FEATURES: tuple[str, ...] = (
+    "global_mean",
+    "global_std",
+    "global_norm",
+    "global_skewness",
+    "global_kurtosis",
+    "attention_mean",
+    "attention_std",
+    "attention_norm",
+    "ffn_mean",
+    "ffn_std",
+    "ffn_norm",
+    "embedding_mean",
+    "embedding_std",
+    "embedding_norm",
+    "num_layers",
+)
 
 
 def tensor_group(name: str) -> str:

@@ -4,9 +4,9 @@ content-addressed cache (`cache`) and batches of models (`batch`).
 The fingerprint type and its file format are re-exported here; the pipeline (which imports torch) is not.
 """
 
+from lineage.features.sketch import CIRCUITS
+from lineage.features.tensorguard import TENSORGUARD_FEATURES
 from lineage.fingerprint.format import (
-    CIRCUITS,
-    TENSORGUARD_FEATURES,
     Fingerprint,
     ModelSummary,
     fingerprint_path,

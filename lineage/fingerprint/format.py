@@ -26,6 +26,7 @@ import numpy as np
 
 from lineage import __version__
 from lineage.errors import FingerprintFormatError
+from lineage.features.tensorguard import TENSORGUARD_FEATURES
 from lineage.io.constants import FINGERPRINT_SUFFIX
 
 #: 2: anchors may be chosen by token string (`anchor_basis`, `anchor_tokens`); 3: `identity` responses.
@@ -33,28 +34,6 @@ SCHEMA_VERSION = 3
 ANCHOR_BASES: tuple[str, ...] = ("tokens", "ids")
 TENSORGUARD_JSON_SUFFIX = "_features.json"
 _META_KEY = "lineage"
-
-#: The paper's 15 features, in its order (`total_params` is kept aside: the paper does not classify on it).
-TENSORGUARD_FEATURES: tuple[str, ...] = (
-    "global_mean",
-    "global_std",
-    "global_norm",
-    "global_skewness",
-    "global_kurtosis",
-    "attention_mean",
-    "attention_std",
-    "attention_norm",
-    "ffn_mean",
-    "ffn_std",
-    "ffn_norm",
-    "embedding_mean",
-    "embedding_std",
-    "embedding_norm",
-    "num_layers",
-)
-
-#: Circuits whose probe-response sketches the fingerprint holds; see `lineage.features.sketch`.
-CIRCUITS: tuple[str, ...] = ("embed", "head", "unembed", "qk", "vo", "ffn")
 
 
 @dataclass(frozen=True)
