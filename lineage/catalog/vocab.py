@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from lineage.errors import CatalogError
+from lineage.io.jsonfile import read_json_object
 
 TOKENIZER = "tokenizer.json"
 _ID_FILES = ("config.json", "generation_config.json")
@@ -73,13 +74,7 @@ def trim_vocabulary(src: Path, dst: Path, keep: float, seed: int) -> None:
 
 
 def _read_json(path: Path) -> dict:
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CatalogError(f"{path}: unreadable JSON ({exc})") from None
-    if not isinstance(doc, dict):
-        raise CatalogError(f"{path}: not a JSON object")
-    return doc
+    return read_json_object(path, CatalogError, "unreadable JSON")
 
 
 def _vocab_rows(src: Path) -> int:

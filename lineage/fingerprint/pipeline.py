@@ -27,7 +27,9 @@ from lineage.errors import NonFiniteWeightsError
 from lineage.features import tensorguard
 from lineage.features.sketch import stack_layers
 from lineage.fingerprint.format import Fingerprint, ModelSummary
-from lineage.io import CheckpointReader, open_checkpoint
+from lineage.io.checkpoint import Checkpoint
+from lineage.io.hub import HubModel
+from lineage.io.open import open_checkpoint
 from lineage.io.vocab import TOKENIZER_FILE
 from lineage.probe.anchors import Anchors, choose_anchors
 from lineage.probe.circuits import CircuitProbe
@@ -143,7 +145,7 @@ class _Run:
 
     def __init__(
         self,
-        reader: CheckpointReader,
+        reader: Checkpoint,
         model: ResolvedModel,
         options: FingerprintOptions,
         progress: Progress | None = None,
@@ -228,7 +230,7 @@ class _Run:
         return self.engine.put(self.reader.rows(name, ids))
 
 
-def _anchors(reader: CheckpointReader, model: ResolvedModel, options: FingerprintOptions) -> Anchors:
+def _anchors(reader: Checkpoint, model: ResolvedModel, options: FingerprintOptions) -> Anchors:
     """The model's anchors: by token string when it has a vocabulary, by id otherwise."""
     # A head padded or trimmed to another vocabulary size than the embedding: anchor only rows both have.
     head_vocab = int(reader.info(model.head).shape[0]) if model.head else model.vocab_size
@@ -241,12 +243,12 @@ def _anchors(reader: CheckpointReader, model: ResolvedModel, options: Fingerprin
 
 
 def fingerprint_model(
-    path: str | Path, options: FingerprintOptions | None = None, progress: Progress | None = None
+    path: str | Path | HubModel, options: FingerprintOptions | None = None, progress: Progress | None = None
 ) -> Fingerprint:
-    """Fingerprint the model in folder `path`.
+    """Fingerprint the model at `path`.
 
     Args:
-        path: a model folder (safetensors, sharded or not).
+        path: what `lineage.io.open.open_checkpoint` opens (safetensors folder, GGUF, adapter, hub model).
         options: probe settings; defaults when None.
         progress: called as `progress(done_bytes, total_bytes)` as weight blocks stream (bytes as stored, of
             the model's own tensors; the last call has done == total).

@@ -1,7 +1,9 @@
 """Checkpoints in: find model folders, validate safetensors and GGUF headers, read tensors lazily.
 
-Only this package opens weight files; everything else receives a `Checkpoint` (a `CheckpointReader` for
-safetensors, a `lineage.io.gguf_reader.GGUFCheckpoint` for GGUF, which imports gguf-py only when used).
+Only this package opens weight files; everything else receives a `Checkpoint` from `open_checkpoint`
+(`lineage.io.open`): a `CheckpointReader` for safetensors, a `lineage.io.gguf_reader.GGUFCheckpoint` for
+GGUF (gguf-py imported only when used), an `AdapterReader` for a PEFT adapter, a `HubCheckpoint` for
+`hf://` models.
 
 The names below are imported on first use (PEP 562): the readers import torch, and a command that only
 reads file names (`lineage.io.constants`, `lineage.io.names`) or prints `--version` must not pay for it.
@@ -17,7 +19,8 @@ if TYPE_CHECKING:
     from lineage.io.discover import discover_models, is_model_folder
     from lineage.io.header import FileHeader, TensorInfo, read_header
     from lineage.io.index import ModelFiles, locate_files
-    from lineage.io.reader import CheckpointReader, open_checkpoint
+    from lineage.io.open import open_checkpoint
+    from lineage.io.reader import CheckpointReader
 
 _EXPORTS: dict[str, str] = {
     "Checkpoint": "lineage.io.checkpoint",
@@ -28,7 +31,7 @@ _EXPORTS: dict[str, str] = {
     "discover_models": "lineage.io.discover",
     "is_model_folder": "lineage.io.discover",
     "locate_files": "lineage.io.index",
-    "open_checkpoint": "lineage.io.reader",
+    "open_checkpoint": "lineage.io.open",
     "read_header": "lineage.io.header",
 }
 

@@ -5,26 +5,20 @@ An adapter folder (`adapter_config.json` + `adapter_model.safetensors`) holds no
 `W' = W + s * B @ A` with `s = alpha / r` (`alpha / sqrt(r)` with rsLoRA, Kalajdzievski 2023), per-module
 `r` and `alpha` from `rank_pattern` / `alpha_pattern`, transposed for `fan_in_fan_out` (GPT-2's Conv1D),
 as PEFT's own `merge_and_unload` computes it (huggingface/peft, `tuners/lora/layer.py`). `AdapterReader`
-wraps the base's `CheckpointReader` and adds the delta in `tensor`, `row_blocks` and `rows`, block by
-block, so an adapter over a 70B base streams as the base does. Full tensors the adapter stores
-(`modules_to_save`, embedding layers saved whole) replace the base's.
+is a `Checkpoint` over the base's reader (of any format): the base's tensor table, with the delta added in
+`tensor`, `row_blocks` and `rows`, block by block, so an adapter over a 70B base streams as the base does.
+Full tensors the adapter stores (`modules_to_save`, embedding layers saved whole) replace the base's.
 
-Where the base is: `--base PATH`, or a reference whose manifest `hub_id` is the adapter's
-`base_model_name_or_path`, or that field itself when it is an existing local folder. The first two are
-set by the command for the whole run with `adapter_bases(...)`: the adapter is opened deep inside the
-fingerprint pipeline and its cache, and a context variable reaches it there without threading a base
-through every signature on the way. Without a base the adapter is refused in one line that says how.
-DoRA, LoRA biases, trainable tokens and layer replication change the merge and are refused by name.
+Where the base is found is `lineage.io.adapter_base`'s rule; `lineage.io.open.open_adapter` applies it
+and opens the base. DoRA, LoRA biases, trainable tokens and layer replication change the merge and are
+refused by name.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,12 +26,12 @@ from typing import Any
 import torch
 
 from lineage.errors import CheckpointError, NonFiniteWeightsError
-from lineage.io.declared import ADAPTER_CONFIG, normalize_hub_id
-from lineage.io.header import TensorInfo
+from lineage.io.checkpoint import Checkpoint
+from lineage.io.constants import ADAPTER_CONFIG, ADAPTER_WEIGHTS
+from lineage.io.jsonfile import read_json_object
 from lineage.io.reader import CheckpointReader
 from lineage.io.vocab import Vocabulary, find_vocabulary
 
-ADAPTER_WEIGHTS = "adapter_model.safetensors"
 _PEFT_PREFIX = "base_model.model."
 _LORA_KEY = re.compile(r"^(?P<module>.+)\.(?P<kind>lora_A\.weight|lora_B\.weight|lora_embedding_A|lora_embedding_B)$")
 _REFUSED_KEYS = {
@@ -45,53 +39,6 @@ _REFUSED_KEYS = {
     "lora_B.bias": "LoRA biases (lora_bias)",
     "trainable_tokens": "trainable-token adapters",
 }
-
-
-@dataclass(frozen=True)
-class AdapterBases:
-    """Where adapters find their bases during one run.
-
-    Attributes:
-        default: the base given with `--base`, used for every adapter.
-        by_hub_id: normalised hub id -> model path, from the references' `hub_id` column.
-    """
-
-    default: Path | None = None
-    by_hub_id: Mapping[str, Path] = field(default_factory=dict)
-
-
-_BASES: ContextVar[AdapterBases] = ContextVar("lineage_adapter_bases", default=AdapterBases())
-
-
-@contextmanager
-def adapter_bases(
-    default: str | Path | None = None, by_hub_id: Mapping[str, str | Path] | None = None
-) -> Iterator[None]:
-    """Set where adapters opened inside the `with` block find their base.
-
-    Args:
-        default: the base model path for every adapter (`--base`).
-        by_hub_id: hub id -> model path (ids are normalised: case, hub URL and `@revision` ignored).
-
-    Example:
-        >>> with adapter_bases("models/llama-8b"):  # doctest: +SKIP
-        ...     fp = fingerprint_model("adapters/my-lora")
-    """
-    bases = AdapterBases(
-        Path(default) if default is not None else None,
-        {normalize_hub_id(k): Path(v) for k, v in (by_hub_id or {}).items()},
-    )
-    token = _BASES.set(bases)
-    try:
-        yield
-    finally:
-        _BASES.reset(token)
-
-
-def is_adapter_folder(path: str | Path) -> bool:
-    """Whether `path` is a PEFT adapter folder (`adapter_config.json` next to `adapter_model.safetensors`)."""
-    path = Path(path)
-    return path.is_dir() and (path / ADAPTER_CONFIG).is_file() and (path / ADAPTER_WEIGHTS).is_file()
 
 
 @dataclass(frozen=True)
@@ -120,12 +67,7 @@ class LoraSettings:
 
 def read_lora_settings(path: Path) -> LoraSettings:
     """Parse `adapter_config.json`; refuse what is not a plain LoRA merge."""
-    try:
-        cfg = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(path, f"adapter config is not valid JSON ({exc}); re-download it") from exc
-    if not isinstance(cfg, dict):
-        raise CheckpointError(path, "adapter config is not a JSON object")
+    cfg = read_json_object(path, CheckpointError, "adapter config is not valid JSON", "re-download it")
     kind = str(cfg.get("peft_type", "LORA")).upper()
     if kind != "LORA":
         raise CheckpointError(path, f"a {kind} adapter: only LoRA adapters can be merged; merge it with peft first")
@@ -146,53 +88,38 @@ def read_lora_settings(path: Path) -> LoraSettings:
         raise CheckpointError(path, f"adapter config has a bad r / lora_alpha ({exc})") from exc
 
 
-def find_base(folder: Path, settings: LoraSettings) -> Path:
-    """The base model folder of an adapter: `--base`, a reference by hub id, or an existing local path."""
-    bases = _BASES.get()
-    if bases.default is not None:
-        return bases.default
-    if settings.base:
-        hit = bases.by_hub_id.get(normalize_hub_id(settings.base))
-        if hit is not None:
-            return hit
-        local = Path(settings.base).expanduser()
-        if local.is_absolute() and local.is_dir() and not is_adapter_folder(local):
-            return local
-    named = f"'{settings.base}', which is not among the references' hub_id" if settings.base else "no base"
-    raise CheckpointError(folder, f"a LoRA adapter of {named}: give its base model with --base PATH")
-
-
-class AdapterReader:
-    """A `CheckpointReader`-like view of base + merged LoRA delta (see the module docstring).
+class AdapterReader(Checkpoint):
+    """The model an adapter makes: its base's tensors plus the merged LoRA delta (see the module docstring).
 
     Args:
         path: the adapter folder.
-        base: the base model folder; found with `find_base` when None.
+        base: the opened base model (any `Checkpoint`); the adapter reader owns it and closes it.
+        settings: the adapter's LoRA settings; read from its `adapter_config.json` when None.
 
     Raises:
-        CheckpointError: no base, a refused adapter kind, or a LoRA tensor that fits no base tensor.
+        CheckpointError: a refused adapter kind, or a LoRA tensor that fits no base tensor (the base is
+            closed then).
+
+    Example:
+        >>> with open_adapter("adapters/my-lora", "models/llama-8b") as ckpt:  # doctest: +SKIP
+        ...     q = ckpt.tensor("model.layers.0.self_attn.q_proj.weight")  # base + s * B @ A
     """
 
-    def __init__(self, path: str | Path, base: str | Path | None = None) -> None:
+    def __init__(self, path: str | Path, base: Checkpoint, settings: LoraSettings | None = None) -> None:
         self.folder = Path(path)
         self.config_path = self.folder / ADAPTER_CONFIG
-        self.settings = read_lora_settings(self.config_path)
-        base_path = Path(base) if base is not None else find_base(self.folder, self.settings)
-        if is_adapter_folder(base_path):
-            raise CheckpointError(base_path, "the base of an adapter is itself an adapter: give the merged base model")
-        from lineage.io.reader import open_checkpoint  # the base may be of any format the readers know
-
-        self.base = open_checkpoint(base_path)
+        self.base = base
         try:
+            self.settings = settings if settings is not None else read_lora_settings(self.config_path)
             self.adapter = CheckpointReader(self.folder / ADAPTER_WEIGHTS)
             self.name: str = self.folder.resolve().name
             self.config: dict[str, Any] = self.base.config
             self.files: tuple[Path, ...] = (*self.base.files, self.adapter.files[0], self.config_path)
+            self._infos = self.base._infos  # the merged model has the base's tensors, names and shapes
             self._lora, self._replaced = self._plan()
         except BaseException:
             self.close()
             raise
-        self._vocabulary: Vocabulary | None | bool = False
 
     # -- the plan: which base tensor gets which delta -----------------------------------------------------
 
@@ -252,35 +179,9 @@ class AdapterReader:
 
     # -- headers: the base's ---------------------------------------------------------------------------
 
-    @property
-    def vocabulary(self) -> Vocabulary | None:
+    def _read_vocabulary(self) -> Vocabulary | None:
         """The adapter folder's tokenizer when it has one (a vocabulary extension), else the base's."""
-        if self._vocabulary is False:
-            self._vocabulary = find_vocabulary(self.folder) or self.base.vocabulary
-        return self._vocabulary  # type: ignore[return-value]
-
-    def names(self) -> list[str]:
-        return self.base.names()
-
-    def info(self, name: str) -> TensorInfo:
-        return self.base.info(name)
-
-    def __contains__(self, name: object) -> bool:
-        return name in self.base
-
-    def __iter__(self) -> Iterator[TensorInfo]:
-        return iter(self.base)
-
-    def __len__(self) -> int:
-        return len(self.base)
-
-    @property
-    def num_parameters(self) -> int:
-        return self.base.num_parameters
-
-    @property
-    def dtypes(self) -> tuple[str, ...]:
-        return self.base.dtypes
+        return find_vocabulary(self.folder) or self.base.vocabulary
 
     @property
     def merged_tensors(self) -> tuple[str, ...]:
@@ -331,7 +232,7 @@ class AdapterReader:
             values = values + self._delta(name, 0, 0, check_finite, rows=idx)
         return values.to(dtype)
 
-    def _source(self, name: str) -> tuple[CheckpointReader, str]:
+    def _source(self, name: str) -> tuple[Checkpoint, str]:
         # A tensor the adapter stores whole (`modules_to_save`, an embedding's `base_layer`) replaces the base's;
         # a LoRA on that module still adds its delta on top, as peft's merge does.
         if name in self._replaced:
@@ -362,20 +263,10 @@ class AdapterReader:
         for reader in (getattr(self, "adapter", None), getattr(self, "base", None)):
             if reader is not None:
                 reader.close()
-
-    def __enter__(self) -> AdapterReader:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        self._closed = True
 
     def __repr__(self) -> str:
         return f"AdapterReader({self.name!r}: {len(self._lora)} LoRA deltas over {self.base.name!r})"
-
-
-def open_adapter(path: str | Path, base: str | Path | None = None) -> AdapterReader:
-    """Open a LoRA adapter folder as its merged model (base found as `find_base` says when None)."""
-    return AdapterReader(path, base)
 
 
 def _pattern_key(patterns: Mapping[str, Any], module: str) -> str:
@@ -384,3 +275,7 @@ def _pattern_key(patterns: Mapping[str, Any], module: str) -> str:
         if re.match(rf"(.*\.)?({key})$", module):
             return key
     return module
+
+
+# Until the callers import it from lineage.io.adapter_base (the next commit).
+from lineage.io.adapter_base import _BASES, adapter_bases  # noqa: E402, F401

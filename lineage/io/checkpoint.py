@@ -1,14 +1,19 @@
 """What every checkpoint reader shares: a table of `TensorInfo` by Hugging Face name, and its queries.
 
-lineage reads two formats (safetensors folders, GGUF files); the rest of lineage sees one interface. The
-format-specific parts (reading bytes, hashing headers, finding the vocabulary) live in the subclasses;
-the name table, the counts, the row-index checks and the context manager live here once.
+lineage reads safetensors folders, GGUF files, PEFT adapters (base + merged delta) and `hf://` models
+(fetched, then read as a folder); the rest of lineage sees one interface, this class. The format-specific
+parts (reading bytes, hashing headers, finding the vocabulary) live in the subclasses; the name table, the
+counts, the lazy vocabulary, the row-index checks and the context manager live here once. Which reader a
+path gets is `lineage.io.open.open_checkpoint`'s to decide.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -77,12 +82,16 @@ class Checkpoint(ABC):
         """The stored dtypes present (safetensors dtypes, or GGML types for GGUF), sorted and unique."""
         return tuple(sorted({info.dtype for info in self._infos.values()}))
 
+    @cached_property
+    def vocabulary(self) -> Vocabulary | None:
+        """The tokenizer's vocabulary, None when the checkpoint has none (read on first use, then kept)."""
+        return self._read_vocabulary()
+
     # -- what each format implements -----------------------------------------------------------------
 
-    @property
     @abstractmethod
-    def vocabulary(self) -> Vocabulary | None:
-        """The tokenizer's vocabulary, None when the checkpoint has none."""
+    def _read_vocabulary(self) -> Vocabulary | None:
+        """Read the tokenizer's vocabulary (`vocabulary` calls it once)."""
 
     @abstractmethod
     def header_sha256(self) -> str:
@@ -116,6 +125,12 @@ class Checkpoint(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def _table_digest(self) -> hashlib._Hash:
+        """sha256 over the canonical JSON (sorted keys, no spaces) of every tensor's name, dtype and shape:
+        where each format's `header_sha256` starts, before its own header bytes."""
+        table = {i.name: {"dtype": i.dtype, "shape": list(i.shape)} for i in self._infos.values()}
+        return hashlib.sha256(json.dumps(table, sort_keys=True, separators=(",", ":")).encode())
 
     def _check_open(self) -> None:
         if self._closed:

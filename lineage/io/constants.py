@@ -14,6 +14,9 @@ SINGLE_FILE = "model.safetensors"
 INDEX_FILE = "model.safetensors.index.json"
 CONFIG_FILE = "config.json"
 PYTORCH_BIN = "pytorch_model.bin"
+# PEFT adapter folders: the adapter's settings and its LoRA weights (read as base + merged delta).
+ADAPTER_CONFIG = "adapter_config.json"
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
 # GGUF (llama.cpp) model files, read with the `gguf` package; one model may be split over several files.
 GGUF_SUFFIX = ".gguf"
 

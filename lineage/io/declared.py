@@ -15,19 +15,17 @@ it, since a declaration that cannot be read must not pass for "nothing declared"
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from lineage.errors import CheckpointError
+from lineage.io.constants import ADAPTER_CONFIG, CONFIG_FILE, GGUF_SUFFIX
+from lineage.io.jsonfile import read_json_object
 
 MODEL_CARD = "README.md"
-ADAPTER_CONFIG = "adapter_config.json"
 MERGEKIT_CONFIG = "mergekit_config.yml"
-CONFIG_FILE = "config.json"
-GGUF_SUFFIX = ".gguf"
 
 HUB_URL_PREFIXES = ("https://huggingface.co/", "http://huggingface.co/", "hf://", "hf.co/", "huggingface.co/")
 _FRONT_MATTER = re.compile(r"\A\ufeff?---[ \t]*\r?\n(?P<yaml>.*?)\r?\n---[ \t]*(\r?\n|\Z)", re.DOTALL)
@@ -235,13 +233,7 @@ def _name_or_path(path: Path) -> DeclaredSource | None:
 
 
 def _json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(path, f"not valid JSON ({_first_line(exc)}); re-download it") from exc
-    if not isinstance(data, dict):
-        raise CheckpointError(path, f"is a JSON {type(data).__name__}, not an object")
-    return data
+    return read_json_object(path, CheckpointError, "not valid JSON", "re-download it")
 
 
 def _strings(value: Any) -> tuple[str, ...]:

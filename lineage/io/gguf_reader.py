@@ -14,8 +14,6 @@ K of `llama` files are stored with rows permuted within heads; their rows are re
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -112,14 +110,10 @@ class GGUFCheckpoint(Checkpoint):
             self._entries[plan.hf_name] = _Entry(rec, plan, row_map)
         self._fds: dict[Path, int] = {}
         self._closed = False
-        self._vocabulary: Vocabulary | None | bool = False  # False: not built yet
 
-    @property
-    def vocabulary(self) -> Vocabulary | None:
+    def _read_vocabulary(self) -> Vocabulary | None:
         """The embedded tokenizer's vocabulary (`tokenizer.ggml.tokens`), None when the file has none."""
-        if self._vocabulary is False:
-            self._vocabulary = gguf_vocabulary(self._meta)
-        return self._vocabulary  # type: ignore[return-value]
+        return gguf_vocabulary(self._meta)
 
     def header_sha256(self) -> str:
         """Content address of the model's headers.
@@ -131,8 +125,7 @@ class GGUFCheckpoint(Checkpoint):
         Returns:
             The hex digest.
         """
-        table = {i.name: {"dtype": i.dtype, "shape": list(i.shape)} for i in self._infos.values()}
-        digest = hashlib.sha256(json.dumps(table, sort_keys=True, separators=(",", ":")).encode())
+        digest = self._table_digest()
         for header in self._headers:
             digest.update(bytes.fromhex(header.header_sha256))
         return digest.hexdigest()

@@ -1,4 +1,4 @@
-"""`CheckpointReader`: the one door through which lineage reads model weights.
+"""`CheckpointReader`: safetensors weights (a model folder, sharded or not, or one file), read lazily.
 
 Opening a checkpoint reads only headers (a few KB per file), so a 70B model opens as fast as a tiny one;
 tensors are then read one at a time. A whole tensor is read with one positioned read (`os.pread`) at the
@@ -11,8 +11,6 @@ opened on first use, and holds no tensor data between calls.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import struct
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -25,10 +23,9 @@ from safetensors import SafetensorError, safe_open
 from lineage.errors import CheckpointError
 from lineage.io.blocks import check_finite_values, pread_tensor, torch_dtype
 from lineage.io.checkpoint import Checkpoint, row_runs
-from lineage.io.constants import GGUF_SUFFIX, INDEX_FILE
-from lineage.io.gguf_files import gguf_models
 from lineage.io.header import FileHeader, TensorInfo, read_header
-from lineage.io.index import ModelFiles, locate_files, weight_files
+from lineage.io.index import ModelFiles, locate_files
+from lineage.io.jsonfile import read_json_object
 from lineage.io.names import model_name
 from lineage.io.vocab import Vocabulary, find_vocabulary
 
@@ -54,7 +51,7 @@ class CheckpointReader(Checkpoint):
         UnsafeCheckpointError: pickled weights only, or files outside the folder.
 
     Example:
-        >>> with open_checkpoint("models/tiny-llama") as ckpt:
+        >>> with CheckpointReader("models/tiny-llama") as ckpt:
         ...     emb = ckpt.rows("model.embed_tokens.weight", [1, 2, 3])
     """
 
@@ -70,14 +67,10 @@ class CheckpointReader(Checkpoint):
         self._infos: dict[str, TensorInfo] = _merge(self._headers, located)
         self._handles: dict[Path, Any] = {}
         self._closed = False
-        self._vocabulary: Vocabulary | None | bool = False  # False: not read yet
 
-    @property
-    def vocabulary(self) -> Vocabulary | None:
+    def _read_vocabulary(self) -> Vocabulary | None:
         """The tokenizer's vocabulary (`tokenizer.json` in the folder), None when the folder has none."""
-        if self._vocabulary is False:
-            self._vocabulary = find_vocabulary(self.folder)
-        return self._vocabulary  # type: ignore[return-value]
+        return find_vocabulary(self.folder)
 
     # -- headers -------------------------------------------------------------------------------------
 
@@ -92,8 +85,7 @@ class CheckpointReader(Checkpoint):
         Returns:
             The hex digest.
         """
-        table = {i.name: {"dtype": i.dtype, "shape": list(i.shape)} for i in self._infos.values()}
-        digest = hashlib.sha256(json.dumps(table, sort_keys=True, separators=(",", ":")).encode())
+        digest = self._table_digest()
         for path in self.files:
             raw = self._headers[path].header_bytes
             digest.update(struct.pack("<Q", len(raw)))
@@ -225,50 +217,10 @@ class CheckpointReader(Checkpoint):
         return self._handles[path]
 
 
-def open_checkpoint(path: str | Path) -> Checkpoint:
-    """Open a checkpoint for lazy reading; reads only headers and `config.json` (or the GGUF metadata).
-
-    Args:
-        path: a model folder, one `.safetensors` file, a `.gguf` file (or any split of a set), or a folder
-            holding one GGUF model and no safetensors.
-
-    Returns:
-        A `CheckpointReader` (a `GGUFCheckpoint` for GGUF), to use as a context manager.
-
-    Example:
-        >>> with open_checkpoint("models/tiny-llama") as ckpt:
-        ...     print(ckpt.num_parameters, ckpt.dtypes)
-    """
-    from lineage.io.adapter import is_adapter_folder, open_adapter  # imports this module: import here
-
-    if is_adapter_folder(path):
-        return open_adapter(path)  # type: ignore[return-value] - the same reading interface, base + LoRA delta
-    if _is_gguf(Path(path)):
-        from lineage.io.gguf_reader import GGUFCheckpoint  # gguf-py is imported only when a GGUF is read
-
-        return GGUFCheckpoint(path)
-    return CheckpointReader(path)
-
-
-def _is_gguf(path: Path) -> bool:
-    if path.is_file():
-        return path.suffix == GGUF_SUFFIX
-    # A Hugging Face folder with a GGUF export beside its safetensors is read as the Hugging Face model.
-    has_safetensors = (path / INDEX_FILE).is_file() or any(p.is_file() for p in weight_files(path))
-    return path.is_dir() and not has_safetensors and bool(gguf_models(path))
-
-
 def _read_config(path: Path | None) -> dict[str, Any]:
     if path is None:
         return {}
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        problem = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc).splitlines()[0]
-        raise CheckpointError(path, f"config is not valid JSON ({problem}); re-download it or delete it") from exc
-    if not isinstance(config, dict):
-        raise CheckpointError(path, f"config is a JSON {type(config).__name__}, not an object; re-download it")
-    return config
+    return read_json_object(path, CheckpointError, "config is not valid JSON", "re-download it or delete it")
 
 
 def _merge(headers: dict[Path, FileHeader], located: ModelFiles) -> dict[str, TensorInfo]:

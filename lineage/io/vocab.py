@@ -14,12 +14,12 @@ something a model learned from its data, and anchors skip them.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
 from lineage.errors import CheckpointError
+from lineage.io.jsonfile import read_json_object
 
 TOKENIZER_FILE = "tokenizer.json"
 _MAX_TOKENIZER_BYTES = 256 << 20
@@ -122,12 +122,13 @@ def read_tokenizer_json(path: str | Path) -> Vocabulary:
     """
     path = Path(path)
     try:
-        if path.stat().st_size > _MAX_TOKENIZER_BYTES:
-            raise CheckpointError(path, "tokenizer.json is larger than 256 MB: not a tokenizer file")
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        too_large = path.stat().st_size > _MAX_TOKENIZER_BYTES
+    except OSError as exc:
         raise CheckpointError(path, f"unreadable tokenizer.json ({exc}); fix or remove it") from None
-    model = doc.get("model") if isinstance(doc, dict) else None
+    if too_large:
+        raise CheckpointError(path, "tokenizer.json is larger than 256 MB: not a tokenizer file")
+    doc = read_json_object(path, CheckpointError, "unreadable tokenizer.json", "fix or remove it")
+    model = doc.get("model")
     if not isinstance(model, dict) or "vocab" not in model:
         raise CheckpointError(path, "tokenizer.json has no model.vocab; fix or remove it")
     by_id: dict[int, str] = {}

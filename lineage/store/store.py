@@ -29,6 +29,7 @@ import numpy as np
 
 from lineage import __version__
 from lineage.errors import StoreError
+from lineage.io.jsonfile import read_folder_document
 from lineage.store.embed import EmbeddingOptions
 
 STORE_FORMAT = "lineage-fingerprint-store"
@@ -76,18 +77,10 @@ def read_store_info(folder: str | Path) -> StoreInfo:
         StoreError: missing, unreadable, or of another format or version.
     """
     file = Path(folder) / STORE_FILE
-    try:
-        doc = json.loads(file.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise StoreError(
-            f"{folder}: not a fingerprint store (no {STORE_FILE}); build one with `lineage store build`"
-        ) from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise StoreError(f"{file}: unreadable ({exc})") from None
-    if not isinstance(doc, dict) or doc.get("format") != STORE_FORMAT:
-        raise StoreError(f"{file}: not a lineage fingerprint store")
-    if doc.get("format_version") != STORE_VERSION:
-        raise StoreError(f"{file}: store format {doc.get('format_version')} is not {STORE_VERSION}: rebuild the store")
+    doc = read_folder_document(
+        folder, STORE_FILE, StoreError, kind="fingerprint store", form=STORE_FORMAT, version=STORE_VERSION,
+        build="lineage store build",
+    )  # fmt: skip
     try:
         emb = doc["embedding"]
         options = EmbeddingOptions(dim=int(emb["dim"]), depth_bins=int(emb["depth_bins"]), seed=int(emb["seed"]))

@@ -18,7 +18,8 @@ from lineage.compare.similarity import sketch_distance_matrix
 from lineage.errors import CheckpointError
 from lineage.fingerprint.pipeline import FingerprintOptions, fingerprint_model
 from lineage.io import discover_models, open_checkpoint
-from lineage.io.adapter import AdapterReader, adapter_bases, is_adapter_folder
+from lineage.io.adapter_base import adapter_bases, is_adapter_folder
+from lineage.io.open import open_adapter
 
 pytest.importorskip("transformers")
 peft = pytest.importorskip("peft")
@@ -69,7 +70,7 @@ def patterned(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Pat
 @pytest.mark.parametrize("case", ["plain", "patterned"])
 def test_merged_tensors_equal_peft_merge(case: str, request: pytest.FixtureRequest) -> None:
     base, adapter, merged = request.getfixturevalue(case)
-    reader = AdapterReader(adapter, base)
+    reader = open_adapter(adapter, base)
     with reader, open_checkpoint(merged) as want:
         assert reader.merged_tensors, "the adapter changes nothing: the test would prove nothing"
         changed = 0
@@ -130,7 +131,7 @@ def test_wrong_base_is_refused(plain: tuple[Path, Path, Path], tmp_path: Path) -
     _, adapter, _ = plain
     other = write_checkpoint(tmp_path / "other", tiny_llama_tensors(0))  # hidden 32, not 64
     with pytest.raises(CheckpointError, match="wrong --base"):
-        AdapterReader(adapter, other)
+        open_adapter(adapter, other)
 
 
 def test_dora_is_refused(plain: tuple[Path, Path, Path], tmp_path: Path) -> None:
@@ -142,7 +143,7 @@ def test_dora_is_refused(plain: tuple[Path, Path, Path], tmp_path: Path) -> None
     cfg = json.loads((dora / "adapter_config.json").read_text())
     (dora / "adapter_config.json").write_text(json.dumps({**cfg, "use_dora": True}))
     with pytest.raises(CheckpointError, match="DoRA"):
-        AdapterReader(dora, base)
+        open_adapter(dora, base)
 
 
 def test_cli_fingerprint_with_base(plain: tuple[Path, Path, Path], tmp_path: Path) -> None:
