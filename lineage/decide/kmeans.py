@@ -30,13 +30,13 @@ from lineage.compare.evidence import basis, circuit_similarities, family_evidenc
 from lineage.compare.identity import WeightTest, weight_test
 from lineage.compare.lineage import uses_sketches
 from lineage.compare.similarity import vocabulary_overlap
-from lineage.decide.calibrate import RELATED_ALPHA, UNCALIBRATED, Calibration, calibrate_threshold, fixed_threshold
+from lineage.decide.calibrate import RELATED_ALPHA, UNCALIBRATED, Calibration
 from lineage.decide.pvalues import format_p, p_from_log10, sidak_log10
+from lineage.decide.unknown import check_unknown_rule, unknown_threshold
 from lineage.decide.verdict import DEFAULT_ALPHA, DERIVED, NEAREST, RELATED, UNKNOWN, Verdict
 from lineage.errors import ClassificationError
 from lineage.fingerprint import Fingerprint
 
-UNKNOWN_RULES: tuple[str, ...] = ("calibrated", "paper", "off")
 #: A model is `related` to a family only if it shares the family's tokenizer: most of the two vocabularies'
 #: union (one tokenizer shares all of it, tokenizers of different catalog families a third or less).
 RELATED_MIN_OVERLAP = 0.8
@@ -59,15 +59,6 @@ class ClassificationRun:
     calibration: Calibration
     description: str = ""
     reference_distances: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)), repr=False)
-
-
-def check_unknown_rule(rule: object) -> None:
-    """Raise ValueError unless `rule` is one of `UNKNOWN_RULES` or a number >= 0."""
-    if isinstance(rule, (int, float)) and not isinstance(rule, bool):
-        if not rule >= 0:  # also rejects NaN
-            raise ValueError("a fixed unknown threshold must be a number >= 0")
-    elif rule not in UNKNOWN_RULES:
-        raise ValueError(f"unknown must be one of {UNKNOWN_RULES} or a number, not {rule!r}")
 
 
 class FamilyClassifier:
@@ -339,15 +330,4 @@ class FamilyClassifier:
         return family_evidence(fp, self.references_[j])
 
     def _calibration(self, reference_distances: np.ndarray) -> Calibration:
-        rule = self.unknown
-        if isinstance(rule, (int, float)) and not isinstance(rule, bool):
-            return fixed_threshold(float(rule))
-        if rule == "calibrated":
-            return calibrate_threshold(reference_distances, self.families_, self.related_alpha)
-        if rule == "off":
-            return fixed_threshold(float("inf"))
-        if self.method_.paper_threshold is None:
-            raise ClassificationError(f"method '{self.method_.name}' has no published threshold")
-        return fixed_threshold(
-            self.method_.paper_threshold, f"the paper's fixed threshold {self.method_.paper_threshold:g}"
-        )
+        return unknown_threshold(self.unknown, reference_distances, self.families_, self.method_, self.related_alpha)
