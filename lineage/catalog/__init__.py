@@ -6,7 +6,9 @@ the heavy libraries load when a build starts.
 
 from lineage.catalog.build import BuildEvent, BuildOptions, build_catalog, write_catalog_manifest
 from lineage.catalog.manifest import COLUMNS, MANIFEST_NAME
-from lineage.catalog.recipe import Recipe, load_recipe, merge_truth
+from lineage.catalog.recipe import Recipe
+from lineage.catalog.recipe_toml import load_recipe
+from lineage.catalog.truth import merge_truth
 
 __all__ = [
     "COLUMNS",

@@ -131,3 +131,15 @@ def untie_lm_head(model: PreTrainedModel) -> None:
         model.config.tie_word_embeddings = False
         if hasattr(model.config, "get_text_config"):
             model.config.get_text_config().tie_word_embeddings = False
+
+
+def random_orthogonal(n: int, gen: torch.Generator) -> torch.Tensor:
+    """A Haar-random orthogonal matrix (float64): QR of a Gaussian matrix with the signs fixed."""
+    q, r = torch.linalg.qr(torch.randn(n, n, generator=gen, dtype=torch.float64))
+    return q * torch.sign(torch.diagonal(r)).unsqueeze(0)
+
+
+def write_weight(view: torch.Tensor, value: torch.Tensor) -> None:
+    """Write `value` into a weight in place, in the weight's own dtype (disguises compute in float64)."""
+    view.copy_(value.to(view.dtype))
+

@@ -24,7 +24,8 @@ from pathlib import Path
 from lineage.catalog.declare import CARD_NAME, MERGEKIT_CONFIG_NAME, render_card, render_mergekit_config
 from lineage.catalog.declare import write_declaration_files as _write_files
 from lineage.catalog.manifest import MANIFEST_NAME, catalog_rows, write_manifest
-from lineage.catalog.recipe import MERGE_OPS, Entry, Recipe, default_recipe_path, load_recipe
+from lineage.catalog.recipe import MERGE_OPS, Entry, Recipe
+from lineage.catalog.recipe_toml import default_recipe_path, load_recipe
 from lineage.errors import CatalogError
 
 SIZES = ("full", "mini")

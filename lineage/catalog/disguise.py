@@ -30,6 +30,8 @@ from typing import TYPE_CHECKING
 import torch
 
 from lineage.catalog import anatomy
+from lineage.catalog.anatomy import random_orthogonal
+from lineage.catalog.anatomy import write_weight as _write
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
@@ -39,16 +41,6 @@ def _log_uniform(n: int, gen: torch.Generator, low: float = 0.5, high: float = 2
     u = torch.rand(n, generator=gen, dtype=torch.float64)
     return torch.exp(torch.log(torch.tensor(low, dtype=torch.float64)) * (1 - u)
                      + torch.log(torch.tensor(high, dtype=torch.float64)) * u)
-
-
-def random_orthogonal(n: int, gen: torch.Generator) -> torch.Tensor:
-    """A Haar-random orthogonal matrix (float64): QR of a Gaussian matrix with the signs fixed."""
-    q, r = torch.linalg.qr(torch.randn(n, n, generator=gen, dtype=torch.float64))
-    return q * torch.sign(torch.diagonal(r)).unsqueeze(0)
-
-
-def _write(view: torch.Tensor, value: torch.Tensor) -> None:
-    view.copy_(value.to(view.dtype))
 
 
 @torch.no_grad()

@@ -1,4 +1,5 @@
-"""The declarative recipe (``catalog/recipe.toml``) loaded into frozen, validated dataclasses.
+"""The declarative recipe (``catalog/recipe.toml``) as frozen, validated dataclasses (read from its file by
+`lineage.catalog.recipe_toml.load_recipe`; merge weights for scoring in `lineage.catalog.truth`).
 
 The recipe is the catalog's ground truth: which bases exist, how each derivative was made (operation,
 parents, weights, seed), which models are outsiders, which are trained independently on a family's
@@ -21,16 +22,10 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10: the backport has the same API
-    import tomli as tomllib  # type: ignore[no-redef]
-
 from lineage.catalog.architectures import Shape
 from lineage.catalog.bpe import TOKENIZER_KINDS
 from lineage.catalog.declare import Declaration
 from lineage.catalog.text import validate_sources
-from lineage.errors import CatalogError
 
 # Bump when the builder's code changes what a recipe entry produces: every marker then goes stale.
 BUILDER_VERSION = 2
@@ -304,78 +299,3 @@ class Recipe:
             "parents": [self.entry_hash(p) for p in e.parents],
         }
         return hashlib.sha256(json.dumps(payload, sort_keys=True, default=list).encode()).hexdigest()
-
-
-def default_recipe_path() -> Path:
-    """``catalog/recipe.toml`` at the top of the repository this package lives in."""
-    return Path(__file__).resolve().parents[2] / "catalog" / "recipe.toml"
-
-
-def load_recipe(path: str | Path | None = None) -> Recipe:
-    """Read and validate a recipe TOML file.
-
-    Args:
-        path: the recipe; defaults to ``catalog/recipe.toml`` of the repository.
-
-    Returns:
-        The validated `Recipe`, entries in declaration order (parents first).
-
-    Raises:
-        CatalogError: the file is missing or invalid; the message names the entry at fault.
-
-    Example:
-        >>> recipe = load_recipe()
-        >>> recipe["llama-8b"].shape.hidden
-        128
-    """
-    from lineage.catalog.recipe_toml import parse_recipe  # it builds the dataclasses of this module
-
-    path = Path(path) if path is not None else default_recipe_path()
-    if not path.is_file():
-        raise CatalogError(f"{path}: recipe not found; pass --recipe with the path of a catalog recipe.toml")
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-        return parse_recipe(raw, path)
-    except (tomllib.TOMLDecodeError, ValueError, KeyError, TypeError) as exc:
-        raise CatalogError(f"{path}: invalid recipe: {exc}") from exc
-
-
-def merge_truth(recipe: Recipe, models_dir: str | Path | None = None) -> dict[str, list[tuple[str, float]]]:
-    """Ground truth of every merge: its parents and their weights, for scoring merge attribution.
-
-    Args:
-        recipe: a loaded recipe (full or mini).
-        models_dir: the built catalog's folder; needed only for ``merge_metric_weighted`` merges, whose
-            weights are computed at build time from validation losses and recorded in the model's marker.
-
-    Returns:
-        ``{merge name: [(parent, weight), ...]}`` in the recipe's parent order. Weights are as the merge
-        method used them (normalised for linear, SLERP's ``(1 - t, t)``, task-vector scales otherwise).
-
-    Raises:
-        CatalogError: a metric-weighted merge's weights are asked for but the model is not built.
-
-    Example:
-        >>> merge_truth(load_recipe())["llama-8b-merge-linear"]
-        [('llama-8b-ft-tests', 0.5), ('llama-8b-ft-email', 0.5)]
-    """
-    from lineage.catalog.save import read_marker
-
-    truth: dict[str, list[tuple[str, float]]] = {}
-    for e in recipe.entries:
-        if e.op not in MERGE_OPS:
-            continue
-        weights = e.weights
-        if e.op == "merge_metric_weighted":
-            if models_dir is None:
-                raise CatalogError(f"{e.name}: metric-weighted merge weights are set at build time; pass the "
-                                   "built catalog folder as models_dir")
-            marker = read_marker(Path(models_dir) / e.name)
-            if marker is None:
-                raise CatalogError(f"{e.name}: not built in {models_dir}; run `lineage catalog build` first")
-            weights = tuple(marker["info"]["weights"])
-        elif e.op == "merge_linear":
-            total = sum(weights)
-            weights = tuple(w / total for w in weights)
-        truth[e.name] = list(zip(e.parents, (float(w) for w in weights), strict=True))
-    return truth

@@ -1,5 +1,6 @@
-"""The TOML form of a recipe: ``[catalog]``, ``[family.*]``, ``[[base]]``, ``[[outsider]]``,
-``[[independent]]``, ``[[derivative]]`` and ``[mini]`` tables turned into a validated `Recipe`.
+"""Reading a recipe file (`load_recipe`), and its TOML form: ``[catalog]``, ``[family.*]``, ``[[base]]``,
+``[[outsider]]``, ``[[independent]]``, ``[[derivative]]`` and ``[mini]`` tables turned into a validated
+`Recipe`.
 
 Tables may come in any order in the file; entries are laid out roots first (bases, outsiders,
 independents), then derivatives in file order, so a derivative must follow its parents. What a derivative
@@ -13,9 +14,15 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: the backport has the same API
+    import tomli as tomllib  # type: ignore[no-redef]
+
 from lineage.catalog.architectures import Shape
 from lineage.catalog.declare import Declaration, parse_declaration
 from lineage.catalog.recipe import Entry, Family, Recipe, Settings
+from lineage.errors import CatalogError
 
 
 def parse_recipe(raw: dict[str, Any], path: Path) -> Recipe:
@@ -94,3 +101,35 @@ def _declaration(table: dict[str, Any], op: str, names: frozenset[str],
         return None
     return parse_declaration(table["name"], table["declare"], table.get("relation"), op=op, parents=parents,
                              names=names)
+
+
+def default_recipe_path() -> Path:
+    """``catalog/recipe.toml`` at the top of the repository this package lives in."""
+    return Path(__file__).resolve().parents[2] / "catalog" / "recipe.toml"
+
+
+def load_recipe(path: str | Path | None = None) -> Recipe:
+    """Read and validate a recipe TOML file.
+
+    Args:
+        path: the recipe; defaults to ``catalog/recipe.toml`` of the repository.
+
+    Returns:
+        The validated `Recipe`, entries in declaration order (parents first).
+
+    Raises:
+        CatalogError: the file is missing or invalid; the message names the entry at fault.
+
+    Example:
+        >>> recipe = load_recipe()
+        >>> recipe["llama-8b"].shape.hidden
+        128
+    """
+    path = Path(path) if path is not None else default_recipe_path()
+    if not path.is_file():
+        raise CatalogError(f"{path}: recipe not found; pass --recipe with the path of a catalog recipe.toml")
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        return parse_recipe(raw, path)
+    except (tomllib.TOMLDecodeError, ValueError, KeyError, TypeError) as exc:
+        raise CatalogError(f"{path}: invalid recipe: {exc}") from exc

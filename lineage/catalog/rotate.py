@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING
 import torch
 
 from lineage.catalog import anatomy
-from lineage.catalog.disguise import _write, random_orthogonal
+from lineage.catalog.anatomy import random_orthogonal
+from lineage.catalog.anatomy import write_weight as _write
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel

@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 
 from lineage.catalog import BuildOptions, build_catalog, load_recipe
 from lineage.catalog.derive import effective_seed, text_seed
-from lineage.catalog.recipe import default_recipe_path
+from lineage.catalog.recipe_toml import default_recipe_path
 
 pytestmark = pytest.mark.slow
 
