@@ -90,7 +90,7 @@ def _time_scan(manifest: Path, executor, device: str):  # noqa: ANN001, ANN202
 def bench(manifest: Path, label: str, args: argparse.Namespace) -> None:
     import torch
 
-    from lineage.jobs.executors import ExecutorOptions
+    from lineage.fingerprint.executors import ExecutorOptions
 
     threads = torch.get_num_threads() if args.same_threads else None
     runs = [("local", ExecutorOptions())]
@@ -142,7 +142,7 @@ def main() -> None:
     mini = build_catalog(BuildOptions(size="mini", out_dir=ROOT / ".lineage" / "test-catalogs" / "mini"))
     bench(mini, "mini catalog", args)
     if args.full:
-        from lineage.jobs.manifest import read_manifest
+        from lineage.refs.manifest import read_manifest
 
         rows = read_manifest(FULL_MANIFEST).rows if FULL_MANIFEST.is_file() else []
         missing = [r.name for r in rows if not r.path.exists()]

@@ -126,7 +126,7 @@ def main() -> None:
         manifest = write_models(args.out, args.models)
         print(f"wrote {args.models + len(BASES)} models and cached fingerprints in {time.perf_counter() - start:.1f} s")
 
-    from lineage.jobs.manifest import read_manifest
+    from lineage.refs.manifest import read_manifest
 
     full = read_manifest(manifest)
     for run in (1, 2):

@@ -232,11 +232,12 @@ def attribute_rows(
     """`attribute_paths`, with one entry per suspect given, in order: its `Attribution`, or for a suspect
     that could not be fingerprinted its JSON row (`as_json`'s keys: `status` `error`, the one-line `error`,
     no base, no parents). Same arguments; the failures list still names every model that failed."""
-    from lineage.fingerprint.cache import expand_inputs, gather_fingerprints
+    from lineage.fingerprint.gather import gather_fingerprints
+    from lineage.fingerprint.inputs import expand_inputs
     from lineage.io.names import model_name, unique_names
-    from lineage.jobs.manifest import read_manifest
+    from lineage.refs.open import open_references
 
-    manifest = read_manifest(candidates_manifest, verify_pack=verify_pack)
+    manifest = open_references(candidates_manifest, verify=verify_pack)
     tick = progress or ((lambda done, total, name: on_fingerprint()) if on_fingerprint else None)
     known_outcomes = gather_fingerprints([(r.name, r.path, r) for r in manifest.rows], lambda: options, cache, tick)
     rows = [o.key for o in known_outcomes if o.ok]
@@ -275,7 +276,7 @@ def attribute_with_base(
     """`attribute` with the suspect's base found by classification against the manifest's bases (the
     suspect itself left out of them), so a model of no known family gets no base and no parents."""
     from lineage.decide.kmeans import FamilyClassifier
-    from lineage.jobs.manifest import UNKNOWN_FAMILY
+    from lineage.refs.manifest import UNKNOWN_FAMILY
 
     ref_names = {r.name for r in manifest.references}
     refs = [(r, fp) for r, fp in zip(manifest.rows, known) if r.name in ref_names and r.name != suspect.name]

@@ -107,7 +107,7 @@ RayAddressOpt = Annotated[
 
 def executor_options(executor: ExecutorChoice, jobs: int | None, ray_address: str | None):  # noqa: ANN201 - lazy import
     """The library's `ExecutorOptions` from the shared executor options."""
-    from lineage.jobs.executors import ExecutorOptions
+    from lineage.fingerprint.executors import ExecutorOptions
 
     if ray_address is not None and executor is not ExecutorChoice.ray:
         raise typer.BadParameter("--ray-address needs --executor ray", param_hint="--ray-address")

@@ -100,7 +100,7 @@ class ScanProgress:
         self.models.set_postfix_str(f"{counts} {name[:30]}", refresh=False)
         self.models.update(1)
 
-    def finished(self, outcome) -> None:  # noqa: ANN001 - a ModelOutcome (or a FingerprintOutcome)
+    def finished(self, outcome) -> None:  # noqa: ANN001 - a ModelOutcome
         """Count how the model went; close its share of the byte bar; show a failure's traceback when
         LINEAGE_DEBUG is set."""
         key = (getattr(outcome, "how", None) or "fingerprinted") if outcome.ok else "failed"

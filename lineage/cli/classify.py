@@ -53,16 +53,13 @@ def register(app: typer.Typer) -> None:
 
 
 def parse_unknown(text: str) -> str | float:
-    """The `--unknown` value: a rule name or a non-negative number."""
-    if text in ("calibrated", "paper", "off"):
-        return text
+    """The `--unknown` value (`lineage.decide.unknown.parse_unknown_rule`), refused as a usage error."""
+    from lineage.decide.unknown import parse_unknown_rule
+
     try:
-        value = float(text)
-    except ValueError:
-        raise typer.BadParameter("use calibrated, paper, off or a number", param_hint="--unknown") from None
-    if not value >= 0:
-        raise typer.BadParameter("a threshold must be a number >= 0", param_hint="--unknown")
-    return value
+        return parse_unknown_rule(text)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--unknown") from None
 
 
 def scan_options(  # noqa: ANN201 - ScanOptions, imported lazily
@@ -76,7 +73,7 @@ def scan_options(  # noqa: ANN201 - ScanOptions, imported lazily
     key: str | None = None,
 ):
     """The library's options from the shared command-line options (after checking the device is here)."""
-    from lineage.jobs.scan import ScanOptions
+    from lineage.jobs.options import ScanOptions
 
     check_device(device)
     return ScanOptions(
@@ -123,16 +120,13 @@ def classify(
     """
     from dataclasses import replace
 
-    from lineage.io.adapter import adapter_bases
-    from lineage.jobs.scan import classify_paths
+    from lineage.jobs.paths import classify_paths
     from lineage.report.tables import format_results
 
     options = scan_options(method, unknown, device, cache, no_cache, alpha, no_verify, key)
     options = replace(options, executor=executor_options(executor, jobs, ray_address))
-    manifest = options.references(reference)  # LoRA adapters find their base among the references by hub_id
-    hub_bases = {r.hub_id: r.path for r in manifest.references if r.hub_id and r.path.is_dir()}
-    with adapter_bases(base, hub_bases), ScanProgress("fingerprint", disable=quiet) as bars:
-        result = classify_paths(suspects, manifest, options, progress=bars)
+    with ScanProgress("fingerprint", disable=quiet) as bars:
+        result = classify_paths(suspects, reference, options, progress=bars, base=base)
     typer.echo(format_results(result.rows, fmt.value).rstrip("\n"))
     if out is not None:
         from lineage.report.writers import write_results
@@ -163,7 +157,7 @@ def distance(
     Models that share a name are told apart by their folders. --out DIR also writes distances.csv and
     distances.parquet.
     """
-    from lineage.jobs.scan import distance_paths
+    from lineage.jobs.paths import distance_paths
     from lineage.report.tables import format_matrix
 
     if len(models) < 2:

@@ -31,6 +31,16 @@ def _bar(quiet: bool):  # noqa: ANN202
     return progress_bar(total=0, desc="fingerprint", disable=quiet)
 
 
+def _run(job, quiet: bool, as_json: bool, *args: object) -> dict | None:  # noqa: ANN001 - a jobs.evaluate function
+    """`job(*args, progress)` under a fingerprint bar; printed as JSON when asked (then None: nothing more to say)."""
+    with _bar(quiet) as bar:
+        result = job(*args, ticker(bar))
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+        return None
+    return result
+
+
 def loo(
     manifest: ManifestArg = Path("models_manifest.csv"),
     method: MethodOpt = Method.lineage,
@@ -48,10 +58,8 @@ def loo(
     """
     from lineage.jobs.evaluate import leave_one_base_out
 
-    with _bar(quiet) as bar:
-        result = leave_one_base_out(manifest, scan_options(method, unknown, device, cache, no_cache), ticker(bar))
-    if as_json:
-        typer.echo(json.dumps(result, indent=2))
+    result = _run(leave_one_base_out, quiet, as_json, manifest, scan_options(method, unknown, device, cache, no_cache))
+    if result is None:
         return
     header = f"{'left out':<24} {'family':<10} {'models':>6} {'related':>8} {'wrong':>6} {'unknown':>8} {'derived':>8}"
     typer.echo(header)
@@ -85,10 +93,9 @@ def null(
     false-positive rate."""
     from lineage.jobs.evaluate import null_pairs
 
-    with _bar(quiet) as bar:
-        result = null_pairs(manifest, scan_options(Method.lineage, "calibrated", device, cache, no_cache), ticker(bar))
-    if as_json:
-        typer.echo(json.dumps(result, indent=2))
+    options = scan_options(Method.lineage, "calibrated", device, cache, no_cache)
+    result = _run(null_pairs, quiet, as_json, manifest, options)
+    if result is None:
         return
     s = result["summary"]
     typer.echo(
@@ -192,12 +199,9 @@ def merges(
     """Attribute every merge of the manifest (rows with two or more parents) and score parents and weights."""
     from lineage.jobs.evaluate import merge_attribution
 
-    with _bar(quiet) as bar:
-        result = merge_attribution(
-            manifest, recipe, scan_options(Method.lineage, "off", device, cache, no_cache), ticker(bar)
-        )
-    if as_json:
-        typer.echo(json.dumps(result, indent=2))
+    options = scan_options(Method.lineage, "off", device, cache, no_cache)
+    result = _run(merge_attribution, quiet, as_json, manifest, recipe, options)
+    if result is None:
         return
     for m in result["merges"]:
         found = ", ".join(f"{p['name']} {p['weight']:.3f}" for p in m["parents"]) or "-"
@@ -222,11 +226,9 @@ def verify(
     """Run `lineage verify` on every non-base model of a catalog and score each outcome against the truth."""
     from lineage.jobs.evaluate import declared_lineage_check
 
-    with _bar(quiet) as bar:
-        result = declared_lineage_check(manifest, scan_options(Method.lineage, "calibrated", device, cache, no_cache),
-                                        ticker(bar))  # fmt: skip
-    if as_json:
-        typer.echo(json.dumps(result, indent=2))
+    options = scan_options(Method.lineage, "calibrated", device, cache, no_cache)
+    result = _run(declared_lineage_check, quiet, as_json, manifest, options)
+    if result is None:
         return
     for m in result["models"]:
         if m["outcome"] != m["expected"]:

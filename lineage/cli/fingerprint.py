@@ -72,27 +72,27 @@ def fingerprint(
     Exit code 1 when any model failed (the others are still fingerprinted).
     """
     from lineage.fingerprint.batch import fingerprint_paths
-    from lineage.fingerprint.cache import FingerprintCache, expand_inputs
+    from lineage.fingerprint.cache import FingerprintCache
+    from lineage.fingerprint.inputs import expand_inputs
     from lineage.fingerprint.paths import default_fingerprint_dir
     from lineage.fingerprint.pipeline import FingerprintOptions
-    from lineage.io.adapter import adapter_bases
 
     check_device(device)
     options = FingerprintOptions(device=device.value, seed=seed, anchors=anchors, key=key)
     models = expand_inputs(paths)
     where = executor_options(executor, jobs, ray_address)
     store = None if no_cache else FingerprintCache(cache)
-    with adapter_bases(base), ScanProgress("fingerprint", disable=quiet) as bars:
+    with ScanProgress("fingerprint", disable=quiet) as bars:
         done = []
 
-        def tick(outcome) -> None:  # noqa: ANN001 - a FingerprintOutcome
+        def tick(outcome) -> None:  # noqa: ANN001 - a ModelOutcome
             done.append(outcome)
             bars.finished(outcome)
             bars(len(done), len(models), outcome.name)
 
         outcomes = fingerprint_paths(
             models, options, out or default_fingerprint_dir(), on_model=tick, executor=where, progress=bars,
-            cache=store, keyed_files=out is None,
+            cache=store, keyed_files=out is None, base=base,
         )  # fmt: skip
     _print(outcomes, fmt)
 

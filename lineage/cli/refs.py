@@ -49,7 +49,7 @@ def build(
 
     options = scan_options(Method.lineage, "off", device, cache, no_cache, key=key)
     with keep_downloads(keep), ScanProgress("fingerprint", disable=quiet) as bars:
-        path = build_pack(manifest, out, options=options, progress=bars, force=force)
+        path = build_pack(manifest, out, source=options.source, progress=bars, force=force)
     from lineage.refs import read_pack_info
 
     info = read_pack_info(path)

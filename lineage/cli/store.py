@@ -76,14 +76,13 @@ def classify(
     """
     if fmt not in ("csv", "json"):
         raise typer.BadParameter("use csv or json", param_hint="--format")
-    from lineage.jobs.scan import ScanOptions
     from lineage.store import Store, classify_store
-    from lineage.store.nearest import VERDICT_FIELDS, load_references, verdict_rows
+    from lineage.store.nearest import VERDICT_FIELDS, load_references, store_threshold, verdict_rows
 
+    rule = parse_unknown(unknown)
     opened = Store(store)
-    options = ScanOptions(verify_packs=not no_verify)
-    refs, distances = load_references(reference, opened.info.embedding, opened.info.settings, options)
-    threshold = _threshold(parse_unknown(unknown), distances, refs.families)
+    refs, distances = load_references(reference, opened.info.embedding, opened.info.settings, verify=not no_verify)
+    threshold = store_threshold(rule, distances, refs.families)
     with progress_bar(total=0, desc="classify", disable=quiet) as bar:
         verdicts = classify_store(opened, refs, threshold, margin, progress=lambda done, total: _tick(bar, done, total))
     rows = verdict_rows(opened, refs, verdicts)
@@ -104,19 +103,6 @@ def classify(
         f"{flagged} need an exact verdict" + (f" (threshold {threshold:.3f})" if threshold is not None else ""),
         err=True,
     )
-
-
-def _threshold(rule: str | float, distances, families) -> float | None:  # noqa: ANN001 - arrays
-    """The unknown threshold of `--unknown` (None: off)."""
-    from lineage.decide.calibrate import calibrate_threshold
-
-    if rule == "calibrated":
-        threshold = calibrate_threshold(distances, list(families)).threshold
-    elif rule in ("off", "paper"):
-        threshold = None
-    else:
-        threshold = float(rule)
-    return None if threshold is None or threshold == float("inf") else threshold
 
 
 def _tick(bar, done: int, total: int) -> None:  # noqa: ANN001 - tqdm

@@ -84,7 +84,7 @@ def verify(
     Exit code 0 all consistent, 1 a finding, 2 an error.
     """
     from lineage.cli.classify import scan_options
-    from lineage.verify.outcome import verify_paths
+    from lineage.jobs.verify import verify_paths
 
     try:
         options = scan_options(method, "calibrated", device, cache, no_cache, alpha, no_verify, key)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import struct
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -27,7 +28,8 @@ import numpy as np
 from lineage import __version__
 from lineage.errors import FingerprintFormatError
 from lineage.features.tensorguard import TENSORGUARD_FEATURES
-from lineage.io.constants import FINGERPRINT_SUFFIX
+from lineage.io.constants import FINGERPRINT_SUFFIX, LENGTH_PREFIX_BYTES, METADATA_KEY
+from lineage.io.jsonfile import read_json_object
 
 #: 2: anchors may be chosen by token string (`anchor_basis`, `anchor_tokens`); 3: `identity` responses.
 SCHEMA_VERSION = 3
@@ -146,20 +148,13 @@ def fingerprint_stem(path: str | Path) -> str:
     return Path(path).stem
 
 
-def save_fingerprint(fp: Fingerprint, path: str | Path) -> Path:
-    """Write `fp` to `path` (a safetensors file); byte-identical for identical fingerprints.
+def fingerprint_bytes(fp: Fingerprint) -> bytes:
+    """`fp` as the bytes of its fingerprint file (a safetensors file); byte-identical for identical fingerprints.
 
-    Args:
-        fp: the fingerprint.
-        path: the file to write (parent folders are created).
-
-    Returns:
-        The path written.
+    What a worker sends its driver, and what `save_fingerprint` writes: no temporary file either way.
     """
-    from safetensors.numpy import save_file
+    from safetensors.numpy import save
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tensors: dict[str, np.ndarray] = {}
     if fp.anchors is not None:
         tensors["anchors"] = np.ascontiguousarray(fp.anchors, dtype=np.int64)
@@ -184,13 +179,29 @@ def save_fingerprint(fp: Fingerprint, path: str | Path) -> Path:
     # sort_keys: the JSON, and so the file, must not depend on dict insertion order. ASCII escapes (the
     # default) keep any token string, even a lone surrogate, valid in the header.
     meta = json.dumps(doc, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return save(tensors, metadata={_META_KEY: meta})
+
+
+def save_fingerprint(fp: Fingerprint, path: str | Path) -> Path:
+    """Write `fp` to `path` (a safetensors file); byte-identical for identical fingerprints.
+
+    Args:
+        fp: the fingerprint.
+        path: the file to write (parent folders are created).
+
+    Returns:
+        The path written.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = fingerprint_bytes(fp)
     # A unique temporary name in the target folder, then os.replace (atomic on one file system): readers see
     # the old file or the new one, never a partial one, and two writers of one key (two scans sharing a
     # cache) never write into each other's temporary file.
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
     try:
-        save_file(tensors, tmp, metadata={_META_KEY: meta})
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
         os.chmod(tmp, 0o644)  # mkstemp makes 0600; a cache is shared like any folder of files
         os.replace(tmp, path)
     except BaseException:
@@ -216,28 +227,42 @@ def load_fingerprint(path: str | Path) -> Fingerprint:
         raise FingerprintFormatError(path, "no such fingerprint file")
     if path.suffix == ".json":
         return _load_tensorguard_json(path)
-    return _load_safetensors(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise FingerprintFormatError(path, f"cannot read the file ({exc.strerror or exc})") from None
+    return fingerprint_from_bytes(data, path)
 
 
-def _load_safetensors(path: Path) -> Fingerprint:
-    from safetensors import safe_open
+def fingerprint_from_bytes(data: bytes, origin: str | Path = "<fingerprint bytes>") -> Fingerprint:
+    """The fingerprint whose file bytes are `data` (checked like any fingerprint file).
+
+    Args:
+        data: the bytes of a fingerprint file (`fingerprint_bytes`).
+        origin: what they are, for errors (the file they were read from).
+
+    Raises:
+        FingerprintFormatError: not a fingerprint, or of another schema version.
+    """
+    from safetensors.numpy import load
 
     try:
-        with safe_open(str(path), framework="numpy") as f:
-            meta = (f.metadata() or {}).get(_META_KEY)
-            arrays = {k: f.get_tensor(k) for k in f.keys()}
-    except Exception as exc:  # safetensors raises several types for a corrupt file
-        raise FingerprintFormatError(path, f"not a readable fingerprint file ({exc})") from None
+        (length,) = struct.unpack("<Q", data[:LENGTH_PREFIX_BYTES])
+        header = json.loads(data[LENGTH_PREFIX_BYTES : LENGTH_PREFIX_BYTES + length])
+        meta = (header.get(METADATA_KEY) or {}).get(_META_KEY)
+        arrays = load(data)
+    except Exception as exc:  # struct, JSON and safetensors raise several types for corrupt bytes
+        raise FingerprintFormatError(origin, f"not a readable fingerprint file ({exc})") from None
     if meta is None:
-        raise FingerprintFormatError(path, "safetensors file without lineage metadata: not a fingerprint")
+        raise FingerprintFormatError(origin, "safetensors file without lineage metadata: not a fingerprint")
     try:
         doc = json.loads(meta)
     except json.JSONDecodeError as exc:
-        raise FingerprintFormatError(path, f"fingerprint metadata is not JSON ({exc})") from None
+        raise FingerprintFormatError(origin, f"fingerprint metadata is not JSON ({exc})") from None
     version = doc.get("schema_version")
     if version != SCHEMA_VERSION:
         raise FingerprintFormatError(
-            path, f"schema version {version} is not {SCHEMA_VERSION}: fingerprint the model again"
+            origin, f"schema version {version} is not {SCHEMA_VERSION}: fingerprint the model again"
         )
     try:
         summary = ModelSummary(**{**doc["summary"], "dtypes": tuple(doc["summary"]["dtypes"])}) if doc[
@@ -258,17 +283,12 @@ def _load_safetensors(path: Path) -> Fingerprint:
             anchor_tokens=tuple(str(t) for t in doc.get("anchor_tokens", [])),
             anchor_basis=doc.get("anchor_basis", "ids"),
         )
-    except (KeyError, TypeError, ValueError) as exc:
-        raise FingerprintFormatError(path, f"malformed fingerprint metadata ({exc})") from None
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise FingerprintFormatError(origin, f"malformed fingerprint metadata ({exc})") from None
 
 
 def _load_tensorguard_json(path: Path) -> Fingerprint:
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise FingerprintFormatError(path, f"not a readable JSON file ({exc})") from None
-    if not isinstance(doc, dict):
-        raise FingerprintFormatError(path, "a TensorGuard feature file must hold a JSON object")
+    doc = read_json_object(path, FingerprintFormatError, "not a readable JSON file")
     missing = [k for k in TENSORGUARD_FEATURES if k not in doc]
     if missing:
         raise FingerprintFormatError(path, f"not a TensorGuard feature file: missing {', '.join(missing)}")

@@ -275,7 +275,3 @@ def _pattern_key(patterns: Mapping[str, Any], module: str) -> str:
         if re.match(rf"(.*\.)?({key})$", module):
             return key
     return module
-
-
-# Until the callers import it from lineage.io.adapter_base (the next commit).
-from lineage.io.adapter_base import _BASES, adapter_bases  # noqa: E402, F401

@@ -1,1 +1,3 @@
-"""Jobs over many models: manifests, scans, classify/distance over paths, evaluations."""
+"""Jobs over many models, the library under the CLI: scans, classify/distance over paths, verify, evaluations
+and calibration. A job opens references (`lineage.refs`), obtains fingerprints (`lineage.fingerprint`),
+classifies (`lineage.decide`) and returns rows and summaries that `lineage.report` renders."""

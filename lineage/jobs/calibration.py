@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from lineage.jobs.manifest import Manifest, read_manifest
 from lineage.jobs.scan import ScanOptions
+from lineage.refs.manifest import Manifest, read_manifest
 
 ALPHAS: tuple[float, ...] = (0.05, 0.01, 0.001)
 Progress = Callable[[int, int, str], None]

@@ -11,22 +11,20 @@ Both reuse the fingerprint cache, so after one scan they cost only the compariso
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
 from lineage.attribute.nnls import AttributionOptions, attribute_with_base
+from lineage.decide.verdict import DERIVED, UNKNOWN
 from lineage.errors import ClassificationError
-from lineage.fingerprint.cache import gather_fingerprints
-from lineage.jobs.manifest import Manifest, read_manifest
-from lineage.jobs.scan import ScanOptions
-
-Progress = Callable[[int, int, str], None]
+from lineage.jobs.options import Progress, ScanOptions
+from lineage.refs.manifest import BASE_ROLE, INDEPENDENT_ROLE, Manifest
+from lineage.refs.open import open_references
 
 
 def _fingerprints(manifest: Manifest, options: ScanOptions, progress: Progress | None) -> dict:
-    items = [(row.name, row.path, row) for row in manifest.rows]
-    outcomes = gather_fingerprints(items, options.probe_options, options.cache(), progress)
+    outcomes = options.source.gather([(row.name, row.path, row) for row in manifest.rows], progress)
     return {o.name: o.fingerprint for o in outcomes if o.ok}
 
 
@@ -45,7 +43,7 @@ def leave_one_base_out(
         the right family, in a wrong family, and unknown, with one row per model.
     """
     options = options or ScanOptions()
-    manifest = manifest if isinstance(manifest, Manifest) else read_manifest(manifest)
+    manifest = open_references(manifest)
     fps = _fingerprints(manifest, options, progress)
     refs = [r for r in manifest.references if r.name in fps]
     if len(refs) < 2:
@@ -63,10 +61,10 @@ def leave_one_base_out(
         rows, counts = [], Counter()
         reachable = left_out.family in {r.family for r in kept}
         for row, v in zip(lineage_rows, verdicts):
-            if v.verdict == "derived":
-                outcome = "derived"  # its base is not among the references: always a false accusation
-            elif v.family == "unknown":
-                outcome = "unknown"
+            if v.verdict == DERIVED:
+                outcome = DERIVED  # its base is not among the references: always a false accusation
+            elif v.family == UNKNOWN:
+                outcome = UNKNOWN
             else:
                 outcome = "right" if v.family == row.family else "wrong"
             counts[outcome] += 1
@@ -122,7 +120,7 @@ def merge_attribution(
         parents are the top-ranked ones, and the largest weight error where truth is given.
     """
     options = options or ScanOptions()
-    manifest = manifest if isinstance(manifest, Manifest) else read_manifest(manifest)
+    manifest = open_references(manifest)
     fps = _fingerprints(manifest, options, progress)
     merges = [r for r in manifest.rows if len(r.parents) >= 2 and r.name in fps]
     truth = _recipe_truth(recipe, merges) if recipe is not None and merges else None
@@ -154,7 +152,7 @@ def merge_attribution(
 
 def _recipe_truth(recipe: str | Path, merges: Sequence) -> Mapping[str, Sequence[tuple[str, float]]]:
     """True parents and weights of the merges; metric-weighted merges recorded theirs in their folder."""
-    from lineage.catalog.recipe import load_recipe, merge_truth
+    from lineage.catalog import load_recipe, merge_truth
 
     return merge_truth(load_recipe(recipe), merges[0].path.parent)
 
@@ -180,7 +178,7 @@ def null_pairs(
     from lineage.compare.identity import weight_test
 
     options = options or ScanOptions()
-    manifest = manifest if isinstance(manifest, Manifest) else read_manifest(manifest)
+    manifest = open_references(manifest)
     fps = _fingerprints(manifest, options, progress)
     refs = [r for r in manifest.references if r.name in fps]
     rows = [r for r in manifest.rows if r.name in fps]
@@ -193,7 +191,7 @@ def null_pairs(
             if lineage_of[row.name] == (ref.base or ref.name):
                 continue  # the model descends from this reference (or is it)
             w = weight_test(fps[row.name], fps[ref.name])
-            same_family = row.family == ref.family and row.role in ("base", "independent")
+            same_family = row.family == ref.family and row.role in (BASE_ROLE, INDEPENDENT_ROLE)
             pairs.append({"model": row.name, "reference": ref.name, "same_family": same_family,
                           "p_value": w.p_value, "log10_p": w.log10_p, "group": w.group})  # fmt: skip
     below = [p for p in pairs if p["p_value"] < options.alpha]
@@ -229,13 +227,14 @@ def declared_lineage_check(
         `{"models": [...], "summary": {outcome: {"correct", "total", "rate"}, "all": ...}}`.
     """
     from lineage.catalog.declare import expected_outcome
+    from lineage.jobs.verify import verify_paths
     from lineage.report.summary import accuracy
-    from lineage.verify.outcome import OUTCOMES, verify_paths
+    from lineage.verify.outcome import OUTCOMES
 
     options = options or ScanOptions()
-    manifest = manifest if isinstance(manifest, Manifest) else read_manifest(manifest)
+    manifest = open_references(manifest)
     lineage_of = {r.hub_id: r.base or "" for r in manifest.rows if r.hub_id}
-    suspects = [r for r in manifest.rows if r.role != "base"]
+    suspects = [r for r in manifest.rows if r.role != BASE_ROLE]
     result = verify_paths([r.path for r in suspects], manifest.path, options, progress)
     got = {o.model: o for o in result.outcomes}
     models, hits = [], {k: [] for k in OUTCOMES}

@@ -1,31 +1,38 @@
-"""The options every job over models shares (scan, classify, distance, verify, packs, store): how
-fingerprints are obtained, compared and classified, and at which levels."""
+"""The options every job over models shares (scan, classify, distance, verify, evaluations): how fingerprints
+are obtained (a `lineage.fingerprint.source.FingerprintSource`), compared and classified (the parameters of
+`lineage.decide.kmeans.FamilyClassifier`), at which levels, and against which references."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lineage.compare import DEFAULT_METHOD, METHODS
-from lineage.decide.kmeans import FamilyClassifier, check_unknown_rule
+from lineage.decide.kmeans import FamilyClassifier
+from lineage.decide.unknown import check_unknown_rule
 from lineage.decide.verdict import DEFAULT_ALPHA
 from lineage.errors import ClassificationError
-from lineage.fingerprint.cache import FingerprintCache, ModelOutcome
-from lineage.jobs.executors import ExecutorOptions
-from lineage.jobs.manifest import Manifest, read_manifest
+from lineage.fingerprint.cache import FingerprintCache
+from lineage.fingerprint.executors import ExecutorOptions
+from lineage.fingerprint.gather import ModelOutcome
+from lineage.fingerprint.source import FingerprintSource, Progress
+from lineage.refs.manifest import Manifest
+from lineage.refs.open import open_references
 
 if TYPE_CHECKING:
     from lineage.fingerprint.pipeline import FingerprintOptions
 
-#: `progress(done, total, model_name)`, called after each model is fingerprinted or loaded.
-Progress = Callable[[int, int, str], None]
+__all__ = ["Progress", "ScanOptions", "fitted_classifier"]
 
 
 @dataclass(frozen=True)
 class ScanOptions:
-    """How to obtain, compare and classify fingerprints (shared by scan, classify and distance).
+    """How to obtain, compare and classify fingerprints (shared by scan, classify, distance, verify).
+
+    The fingerprint settings (`device` to `key`, but `method`) are the job's `source`; `method`, `unknown`,
+    `alpha` and `random_state` are the classifier's (`classifier()`); `verify_packs` is how references are
+    opened (`references()`). They are one flat object so that a command line maps onto it field by field.
 
     Attributes:
         method: `lineage` or `tensorguard`.
@@ -64,16 +71,18 @@ class ScanOptions:
             raise ValueError("fdr must be in (0, 1)")
         check_unknown_rule(self.unknown)
 
+    @property
+    def source(self) -> FingerprintSource:
+        """Where the job's fingerprints come from: probe settings, cache, executor."""
+        return FingerprintSource(self.device, self.fingerprint, self.cache_dir, self.use_cache, self.executor, self.key)
+
     def probe_options(self) -> FingerprintOptions:
         """The probe settings for model folders (imports the probing stack: only called for folders)."""
-        if self.fingerprint is not None:
-            return self.fingerprint
-        from lineage.fingerprint.pipeline import FingerprintOptions
-
-        return FingerprintOptions(device=self.device, key=self.key)
+        return self.source.probe_options()
 
     def cache(self) -> FingerprintCache | None:
-        return FingerprintCache(self.cache_dir) if self.use_cache else None
+        """The fingerprint cache, None when `use_cache` is off."""
+        return self.source.cache()
 
     def classifier(self, alpha: float | None = None) -> FamilyClassifier:
         return FamilyClassifier(
@@ -85,7 +94,7 @@ class ScanOptions:
 
     def references(self, reference: str | Path | Manifest) -> Manifest:
         """A reference set (manifest CSV, pack folder, `builtin`, or a parsed manifest) as a manifest."""
-        return reference if isinstance(reference, Manifest) else read_manifest(reference, verify_pack=self.verify_packs)
+        return open_references(reference, verify=self.verify_packs)
 
 
 def fitted_classifier(options: ScanOptions, outcomes: list[ModelOutcome]) -> FamilyClassifier:

@@ -1,6 +1,6 @@
 """`classify` and `distance` over the paths of a command line, as library functions that never print.
 
-The paths are expanded (`lineage.fingerprint.cache.expand_inputs`: folders of models are batches), every
+The paths are expanded (`lineage.fingerprint.inputs.expand_inputs`: folders of models are batches), every
 model is fingerprinted (or loaded, or taken from the cache), models that share a name are told apart by
 their folders, and each gets a row: its verdict, or its error.
 """
@@ -17,12 +17,13 @@ from lineage.compare import get_method
 from lineage.decide.kmeans import ClassificationRun
 from lineage.decide.verdict import Verdict
 from lineage.errors import ClassificationError
-from lineage.fingerprint.cache import ModelOutcome, expand_inputs
 from lineage.fingerprint.device import check_device
+from lineage.fingerprint.gather import ModelOutcome
+from lineage.fingerprint.inputs import expand_inputs
+from lineage.io.adapter_base import adapter_bases
 from lineage.io.names import model_name, unique_names
-from lineage.jobs.executors import gather
-from lineage.jobs.manifest import Manifest
 from lineage.jobs.options import Progress, ScanOptions, fitted_classifier
+from lineage.refs.manifest import Manifest
 from lineage.report.rows import error_row, verdict_row
 
 
@@ -52,6 +53,7 @@ def classify_paths(
     reference: str | Path | Manifest,
     options: ScanOptions | None = None,
     progress: Progress | None = None,
+    base: str | Path | None = None,
 ) -> ClassifyResult:
     """Classify models (folders, folders of folders, fingerprint files) against a manifest's bases.
 
@@ -60,6 +62,8 @@ def classify_paths(
         reference: the manifest (CSV, pack folder, `builtin`, or parsed) whose references are the known models.
         options: settings.
         progress: called after each model (references first, then suspects).
+        base: the base model of LoRA adapter folders; else each finds its base among the references by hub id
+            (`lineage.io.adapter_base`).
 
     Returns:
         Verdicts of the suspects, the models (references included) that failed, and one row per suspect
@@ -75,7 +79,8 @@ def classify_paths(
     manifest = options.references(reference)
     items = [(row.name, row.path, row, None) for row in manifest.references]
     items += [(None, path, None, problem) for path, problem in expand_inputs(suspects)]
-    outcomes = _obtain(items, options, progress)
+    with adapter_bases(base, manifest.adapter_bases()):
+        outcomes = _obtain(items, options, progress)
     refs, given = outcomes[: len(manifest.references)], _named_apart(outcomes[len(manifest.references) :])
     found = [o for o in given if o.ok]
     run = fitted_classifier(options, refs).classify([o.fingerprint for o in found])
@@ -120,7 +125,7 @@ def _obtain(
     """`gather` over `(name, path, key, error)` items; an error found while expanding the
     command line's paths (a folder with no model) becomes a failed outcome without being gathered."""
     todo = [(name, path, key) for name, path, key, error in items if error is None]
-    gathered = iter(gather(todo, options.probe_options, options.cache(), progress, options.executor))
+    gathered = iter(options.source.gather(todo, progress))
     return [
         next(gathered) if error is None else ModelOutcome(model_name(path), Path(path), None, None, error, 0.0, key)
         for _, path, key, error in items

@@ -8,7 +8,7 @@ fine: an unlabelled scan gives verdicts and no scores). With `fdr` the suspects'
 Benjamini-Hochberg (`lineage.jobs.levels`). A model that cannot be fingerprinted becomes a row with its
 error text and the scan goes on; only a scan left without a single usable reference stops (there is
 nothing to classify against). Fingerprints come from the files a manifest names, from the cache
-(`lineage.fingerprint.cache`), or are computed and cached, so a second scan with nothing changed
+(`lineage.fingerprint.obtain`), or are computed and cached, so a second scan with nothing changed
 fingerprints nothing.
 
 The full pairwise distance matrix (the report's heat-map and map) is computed only when asked for: a scan
@@ -25,18 +25,21 @@ from pathlib import Path
 import numpy as np
 
 from lineage.compare import get_method
+from lineage.data import DEMO_MANIFEST
 from lineage.decide.kmeans import ClassificationRun
-from lineage.decide.verdict import Verdict
+from lineage.decide.verdict import UNKNOWN, Verdict
 from lineage.errors import ClassificationError
 from lineage.fingerprint import Fingerprint
-from lineage.fingerprint.cache import CACHED, FINGERPRINTED, LOADED, ModelOutcome, expand_inputs
 from lineage.fingerprint.device import check_device
+from lineage.fingerprint.gather import ModelOutcome
+from lineage.fingerprint.inputs import expand_inputs
+from lineage.fingerprint.obtain import CACHED, FINGERPRINTED, LOADED
 from lineage.io.names import unique_names
-from lineage.jobs.executors import gather
 from lineage.jobs.levels import apply_fdr, level_summary
-from lineage.jobs.manifest import DEMO_MANIFEST, Manifest, ManifestRow, manifest_of_models, read_manifest
 from lineage.jobs.options import Progress, ScanOptions, fitted_classifier
 from lineage.jobs.paths import ClassifyResult, classify_paths, distance_paths
+from lineage.refs.manifest import Manifest, ManifestRow, manifest_of_models
+from lineage.refs.open import open_references
 from lineage.report.rows import error_row, verdict_row
 from lineage.report.summary import summarize
 
@@ -217,7 +220,7 @@ def _reference_rows(job: _Job) -> set[str]:
 
 
 def _gather(items: list, options: ScanOptions, progress: Progress | None) -> list[ModelOutcome]:
-    return gather(items, options.probe_options, options.cache(), progress, options.executor)
+    return options.source.gather(items, progress)
 
 
 def _scanned(
@@ -227,7 +230,8 @@ def _scanned(
     if isinstance(given, Manifest):
         return given, []
     if given is None or isinstance(given, (str, Path)):
-        return read_manifest(given if given is not None else DEMO_MANIFEST, require_references=False), []
+        source = given if given is not None else DEMO_MANIFEST
+        return open_references(source, require_references=False), []
     return manifest_of_models(expand_inputs(list(given)))
 
 
@@ -263,7 +267,7 @@ def _notes(summary: dict, rows: list[dict], references: set[str]) -> list[str]:
         "no weight responses), so 'related to F' says only that a model falls in the K-Means cluster of an F "
         "base, a resemblance of summary statistics, never evidence of derivation"
     )
-    wrong = [r["model"] for r in rows if r.get("error") is None and r.get("true_family") not in (None, "unknown")
+    wrong = [r["model"] for r in rows if r.get("error") is None and r.get("true_family") not in (None, UNKNOWN)
              and r.get("family") not in (r.get("true_family"), None)]  # fmt: skip
     if wrong:
         refs = [w for w in wrong if w in references]

@@ -19,7 +19,11 @@ import sys
 from pathlib import Path
 
 from lineage.errors import PackError
+from lineage.fingerprint.paths import default_cache_dir
+from lineage.refs.pack import PackReference, write_pack
 
+#: `--reference builtin`: the built-in reference pack, a real base.
+BUILTIN_REFERENCE = "builtin"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 NAME = "SmolLM2-135M-Instruct"
 FAMILY = "smollm"
@@ -29,8 +33,7 @@ COMMAND = "python -m lineage.refs.builtin"
 
 def builtin_pack_folder() -> Path:
     """Where the built-in pack of the current pipeline lives (built or not)."""
-    from lineage.fingerprint.paths import default_cache_dir
-    from lineage.fingerprint.pipeline import PIPELINE_VERSION
+    from lineage.fingerprint.pipeline import PIPELINE_VERSION  # the probing stack: only when `builtin` is asked for
 
     return default_cache_dir() / "refs" / f"builtin-pipeline{PIPELINE_VERSION}"
 
@@ -72,9 +75,8 @@ def build_builtin_pack(
     Returns:
         The pack folder.
     """
-    from lineage.fingerprint.cache import obtain_fingerprint
+    from lineage.fingerprint.obtain import obtain_fingerprint
     from lineage.fingerprint.pipeline import FingerprintOptions
-    from lineage.refs.pack import PackReference, write_pack
 
     out = Path(out) if out is not None else builtin_pack_folder()
     source = Path(folder) if folder is not None else smollm2_gguf()

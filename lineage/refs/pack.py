@@ -9,13 +9,14 @@ downloaded), and classify anywhere else without them: a fingerprint is all class
       settings.json              the probe settings every fingerprint of the pack was made with
       fingerprints/<name>.fingerprint.safetensors
 
-`manifest.csv` is an ordinary manifest, so `read_manifest(PACK)` (which `--reference PACK` goes through)
-turns a pack into a `Manifest` whose paths are its fingerprint files. Reading a pack checks its format
-version and the sha256 of every file `pack.json` lists (`check_pack_files`: a flipped byte or a deleted
-reference is refused in one line naming the file, before anything is classified against it; hashing is
-about 1 GB/s, milliseconds for the built-in pack, a few seconds for a thousand references; `--no-verify`
-skips it for a pack checked already). `verify_pack` (`lineage refs verify`) checks all that, stray files,
-the references' probe settings and the pipeline version, and reports every problem instead of the first.
+`manifest.csv` is an ordinary manifest, so `open_references(PACK)` (which `--reference PACK` goes
+through, `lineage.refs.open`) turns a pack into a `Manifest` whose paths are its fingerprint files. Reading
+a pack checks its format version and the sha256 of every file `pack.json` lists (`check_pack_files`: a
+flipped byte or a deleted reference is refused in one line naming the file, before anything is classified
+against it; hashing is about 1 GB/s, milliseconds for the built-in pack, a few seconds for a thousand
+references; `--no-verify` skips it for a pack checked already). `pack_problems` (`lineage refs verify`)
+checks all that, stray files, the references' probe settings and the pipeline version, and reports every
+problem instead of the first.
 """
 
 from __future__ import annotations
@@ -28,13 +29,15 @@ import platform
 import re
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from lineage import __version__
 from lineage.errors import FingerprintFormatError, PackError
 from lineage.fingerprint.format import Fingerprint, fingerprint_path, load_fingerprint, save_fingerprint
+from lineage.io.jsonfile import read_folder_document, read_json_object
+from lineage.refs.manifest import read_manifest
 
 PACK_FORMAT = "lineage-reference-pack"
 PACK_VERSION = 1
@@ -150,17 +153,6 @@ def write_pack(
     return out
 
 
-def resolve_pack_path(path: str | Path) -> Path:
-    """`path`, or the built-in pack's folder (built first if needed) for `builtin`."""
-    from lineage.jobs.manifest import BUILTIN_REFERENCE
-
-    if str(path) == BUILTIN_REFERENCE:
-        from lineage.refs.builtin import ensure_builtin_pack
-
-        return ensure_builtin_pack()
-    return Path(path)
-
-
 def is_pack(path: str | Path) -> bool:
     """Whether `path` is a pack folder (holds a `pack.json`)."""
     return (Path(path) / PACK_FILE).is_file()
@@ -172,23 +164,12 @@ def read_pack_info(path: str | Path) -> dict:
     Raises:
         PackError: no pack.json, unreadable, or of another format or version.
     """
-    path = Path(path)
-    file = path / PACK_FILE
-    try:
-        doc = json.loads(file.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise PackError(f"{path}: not a reference pack (no {PACK_FILE}); build one with `lineage refs build`") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise PackError(f"{file}: unreadable ({exc})") from None
-    if not isinstance(doc, dict) or doc.get("format") != PACK_FORMAT:
-        raise PackError(f"{file}: not a lineage reference pack (format {doc.get('format')!r})")
-    if doc.get("format_version") != PACK_VERSION:
-        raise PackError(
-            f"{file}: pack format version {doc.get('format_version')} is not {PACK_VERSION}: rebuild the pack "
-            "with this lineage (`lineage refs build`)"
-        )
+    doc = read_folder_document(
+        path, PACK_FILE, PackError, kind="reference pack", form=PACK_FORMAT, version=PACK_VERSION,
+        build="lineage refs build",
+    )  # fmt: skip
     if not isinstance(doc.get("files"), dict):
-        raise PackError(f"{file}: no file checksums")
+        raise PackError(f"{Path(path) / PACK_FILE}: no file checksums")
     return doc
 
 
@@ -210,7 +191,7 @@ def pack_manifest_path(path: str | Path, verify: bool = True) -> Path:
 
 
 def check_pack_files(path: str | Path, doc: dict | None = None) -> None:
-    """Check every file `pack.json` lists against its sha256 (the cheap part of `verify_pack`).
+    """Check every file `pack.json` lists against its sha256 (the cheap part of `pack_problems`).
 
     Raises:
         PackError: one line naming the first file missing or altered (and how many more there are).
@@ -234,18 +215,12 @@ def check_pack_files(path: str | Path, doc: dict | None = None) -> None:
 
 def read_pack_settings(path: str | Path) -> dict:
     """The probe settings a pack's references were fingerprinted with."""
-    file = Path(path) / SETTINGS_FILE
-    try:
-        doc = json.loads(file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise PackError(f"{file}: unreadable probe settings ({exc})") from None
-    if not isinstance(doc, dict):
-        raise PackError(f"{file}: probe settings must be a JSON object")
-    return doc
+    return read_json_object(Path(path) / SETTINGS_FILE, PackError, "unreadable probe settings")
 
 
-def verify_pack(path: str | Path, current_settings: dict | None = None) -> list[str]:
-    """Check a pack: every listed file present and unchanged, no stray file, versions, comparable settings.
+def pack_problems(path: str | Path, current_settings: dict | None = None) -> list[str]:
+    """Check a pack: every listed file present and unchanged, no stray file, versions, comparable settings
+    (`lineage.refs.verify_pack` takes `builtin` too).
 
     Args:
         path: the pack folder.
@@ -255,7 +230,7 @@ def verify_pack(path: str | Path, current_settings: dict | None = None) -> list[
     Returns:
         One line per problem, `<file>: <problem>`; empty when the pack is sound.
     """
-    path = resolve_pack_path(path)
+    path = Path(path)
     try:
         doc = read_pack_info(path)
     except PackError as exc:
@@ -272,8 +247,6 @@ def verify_pack(path: str | Path, current_settings: dict | None = None) -> list[
     if problems:
         return problems
     settings = read_pack_settings(path)
-    from lineage.jobs.manifest import read_manifest
-
     try:
         manifest = read_manifest(path / MANIFEST_FILE)
     except Exception as exc:  # noqa: BLE001 - a verifier reports, it does not raise
@@ -297,58 +270,6 @@ def verify_pack(path: str | Path, current_settings: dict | None = None) -> list[
             "rebuild the pack"
         )
     return problems
-
-
-def build_pack(
-    manifest: str | Path,
-    out: str | Path,
-    *,
-    options: object | None = None,
-    progress: Callable[[int, int, str], None] | None = None,
-    force: bool = False,
-) -> Path:
-    """Fingerprint (or load, or take from the cache) a manifest's references and write them as a pack.
-
-    Args:
-        manifest: a manifest CSV (or a pack); its references (role=base rows, or all rows) are packed.
-        out: the pack folder.
-        options: `lineage.jobs.scan.ScanOptions` (device, cache); defaults when None.
-        progress: called as `progress(done, total, name)` after each reference.
-        force: replace an existing pack.
-
-    Returns:
-        The pack folder.
-
-    Raises:
-        ManifestError: bad manifest.
-        PackError: a reference could not be fingerprinted (every failure is named), or see `write_pack`.
-    """
-    from lineage.fingerprint.cache import gather_fingerprints
-    from lineage.jobs.manifest import read_manifest
-    from lineage.jobs.scan import ScanOptions
-
-    options = options or ScanOptions()
-    refs = read_manifest(manifest).references
-    outcomes = gather_fingerprints(
-        [(r.name, r.path, r) for r in refs], options.probe_options, options.cache(), progress
-    )
-    failed = [f"{o.name}: {o.error}" for o in outcomes if not o.ok]
-    if failed:
-        raise PackError(f"{manifest}: {len(failed)} reference(s) could not be fingerprinted: " + "; ".join(failed))
-    packed = [
-        PackReference(o.key.name, o.key.family, o.fingerprint, o.key.base, _hub_id(o.key, o.fingerprint))
-        for o in outcomes
-    ]
-    return write_pack(packed, out, created_by=" ".join(["lineage refs build", str(manifest)]), force=force)
-
-
-def _hub_id(row: object, fp: Fingerprint) -> str | None:
-    hub = getattr(row, "hub_id", None) or fp.settings.get("source")
-    rev = fp.settings.get("source_revision")
-    if not hub:
-        return None
-    hub = str(hub).removeprefix("hf://")
-    return f"{hub.split('@')[0]}@{rev}" if rev else hub
 
 
 def _file_stem(name: str, used: set[str]) -> str:

@@ -7,15 +7,32 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import numpy as np
 
 from lineage.report.summary import expected_family, is_labelled
 from lineage.report.tables import matrix_frame, results_frame, to_json
 
-if TYPE_CHECKING:
-    from lineage.jobs.scan import ScanResult
+
+class ScanResult(Protocol):
+    """What a report reads of a scan (`lineage.jobs.scan.ScanResult`, which the job stage makes): the report
+    stage renders it and never imports the job that made it."""
+
+    method: str
+    manifest: Any  # `lineage.refs.manifest.Manifest`: its references' families
+    run: Any  # `lineage.decide.kmeans.ClassificationRun`: the references' own verdicts
+    rows: list[dict]
+    summary: dict
+    shown: list  # the outcomes of `rows`, in order
+    reference_outcomes: list
+
+    @property
+    def mapped(self) -> list:
+        """The outcomes with a fingerprint, in the order of `distance_matrix`."""
+
+    def distance_matrix(self) -> tuple[list[str], np.ndarray]:
+        """Names and the pairwise distance matrix of every fingerprinted model."""
 
 RESULTS, DISTANCES, SUMMARY = "results", "distances", "summary.json"
 MAP_PNG, HEATMAP_PNG, REPORT_HTML = "map.png", "heatmap.png", "report.html"

@@ -18,11 +18,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
+from lineage.compare.lineage import LineageMethod
+from lineage.decide.unknown import unknown_threshold
+from lineage.decide.verdict import UNKNOWN
 from lineage.errors import ClassificationError
 from lineage.fingerprint import Fingerprint
+from lineage.fingerprint.source import FingerprintSource
+from lineage.refs.open import open_references
+from lineage.refs.pack import probe_settings
 from lineage.store.embed import Embedder, EmbeddingOptions, layout_of, layout_overlap
 from lineage.store.store import Store
 
@@ -216,7 +223,7 @@ def verdict_rows(store: Store, refs: ReferenceVectors, verdicts: StoreVerdicts) 
             "model": model,
             "nearest": ref_names[k],
             "similarity": round(float(verdicts.similarity[i]), 4),
-            "family": "unknown" if verdicts.unknown[i] else ref_families[k],
+            "family": UNKNOWN if verdicts.unknown[i] else ref_families[k],
             "nearest_family": ref_families[k],
             "needs_exact": bool(verdicts.needs_exact[i]),
             "status": "ok",
@@ -224,14 +231,21 @@ def verdict_rows(store: Store, refs: ReferenceVectors, verdicts: StoreVerdicts) 
         }
 
 
-def load_references(reference: object, embedding: EmbeddingOptions, settings: dict | None, options: object = None):  # noqa: ANN201
+def load_references(
+    reference: str | Path,
+    embedding: EmbeddingOptions,
+    settings: dict | None,
+    source: FingerprintSource | None = None,
+    verify: bool = True,
+) -> tuple[ReferenceVectors, np.ndarray]:
     """The references of a manifest or pack as compact vectors, with the exact distances among them.
 
     Args:
         reference: a manifest CSV, a reference pack folder, or `builtin`.
         embedding: the store's embedding options.
         settings: the store's probe settings (None for an empty store); references must share them.
-        options: `lineage.jobs.scan.ScanOptions` for references that are model folders.
+        source: how references that are models are fingerprinted (defaults when None).
+        verify: check a pack's files against their sha256 first.
 
     Returns:
         `(ReferenceVectors, reference distance matrix [R, R])`.
@@ -240,15 +254,9 @@ def load_references(reference: object, embedding: EmbeddingOptions, settings: di
         ManifestError: bad manifest. ClassificationError: a reference failed, or other probe settings.
     """
     from lineage.compare.similarity import sketch_distance_matrix
-    from lineage.fingerprint.cache import gather_fingerprints
-    from lineage.jobs.scan import ScanOptions
-    from lineage.refs.pack import probe_settings
 
-    options = options or ScanOptions()
-    manifest = options.references(reference)
-    outcomes = gather_fingerprints(
-        [(r.name, r.path, r) for r in manifest.references], options.probe_options, options.cache()
-    )
+    manifest = open_references(reference, verify=verify)
+    outcomes = (source or FingerprintSource()).gather([(r.name, r.path, r) for r in manifest.references])
     failed = [f"{o.name}: {o.error}" for o in outcomes if not o.ok]
     if failed:
         raise ClassificationError(f"{manifest.path}: reference(s) could not be fingerprinted: " + "; ".join(failed))
@@ -263,3 +271,17 @@ def load_references(reference: object, embedding: EmbeddingOptions, settings: di
             )
     refs = reference_vectors(fps, [o.key.family or o.key.name for o in outcomes], embedding)
     return refs, sketch_distance_matrix(fps, fps)
+
+
+def store_threshold(rule: str | float, distances: np.ndarray, families: Sequence[str]) -> float | None:
+    """The similarity-space unknown threshold of `rule` (`lineage.decide.unknown`) for references at these
+    sketch distances; None when the rule never calls a model unknown.
+
+    The store compares by lineage's sketch distances, so `paper` is refused as it is for `--method lineage`.
+
+    Raises:
+        ClassificationError: `paper` (lineage's method has no published threshold).
+    """
+    threshold = unknown_threshold(rule, distances, list(families), LineageMethod()).threshold
+    return None if threshold == float("inf") else threshold
+

@@ -2,6 +2,7 @@
 
 `declarations` picks what a model declares and resolves it to the manifest; `outcome` compares it with the
 weights' verdict (consistent, contradicted, undeclared, unverifiable); `bom` writes the CycloneDX ML-BOM.
+The job that runs it over models is `lineage.jobs.verify.verify_paths`.
 """
 
 from lineage.verify.declarations import Declaration, ReferenceIndex, declared_lineage
@@ -14,7 +15,6 @@ from lineage.verify.outcome import (
     VerifyOutcome,
     VerifyResult,
     judge,
-    verify_paths,
 )
 
 __all__ = [
@@ -29,5 +29,4 @@ __all__ = [
     "VerifyResult",
     "declared_lineage",
     "judge",
-    "verify_paths",
 ]

@@ -26,7 +26,7 @@ def to_cyclonedx(result: VerifyResult) -> str:
     """The CycloneDX 1.6 JSON document of a verify run.
 
     Args:
-        result: what `verify_paths` returned.
+        result: what `lineage.jobs.verify.verify_paths` returned.
 
     Returns:
         The JSON text (validates against the CycloneDX 1.6 schema).

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lineage.io.declared import DeclaredSource, normalize_hub_id, read_declarations
-from lineage.jobs.manifest import BASE_ROLE, Manifest, ManifestRow
+from lineage.refs.manifest import BASE_ROLE, Manifest, ManifestRow
 
 #: Sources written by tools, not by the uploader: they count only when they name a manifest model.
 WEAK_SOURCES = ("gguf general.name", "config.json _name_or_path")
@@ -104,9 +104,6 @@ class ReferenceIndex:
         """The reference whose model is at `path` (the suspect is a reference itself), else None."""
         return self._reference_paths.get(Path(path).resolve())
 
-    def adapter_bases(self) -> dict[str, Path]:
-        """hub id -> model folder of the references, where LoRA adapters can find their base."""
-        return {r.hub_id: r.path for r in self.manifest.references if r.hub_id and Path(r.path).is_dir()}
 
 
 def declared_lineage(path: str | Path, index: ReferenceIndex) -> Declaration:

@@ -1,7 +1,7 @@
 """Declared lineage against the weights' verdict: one outcome per model, and the job that computes them.
 
 The rule, per model (D = the declared ids resolved to lineages, see `lineage.verify.declarations`; the
-weights' verdict from `lineage.jobs.scan.classify_paths`):
+weights' verdict from `lineage.jobs.paths.classify_paths`):
 
 - `consistent`: the weights derive from a base among D; or nothing is declared and the weights derive
   from no reference ("nothing claimed, nothing found": a model of its own is not a finding); or the model
@@ -21,13 +21,13 @@ equal (`same_weights`: they are random projections of every weight matrix, so a 
 disguise differs and a copy, a cast of equal values or the pack's own source does not). What such a model
 declares (often its own hub id, or the base it was trained from) does not change that.
 
-`verify_paths` fingerprints and classifies the models once (adapters find their base through the
-references' `hub_id`) and pairs each verdict with its model's declaration.
+The job that fingerprints and classifies the models and pairs each verdict with its model's declaration
+is `lineage.jobs.verify.verify_paths`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,8 +36,8 @@ import numpy as np
 
 from lineage.decide.pvalues import format_p
 from lineage.decide.verdict import DERIVED, RELATED, Verdict
-from lineage.jobs.manifest import Manifest, ManifestRow
-from lineage.verify.declarations import Declaration, ReferenceIndex, declared_lineage
+from lineage.refs.manifest import ManifestRow
+from lineage.verify.declarations import Declaration, ReferenceIndex
 
 CONSISTENT, CONTRADICTED, UNDECLARED, UNVERIFIABLE = "consistent", "contradicted", "undeclared", "unverifiable"
 ERROR = "error"
@@ -162,69 +162,12 @@ def judge(
     return VerifyOutcome(model, path, status, reason, declaration, resolved, weights)
 
 
-def verify_paths(
-    models: Sequence[str | Path],
-    reference: str | Path | Manifest,
-    options: Any = None,
-    progress: Callable[[int, int, str], None] | None = None,
-    base: str | Path | None = None,
-) -> VerifyResult:
-    """Check the declared lineage of models against what their weights say.
-
-    Args:
-        models: model folders, folders of them, GGUF files, fingerprint files (which declare nothing).
-        reference: the manifest CSV (or pack, or `builtin`, or a parsed manifest) whose references are the
-            known bases (its `hub_id` column names them).
-        options: `lineage.jobs.scan.ScanOptions`; defaults when None.
-        progress: as for `classify_paths`.
-        base: the base model of LoRA adapter folders (else found by the references' `hub_id`).
-
-    Returns:
-        One outcome per model given, in order (status `error` for one that could not be read), and the
-        errors of every model that failed, references included.
-
-    Raises:
-        ManifestError: bad manifest. ClassificationError: no reference could be fingerprinted.
-
-    Example:
-        >>> result = verify_paths(["suspects/"], "models_manifest.csv")  # doctest: +SKIP
-        >>> [(o.model, o.status) for o in result.outcomes]  # doctest: +SKIP
-        [('my-finetune', 'consistent')]
-    """
-    from lineage.fingerprint.cache import error_text
-    from lineage.io.adapter import adapter_bases
-    from lineage.jobs.scan import ScanOptions, classify_paths
-
-    options = options or ScanOptions()
-    manifest = options.references(reference)
-    index = ReferenceIndex(manifest)
-    with adapter_bases(base, index.adapter_bases()):
-        result = classify_paths(models, manifest, options, progress)
-    verdicts = dict(zip(map(id, [o for o in result.suspects if o.ok]), result.results))
-    refs = [(row, o.fingerprint) for row, o in zip(manifest.references, result.references) if o.ok]
-    errors = [(f.name, f.error or "failed") for f in result.failures]
-    outcomes = []
-    for o in result.suspects:
-        if not o.ok:
-            outcomes.append(_error(o.name, o.path, o.error or "failed"))
-            continue
-        try:
-            declaration = declared_lineage(o.path, index)
-        except Exception as exc:  # noqa: BLE001 - one unreadable card is that model's error, not the run's
-            errors.append((o.name, error_text(exc)))
-            outcomes.append(_error(o.name, o.path, error_text(exc)))
-            continue
-        verdict = verdicts[id(o)]
-        itself = _reference_itself(o.fingerprint, verdict, refs)
-        outcomes.append(judge(verdict.model, o.path, declaration, weights_view(verdict), index, itself))
-    return VerifyResult(outcomes, errors, {r.name: r.hub_id for r in manifest.references})
-
-
-def _error(model: str, path: Path, error: str) -> VerifyOutcome:
+def error_outcome(model: str, path: Path, error: str) -> VerifyOutcome:
+    """The outcome of a model that could not be read or judged: status `error`, the error as its reason."""
     return VerifyOutcome(model, Path(path), ERROR, error, Declaration(None), (), None)
 
 
-def _reference_itself(fp: object, verdict: Verdict, refs: list[tuple[ManifestRow, object]]) -> ManifestRow | None:
+def reference_itself(fp: object, verdict: Verdict, refs: list[tuple[ManifestRow, object]]) -> ManifestRow | None:
     """The reference whose weights the model's are: its nearest reference, when their weights are equal."""
     nearest = verdict.nearest[0]["reference"] if verdict.nearest else None
     if nearest is None:

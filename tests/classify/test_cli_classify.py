@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from lineage.data import DEMO_MANIFEST
 from lineage.decide.verdict import DEFAULT_ALPHA
-from lineage.jobs.manifest import DEMO_MANIFEST
 from lineage.report.rows import ROW_KEYS
 from tests.schema import VERDICT_KEYS
 

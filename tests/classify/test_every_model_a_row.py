@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from lineage.cli.app import app
-from lineage.jobs.manifest import DEMO_MANIFEST
+from lineage.data import DEMO_MANIFEST
 
 DEMO = DEMO_MANIFEST.parent
 ZEPHYR = str(DEMO / "zephyr-7b-beta_features.json")

@@ -13,9 +13,9 @@ import pytest
 from typer.testing import CliRunner
 
 from lineage.cli.app import app
+from lineage.data import DEMO_MANIFEST
 from lineage.decide.fdr import benjamini_hochberg, benjamini_hochberg_log10, expected_false_accusations
 from lineage.jobs.levels import apply_fdr, level_summary
-from lineage.jobs.manifest import DEMO_MANIFEST
 from lineage.report.numbers import format_p, p_value_text
 
 ZEPHYR = str(DEMO_MANIFEST.parent / "zephyr-7b-beta_features.json")

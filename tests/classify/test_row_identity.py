@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from lineage.cli.app import app
-from lineage.jobs.manifest import DEMO_MANIFEST
+from lineage.data import DEMO_MANIFEST
 from tests.checkpoints import tiny_llama_tensors, write_checkpoint
 
 DEMO = DEMO_MANIFEST.parent

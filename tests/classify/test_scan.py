@@ -8,11 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from lineage.data import DEMO_MANIFEST
 from lineage.errors import ClassificationError, ManifestError
 from lineage.fingerprint import load_fingerprint
-from lineage.fingerprint.cache import CACHED, FINGERPRINTED, LOADED, FingerprintCache, expand_inputs, obtain_fingerprint
-from lineage.jobs.manifest import DEMO_MANIFEST, read_manifest
+from lineage.fingerprint.cache import FingerprintCache
+from lineage.fingerprint.inputs import expand_inputs
+from lineage.fingerprint.obtain import CACHED, FINGERPRINTED, LOADED, obtain_fingerprint
 from lineage.jobs.scan import ScanOptions, classify_paths, distance_paths, scan
+from lineage.refs.manifest import read_manifest
+from lineage.refs.open import open_references
 
 from .synth import features, write_feature_json, write_manifest
 
@@ -59,7 +63,7 @@ def test_manifest_missing_or_folder(tmp_path: Path):
     with pytest.raises(ManifestError, match="no such manifest"):
         read_manifest(tmp_path / "none.csv")
     with pytest.raises(ManifestError, match="is a folder"):
-        read_manifest(tmp_path)
+        open_references(tmp_path)
 
 
 def test_manifest_with_bom_and_blank_lines(tmp_path: Path):

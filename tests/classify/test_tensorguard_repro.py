@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import pytest
 
+from lineage.data import DEMO_MANIFEST
 from lineage.decide.kmeans import FamilyClassifier
 from lineage.fingerprint import Fingerprint, load_fingerprint
-from lineage.jobs.manifest import DEMO_MANIFEST, read_manifest
 from lineage.jobs.scan import ScanOptions, scan
+from lineage.refs.manifest import read_manifest
 
 PAPER_RIGHT, PAPER_RIGHT_WITH_BASES = 47, 54  # the paper's own table
 

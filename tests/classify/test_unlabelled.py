@@ -9,8 +9,8 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from lineage.cli.app import app
-from lineage.jobs.manifest import read_manifest
 from lineage.jobs.scan import ScanOptions, scan
+from lineage.refs.manifest import read_manifest
 from lineage.report.summary import summarize, summary_text
 from tests.fakes import family_centres, write_fake
 

@@ -11,7 +11,7 @@ import typer
 from typer.testing import CliRunner
 
 from lineage.cli.app import app
-from lineage.jobs.manifest import DEMO_MANIFEST
+from lineage.data import DEMO_MANIFEST
 
 ZEPHYR = str(DEMO_MANIFEST.parent / "zephyr-7b-beta_features.json")
 
@@ -66,16 +66,16 @@ def test_a_gguf_given_as_references_is_one_sensible_line(runner: CliRunner, tmp_
 
 
 def test_debug_shows_the_traceback_of_a_model_failing_in_a_batch(runner: CliRunner, monkeypatch) -> None:
-    import lineage.fingerprint.cache as cache
+    import lineage.fingerprint.gather as gather  # the serial loop, which looks the function up there
 
-    real = cache.obtain_fingerprint
+    real = gather.obtain_fingerprint
 
     def flaky(path, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
         if "DNA-R1" in str(path):
             raise RuntimeError("boom inside the batch")
         return real(path, *args, **kwargs)
 
-    monkeypatch.setattr(cache, "obtain_fingerprint", flaky)
+    monkeypatch.setattr(gather, "obtain_fingerprint", flaky)
     dna = str(DEMO_MANIFEST.parent / "DNA-R1_features.json")
     args = ["classify", ZEPHYR, dna, "-r", str(DEMO_MANIFEST), "--method", "tensorguard", "-f", "json"]
     plain = runner.invoke(app, args)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from lineage.cli.app import app
-from lineage.jobs.manifest import read_manifest
+from lineage.refs.manifest import read_manifest
 from lineage.report.rows import ROW_KEYS
 from tests.e2e.conftest import cli_runner
 from tests.schema import VERDICT_KEYS
@@ -185,7 +185,7 @@ def test_distance_matrix_of_catalog_models(warm, manifest):
 
 
 def test_attribute_json_finds_the_task_arithmetic_parents_and_weights(warm, manifest, e2e_mini_manifest):
-    from lineage.catalog.recipe import load_recipe, merge_truth
+    from lineage.catalog import load_recipe, merge_truth
 
     runner, cache = warm
     merge = next(r for r in manifest.rows if r.name == MERGE)

@@ -17,9 +17,10 @@ import pytest
 
 from lineage.compare.similarity import sketch_distance_matrix
 from lineage.decide.kmeans import FamilyClassifier
-from lineage.fingerprint.cache import FingerprintCache, obtain_fingerprint
-from lineage.jobs.manifest import read_manifest
+from lineage.fingerprint.cache import FingerprintCache
+from lineage.fingerprint.obtain import obtain_fingerprint
 from lineage.jobs.scan import ScanOptions, classify_paths
+from lineage.refs.manifest import read_manifest
 
 pytestmark = pytest.mark.slow
 

@@ -20,7 +20,7 @@ import pytest
 
 from lineage.compare.similarity import sketch_distance_matrix
 from lineage.decide.kmeans import FamilyClassifier
-from lineage.fingerprint.cache import obtain_fingerprint
+from lineage.fingerprint.obtain import obtain_fingerprint
 from tests.real import smollm2_folder
 
 pytestmark = pytest.mark.slow

@@ -134,7 +134,8 @@ def test_resolve_gives_the_commit_and_only_the_needed_files(hub: _Hub) -> None:
 
 
 def test_fingerprint_of_a_hub_model_equals_the_local_one(hub: _Hub, model_folder: Path, tmp_path: Path) -> None:
-    from lineage.fingerprint.cache import FINGERPRINTED, FingerprintCache, obtain_fingerprint
+    from lineage.fingerprint.cache import FingerprintCache
+    from lineage.fingerprint.obtain import FINGERPRINTED, obtain_fingerprint
 
     fp, how = obtain_fingerprint(f"hf://{REPO}", cache=FingerprintCache(tmp_path / "cache"))
     local, _ = obtain_fingerprint(model_folder)
@@ -147,7 +148,8 @@ def test_fingerprint_of_a_hub_model_equals_the_local_one(hub: _Hub, model_folder
 
 
 def test_second_time_the_cache_answers_without_a_download(hub: _Hub, tmp_path: Path) -> None:
-    from lineage.fingerprint.cache import CACHED, FingerprintCache, obtain_fingerprint
+    from lineage.fingerprint.cache import FingerprintCache
+    from lineage.fingerprint.obtain import CACHED, obtain_fingerprint
 
     cache = FingerprintCache(tmp_path / "cache")
     obtain_fingerprint(f"hf://{REPO}@main", cache=cache)
@@ -158,7 +160,7 @@ def test_second_time_the_cache_answers_without_a_download(hub: _Hub, tmp_path: P
 
 
 def test_keep_downloads_keeps_the_files(hub: _Hub, tmp_path: Path) -> None:
-    from lineage.fingerprint.cache import obtain_fingerprint
+    from lineage.fingerprint.obtain import obtain_fingerprint
 
     with keep_downloads(tmp_path / "kept"):
         obtain_fingerprint(f"hf://{REPO}")
@@ -205,3 +207,34 @@ def test_fingerprint_command_takes_a_hub_path(hub: _Hub, tmp_path: Path) -> None
     files = sorted((tmp_path / "fps").iterdir())
     assert len(files) == 1
     assert load_fingerprint(files[0]).settings["source_revision"] == COMMIT
+
+
+def _through_executor(kind: str, model_folder: Path, tmp_path: Path) -> None:
+    """An `hf://` model and its local twin fingerprinted by workers: both ok, equal, the hub one stamped with its
+    commit and cached under the commit's key (a second gather costs no download)."""
+    from lineage.fingerprint.cache import FingerprintCache
+    from lineage.fingerprint.executors import ExecutorOptions, gather
+    from lineage.fingerprint.obtain import CACHED, FINGERPRINTED
+    from lineage.fingerprint.pipeline import FingerprintOptions
+
+    cache = FingerprintCache(tmp_path / "cache")
+    items = [("suspect", Path(f"hf://{REPO}@main"), "hub"), (None, model_folder, "local")]
+    executor = ExecutorOptions(kind=kind, jobs=1)
+    hub_out, local_out = gather(items, lambda: FingerprintOptions(device="cpu"), cache, None, executor)
+    assert hub_out.ok and local_out.ok, (hub_out.error, local_out.error)
+    assert (hub_out.how, hub_out.name, hub_out.key) == (FINGERPRINTED, "suspect", "hub")
+    assert hub_out.fingerprint.settings["source_revision"] == COMMIT
+    for circuit, sketch in local_out.fingerprint.sketches.items():
+        np.testing.assert_array_equal(hub_out.fingerprint.sketches[circuit], sketch)
+    again, _ = gather(items, lambda: FingerprintOptions(device="cpu"), cache, None, executor)
+    assert again.ok and again.how == CACHED and again.fingerprint.settings["source_revision"] == COMMIT
+
+
+def test_a_hub_model_goes_through_the_process_executor(hub: _Hub, model_folder: Path, tmp_path: Path) -> None:
+    _through_executor("process", model_folder, tmp_path)
+
+
+@pytest.mark.slow
+def test_a_hub_model_goes_through_the_ray_executor(hub: _Hub, model_folder: Path, tmp_path: Path) -> None:
+    pytest.importorskip("ray")
+    _through_executor("ray", model_folder, tmp_path)

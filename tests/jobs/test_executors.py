@@ -13,10 +13,11 @@ import torch
 
 from lineage.errors import ExecutorError
 from lineage.fingerprint import Fingerprint
-from lineage.fingerprint.cache import FINGERPRINTED, FingerprintCache
-from lineage.jobs.executors import ExecutorOptions, gather
-from lineage.jobs.manifest import read_manifest
+from lineage.fingerprint.cache import FingerprintCache
+from lineage.fingerprint.executors import ExecutorOptions, gather
+from lineage.fingerprint.obtain import FINGERPRINTED
 from lineage.jobs.scan import ScanOptions, scan
+from lineage.refs.manifest import read_manifest
 
 pytestmark = pytest.mark.slow
 

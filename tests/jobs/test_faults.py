@@ -14,12 +14,13 @@ import pytest
 import torch
 
 from lineage.fingerprint import Fingerprint
-from lineage.fingerprint.cache import CACHED, FINGERPRINTED, FingerprintCache
+from lineage.fingerprint.cache import FingerprintCache
+from lineage.fingerprint.executors import ExecutorOptions
+from lineage.fingerprint.executors.tasks import FAULT_ENV
 from lineage.fingerprint.format import TENSORGUARD_FEATURES, load_fingerprint, save_fingerprint
-from lineage.jobs.executors import ExecutorOptions
-from lineage.jobs.executors.tasks import FAULT_ENV
-from lineage.jobs.manifest import read_manifest
+from lineage.fingerprint.obtain import CACHED, FINGERPRINTED
 from lineage.jobs.scan import ScanOptions, scan
+from lineage.refs.manifest import read_manifest
 
 VICTIM = "llama-8b-ft-email"
 

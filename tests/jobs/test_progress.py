@@ -9,10 +9,11 @@ import pytest
 from typer.testing import CliRunner
 
 from lineage.cli._progress import ScanProgress
-from lineage.fingerprint.cache import FingerprintCache, gather_fingerprints
+from lineage.fingerprint.cache import FingerprintCache
+from lineage.fingerprint.executors import ExecutorOptions, gather
+from lineage.fingerprint.gather import gather_fingerprints
 from lineage.fingerprint.pipeline import FingerprintOptions, fingerprint_model
 from lineage.io import open_checkpoint
-from lineage.jobs.executors import ExecutorOptions, gather
 from tests.checkpoints import tiny_llama_tensors, write_checkpoint
 
 

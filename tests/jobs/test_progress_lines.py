@@ -10,7 +10,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from lineage.cli.app import app
-from lineage.jobs.manifest import DEMO_MANIFEST
+from lineage.data import DEMO_MANIFEST
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 SCAN = ["scan", str(DEMO_MANIFEST), "--method", "tensorguard", "--unknown", "off"]

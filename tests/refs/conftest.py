@@ -33,7 +33,7 @@ def mini_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def mini_fingerprints(mini_manifest: Path, mini_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     """name -> fingerprint file of every mini-catalog model (written by `lineage fingerprint --out`)."""
     from lineage.cli.app import app
-    from lineage.jobs.manifest import read_manifest
+    from lineage.refs.manifest import read_manifest
 
     out = tmp_path_factory.mktemp("refs_fps")
     rows = read_manifest(mini_manifest).rows

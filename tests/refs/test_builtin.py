@@ -38,9 +38,9 @@ def test_builtin_pack_is_built_on_first_use_from_the_installed_gguf(fresh_cache:
 
 @pytest.mark.slow
 def test_builtin_reads_as_a_reference_manifest(fresh_cache: Path) -> None:
-    from lineage.jobs.manifest import read_manifest
+    from lineage.refs import open_references
 
-    manifest = read_manifest("builtin")
+    manifest = open_references("builtin")
     assert [(r.name, r.family, r.hub_id) for r in manifest.references] == [
         (NAME, FAMILY, "HuggingFaceTB/SmolLM2-135M-Instruct")
     ]

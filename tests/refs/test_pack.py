@@ -77,10 +77,10 @@ def test_verify_rejects_another_format_version(pack: Path, tmp_path: Path) -> No
     problems = verify_pack(other)
     assert len(problems) == 1 and "format version 99" in problems[0]
     from lineage.errors import ManifestError
-    from lineage.jobs.manifest import read_manifest
+    from lineage.refs import open_references
 
     with pytest.raises((PackError, ManifestError), match="format version 99"):
-        read_manifest(other)
+        open_references(other)
 
 
 def test_verify_flags_a_stale_pipeline(pack: Path) -> None:
@@ -93,9 +93,9 @@ def test_verify_flags_a_stale_pipeline(pack: Path) -> None:
 
 
 def test_pack_reads_as_a_manifest_of_fingerprint_files(pack: Path) -> None:
-    from lineage.jobs.manifest import read_manifest
+    from lineage.refs import open_references
 
-    manifest = read_manifest(pack)
+    manifest = open_references(pack)
     assert [r.role for r in manifest.references] == ["base", "base"]
     assert all(r.path.is_file() and r.path.parent == pack / "fingerprints" for r in manifest.rows)
 
@@ -125,9 +125,9 @@ def test_pack_classifies_on_a_machine_without_the_weights(
 
 
 def test_attribute_accepts_a_pack(pack: Path, mini_fingerprints: dict) -> None:
-    from lineage.jobs.manifest import read_manifest
+    from lineage.refs import open_references
 
-    rows = read_manifest(pack).rows
+    rows = open_references(pack).rows
     assert {r.name for r in rows} == {"llama-8b", "mistral-7b"}
 
 

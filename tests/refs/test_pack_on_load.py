@@ -10,8 +10,8 @@ from typer.testing import CliRunner
 
 from lineage.cli.app import app
 from lineage.errors import PackError
-from lineage.jobs.manifest import read_manifest
 from lineage.refs import PackReference, write_pack
+from lineage.refs.open import open_references
 from tests.fakes import fake_fingerprint, family_centres, write_fake
 
 
@@ -42,7 +42,7 @@ def test_a_flipped_byte_is_refused_in_one_line_naming_the_file(pack: Path, tmp_p
     file = pack / "fingerprints" / "llama-base.fingerprint.safetensors"
     _flip_last_byte(file)
     with pytest.raises(PackError, match="llama-base.fingerprint.safetensors: altered"):
-        read_manifest(pack)
+        open_references(pack)
     result = _classify(tmp_path, pack)
     assert result.exit_code == 1 and result.stdout == ""
     (line,) = result.stderr.splitlines()
@@ -60,7 +60,7 @@ def test_a_deleted_reference_is_refused(pack: Path, tmp_path: Path) -> None:
 
 
 def test_a_sound_pack_reads_and_classifies(pack: Path, tmp_path: Path) -> None:
-    assert [r.name for r in read_manifest(pack).references] == ["llama-base", "qwen-base"]
+    assert [r.name for r in open_references(pack).references] == ["llama-base", "qwen-base"]
     result = _classify(tmp_path, pack)
     assert result.exit_code == 0, result.output
     assert "related to llama" in result.stdout

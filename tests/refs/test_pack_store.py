@@ -9,7 +9,7 @@ import pytest
 
 from lineage.compare.similarity import sketch_similarity_matrix
 from lineage.fingerprint import load_fingerprint
-from lineage.jobs.manifest import read_manifest
+from lineage.refs.manifest import read_manifest
 from lineage.store import Embedder, EmbeddingOptions, Store, build_store, classify_store, layout_of, layout_overlap
 from lineage.store.nearest import load_references
 

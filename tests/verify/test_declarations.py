@@ -14,7 +14,7 @@ import pytest
 from lineage.decide.verdict import DERIVED, RELATED, UNKNOWN
 from lineage.errors import CheckpointError
 from lineage.io.declared import normalize_hub_id, read_declarations
-from lineage.jobs.manifest import read_manifest
+from lineage.refs.manifest import read_manifest
 from lineage.verify.declarations import ReferenceIndex, declared_lineage
 from lineage.verify.outcome import (
     CONSISTENT,

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from lineage.cli.app import app
 from lineage.decide.verdict import DERIVED
-from lineage.jobs.manifest import read_manifest
+from lineage.refs.manifest import read_manifest
 from lineage.verify import CONSISTENT, UNDECLARED, ReferenceIndex, judge
 from lineage.verify.declarations import Declaration
 from lineage.verify.outcome import WeightsView

@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from lineage.cli.app import app
-from lineage.jobs.manifest import DEMO_MANIFEST
+from lineage.data import DEMO_MANIFEST
 
 ZEPHYR = str(DEMO_MANIFEST.parent / "zephyr-7b-beta_features.json")
 

@@ -21,12 +21,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lineage.errors import ExecutorError
-from lineage.fingerprint.cache import FingerprintCache, ModelOutcome, weights_hook
-from lineage.jobs.executors.tasks import Plan, Task, run_task
+from lineage.fingerprint.cache import FingerprintCache
+from lineage.fingerprint.executors.tasks import Plan, Task, run_task
+from lineage.fingerprint.gather import ModelOutcome, weights_hook
 
 if TYPE_CHECKING:
+    from lineage.fingerprint.executors.options import ExecutorOptions
     from lineage.fingerprint.pipeline import FingerprintOptions
-    from lineage.jobs.executors import ExecutorOptions
 
 _WEIGHTS_EVERY_S = 0.2  # progress messages at most this often per worker: a pipe is not free
 
@@ -38,7 +39,7 @@ def gather_in_processes(
     progress: Callable[[int, int, str], None] | None,
     executor: ExecutorOptions,
 ) -> list[ModelOutcome]:
-    """`lineage.jobs.executors.gather` on local worker processes (see the module docstring)."""
+    """`lineage.fingerprint.executors.gather` on local worker processes (see the module docstring)."""
     plan = Plan(items, probe_options, cache, progress)
     if not plan.tasks:
         return plan.result()

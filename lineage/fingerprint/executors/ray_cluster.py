@@ -17,12 +17,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lineage.errors import ExecutorError
-from lineage.fingerprint.cache import FingerprintCache, ModelOutcome, error_text
-from lineage.jobs.executors.tasks import Plan, Task, TaskResult, run_task
+from lineage.fingerprint.cache import FingerprintCache
+from lineage.fingerprint.executors.tasks import Plan, Task, TaskResult, run_task
+from lineage.fingerprint.gather import ModelOutcome, error_text
 
 if TYPE_CHECKING:
+    from lineage.fingerprint.executors.options import ExecutorOptions
     from lineage.fingerprint.pipeline import FingerprintOptions
-    from lineage.jobs.executors import ExecutorOptions
 
 INSTALL_HINT = "the ray executor needs Ray: pip install 'lineage[ray]' (or pip install 'ray>=2.9')"
 
@@ -34,7 +35,7 @@ def gather_on_ray(
     progress: Callable[[int, int, str], None] | None,
     executor: ExecutorOptions,
 ) -> list[ModelOutcome]:
-    """`lineage.jobs.executors.gather` on a Ray cluster (see the module docstring).
+    """`lineage.fingerprint.executors.gather` on a Ray cluster (see the module docstring).
 
     Joins `executor.ray_address`, or starts a local cluster, unless the caller already called `ray.init`
     (then that cluster is used and left running).

@@ -1,4 +1,4 @@
-"""Reading manifests: the CSV that names a set of models and what is known about each.
+"""Manifests: the CSV that names a set of models and what is known about each (a pure CSV reader).
 
 A manifest is a CSV with at least a `path` column: a model folder, a GGUF file or a fingerprint file,
 relative to the CSV's folder (absolute paths are kept). Everything else is optional. `name` defaults to the
@@ -9,12 +9,15 @@ derives from), `role` (`base` rows are the references; others are suspects, `out
 family is not among the references, `independent` one trained from scratch), `derivation` (how it was
 made: finetune, merge, quantized...) and `parents` (the names of a merge's parents, separated by `;` or
 `|`). A `path` of the form `hf://org/name[@revision]` is a model hub model, fetched when fingerprinted
-(`lineage.io.hub`); a reference pack folder (`lineage.refs`) reads as the manifest inside it (its files
-checked against their sha256 first), and `builtin` names the pack shipped in the package.
+(`lineage.io.hub`). A reference pack or `builtin` is read through `lineage.refs.open.open_references`,
+which finds the CSV inside it; this module reads CSV files only.
 
 Without a `role` column every row is a reference: a manifest can then be a plain list of known models (or,
 given to `lineage scan` next to `--reference`, a plain list of suspects). Reading never opens the models: a
 path that is missing is a per-model failure for the scan, not a reason to reject the whole manifest.
+
+The label words are defined here once (roles) or taken from the verdicts (`unknown`, the family of a model
+of no known family), and every scorer, evaluation and report reads them from here.
 """
 
 from __future__ import annotations
@@ -24,20 +27,20 @@ import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from lineage.decide.verdict import UNKNOWN
 from lineage.errors import ManifestError
+from lineage.io.hub import HUB_SCHEME, is_hub_path
+from lineage.io.names import model_name, unique_names
 
 REQUIRED_COLUMNS: tuple[str, ...] = ("path",)
 OPTIONAL_COLUMNS: tuple[str, ...] = ("name", "family", "base", "role", "derivation", "parents", "hub_id", "declared")
-BASE_ROLE = "base"
-OUTSIDER_ROLE = "outsider"
-INDEPENDENT_ROLE = "independent"
-UNKNOWN_FAMILY = "unknown"
-
-#: The built-in demo catalog: the 58 published TensorGuard fingerprints (Apache-2.0, see its README).
-DEMO_MANIFEST = Path(__file__).resolve().parents[1] / "data" / "tensorguard" / "manifest.csv"
-#: `--reference builtin`: the built-in reference pack, a real base (see `lineage.refs.builtin`).
-BUILTIN_REFERENCE = "builtin"
-HUB_SCHEME = "hf://"
+#: Roles: the known bases (the references), their derivatives, models of no reference's family, models trained
+#: from scratch (with a family's tokenizer, perhaps: never derived).
+BASE_ROLE, DERIVATIVE_ROLE, OUTSIDER_ROLE, INDEPENDENT_ROLE = "base", "derivative", "outsider", "independent"
+#: The family label of a model of no known family: the `unknown` verdict's own word.
+UNKNOWN_FAMILY = UNKNOWN
+#: What is taken wherever a set of references is (`lineage.refs.open.open_references`), in the words of errors.
+REFERENCE_SET_TAKES = "a reference set is a manifest CSV, a reference pack folder (`lineage refs build`) or 'builtin'"
 
 _PARENT_SEPARATORS = re.compile(r"[;|]")
 
@@ -107,35 +110,38 @@ class Manifest:
             return ()
         return tuple(r for r in self.rows if r.role != BASE_ROLE)
 
+    def adapter_bases(self) -> dict[str, Path]:
+        """Where LoRA adapters find their base among the references: hub id -> the reference's model folder
+        (`lineage.io.adapter.adapter_bases`; an adapter names its base by `base_model_name_or_path`)."""
+        return {r.hub_id: r.path for r in self.references if r.hub_id and Path(r.path).is_dir()}
 
-def read_manifest(path: str | Path, *, require_references: bool = True, verify_pack: bool = True) -> Manifest:
-    """Read and validate a manifest CSV (or a reference pack, or `builtin`).
+
+def read_manifest(path: str | Path, *, require_references: bool = True) -> Manifest:
+    """Read and validate a manifest CSV.
 
     Args:
-        path: the CSV file, a reference pack folder, or `builtin`.
+        path: the CSV file (a reference pack or `builtin`: `lineage.refs.open.open_references`).
         require_references: raise when no row is a reference (a manifest used to classify needs bases).
-        verify_pack: check a pack's files against their sha256 first (`lineage.refs.pack.check_pack_files`).
 
     Returns:
         The manifest, with every `path` made absolute relative to the CSV's folder.
 
     Raises:
-        ManifestError: unreadable file, not a CSV (a model given instead), no `path` column, empty or
-            duplicate names, no references.
-        PackError: a pack whose files do not match their checksums.
+        ManifestError: unreadable file, not a CSV, no `path` column, empty or duplicate names, no references.
 
     Example:
+        >>> from lineage.data import DEMO_MANIFEST
         >>> m = read_manifest(DEMO_MANIFEST)
         >>> len(m.rows), len(m.references)
         (58, 8)
     """
-    path = _manifest_file(Path(path), verify_pack)
+    path = Path(path)
     try:
         text = path.read_text(encoding="utf-8-sig")  # -sig: spreadsheets save CSVs with a BOM
     except FileNotFoundError:
         raise ManifestError(f"{path}: no such manifest file") from None
     except UnicodeDecodeError:
-        raise ManifestError(f"{path}: not a manifest CSV (binary content); {_TAKES}") from None
+        raise ManifestError(f"{path}: not a manifest CSV (binary content); {REFERENCE_SET_TAKES}") from None
     except OSError as exc:
         raise ManifestError(f"{path}: cannot read the manifest ({exc})") from None
     reader = csv.DictReader(text.splitlines())
@@ -155,41 +161,6 @@ def read_manifest(path: str | Path, *, require_references: bool = True, verify_p
     return manifest
 
 
-_TAKES = "a reference set is a manifest CSV, a reference pack folder (`lineage refs build`) or 'builtin'"
-
-
-def _manifest_file(path: Path, verify_pack: bool) -> Path:
-    """The CSV file to read for `path`: the built-in pack's or a pack's manifest, or `path` itself; models
-    and folders given where a manifest is expected are refused in one line that says what is taken."""
-    if str(path) == BUILTIN_REFERENCE:
-        from lineage.refs.builtin import ensure_builtin_pack
-
-        path = ensure_builtin_pack()
-    if path.is_dir() and (path / "pack.json").is_file():
-        from lineage.refs.pack import pack_manifest_path  # a reference pack is a manifest of fingerprint files
-
-        return pack_manifest_path(path, verify=verify_pack)
-    kind = next((k for s, k in _MODEL_SUFFIXES.items() if path.name.endswith(s)), None)
-    if kind is None and path.is_dir():
-        from lineage.io.discover import is_model_folder
-
-        if is_model_folder(path):
-            kind = "a model folder"
-        else:
-            raise ManifestError(f"{path}: is a folder; give the manifest CSV inside it ({_TAKES})")
-    if kind is not None:
-        raise ManifestError(f"{path}: is {kind}, not a manifest; {_TAKES} (list models in a CSV with a path column)")
-    return path
-
-
-_MODEL_SUFFIXES: dict[str, str] = {
-    ".fingerprint.safetensors": "a fingerprint file",
-    "_features.json": "a fingerprint file",
-    ".gguf": "a GGUF model file",
-    ".safetensors": "a safetensors weights file",
-}
-
-
 def _cells(reader: csv.DictReader) -> list[tuple[int, dict[str, str]]]:
     """`(line number, stripped cells)` of every non-blank row."""
     out = []
@@ -204,7 +175,7 @@ def _row(path: Path, line_no: int, cells: dict[str, str], has_role: bool) -> Man
     """One row, its path made absolute (its name may still be empty: `_named_rows` fills it)."""
     if not cells.get("path"):
         raise ManifestError(f"{path}, line {line_no}: empty 'path'")
-    hub = cells["path"].startswith(HUB_SCHEME)  # hf://org/name[@revision]: fetched when fingerprinted
+    hub = is_hub_path(cells["path"])  # hf://org/name[@revision]: fetched when fingerprinted
     model_path = Path(cells["path"]).expanduser()
     if not model_path.is_absolute() and not hub:
         model_path = path.parent / model_path
@@ -224,8 +195,6 @@ def _row(path: Path, line_no: int, cells: dict[str, str], has_role: bool) -> Man
 def _named_rows(path: Path, rows: list[tuple[int, ManifestRow]]) -> list[ManifestRow]:
     """Rows without a name take their model's (told apart by folder when several share one); names given
     in the CSV must be unique."""
-    from lineage.io.names import model_name, unique_names
-
     given = {r.name for _, r in rows if r.name}
     unnamed = [i for i, (_, r) in enumerate(rows) if not r.name]
     made = unique_names([model_name(rows[i][1].path) for i in unnamed], [rows[i][1].path for i in unnamed])
@@ -249,10 +218,8 @@ def manifest_of_models(paths: list[tuple[Path, str | None]]) -> tuple[Manifest, 
         `(manifest of the models found, [(row, error)] for the paths that hold none)`; every row named by
         `lineage.io.names`, models that share a name told apart by their folders.
     """
-    from lineage.io.names import model_name, unique_names
-
     names = unique_names([model_name(p) for p, _ in paths], [p for p, _ in paths])
-    rows = [ManifestRow(name=n, path=Path(p) if str(p).startswith("hf:/") else Path(p).resolve())
+    rows = [ManifestRow(name=n, path=Path(p) if is_hub_path(p) else Path(p).resolve())
             for n, (p, _) in zip(names, paths)]  # fmt: skip
     good = tuple(r for r, (_, e) in zip(rows, paths) if e is None)
     bad = [(r, e) for r, (_, e) in zip(rows, paths) if e is not None]

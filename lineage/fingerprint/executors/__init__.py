@@ -1,9 +1,9 @@
 """Where fingerprinting runs: in this process, on local worker processes, or on a Ray cluster.
 
 Every executor does one thing: given `(name, path, key)` items, return one `ModelOutcome` per item, in
-input order, exactly as `lineage.fingerprint.cache.gather_fingerprints` (the serial loop) would. The
+input order, exactly as `lineage.fingerprint.gather.gather_fingerprints` (the serial loop) would. The
 driver first settles what costs no probing (fingerprint files, cache hits, missing paths: see
-`resolve_without_compute`), so a driver restarted after a crash redoes only the models it had not
+`lineage.fingerprint.obtain.locate`), so a driver restarted after a crash redoes only the models it had not
 finished, and only the rest goes to workers. Workers write what they compute to the content-addressed
 cache (atomically: `save_fingerprint`) and send the fingerprint back as a fingerprint file's bytes, so no
 fingerprint is ever unpickled and the driver needs no file system shared with the workers.
@@ -24,55 +24,17 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lineage.fingerprint.cache import FingerprintCache, ModelOutcome, gather_fingerprints
+from lineage.fingerprint.cache import FingerprintCache
+from lineage.fingerprint.executors.options import EXECUTORS, ExecutorOptions
+from lineage.fingerprint.gather import ModelOutcome, gather_fingerprints
 
 if TYPE_CHECKING:
     from lineage.fingerprint.pipeline import FingerprintOptions
 
-#: The executors, by the name `--executor` takes.
-EXECUTORS: tuple[str, ...] = ("local", "process", "ray")
-
-
-@dataclass(frozen=True)
-class ExecutorOptions:
-    """Where and how widely to fingerprint.
-
-    Attributes:
-        kind: "local", "process" or "ray".
-        jobs: models fingerprinted at once: worker processes for `process` (the CPU count when None), tasks
-            in flight for `ray` (twice the cluster's GPUs, or CPUs, when None); ignored by `local`.
-        ray_address: the Ray cluster to join (`ray://host:10001`, `auto`); None starts a local one, unless the
-            caller has already called `ray.init`.
-        retries: times a model is retried when its worker dies under it (not when it fails with an error:
-            a corrupt checkpoint fails the same way every time).
-        threads: torch threads per worker: `cpu_count // jobs` when None for `process`, Ray's own setting
-            (one per task) for `ray`. Float32 sums split over another number of threads round differently
-            in the last bits (relative 1e-6), so only equal threads give bit-identical fingerprints to a
-            serial run; the verdicts do not move.
-    """
-
-    kind: str = "local"
-    jobs: int | None = None
-    ray_address: str | None = None
-    retries: int = 2
-    threads: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.kind not in EXECUTORS:
-            raise ValueError(f"executor must be one of {', '.join(EXECUTORS)}, not {self.kind!r}")
-        if self.jobs is not None and self.jobs < 1:
-            raise ValueError("jobs must be >= 1")
-        if self.retries < 0:
-            raise ValueError("retries must be >= 0")
-        if self.threads is not None and self.threads < 1:
-            raise ValueError("threads must be >= 1")
-        if self.ray_address is not None and self.kind != "ray":
-            raise ValueError("ray_address needs the ray executor")
-
+__all__ = ["EXECUTORS", "ExecutorOptions", "gather"]
 
 def gather(
     items: Sequence[tuple[str | None, Path, object]],
@@ -88,7 +50,7 @@ def gather(
         probe_options: returns the probe settings (called only when a model folder must be fingerprinted).
         cache: the fingerprint cache, or None.
         progress: `progress(done, total, name)` after each model, with the optional `finished` and `weights`
-            hooks of `lineage.fingerprint.cache`.
+            hooks of `lineage.fingerprint.gather`.
         executor: where to run; the serial loop when None.
 
     Returns:
@@ -101,9 +63,9 @@ def gather(
     if executor.kind == "local" or not items:
         return gather_fingerprints(items, probe_options, cache, progress)
     if executor.kind == "process":
-        from lineage.jobs.executors.process import gather_in_processes
+        from lineage.fingerprint.executors.process import gather_in_processes
 
         return gather_in_processes(items, probe_options, cache, progress, executor)
-    from lineage.jobs.executors.ray_cluster import gather_on_ray
+    from lineage.fingerprint.executors.ray_cluster import gather_on_ray
 
     return gather_on_ray(items, probe_options, cache, progress, executor)

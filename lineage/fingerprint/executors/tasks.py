@@ -1,42 +1,34 @@
 """One model's work as a task a worker can run, and the driver's side of it.
 
-A `Task` is what travels to a worker: plain values and the frozen probe settings, nothing large. The
-worker runs it with `run_task` (look in the cache, else fingerprint and store) and answers with a
-`TaskResult` whose fingerprint is a fingerprint file's bytes (safetensors, the same format as on disk): the
-driver parses them with `load_fingerprint`, so no fingerprint is unpickled, and a worker on another machine
-needs no file system shared with the driver.
+A `Task` is what travels to a worker: plain values, the frozen probe settings and the model's `Pending`
+(`lineage.fingerprint.obtain`: where it is, its cache key, for a hub model the commit), nothing large. The
+worker runs it with `run_task` (`compute`: fingerprint and store) and answers with a `TaskResult` whose
+fingerprint is a fingerprint file's bytes (`fingerprint_bytes`, the same format as on disk): the driver
+parses them with `fingerprint_from_bytes`, so no fingerprint is unpickled, no temporary file is written,
+and a worker on another machine needs no file system shared with the driver.
 
 `Plan` is the driver's bookkeeping: it settles at once what costs no probing (fingerprint files, cache
-hits, missing paths), in the same way the serial loop does, hands out the rest as tasks, and turns results
-back into outcomes in input order. Results the workers computed go into the driver's cache too (a no-op
-when the workers share it), so a driver restarted after a crash redoes nothing that finished.
+hits, missing paths) with `locate`, as the serial loop does, hands out the rest as tasks, and turns results
+back into outcomes in input order. Results the workers computed go into the driver's cache too, under the
+key `locate` found (a no-op when the workers share the cache), so a driver restarted after a crash redoes
+nothing that finished.
 """
 
 from __future__ import annotations
 
 import os
 import signal
-import tempfile
 import time
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lineage.fingerprint.cache import (
-    FINGERPRINTED,
-    FingerprintCache,
-    ModelOutcome,
-    WeightProgress,
-    error_text,
-    error_trace,
-    obtain_fingerprint,
-    report_outcome,
-    resolve_without_compute,
-)
-from lineage.fingerprint.format import FINGERPRINT_SUFFIX, Fingerprint, is_fingerprint_file, load_fingerprint
-from lineage.fingerprint.format import save_fingerprint as _save
+from lineage.fingerprint.cache import FingerprintCache
+from lineage.fingerprint.format import Fingerprint, fingerprint_bytes, fingerprint_from_bytes
+from lineage.fingerprint.gather import ModelOutcome, error_text, error_trace, report_outcome
+from lineage.fingerprint.obtain import FINGERPRINTED, Pending, WeightProgress, compute, locate, needs_probing
+from lineage.io.adapter_base import AdapterBases, adapter_bases, current_adapter_bases
 from lineage.io.names import model_name
 
 if TYPE_CHECKING:
@@ -50,16 +42,17 @@ FAULT_ENV = "LINEAGE_FAULT_KILL"
 
 @dataclass(frozen=True)
 class Task:
-    """One model to fingerprint: its place in the input, its row name, where it is, and how (`threads`:
-    torch threads for it, the worker's own setting when None)."""
+    """One model to fingerprint: its place in the input, its row name, what is left to do (`pending`), and how
+    (`threads`: torch threads for it, the worker's own setting when None; `adapter_bases`: where LoRA adapters
+    find their base in the driver, a context variable a worker process does not inherit)."""
 
     index: int
     name: str | None
-    path: str
-    options: FingerprintOptions
+    pending: Pending
+    options: FingerprintOptions | None
     cache_dir: str | None
     threads: int | None = None
-    adapter_bases: object = None  # the driver's `lineage.io.adapter.AdapterBases` (a context the worker lacks)
+    adapter_bases: AdapterBases | None = None
 
 
 @dataclass(frozen=True)
@@ -86,32 +79,19 @@ def run_task(task: Task, weights: WeightProgress | None = None) -> TaskResult:
         The result; never raises for a bad model.
     """
     t0 = time.perf_counter()
-    weights = _with_fault(task.name or model_name(task.path), weights)
+    weights = _with_fault(task.name or model_name(task.pending.path), weights)
     cache = FingerprintCache(task.cache_dir) if task.cache_dir is not None else None
     if task.threads is not None:
         import torch
 
         torch.set_num_threads(task.threads)
     try:
-        with _adapter_context(task.adapter_bases):
-            fp, how = obtain_fingerprint(task.path, task.options, cache, name=task.name, progress=weights)
+        bases = task.adapter_bases or AdapterBases()
+        with adapter_bases(bases.default, bases.by_hub_id):
+            fp, how = compute(task.pending, task.options, cache, name=task.name, progress=weights)
         return TaskResult(task.index, how, None, time.perf_counter() - t0, fingerprint_bytes(fp))
     except Exception as exc:  # noqa: BLE001 - a bad model is a result, never a dead worker
         return TaskResult(task.index, None, error_text(exc), time.perf_counter() - t0, trace=error_trace(exc))
-
-
-def fingerprint_bytes(fp: Fingerprint) -> bytes:
-    """`fp` as the bytes of its fingerprint file."""
-    with tempfile.TemporaryDirectory(prefix="lineage-") as tmp:
-        return _save(fp, Path(tmp) / f"fp{FINGERPRINT_SUFFIX}").read_bytes()
-
-
-def fingerprint_from_bytes(data: bytes) -> Fingerprint:
-    """The fingerprint whose file bytes are `data` (checked like any fingerprint file)."""
-    with tempfile.TemporaryDirectory(prefix="lineage-") as tmp:
-        path = Path(tmp) / f"fp{FINGERPRINT_SUFFIX}"
-        path.write_bytes(data)
-        return load_fingerprint(path)
 
 
 class Plan:
@@ -140,18 +120,18 @@ class Plan:
         self._done = 0
         options: FingerprintOptions | None = None
         cache_dir = str(cache.folder.resolve()) if cache is not None else None
-        bases = _current_adapter_bases()
-        for index, (name, path, key) in enumerate(self.items):
+        bases = current_adapter_bases()
+        for index, (name, path, _) in enumerate(self.items):
             t0 = time.perf_counter()
             try:
-                if options is None and Path(path).exists() and not is_fingerprint_file(path):
+                if options is None and needs_probing(path):  # the serial loop's rule, hub models included
                     options = probe_options()
-                found = resolve_without_compute(path, options, cache, name)
+                found = locate(path, options, cache, name)
             except Exception as exc:  # noqa: BLE001 - as in the serial loop: a bad model is an outcome
                 self._settle(index, None, None, error_text(exc), time.perf_counter() - t0, trace=error_trace(exc))
                 continue
-            if found is None:
-                self.tasks.append(Task(index, name, str(path), options, cache_dir, threads, bases))
+            if isinstance(found, Pending):
+                self.tasks.append(Task(index, name, found, options, cache_dir, threads, bases))
                 self._by_index[index] = self.tasks[-1]
             else:
                 self._settle(index, found[0], found[1], None, time.perf_counter() - t0)
@@ -166,9 +146,10 @@ class Plan:
         error, trace = result.error, result.trace
         if error is None:
             try:
-                fp = fingerprint_from_bytes(result.payload)
-                if self.cache is not None and result.how == FINGERPRINTED:
-                    self._store(result.index, fp)
+                fp = fingerprint_from_bytes(result.payload, f"the answer for {self.label(result.index)}")
+                key = self._by_index[result.index].pending.key
+                if self.cache is not None and key is not None and result.how == FINGERPRINTED:
+                    self.cache.put_missing(key, fp)  # a worker on another machine wrote to its own disk
             except Exception as exc:  # noqa: BLE001 - a garbled answer fails its model, not the scan
                 fp, error, trace = None, error_text(exc), error_trace(exc)
         how = result.how if fp is not None else None
@@ -184,14 +165,6 @@ class Plan:
         if missing:
             raise RuntimeError(f"models never settled: {', '.join(missing)}")  # a bug in an executor
         return list(self.outcomes)
-
-    def _store(self, index: int, fp: Fingerprint) -> None:
-        from lineage.fingerprint.pipeline import cache_key
-
-        task = self._by_index[index]
-        key = cache_key(task.path, task.options)
-        if not self.cache.path_for(key).is_file():  # a worker on another machine wrote to its own disk
-            self.cache.put(key, fp)
 
     def _settle(
         self,
@@ -229,21 +202,3 @@ def _with_fault(label: str, weights: WeightProgress | None) -> WeightProgress | 
         os.kill(os.getpid(), signal.SIGKILL)
 
     return die_once
-
-
-def _current_adapter_bases() -> object:
-    """Where LoRA adapters find their bases in this driver (`--base`, references' hub ids): a context
-    variable, which a worker process does not inherit, so it travels with each task."""
-    try:
-        from lineage.io import adapter
-    except ImportError:
-        return None
-    return adapter._BASES.get()
-
-
-def _adapter_context(bases: object) -> AbstractContextManager:
-    if bases is None:
-        return nullcontext()
-    from lineage.io.adapter import adapter_bases
-
-    return adapter_bases(bases.default, bases.by_hub_id)
