@@ -40,8 +40,8 @@ MODEL_KINDS = (
 #: What `--reference` takes.
 REFERENCE_KINDS = (
     "The known models: a manifest CSV (a path column; role=base rows are the references, all rows without a "
-    "role column), a reference pack folder (lineage refs build), or 'builtin' (the shipped pack of the real "
-    "SmolLM2-135M-Instruct)."
+    "role column), a reference pack folder (lineage refs build), or 'builtin' (the built-in pack of the real "
+    "SmolLM2-135M-Instruct, built on first use)."
 )
 
 ModelsArg = Annotated[list[Path], typer.Argument(metavar="MODEL...", help=f"The models: {MODEL_KINDS}.")]

@@ -85,7 +85,7 @@ def build_builtin_pack(
 
 
 def main() -> None:
-    """`python -m lineage.refs.builtin [FOLDER]`: rebuild the shipped pack."""
+    """`python -m lineage.refs.builtin [FOLDER]`: rebuild the built-in pack."""
     folder = sys.argv[1] if len(sys.argv) > 1 else None
     print(f"built-in pack written: {build_builtin_pack(folder=folder)}")  # noqa: T201 - a script
 

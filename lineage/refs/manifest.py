@@ -112,7 +112,7 @@ class Manifest:
 
     def adapter_bases(self) -> dict[str, Path]:
         """Where LoRA adapters find their base among the references: hub id -> the reference's model folder
-        (`lineage.io.adapter.adapter_bases`; an adapter names its base by `base_model_name_or_path`)."""
+        (`lineage.io.adapter_base.adapter_bases`; an adapter names its base by `base_model_name_or_path`)."""
         return {r.hub_id: r.path for r in self.references if r.hub_id and Path(r.path).is_dir()}
 
 
