@@ -137,12 +137,13 @@ def test_concurrent_cache_writers_never_leave_a_torn_file(tmp_path: Path) -> Non
 
 
 def test_save_fingerprint_leaves_no_temporary_on_failure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import safetensors.numpy
+    import lineage.fingerprint.format as fmt
 
     def broken(*args, **kwargs):  # noqa: ANN002, ANN003
         raise OSError("disk full")
 
-    monkeypatch.setattr(safetensors.numpy, "save_file", broken)
+    # The bytes are made in memory and written to a temporary file first: fail the step that publishes it.
+    monkeypatch.setattr(fmt.os, "replace", broken)
     target = tmp_path / "x.fingerprint.safetensors"
     with pytest.raises(OSError, match="disk full"):
         save_fingerprint(_fingerprint(1), target)
