@@ -145,12 +145,14 @@ def _demo(ctx: typer.Context, method: Method, unknown: str) -> tuple[Method, str
         return getattr(ctx.get_parameter_source(name), "name", None) in (None, "DEFAULT", "DEFAULT_MAP")
 
     if defaulted("method") and defaulted("unknown"):
+        from lineage.jobs.scan import DEMO_METHOD, DEMO_UNKNOWN
+
         typer.echo(
             "demo: the published TensorGuard fingerprints hold only the paper's 15 features (no sketches, no "
-            "weight responses), so the paper's recipe is run: --method tensorguard --unknown off",
+            f"weight responses), so the paper's recipe is run: --method {DEMO_METHOD} --unknown {DEMO_UNKNOWN}",
             err=True,
         )
-        return Method.tensorguard, "off"
+        return Method(DEMO_METHOD), DEMO_UNKNOWN
     return method, unknown
 
 

@@ -43,6 +43,11 @@ from lineage.refs.open import open_references
 from lineage.report.rows import error_row, verdict_row
 from lineage.report.summary import summarize
 
+#: The demo's recipe (a scan of the built-in catalog with neither a method nor an unknown rule chosen): the
+#: published TensorGuard fingerprints hold only the paper's 15 features, so no derivation test can run on
+#: them, and the paper's own recipe is the one that reproduces its table.
+DEMO_METHOD, DEMO_UNKNOWN = "tensorguard", "off"
+
 #: What this module offers; `ScanOptions`, `classify_paths` and `distance_paths` live in `lineage.jobs.options`
 #: and `lineage.jobs.paths` and are re-exported here, where callers have always found them.
 __all__ = ["ClassifyResult", "Progress", "ScanOptions", "ScanResult", "classify_paths", "distance_paths", "scan"]
