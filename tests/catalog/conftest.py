@@ -129,9 +129,6 @@ def tiny_recipe(tmp_path: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def mini_catalog(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The repository recipe's ``mini`` catalog, built once per session; returns its manifest."""
-    from lineage.catalog import BuildOptions, build_catalog
-
-    out = tmp_path_factory.mktemp("mini_catalog")
-    return build_catalog(BuildOptions(size="mini", out_dir=out))
+def mini_catalog(shared_mini_catalog: Path) -> Path:
+    """The repository recipe's ``mini`` catalog (`tests/conftest.py`: built once per session); its manifest."""
+    return shared_mini_catalog

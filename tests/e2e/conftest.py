@@ -36,14 +36,10 @@ def runner(tmp_path: Path) -> CliRunner:
 
 
 @pytest.fixture(scope="session")
-def e2e_mini_manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def e2e_mini_manifest(shared_mini_catalog: Path) -> Path:
     """The repository recipe's ``mini`` catalog (shape twins, two fine-tunes, a task-arithmetic merge, a
-    MergeLock disguise, an outsider), built once per session; returns its manifest."""
-    pytest.importorskip("transformers")
-    pytest.importorskip("peft")
-    from lineage.catalog.build import BuildOptions, build_catalog
-
-    return build_catalog(BuildOptions(size="mini", out_dir=tmp_path_factory.mktemp("e2e_mini")))
+    MergeLock disguise, an outsider; `tests/conftest.py`: built once per session); its manifest."""
+    return shared_mini_catalog
 
 
 @pytest.fixture(scope="session")

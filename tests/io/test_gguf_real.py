@@ -17,6 +17,8 @@ from lineage.io import open_checkpoint
 from lineage.io.vocab import find_vocabulary
 from tests.real import smollm2_folder, smollm2_gguf
 
+pytestmark = pytest.mark.slow  # the real model dequantised by transformers (once per checkout) and read twice
+
 
 def test_real_gguf_tensors_equal_transformers_reading() -> None:
     gguf_path, folder = smollm2_gguf(), smollm2_folder()
@@ -52,7 +54,6 @@ def test_real_gguf_config_metadata_and_vocabulary() -> None:
         assert vocab.special == want.special
 
 
-@pytest.mark.slow
 def test_real_gguf_fingerprints_like_its_folder() -> None:
     options = FingerprintOptions(device="cpu")
     fp_gguf = fingerprint_model(smollm2_gguf(), options)

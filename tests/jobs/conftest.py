@@ -1,5 +1,5 @@
-"""Fixtures of the executor tests: the mini catalog (built once into .lineage/, reused while up to date) and
-its serial scan, the result every executor must reproduce."""
+"""Fixtures of the executor tests: the mini catalog (`tests/conftest.py`, built once per session) and its
+serial scan, the result every executor must reproduce."""
 
 from __future__ import annotations
 
@@ -7,17 +7,11 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-
 
 @pytest.fixture(scope="session")
-def mini_manifest() -> Path:
-    """The recipe's mini catalog (7 models of real architectures); rebuilt only when out of date."""
-    pytest.importorskip("transformers")
-    pytest.importorskip("peft")
-    from lineage.catalog.build import BuildOptions, build_catalog
-
-    return build_catalog(BuildOptions(size="mini", out_dir=ROOT / ".lineage" / "test-catalogs" / "mini"))
+def mini_manifest(shared_mini_catalog: Path) -> Path:
+    """The recipe's mini catalog (8 models of real architectures), built once per session."""
+    return shared_mini_catalog
 
 
 @pytest.fixture(scope="session")

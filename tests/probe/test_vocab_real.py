@@ -23,6 +23,7 @@ from lineage.fingerprint.pipeline import FingerprintOptions, fingerprint_model
 from tests.real import smollm2_folder
 
 pytest.importorskip("tokenizers")
+pytestmark = pytest.mark.slow  # two 540 MB copies of the real model, fingerprinted: about two minutes
 CPU = FingerprintOptions(device="cpu")
 TEXT = "The quick brown fox jumps over the lazy dog. Photosynthesis converts light into chemical energy."
 

@@ -14,13 +14,10 @@ def cli_runner(cache: Path) -> CliRunner:
 
 
 @pytest.fixture(scope="session")
-def mini_manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The repository recipe's mini catalog (bases llama-8b and mistral-7b, derivatives, an outsider)."""
-    pytest.importorskip("transformers")
-    pytest.importorskip("peft")
-    from lineage.catalog.build import BuildOptions, build_catalog
-
-    return build_catalog(BuildOptions(size="mini", out_dir=tmp_path_factory.mktemp("refs_mini")))
+def mini_manifest(shared_mini_catalog: Path) -> Path:
+    """The repository recipe's mini catalog (bases llama-8b and mistral-7b, derivatives, an outsider;
+    `tests/conftest.py`: built once per session)."""
+    return shared_mini_catalog
 
 
 @pytest.fixture(scope="session")
