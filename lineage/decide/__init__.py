@@ -1,1 +1,2 @@
-"""Decisions: the K-Means family classifier seeded with the bases, the calibrated thresholds, the verdicts."""
+"""Decisions: the K-Means family classifier seeded with the bases, the unknown rule and the calibrated
+thresholds, the verdicts, their p-values and Benjamini-Hochberg across suspects."""

@@ -1,5 +1,7 @@
-"""Fingerprinting: stream a checkpoint through the probes (`pipeline`), the file format (`format`), the
-content-addressed cache (`cache`) and batches of models (`batch`).
+"""Fingerprinting: stream a checkpoint through the probes (`pipeline`), the file format (`format`, as files
+and as bytes), the content-addressed cache (`cache`), how one model's fingerprint is had (`obtain`: its file,
+the cache, or computed; `hub` for hf:// models by commit), many models (`gather`, `batch`) on an executor
+(`executors`: local, process, Ray), and a job's choice of all that (`source`).
 
 The fingerprint type and its file format are re-exported here; the pipeline (which imports torch) is not.
 """
