@@ -27,14 +27,15 @@ TINY_LLAMA_CONFIG = {
 
 
 def tiny_llama_tensors(
-    seed: int = 0, parent: dict[str, torch.Tensor] | None = None, noise: float = 0.01
+    seed: int = 0, parent: dict[str, torch.Tensor] | None = None, noise: float = 0.01, config: dict | None = None
 ) -> dict[str, torch.Tensor]:
-    """A tiny Llama state dict (hidden 32, 2 layers, GQA 4/2, tied embeddings): random from `seed`, or
-    `parent` plus Gaussian noise of std `noise` (a stand-in for a fine-tune)."""
+    """A tiny Llama state dict (by default hidden 32, 2 layers, GQA 4/2, tied embeddings; any `config` of
+    this shape): random from `seed`, or `parent` plus Gaussian noise of std `noise` (a stand-in for a
+    fine-tune)."""
     g = torch.Generator().manual_seed(seed)
     if parent is not None:
         return {k: v + noise * torch.randn(v.shape, generator=g) for k, v in parent.items()}
-    c = TINY_LLAMA_CONFIG
+    c = config or TINY_LLAMA_CONFIG
     d, f, hd = c["hidden_size"], c["intermediate_size"], c["head_dim"]
     q, kv = c["num_attention_heads"] * hd, c["num_key_value_heads"] * hd
 
@@ -42,6 +43,8 @@ def tiny_llama_tensors(
         return torch.randn(*shape, generator=g) * 0.1
 
     out = {"model.embed_tokens.weight": rnd(c["vocab_size"], d), "model.norm.weight": 1 + rnd(d)}
+    if not c.get("tie_word_embeddings", False):
+        out["lm_head.weight"] = rnd(c["vocab_size"], d)
     for i in range(c["num_hidden_layers"]):
         p = f"model.layers.{i}."
         out |= {
