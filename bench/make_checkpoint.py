@@ -1,4 +1,4 @@
-"""Write a random bf16 checkpoint with Llama-3.2-1B's exact tensor names and shapes, for the benchmark.
+"""Write a random bf16 checkpoint with Llama-3.2-1B's (or Llama-2-7B's) exact tensor names and shapes.
 
 What it measures: nothing; it makes the input of `bench_fingerprint.py`. A real Llama-3.2-1B would do as
 well, but it is gated and 2.5 GB to download; for speed and memory only the names, shapes, dtype and byte
@@ -13,8 +13,12 @@ the checkpoint needs about 1 GB, not the whole model. The model is split into 3 
 path is exercised. Existing files are kept when their headers hold exactly the expected tensors and
 their sizes match, so a second run costs a fraction of a second.
 
+`--shape 7b` writes Llama-2-7B's layout instead (vocab 32000, hidden 4096, 32 layers of 32 heads without
+GQA, intermediate 11008, an untied `lm_head`; 6,738,415,616 parameters, 13.5 GB in 3 shards), so that the
+benchmark measures how the cost grows with the model rather than assuming it.
+
 Usage:
-    python bench/make_checkpoint.py [--out bench/out/llama-3.2-1b-shape] [--force]
+    python bench/make_checkpoint.py [--shape 1b|7b] [--out DIR] [--force]
 """
 
 from __future__ import annotations
@@ -27,7 +31,8 @@ import time
 import zlib
 from pathlib import Path
 
-DEFAULT_OUT = Path(__file__).resolve().parent / "out" / "llama-3.2-1b-shape"
+OUT_ROOT = Path(__file__).resolve().parent / "out"
+DEFAULT_OUT = OUT_ROOT / "llama-3.2-1b-shape"
 INDEX_FILE = "model.safetensors.index.json"
 N_SHARDS = 3
 SEED = 20250601
@@ -69,6 +74,35 @@ CONFIG = {
     "vocab_size": 128256,
 }
 
+# Llama-2-7B (meta-llama/Llama-2-7b-hf, config.json as published): no GQA, an untied lm_head.
+CONFIG_7B = {
+    "architectures": ["LlamaForCausalLM"],
+    "bos_token_id": 1,
+    "eos_token_id": 2,
+    "head_dim": 128,
+    "hidden_act": "silu",
+    "hidden_size": 4096,
+    "initializer_range": 0.02,
+    "intermediate_size": 11008,
+    "max_position_embeddings": 4096,
+    "model_type": "llama",
+    "num_attention_heads": 32,
+    "num_hidden_layers": 32,
+    "num_key_value_heads": 32,
+    "pretraining_tp": 1,
+    "rms_norm_eps": 1e-05,
+    "rope_theta": 10000.0,
+    "tie_word_embeddings": False,
+    "torch_dtype": "float16",
+    "vocab_size": 32000,
+}
+
+#: `--shape`: (config, default folder, shards).
+SHAPES = {
+    "1b": (CONFIG, DEFAULT_OUT, N_SHARDS),
+    "7b": (CONFIG_7B, OUT_ROOT / "llama-2-7b-shape", 3),
+}
+
 BF16_BYTES = 2
 
 
@@ -101,6 +135,8 @@ def tensor_specs(config: dict = CONFIG) -> list[tuple[str, tuple[int, ...]]]:
             (f"{p}.post_attention_layernorm.weight", (hidden,)),
         ]
     specs.append(("model.norm.weight", (hidden,)))
+    if not config.get("tie_word_embeddings", False):
+        specs.append(("lm_head.weight", (config["vocab_size"], hidden)))
     return specs
 
 
@@ -178,28 +214,33 @@ def _shard_is_complete(path: Path, tensors: list[tuple[str, tuple]]) -> bool:
     return path.stat().st_size == header_bytes + data_bytes
 
 
-def checkpoint_is_complete(out: Path) -> bool:
+def checkpoint_is_complete(out: Path, shape: str = "1b") -> bool:
     """Tell whether `out` already holds the benchmark checkpoint, by headers and file sizes (no data read).
 
     Args:
         out: the checkpoint folder.
+        shape: a key of `SHAPES`.
 
     Returns:
         True when the index, config and every shard are present with the expected tensors and sizes.
     """
-    shards = plan_shards(tensor_specs())
+    config, _, n_shards = SHAPES[shape]
+    shards = plan_shards(tensor_specs(config), n_shards)
     if not (out / INDEX_FILE).is_file() or not (out / "config.json").is_file():
         return False
     return all(_shard_is_complete(out / shard_name(i, len(shards)), t) for i, t in enumerate(shards))
 
 
-def write_checkpoint(out: Path = DEFAULT_OUT, force: bool = False, verbose: bool = True) -> Path:
+def write_checkpoint(
+    out: Path | None = None, force: bool = False, verbose: bool = True, shape: str = "1b"
+) -> Path:
     """Write the checkpoint, one shard in memory at a time; keep it when already complete.
 
     Args:
-        out: folder to write (created if needed).
+        out: folder to write (created if needed); default: the shape's folder under `bench/out/`.
         force: rewrite even when complete files are present.
         verbose: print one line per shard on stderr.
+        shape: a key of `SHAPES`.
 
     Returns:
         The checkpoint folder.
@@ -208,13 +249,14 @@ def write_checkpoint(out: Path = DEFAULT_OUT, force: bool = False, verbose: bool
         >>> write_checkpoint(Path("bench/out/llama-3.2-1b-shape"))
         PosixPath('bench/out/llama-3.2-1b-shape')
     """
-    out = Path(out)
-    if not force and checkpoint_is_complete(out):
+    config, default_out, n_shards = SHAPES[shape]
+    out = Path(out or default_out)
+    if not force and checkpoint_is_complete(out, shape):
         if verbose:
             print(f"checkpoint present: {out}", file=sys.stderr)
         return out
     out.mkdir(parents=True, exist_ok=True)
-    shards = plan_shards(tensor_specs())
+    shards = plan_shards(tensor_specs(config), n_shards)
     weight_map: dict[str, str] = {}
     total = 0
     for i, tensors in enumerate(shards):
@@ -240,16 +282,17 @@ def write_checkpoint(out: Path = DEFAULT_OUT, force: bool = False, verbose: bool
             )
     index = {"metadata": {"total_size": total}, "weight_map": weight_map}
     (out / INDEX_FILE).write_text(json.dumps(index, indent=2) + "\n")
-    (out / "config.json").write_text(json.dumps(CONFIG, indent=2) + "\n")
+    (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     return out
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="checkpoint folder (default: %(default)s)")
+    parser.add_argument("--shape", choices=sorted(SHAPES), default="1b", help="the layout (default: %(default)s)")
+    parser.add_argument("--out", type=Path, default=None, help="checkpoint folder (default: bench/out/<layout>)")
     parser.add_argument("--force", action="store_true", help="rewrite even when complete files exist")
     args = parser.parse_args(argv)
-    print(write_checkpoint(args.out, force=args.force))
+    print(write_checkpoint(args.out, force=args.force, shape=args.shape))
     return 0
 
 

@@ -34,13 +34,13 @@ from lineage.io.vocab import TOKENIZER_FILE
 from lineage.probe.anchors import Anchors, choose_anchors
 from lineage.probe.circuits import CircuitProbe
 from lineage.probe.device import select_device
-from lineage.probe.engine import RESPONSE_RANK, NonFiniteResponse, ProbeEngine
+from lineage.probe.engine import RESPONSE_RANK, NonFiniteResponse, ProbeEngine, block_bytes
 from lineage.probe.identity import STORE_DTYPE, mixing_weights, residual_coordinates, unit_sample
 from lineage.probe.perturbations import PERTURBATIONS
+from lineage.probe.profiles import Profiles
 
 #: `progress(done_bytes, total_bytes)`: weight bytes streamed so far, of the model's own weight bytes.
 Progress = Callable[[int, int], None]
-BLOCK_BYTES = 64 << 20
 #: Bumped whenever the numbers a fingerprint holds change for the same settings: it is part of the settings,
 #: so fingerprints of different pipelines never compare and cache entries of an older one are not reused.
 #: 3-5: anchors chosen by token string when the model has a tokenizer; 6: sign-carrying identity responses.
@@ -153,6 +153,7 @@ class _Run:
         self.reader, self.model, self.options = reader, model, options
         self.device = select_device(options.device)
         self.engine = ProbeEngine(self.device, options.probe_seed)
+        self.block_bytes = block_bytes(self.device)
         # Only the text model's own tensors: a multimodal checkpoint's vision tower must not be sampled.
         own = {model.embed, model.head, model.final_norm} | {n for lt in model.layers for n in lt.names.values()}
         shapes = {info.name: tuple(info.shape) for info in reader if info.name in own}
@@ -186,25 +187,27 @@ class _Run:
             yield first_row, block
         self.streamed.add(name)
 
+    def shape(self, name: str) -> tuple[int, ...]:
+        """The stored shape of the tensor `name`."""
+        return tuple(self.reader.info(name).shape)
+
     def matmul(self, name: str, inputs: torch.Tensor | None) -> torch.Tensor | None:
         """`inputs @ W.T`, streaming W in row blocks; records W's responses (and statistics if selected)."""
-        return self._product(name, inputs, None)[0]
+        return self.matmul_profiled(name, inputs, None)[0]
 
-    def matmul_back(self, name: str, inputs: torch.Tensor, back: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """`(inputs @ W.T, back @ W)` in one streamed pass; records W's responses like `matmul`."""
-        return self._product(name, inputs, back)
-
-    def _product(self, name: str, inputs: torch.Tensor | None, back: torch.Tensor | None):  # noqa: ANN202
+    def matmul_profiled(
+        self, name: str, inputs: torch.Tensor | None, profiles: Profiles | None
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """`(inputs @ W.T, the unit profiles)` in one streamed pass; records W's responses like `matmul`."""
         info = self.reader.info(name)
         role = _role_key(name, self.model)
+
+        def blocks() -> Iterator[tuple[int, torch.Tensor]]:
+            return self._counted(name, self.reader.row_blocks(name, self.block_bytes, dtype=None, check_finite=False))
+
         try:
             product = self.engine.respond(
-                lambda: self._counted(name, self.reader.row_blocks(name, BLOCK_BYTES, check_finite=False)),
-                tuple(info.shape),
-                role,
-                inputs,
-                with_stats=name in self.selected,
-                back=back,
+                blocks, tuple(info.shape), role, inputs, with_stats=name in self.selected, profiles=profiles
             )
         except NonFiniteResponse:
             raise NonFiniteWeightsError(
@@ -217,7 +220,7 @@ class _Run:
             self.stats.append((name, product.response.gradient_stats))
         if name not in (self.model.embed, self.model.head):
             self.responses[role] = product.response.responses
-        return product.out, product.back
+        return product.out, product.profile
 
     def vector(self, name: str | None) -> torch.Tensor | None:
         """A gain or bias on the device (checked for NaN/Inf by the reader)."""

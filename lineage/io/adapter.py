@@ -206,10 +206,12 @@ class AdapterReader(Checkpoint):
         return values.to(dtype)
 
     def row_blocks(
-        self, name: str, max_bytes: int, *, dtype: torch.dtype = torch.float32, check_finite: bool = True
+        self, name: str, max_bytes: int, *, dtype: torch.dtype | None = torch.float32, check_finite: bool = True
     ) -> Iterator[tuple[int, torch.Tensor]]:
-        """The merged tensor in row blocks (see `CheckpointReader.row_blocks`); the delta is made per block."""
+        """The merged tensor in row blocks (see `CheckpointReader.row_blocks`; None is float32); the delta is
+        made per block."""
         source, key = self._source(name)
+        dtype = dtype or torch.float32
         for start, block in source.row_blocks(key, max_bytes, dtype=torch.float32, check_finite=check_finite):
             if name in self._lora:
                 block = block + self._delta(name, start, start + block.shape[0], check_finite)

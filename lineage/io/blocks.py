@@ -27,17 +27,27 @@ def torch_dtype(path: Path, info: TensorInfo) -> torch.dtype:
     return dtype
 
 
+def open_weights(path: Path) -> int:
+    """A read-only file descriptor of a weight file (the caller closes it), or a one-line `CheckpointError`."""
+    try:
+        return os.open(path, os.O_RDONLY)
+    except OSError as exc:
+        raise CheckpointError(path, f"cannot open file ({exc.strerror})") from None
+
+
 def pread_tensor(
     path: Path,
     info: TensorInfo,
     dtype: torch.dtype,
     rows: tuple[int, int] | None = None,
     scratch: torch.Tensor | None = None,
+    fd: int | None = None,
 ) -> torch.Tensor:
     """Read one tensor's bytes (or a block of its rows) with positioned reads.
 
     The offsets were validated by `read_header`. The buffer is an uninitialised torch tensor (or the caller's
-    reusable `scratch`, grown as needed), filled in place: no zero-fill, no extra copy.
+    reusable `scratch`, grown as needed), filled in place: no zero-fill, no extra copy. `fd` is the file
+    opened by `open_weights` when the caller reads many blocks of it; without one the file is opened here.
     """
     shape = tuple(info.shape)
     start, stop = info.start, info.end
@@ -54,10 +64,8 @@ def pread_tensor(
     if stop == start:
         return torch.empty(shape, dtype=dtype)
     view = memoryview(buffer.numpy())
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError as exc:
-        raise CheckpointError(path, f"cannot open file ({exc.strerror})") from None
+    own = fd is None
+    fd = open_weights(path) if own else fd
     try:
         done = 0
         while done < len(view):
@@ -67,7 +75,8 @@ def pread_tensor(
                 raise CheckpointError(path, f"file ended while reading tensor '{info.name}': truncated file")
             done += n
     finally:
-        os.close(fd)
+        if own:
+            os.close(fd)
     return buffer.view(dtype).reshape(shape)
 
 

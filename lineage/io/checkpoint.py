@@ -103,9 +103,12 @@ class Checkpoint(ABC):
 
     @abstractmethod
     def row_blocks(
-        self, name: str, max_bytes: int, *, dtype: torch.dtype = torch.float32, check_finite: bool = True
+        self, name: str, max_bytes: int, *, dtype: torch.dtype | None = torch.float32, check_finite: bool = True
     ) -> Iterator[tuple[int, torch.Tensor]]:
-        """Read a tensor as consecutive `(first_row, block)` pairs of at most about `max_bytes` each."""
+        """Read a tensor as consecutive `(first_row, block)` pairs of at most about `max_bytes` each.
+
+        A block may live in a buffer the reader reuses: it is valid until the next one is asked for. `dtype`
+        None lets the reader yield whatever float dtype it holds the values in (bf16 as stored, say)."""
 
     @abstractmethod
     def rows(

@@ -157,14 +157,14 @@ class GGUFCheckpoint(Checkpoint):
         return self._finish(info, entry, values, dtype, check_finite)
 
     def row_blocks(
-        self, name: str, max_bytes: int, *, dtype: torch.dtype = torch.float32, check_finite: bool = True
+        self, name: str, max_bytes: int, *, dtype: torch.dtype | None = torch.float32, check_finite: bool = True
     ) -> Iterator[tuple[int, torch.Tensor]]:
         """Read a tensor as consecutive blocks of whole rows, each at most about `max_bytes` once converted.
 
         Args:
             name: Hugging Face tensor name.
             max_bytes: bound on one converted block (at least one row, or one head of a permuted Q/K).
-            dtype: dtype of the blocks.
+            dtype: dtype of the blocks; None is float32 (the dequantised values).
             check_finite: raise if a block holds NaN or Inf.
 
         Yields:
@@ -172,6 +172,7 @@ class GGUFCheckpoint(Checkpoint):
         """
         info, entry = self.info(name), self._entries.get(name)
         self._check_open()
+        dtype = dtype or torch.float32
         if len(info.shape) < 2:
             yield 0, self.tensor(name, dtype=dtype, check_finite=check_finite)
             return

@@ -65,7 +65,7 @@ class HubCheckpoint(Checkpoint):
         return self._local.tensor(name, dtype=dtype, check_finite=check_finite)
 
     def row_blocks(
-        self, name: str, max_bytes: int, *, dtype: torch.dtype = torch.float32, check_finite: bool = True
+        self, name: str, max_bytes: int, *, dtype: torch.dtype | None = torch.float32, check_finite: bool = True
     ) -> Iterator[tuple[int, torch.Tensor]]:
         return self._local.row_blocks(name, max_bytes, dtype=dtype, check_finite=check_finite)
 

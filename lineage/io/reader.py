@@ -11,6 +11,7 @@ opened on first use, and holds no tensor data between calls.
 
 from __future__ import annotations
 
+import os
 import struct
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -21,7 +22,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 
 from lineage.errors import CheckpointError
-from lineage.io.blocks import check_finite_values, pread_tensor, torch_dtype
+from lineage.io.blocks import check_finite_values, open_weights, pread_tensor, torch_dtype
 from lineage.io.checkpoint import Checkpoint, row_runs
 from lineage.io.header import FileHeader, TensorInfo, read_header
 from lineage.io.index import ModelFiles, locate_files
@@ -119,16 +120,18 @@ class CheckpointReader(Checkpoint):
         return values
 
     def row_blocks(
-        self, name: str, max_bytes: int, *, dtype: torch.dtype = torch.float32, check_finite: bool = True
+        self, name: str, max_bytes: int, *, dtype: torch.dtype | None = torch.float32, check_finite: bool = True
     ) -> Iterator[tuple[int, torch.Tensor]]:
-        """Read a tensor as consecutive blocks of whole rows, each at most about `max_bytes` once converted.
+        """Read a tensor as consecutive blocks of whole rows, each at most about `max_bytes`.
 
-        Lets a caller stream a matrix larger than the memory it may use (a 128k-token embedding).
+        Lets a caller stream a matrix larger than the memory it may use (a 128k-token embedding). Every block
+        is read into one buffer, reused: a block is valid until the next one is asked for.
 
         Args:
             name: tensor name.
-            max_bytes: bound on one converted block (at least one row is read).
-            dtype: dtype of the blocks.
+            max_bytes: bound on one block in `dtype` (at least one row is read).
+            dtype: dtype of the blocks; None keeps the stored float dtype (F8 types come as float32), so the
+                caller converts where it computes (on the GPU, or block by block in the CPU's cache).
             check_finite: raise if a block holds NaN or Inf.
 
         Yields:
@@ -138,21 +141,26 @@ class CheckpointReader(Checkpoint):
         self._check_open()
         path = self.folder / info.file
         source = torch_dtype(path, info)
+        dtype = dtype or (source if source in (torch.bfloat16, torch.float16, torch.float32) else torch.float32)
         rows = info.shape[0] if info.shape else 1
         per_row = max(1, info.numel // max(rows, 1)) * torch.empty((), dtype=dtype).element_size()
         step = max(1, max_bytes // per_row)
         if not info.shape:
             yield 0, self.tensor(name, dtype=dtype, check_finite=check_finite)
             return
-        # One read buffer serves every block when the blocks are converted (a fresh buffer per block would
-        # pay page faults on every first touch); without a conversion the block is the buffer itself.
-        scratch = torch.empty(0, dtype=torch.uint8) if source != dtype else None
-        for start in range(0, rows, step):
-            stop = min(rows, start + step)
-            block = pread_tensor(path, info, source, (start, stop), scratch).to(dtype)
-            if check_finite:
-                check_finite_values(path, info, block)
-            yield start, block
+        # One read buffer serves every block (a fresh buffer per block would pay page faults on every first
+        # touch).
+        scratch = torch.empty(0, dtype=torch.uint8)
+        fd = open_weights(path)
+        try:
+            for start in range(0, rows, step):
+                stop = min(rows, start + step)
+                block = pread_tensor(path, info, source, (start, stop), scratch, fd).to(dtype)
+                if check_finite:
+                    check_finite_values(path, info, block)
+                yield start, block
+        finally:
+            os.close(fd)
 
     def rows(
         self,

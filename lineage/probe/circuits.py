@@ -28,10 +28,15 @@ import torch
 import torch.nn.functional as F
 
 from lineage.arch import LayerTensors, ResolvedModel
+from lineage.probe.profiles import Profiles
 
 
 class Weights(Protocol):
     """Where circuits get weights from: products with a matrix, and small vectors (gains, biases)."""
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        """The shape of the tensor `name`."""
+        ...
 
     def matmul(self, name: str, inputs: torch.Tensor) -> torch.Tensor:
         """`inputs @ W.T` for the 2-D tensor `name`, streamed in row blocks."""
@@ -41,8 +46,10 @@ class Weights(Protocol):
         """A 1-D tensor on the device, or None for None."""
         ...
 
-    def matmul_back(self, name: str, inputs: torch.Tensor, back: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """`(inputs @ W.T, back @ W)` for the 2-D tensor `name`, in one streamed pass."""
+    def matmul_profiled(
+        self, name: str, inputs: torch.Tensor, profiles: Profiles
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """`(inputs @ W.T, the unit profiles)` for the 2-D tensor `name`, in one streamed pass."""
         ...
 
 
@@ -139,30 +146,44 @@ class CircuitProbe:
         return out
 
     @staticmethod
-    def _affine(w: Weights, weight: str, bias: str | None, x: torch.Tensor) -> torch.Tensor:
-        y = w.matmul(weight, x)
+    def _affine(w: Weights, weight: str, bias: str | None, x: torch.Tensor, mixtures: torch.Tensor | None = None,
+                units: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:  # fmt: skip
+        """`(x W^T + b, the profiles of the units on the mixtures)`; no profiles without mixtures."""
+        if mixtures is None:
+            y, prof = w.matmul(weight, x), None
+        else:
+            y, prof = w.matmul_profiled(weight, x, Profiles(mixtures, "in", units))
         b = w.vector(bias)
-        return y if b is None else y + b
+        if b is None:
+            return y, prof
+        return y + b, (None if prof is None else prof + (b if units is None else b[units]))
 
-    def _qkv(self, layer: LayerTensors, w: Weights, h: torch.Tensor):  # noqa: ANN202
-        m = self.model
+    def _qkv(self, layer: LayerTensors, w: Weights, h: torch.Tensor, mix: torch.Tensor):  # noqa: ANN202
+        """`(q, k, v)` of the probes and the value dimensions' profiles on the mixtures `[M, kv_dim]`."""
+        m, n = self.model, h.shape[0]
         q_rows, kv_rows = m.num_heads * m.head_dim, m.num_kv_heads * m.head_dim
         if layer["qkv"]:
-            y = self._affine(w, layer["qkv"], layer["qkv_bias"], h)
-            return y.split([q_rows, kv_rows, kv_rows], dim=1)
-        if layer["qkv_interleaved"]:
-            y = self._affine(w, layer["qkv_interleaved"], layer["qkv_interleaved_bias"], h)
-            y = y.view(h.shape[0], m.num_heads, 3, m.head_dim)
-            return tuple(y[:, :, i, :].reshape(h.shape[0], -1) for i in range(3))
-        return tuple(self._affine(w, layer[r], layer[f"{r}_bias"], h) for r in ("q", "k", "v"))
+            v_rows = torch.arange(q_rows + kv_rows, q_rows + 2 * kv_rows, device=h.device)
+            y, prof = self._affine(w, layer["qkv"], layer["qkv_bias"], h, mix, v_rows)
+            return (*y.split([q_rows, kv_rows, kv_rows], dim=1), prof)
+        if layer["qkv_interleaved"]:  # rows per head: q, k, v of head_dim each
+            heads = torch.arange(m.num_heads, device=h.device)[:, None] * (3 * m.head_dim)
+            v_rows = (heads + 2 * m.head_dim + torch.arange(m.head_dim, device=h.device)).reshape(-1)
+            y, prof = self._affine(w, layer["qkv_interleaved"], layer["qkv_interleaved_bias"], h, mix, v_rows)
+            y = y.view(n, m.num_heads, 3, m.head_dim)
+            return (*(y[:, :, i, :].reshape(n, -1) for i in range(3)), prof)
+        q, _ = self._affine(w, layer["q"], layer["q_bias"], h)
+        k, _ = self._affine(w, layer["k"], layer["k_bias"], h)
+        v, prof = self._affine(w, layer["v"], layer["v_bias"], h, mix)
+        return q, k, v, prof
 
     def _attention(self, layer: LayerTensors, w: Weights, out: LayerProbe) -> None:
         m, p = self.model, self.probes
         n, hd = p.shape[0], m.head_dim
         h = self._norm(self.inputs, w.vector(layer["attn_norm"]), w.vector(layer["attn_norm_bias"]))
-        q, k, v = self._qkv(layer, w, h)
-        out.identity["v"] = v[n:].T  # each value dimension's profile on the mixtures
-        q, k, v = q[:n].reshape(n, m.num_heads, hd), k[:n].reshape(n, m.num_kv_heads, hd), v[:n]
+        q, k, v, v_profile = self._qkv(layer, w, h[:n], h[n:])
+        out.identity["v"] = v_profile.T  # each value dimension's profile on the mixtures
+        q, k = q.reshape(n, m.num_heads, hd), k.reshape(n, m.num_kv_heads, hd)
         if layer["q_norm"]:
             q = self._norm(q, w.vector(layer["q_norm"]), None)
             k = self._norm(k, w.vector(layer["k_norm"]), None)
@@ -170,7 +191,7 @@ class CircuitProbe:
         k = k.repeat_interleave(group, dim=1)
         v_heads = v.reshape(n, m.num_kv_heads, hd).repeat_interleave(group, dim=1)
         qk = torch.einsum("ahd,bhd->ab", q, k) / math.sqrt(hd)
-        o, read = w.matmul_back(layer["o"], v_heads.reshape(n, -1), self.mixtures)
+        o, read = w.matmul_profiled(layer["o"], v_heads.reshape(n, -1), Profiles(self.mixtures, "out"))
         b = w.vector(layer["o_bias"])
         o = o if b is None else o + b
         # A value dimension's sign flip flips the o_proj columns of every query head of its group: summed.
@@ -184,22 +205,28 @@ class CircuitProbe:
     def _ffn(self, layer: LayerTensors, w: Weights, out: LayerProbe) -> None:
         p, spec, n = self.probes, self.spec, self.probes.shape[0]
         h = self._norm(self.inputs, w.vector(layer["ffn_norm"]), w.vector(layer["ffn_norm_bias"]))
-        gate = None
+        h, mix = h[:n], h[n:]
         if layer["gate_up"]:
-            gate, up = self._affine(w, layer["gate_up"], layer["gate_up_bias"], h).chunk(2, dim=1)
+            width = w.shape(layer["gate_up"])[0] // 2
+            units = self.units(width)
+            both = torch.cat([units, units + width])
+            y, prof = self._affine(w, layer["gate_up"], layer["gate_up_bias"], h, mix, both)
+            (gate, up), (gate_prof, up_prof) = y.chunk(2, dim=1), prof.chunk(2, dim=1)
         elif layer["gate"]:
-            gate, up = w.matmul(layer["gate"], h), w.matmul(layer["up"], h)
-        else:
-            up = self._affine(w, layer["up"], layer["up_bias"], h)
-        a = _activation(spec.activation, up[:n]) if gate is None else _activation(spec.activation, gate[:n]) * up[:n]
-        y, read = w.matmul_back(layer["down"], a, self.mixtures)
+            units = self.units(w.shape(layer["gate"])[0])
+            gate, gate_prof = w.matmul_profiled(layer["gate"], h, Profiles(mix, "in", units))
+            up, up_prof = w.matmul_profiled(layer["up"], h, Profiles(mix, "in", units))
+        else:  # no gate, no sign symmetry of the units: nothing to profile
+            up, _ = self._affine(w, layer["up"], layer["up_bias"], h)
+            gate = None
+        a = _activation(spec.activation, up) if gate is None else _activation(spec.activation, gate) * up
+        if gate is None:
+            y = w.matmul(layer["down"], a)
+        else:  # a gated unit's (up, down) sign flip is exact: its profile carries a sign
+            y, down_prof = w.matmul_profiled(layer["down"], a, Profiles(self.mixtures, "out", units))
+            out.identity.update({"gate": gate_prof.T, "up": up_prof.T, "down": down_prof.T})
         b = w.vector(layer["down_bias"])
         y = y if b is None else y + b
-        if gate is not None:  # a gated unit's (up, down) sign flip is exact: its profile carries a sign
-            units = self.units(gate.shape[1])
-            out.identity["gate"] = gate[n:, units].T
-            out.identity["up"] = up[n:, units].T
-            out.identity["down"] = read[:, units].T
         if layer["ffn_post_norm"]:
             y = self._norm(y, w.vector(layer["ffn_post_norm"]), None)
         out.sketches["ffn"] = y @ p.T / math.sqrt(p.shape[1])

@@ -7,9 +7,14 @@ never built, and one product `X W^T` serves all 15 probes. The raw responses `W 
 projected on a seeded random basis, are kept too: they are linear in `W`, which merge attribution needs.
 
 The same pass serves the caller twice more: its own inputs meet the block in the same product (the
-circuits' normalised token embeddings, `inputs @ W^T`), and a caller's read-out vectors `z` meet it from the
-other side (`z @ W`, accumulated over the row blocks), so a matrix whose input side the circuits read back
-(`o_proj`, `down_proj`) is still read once.
+circuits' normalised token embeddings, `inputs @ W^T`), and the weight test's unit profiles are read on the
+way (`lineage.probe.profiles`), so every matrix is read once.
+
+**Speed.** The products are the floor (about 76 probe rows against every weight); everything else is kept
+off the memory bus. Weights arrive in their stored dtype in small blocks read into one reused buffer, and
+each block is converted to float32 into a second reused buffer on the device: on the CPU both stay in the
+cache, so a float32 copy of the model never travels through memory and no block pays page faults. Each
+block meets all its probes in one matrix product written in place into the response matrix.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import numpy as np
 import torch
 
 from lineage.probe.perturbations import PERTURBATIONS, make_probes, probe_seed
+from lineage.probe.profiles import ProfileReader, Profiles
 
 RESPONSE_RANK = 8  # columns of the random basis the raw responses are projected on
 
@@ -45,12 +51,12 @@ class Product:
 
     Attributes:
         out: `inputs @ W^T` on the device, or None without inputs.
-        back: `back @ W` on the device, or None without read-out vectors.
+        profile: the unit profiles asked for (`lineage.probe.profiles`), `[M, units]`, or None.
         response: the tensor's own probe responses.
     """
 
     out: torch.Tensor | None
-    back: torch.Tensor | None
+    profile: torch.Tensor | None
     response: TensorResponse
 
 
@@ -86,6 +92,17 @@ class NonFiniteResponse(ValueError):
 Blocks = Callable[[], Iterator[tuple[int, torch.Tensor]]]
 
 
+def block_bytes(device: torch.device) -> int:
+    """How many stored bytes of a weight to read at a time on `device`.
+
+    On the CPU, 2 MB: its float32 copy (4 MB from bf16) stays in the cache between the conversion and the
+    product, so no float32 copy of the model ever travels through memory (on a 2-core machine, 1 MB was
+    slower by its Python overhead per block, 16 MB by its trips to memory). On CUDA, 64 MB: fewer, larger
+    host-to-device copies.
+    """
+    return (64 << 20) if device.type == "cuda" else (2 << 20)
+
+
 class ProbeEngine:
     """Runs probes on one device.
 
@@ -99,6 +116,8 @@ class ProbeEngine:
         self.seed = seed
         self._bases: dict[tuple[int, str], torch.Tensor] = {}
         self._probe_cache: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+        # Buffers reused for every weight: a fresh buffer per weight would pay page faults on every first touch.
+        self._scratch = torch.empty(0, dtype=torch.float32, device=device)  # one float32 block
 
     def put(self, tensor: torch.Tensor) -> torch.Tensor:
         """Move a CPU float32 tensor to the engine's device."""
@@ -120,6 +139,18 @@ class ProbeEngine:
             self._bases[rows, kind] = self.put(torch.randn(rows, RESPONSE_RANK, generator=gen) / rows**0.5)
         return self._bases[rows, kind]
 
+    def _float_blocks(self, blocks: Blocks) -> Iterator[tuple[slice, torch.Tensor]]:
+        """`(rows, float32 block on the device)` for each stored block; a converted block lives in the reused
+        scratch buffer and is valid until the next one is asked for."""
+        for start, block in blocks():
+            block = block.to(self.device)
+            if block.dtype != torch.float32:
+                n = block.numel()
+                if self._scratch.numel() < n:
+                    self._scratch = torch.empty(n, dtype=torch.float32, device=self.device)
+                block = self._scratch[:n].view(block.shape).copy_(block)
+            yield slice(start, start + block.shape[0]), block
+
     def respond(
         self,
         blocks: Blocks,
@@ -127,62 +158,68 @@ class ProbeEngine:
         role: str,
         inputs: torch.Tensor | None = None,
         with_stats: bool = True,
-        back: torch.Tensor | None = None,
+        profiles: Profiles | None = None,
     ) -> Product:
         """Stream one 2-D weight through its probes (and the caller's inputs) in one product per row block.
 
         Args:
-            blocks: returns an iterator of `(first_row, block)` float32 CPU row blocks of the weight; called
-                a second time only when `with_stats` and the weight came in more than one block (the
-                adversarial probes depend on the whole weight).
+            blocks: returns an iterator of `(first_row, block)` CPU row blocks of the weight, in any float dtype
+                (each is converted on the device); called a second time when `with_stats` (the adversarial
+                probes depend on the whole weight).
             shape: the weight's (out, in) shape.
             role: its role key (seeds its probes).
             inputs: `[n, in]` on the device, or None: the caller's own inputs (circuit probes).
             with_stats: compute the gradient statistics (the TensorGuard recipe's tensors only).
-            back: `[m, out]` on the device, or None: read-out vectors met from the output side.
+            profiles: unit profiles to read on the way, or None.
 
         Returns:
-            `inputs @ W.T`, `back @ W` and the tensor's responses (`gradient_stats` empty without stats).
+            `inputs @ W.T`, the profiles and the tensor's responses (`gradient_stats` empty without stats).
 
         Raises:
             NonFiniteResponse: the weight holds NaN or Inf.
         """
         fixed, adv = self._probes(role, shape)
-        n = 0 if inputs is None else inputs.shape[0]
+        # A reader of every unit rides in the main product; other profiles gather what they need on the way.
+        joined = profiles.vectors if profiles is not None and profiles.side == "in" and profiles.units is None else None
+        reader = ProfileReader(profiles, shape) if profiles is not None and joined is None else None
         # The adversarial starts only matter for the statistics: other tensors skip their rows.
-        x = torch.cat([t for t in (inputs, fixed, adv if with_stats else None) if t is not None])
-        outs, gram, first = [], torch.zeros_like(adv), None
-        read = None if back is None else back.new_zeros(back.shape[0], shape[1])
-        for start, block in blocks():
-            w = self.put(block)
-            y = x @ w.T  # every probe of this block in one product
-            outs.append(y)
-            if read is not None:
-                read += back[:, start : start + w.shape[0]] @ w
-            if with_stats:
-                gram += y[-len(adv) :] @ w  # accumulates W^T W x for the adversarial starts
-                first = w if not outs[1:] else None  # a one-block matrix is kept for the second pass
-        y = torch.cat(outs, dim=1)
-        if not bool(torch.isfinite(y).all()):
-            raise NonFiniteResponse(role)
-        fixed_resp = y[n : n + len(fixed)]
-        basis = self._basis(shape[0], role)
-        projected = (fixed_resp @ basis).float().cpu().numpy()
+        parts = [t for t in (inputs, joined, fixed, adv if with_stats else None) if t is not None]
+        x_t = torch.cat(parts).T.contiguous()
+        y_t = torch.empty(shape[0], x_t.shape[1], device=self.device)  # (X W^T)^T, filled block by block
+        gram = torch.zeros_like(adv) if with_stats else None
+        for rows, w in self._float_blocks(blocks):
+            torch.mm(w, x_t, out=y_t[rows])  # every probe of this block in one product
+            if reader is not None:
+                reader.block(rows, w)
+            if gram is not None:
+                gram.addmm_(y_t[rows, -len(adv) :].T, w)  # accumulates W^T W x for the adversarial starts
+        if not bool(torch.isfinite(y_t.sum())) and not bool(torch.isfinite(y_t).all()):
+            raise NonFiniteResponse(role)  # NaN and Inf reach the sum (an overflow of finite values does not)
+        y = y_t.T
+        n, m = (0 if t is None else t.shape[0] for t in (inputs, joined))
+        fixed_resp = y[n + m : n + m + len(fixed)]
+        projected = (fixed_resp @ self._basis(shape[0], role)).float().cpu().numpy()
         stats = np.zeros(0)
         if with_stats:
-            start_resp = y[n + len(fixed) :]
-            grad_x = gram / start_resp.norm(dim=1, keepdim=True).clamp_min(1e-30)  # input gradient of ||W x||
-            adversarial = next(p for p in PERTURBATIONS if p.adversarial)
-            adv_probes = adversarial.refine(adv, grad_x)
-            if first is not None:
-                adv_resp = adv_probes @ first.T
-            else:  # several blocks were not held: read the matrix again
-                adv_resp = torch.cat([adv_probes @ self.put(b).T for _, b in blocks()], dim=1)
-            unit = lambda r: r / r.norm(dim=1, keepdim=True).clamp_min(1e-30)  # noqa: E731
-            u = torch.cat([unit(fixed_resp), unit(adv_resp)]).double()
-            stats = _gradient_moments(u, torch.cat([fixed, adv_probes]).double()).mean(0).cpu().numpy()
-        out = y[:n] if inputs is not None else None
-        return Product(out, read, TensorResponse(stats, projected))
+            stats = self._statistics(blocks, fixed, adv, fixed_resp, y[n + m + len(fixed) :], gram)
+        profile = y[n : n + m] if joined is not None else (reader.result() if reader is not None else None)
+        return Product(y[:n] if inputs is not None else None, profile, TensorResponse(stats, projected))
+
+    def _statistics(self, blocks: Blocks, fixed: torch.Tensor, adv: torch.Tensor, fixed_resp: torch.Tensor,
+                    start_resp: torch.Tensor, gram: torch.Tensor) -> np.ndarray:  # fmt: skip
+        """The gradient statistics over the fixed and the adversarial probes.
+
+        The adversarial probes are refined on the whole weight (`W^T W x`, accumulated in the first pass), so
+        their responses need a second pass over it: the weight is read again rather than kept (a whole
+        float32 copy would cost more in memory and page faults than reading the ten sampled weights twice).
+        """
+        grad_x = gram / start_resp.norm(dim=1, keepdim=True).clamp_min(1e-30)  # input gradient of ||W x||
+        adversarial = next(p for p in PERTURBATIONS if p.adversarial)
+        adv_probes = adversarial.refine(adv, grad_x)
+        adv_resp = torch.cat([adv_probes @ w.T for _, w in self._float_blocks(blocks)], dim=1)
+        unit = lambda r: r / r.norm(dim=1, keepdim=True).clamp_min(1e-30)  # noqa: E731
+        u = torch.cat([unit(fixed_resp), unit(adv_resp)]).double()
+        return _gradient_moments(u, torch.cat([fixed, adv_probes]).double()).mean(0).cpu().numpy()
 
     def tensor_response(self, weight: torch.Tensor, role: str) -> TensorResponse:
         """`respond` for a weight already in memory (one block), with statistics."""

@@ -47,7 +47,7 @@ def models(tmp_path: Path) -> list[Path]:
 def test_fingerprint_reports_weight_bytes_per_block(models: list[Path], monkeypatch: pytest.MonkeyPatch) -> None:
     import lineage.fingerprint.pipeline as pipeline
 
-    monkeypatch.setattr(pipeline, "BLOCK_BYTES", 2048)  # several blocks per matrix
+    monkeypatch.setattr(pipeline, "block_bytes", lambda device: 2048)  # several blocks per matrix
     calls: list[tuple[int, int]] = []
     fingerprint_model(models[0], probe_options(), progress=lambda done, total: calls.append((done, total)))
     with open_checkpoint(models[0]) as reader:

@@ -1,0 +1,72 @@
+"""Unit profiles read in a weight's one streamed pass, on only the units the weight test keeps.
+
+The weight test (`lineage.probe.identity`) reads each value dimension and a seeded sample of FFN units on a
+few anchor mixtures: a *reader* (`v`, `gate`, `up`) gives a unit's response, `mixtures @ W[units].T`; a
+*writer* (`o`, `down`) gives a unit's column read from the output side, `vectors @ W[:, units]`. Only the
+sampled units are needed (1,024 of a 7B model's 11,008 FFN units), so their rows or columns are gathered as
+the blocks stream past and met by the vectors in one product at the end, instead of meeting every block
+(which would cost about a sixth of all the model's products). Every unit of a reader with `units=None`
+rides along in the weight's main product instead (`ProbeEngine.respond`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class Profiles:
+    """What profiles to read from one weight.
+
+    Attributes:
+        vectors: `[M, in]` for a reader, `[M, out]` for a writer, on the device.
+        side: `"in"` (a reader: `vectors @ W[units].T`) or `"out"` (a writer: `vectors @ W[:, units]`).
+        units: sorted int64 row (reader) or column (writer) indices on the device; None for every one.
+    """
+
+    vectors: torch.Tensor
+    side: str
+    units: torch.Tensor | None = None
+
+    def __post_init__(self) -> None:
+        if self.side not in ("in", "out"):
+            raise ValueError(f"side must be 'in' or 'out', got {self.side!r}")
+
+
+class ProfileReader:
+    """Accumulates one weight's profiles block by block; `result()` gives them as `[M, units]`.
+
+    A reader with `units=None` is not handled here: its vectors join the weight's main product.
+    """
+
+    def __init__(self, profiles: Profiles, shape: tuple[int, int]) -> None:
+        self.p = profiles
+        units = profiles.units
+        if profiles.side == "in":
+            if units is None:
+                raise ValueError("a reader of every unit joins the weight's main product, not a ProfileReader")
+            self.picked = profiles.vectors.new_empty(len(units), shape[1])  # the units' rows, gathered
+        elif units is None:
+            self.sum = profiles.vectors.new_zeros(profiles.vectors.shape[0], shape[1])  # vectors @ W, summed
+        else:
+            self.picked = profiles.vectors.new_empty(shape[0], len(units))  # the units' columns, gathered
+
+    def block(self, rows: slice, w: torch.Tensor) -> None:
+        """Take in the row block `w` = W[rows] (float32, on the device)."""
+        units = self.p.units
+        if self.p.side == "in":
+            lo, hi = torch.searchsorted(units, torch.tensor([rows.start, rows.stop], device=units.device)).tolist()
+            if hi > lo:
+                self.picked[lo:hi] = w.index_select(0, units[lo:hi] - rows.start)
+        elif units is None:
+            self.sum.addmm_(self.p.vectors[:, rows], w)
+        else:
+            self.picked[rows] = w.index_select(1, units)
+
+    def result(self) -> torch.Tensor:
+        """The profiles, `[M, len(units)]` (`[M, in]` for a writer of every unit)."""
+        if self.p.side == "in":
+            return self.p.vectors @ self.picked.T
+        return self.sum if self.p.units is None else self.p.vectors @ self.picked
