@@ -30,7 +30,7 @@ import torch
 from lineage.catalog import disguise, merge, operations
 from lineage.catalog.architectures import Shape, make_model
 from lineage.catalog.bpe import encode, train_tokenizer
-from lineage.catalog.save import load_model, save_model
+from lineage.catalog.save import load_model, quiet_transformers, save_model
 from lineage.catalog.text import mixture_text
 from lineage.catalog.train import TrainConfig, distill_lm, train_lm, train_lora
 from lineage.catalog.vocab import permute_vocabulary
@@ -231,9 +231,10 @@ def build_battery(out: str | Path, *, size: str = "full", seed: int = 0,
     # Models this narrow train fastest on one thread, and several threads on a busy machine thrash.
     torch.set_num_threads(1)
     try:
-        builder = _Builder(SIZES[size], out, seed, progress)
-        builder.independents()
-        builder.derivatives()
-        return builder.write_manifest()
+        with quiet_transformers():
+            builder = _Builder(SIZES[size], out, seed, progress)
+            builder.independents()
+            builder.derivatives()
+            return builder.write_manifest()
     finally:
         torch.set_num_threads(threads)

@@ -103,18 +103,15 @@ def _require_catalog_extra() -> None:
 def deterministic_torch(threads: int) -> Iterator[None]:
     """Fix threads and deterministic kernels for the duration of a build, then restore them."""
     import torch
-    import transformers
+
+    from lineage.catalog.save import quiet_transformers
 
     old_threads = torch.get_num_threads()
     old_det = torch.are_deterministic_algorithms_enabled()
-    old_verbosity = transformers.logging.get_verbosity()
     torch.set_num_threads(threads)
     torch.use_deterministic_algorithms(True)
-    bars = transformers.utils.logging.is_progress_bar_enabled()
-    transformers.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()  # their per-shard bars would interleave with ours
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), quiet_transformers():
             # peft/transformers deprecation notices are not the caller's concern; the library never prints.
             warnings.simplefilter("ignore", FutureWarning)
             warnings.simplefilter("ignore", UserWarning)
@@ -122,9 +119,6 @@ def deterministic_torch(threads: int) -> Iterator[None]:
     finally:
         torch.set_num_threads(old_threads)
         torch.use_deterministic_algorithms(old_det)
-        transformers.logging.set_verbosity(old_verbosity)
-        if bars:
-            transformers.utils.logging.enable_progress_bar()
 
 
 def build_models(recipe: Recipe, out_dir: Path, *, force: bool = False, threads: int = 1,

@@ -18,7 +18,7 @@ class CatalogSize(str, Enum):
 
 
 def build(
-    size: Annotated[CatalogSize, typer.Option("--size", help="full (61 models) or mini (a quick subset).")] = (
+    size: Annotated[CatalogSize, typer.Option("--size", help="full (75 models) or mini (a quick subset).")] = (
         CatalogSize.full),
     out: OutDirOpt = None,
     manifest: Annotated[

@@ -208,13 +208,14 @@ class AdapterReader(Checkpoint):
     def row_blocks(
         self, name: str, max_bytes: int, *, dtype: torch.dtype | None = torch.float32, check_finite: bool = True
     ) -> Iterator[tuple[int, torch.Tensor]]:
-        """The merged tensor in row blocks (see `CheckpointReader.row_blocks`; None is float32); the delta is
-        made per block."""
+        """The merged tensor in row blocks (see `CheckpointReader.row_blocks`; None is float32): the LoRA factors
+        are read once, the delta is made per block."""
         source, key = self._source(name)
         dtype = dtype or torch.float32
+        factors = self._factors(name, check_finite) if name in self._lora else None
         for start, block in source.row_blocks(key, max_bytes, dtype=torch.float32, check_finite=check_finite):
-            if name in self._lora:
-                block = block + self._delta(name, start, start + block.shape[0], check_finite)
+            if factors is not None:
+                block = block + self._delta(name, start, start + block.shape[0], check_finite, factors=factors)
             yield start, block.to(dtype)
 
     def rows(
@@ -241,13 +242,20 @@ class AdapterReader(Checkpoint):
             return self.adapter, self._replaced[name]
         return self.base, name
 
+    def _factors(self, name: str, check_finite: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """`(A, B)` of the LoRA on `name`, read from the adapter file."""
+        a_key, b_key, _, _ = self._lora[name]
+        read = self.adapter.tensor
+        return read(a_key, check_finite=check_finite), read(b_key, check_finite=check_finite)
+
     def _delta(
-        self, name: str, start: int, stop: int, check_finite: bool, rows: torch.Tensor | None = None
+        self, name: str, start: int, stop: int, check_finite: bool, rows: torch.Tensor | None = None,
+        factors: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
-        """Rows `[start, stop)` (or `rows`) of `s * B @ A` (transposed layouts: of `s * (B @ A).T`)."""
-        a_key, b_key, scale, transposed = self._lora[name]
-        a = self.adapter.tensor(a_key, check_finite=check_finite)  # r x in
-        b = self.adapter.tensor(b_key, check_finite=check_finite)  # out x r
+        """Rows `[start, stop)` (or `rows`) of `s * B @ A` (transposed layouts: of `s * (B @ A).T`); `factors` are
+        `(A, B)` when the caller has read them already."""
+        _, _, scale, transposed = self._lora[name]
+        a, b = factors or self._factors(name, check_finite)  # r x in, out x r
         pick = rows if rows is not None else slice(start, stop)
         if transposed:  # stored (in, out): row i of the delta is A[:, i] . B^T
             delta = a[:, pick].T @ b.T

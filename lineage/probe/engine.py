@@ -185,7 +185,7 @@ class ProbeEngine:
         # The adversarial starts only matter for the statistics: other tensors skip their rows.
         parts = [t for t in (inputs, joined, fixed, adv if with_stats else None) if t is not None]
         x_t = torch.cat(parts).T.contiguous()
-        y_t = torch.empty(shape[0], x_t.shape[1], device=self.device)  # (X W^T)^T, filled block by block
+        y_t = torch.empty(shape[0], x_t.shape[1], dtype=torch.float32, device=self.device)  # (X W^T)^T, by block
         gram = torch.zeros_like(adv) if with_stats else None
         for rows, w in self._float_blocks(blocks):
             torch.mm(w, x_t, out=y_t[rows])  # every probe of this block in one product

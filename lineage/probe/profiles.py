@@ -11,6 +11,7 @@ rides along in the weight's main product instead (`ProbeEngine.respond`).
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from dataclasses import dataclass
 
 import torch
@@ -48,6 +49,10 @@ class ProfileReader:
             if units is None:
                 raise ValueError("a reader of every unit joins the weight's main product, not a ProfileReader")
             self.picked = profiles.vectors.new_empty(len(units), shape[1])  # the units' rows, gathered
+            self.rows = units.tolist()  # where each block's units start and stop, found by bisection
+            if self.rows != sorted(set(self.rows)) or (self.rows and not 0 <= self.rows[0] <= self.rows[-1] < shape[0]):
+                raise ValueError(f"units must be sorted, unique row indices below {shape[0]}")
+            self.gathered = 0
         elif units is None:
             self.sum = profiles.vectors.new_zeros(profiles.vectors.shape[0], shape[1])  # vectors @ W, summed
         else:
@@ -57,9 +62,10 @@ class ProfileReader:
         """Take in the row block `w` = W[rows] (float32, on the device)."""
         units = self.p.units
         if self.p.side == "in":
-            lo, hi = torch.searchsorted(units, torch.tensor([rows.start, rows.stop], device=units.device)).tolist()
+            lo, hi = bisect_left(self.rows, rows.start), bisect_left(self.rows, rows.stop)
             if hi > lo:
                 self.picked[lo:hi] = w.index_select(0, units[lo:hi] - rows.start)
+                self.gathered += hi - lo
         elif units is None:
             self.sum.addmm_(self.p.vectors[:, rows], w)
         else:
@@ -68,5 +74,7 @@ class ProfileReader:
     def result(self) -> torch.Tensor:
         """The profiles, `[M, len(units)]` (`[M, in]` for a writer of every unit)."""
         if self.p.side == "in":
+            if self.gathered != len(self.rows):  # a block missing from the stream would leave rows unset
+                raise ValueError(f"{self.gathered} of {len(self.rows)} units were streamed past")
             return self.p.vectors @ self.picked.T
         return self.sum if self.p.units is None else self.p.vectors @ self.picked

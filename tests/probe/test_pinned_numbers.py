@@ -7,8 +7,8 @@ streaming engine was rewritten for speed; `LINEAGE_UPDATE_GOLDEN=1` writes it an
 are meant to change, with a pipeline version bump).
 
 The tolerance is the issue's: float32 arrays within 1e-6 of their largest entry (sums in another order,
-another BLAS kernel), float16 identity responses within one float16 step (a value on a rounding boundary
-may round either way), TensorGuard features within 1e-6 relative (skewness and kurtosis: absolute).
+another BLAS kernel), float16 identity responses within one float16 step more (a value on a rounding
+boundary may round either way), TensorGuard features within 1e-6 relative (skewness and kurtosis: absolute).
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def assert_same_numbers(new, old) -> None:
             scale = float(np.abs(y).max()) or 1.0
             if np.asarray(b[key]).dtype == np.float16:
                 step = np.spacing(np.abs(y).astype(np.float16)).astype(np.float64)
-                assert np.all(np.abs(x - y) <= step + 1e-7 * scale), (section, key)
+                assert np.all(np.abs(x - y) <= step + 1e-6 * scale), (section, key)
             else:
                 assert float(np.abs(x - y).max()) <= 1e-6 * scale, (section, key)
     assert new.tensorguard.keys() == old.tensorguard.keys()

@@ -38,7 +38,10 @@ def test_block_size_changes_no_number_in_any_layout(hf_models, monkeypatch):
         monkeypatch.undo()
         default = fingerprint_model(folder, CPU)
         _with_blocks(monkeypatch, 700)
-        assert_same_numbers(fingerprint_model(folder, CPU), default), arch
+        try:
+            assert_same_numbers(fingerprint_model(folder, CPU), default)
+        except AssertionError as exc:
+            raise AssertionError(f"{arch}: {exc}") from exc
 
 
 def test_blocks_come_in_the_stored_dtype_and_cover_the_tensor(pinned_model):  # noqa: F811 - the fixture
