@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import shutil
 import time
-import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,10 +110,7 @@ def deterministic_torch(threads: int) -> Iterator[None]:
     torch.set_num_threads(threads)
     torch.use_deterministic_algorithms(True)
     try:
-        with warnings.catch_warnings(), quiet_transformers():
-            # peft/transformers deprecation notices are not the caller's concern; the library never prints.
-            warnings.simplefilter("ignore", FutureWarning)
-            warnings.simplefilter("ignore", UserWarning)
+        with quiet_transformers():
             yield
     finally:
         torch.set_num_threads(old_threads)

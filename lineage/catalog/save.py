@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,8 +31,9 @@ _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torc
 
 @contextlib.contextmanager
 def quiet_transformers() -> Iterator[None]:
-    """Silence transformers' warnings and per-shard progress bars (they would interleave with lineage's own
-    progress lines, and a log file would fill with redrawn bars), then restore them."""
+    """Silence transformers' and peft's log messages, deprecation warnings and per-shard progress bars (they
+    would interleave with lineage's own progress lines, and a log file would fill with redrawn bars), then
+    restore them. The library never prints; these notices are not the caller's concern."""
     import transformers
 
     verbosity = transformers.logging.get_verbosity()
@@ -39,7 +41,10 @@ def quiet_transformers() -> Iterator[None]:
     transformers.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
     try:
-        yield
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            warnings.simplefilter("ignore", UserWarning)
+            yield
     finally:
         transformers.logging.set_verbosity(verbosity)
         if bars:
