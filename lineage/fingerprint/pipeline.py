@@ -331,15 +331,20 @@ def _probe(run: _Run, anchors: Anchors, seed: int) -> tuple[dict[str, np.ndarray
     for layer in model.layers:
         probed = circuits.layer(layer, run)
         per_layer.append({k: v.cpu().numpy() for k, v in probed.sketches.items()})
-        identity.update({f"layers.{layer.index}.{k}": v for k, v in probed.identity.items()})
+        # Stored now: a response may be a view of a whole product, which must not stay alive for the run.
+        identity.update({f"layers.{layer.index}.{k}": _stored(v) for k, v in probed.identity.items()})
     head_rows = run.rows(model.head, ids) if model.head else embed_rows
     sketches = stack_layers(per_layer)
     sketches["embed"] = circuits.embed_sketch().cpu().numpy()[None].astype(np.float32)
     final = run.vector(model.final_norm)
     sketches["head"] = circuits.head_sketch(final, head_rows).cpu().numpy()[None].astype(np.float32)
     sketches["unembed"] = circuits.unembed_sketch(final, head_rows).cpu().numpy()[None].astype(np.float32)
-    identity["embed"] = embed_rows[:, circuits.coordinates]
+    identity["embed"] = _stored(embed_rows[:, circuits.coordinates])
     if model.head:
-        identity["head"] = head_rows[:, circuits.coordinates]
-    stored = {k: v.float().cpu().numpy().astype(STORE_DTYPE) for k, v in sorted(identity.items())}
-    return sketches, stored
+        identity["head"] = _stored(head_rows[:, circuits.coordinates])
+    return sketches, dict(sorted(identity.items()))
+
+
+def _stored(response: torch.Tensor) -> np.ndarray:
+    """An identity response as the fingerprint stores it (`STORE_DTYPE`, on the host)."""
+    return response.float().cpu().numpy().astype(STORE_DTYPE)

@@ -118,6 +118,7 @@ class ProbeEngine:
         self._probe_cache: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
         # Buffers reused for every weight: a fresh buffer per weight would pay page faults on every first touch.
         self._scratch = torch.empty(0, dtype=torch.float32, device=device)  # one float32 block
+        self._picked: torch.Tensor | None = None  # the sampled units' rows or columns of one weight
 
     def put(self, tensor: torch.Tensor) -> torch.Tensor:
         """Move a CPU float32 tensor to the engine's device."""
@@ -181,7 +182,8 @@ class ProbeEngine:
         fixed, adv = self._probes(role, shape)
         # A reader of every unit rides in the main product; other profiles gather what they need on the way.
         joined = profiles.vectors if profiles is not None and profiles.side == "in" and profiles.units is None else None
-        reader = ProfileReader(profiles, shape) if profiles is not None and joined is None else None
+        reader = ProfileReader(profiles, shape, self._picked) if profiles is not None and joined is None else None
+        self._picked = reader.buffer if reader is not None else self._picked
         # The adversarial starts only matter for the statistics: other tensors skip their rows.
         parts = [t for t in (inputs, joined, fixed, adv if with_stats else None) if t is not None]
         x_t = torch.cat(parts).T.contiguous()

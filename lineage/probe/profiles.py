@@ -42,13 +42,17 @@ class ProfileReader:
     A reader with `units=None` is not handled here: its vectors join the weight's main product.
     """
 
-    def __init__(self, profiles: Profiles, shape: tuple[int, int]) -> None:
+    def __init__(self, profiles: Profiles, shape: tuple[int, int], buffer: torch.Tensor | None = None) -> None:
+        """`buffer`: float32 storage on the device for the gathered rows or columns, reused from weight to weight
+        (grown by the reader when too small; `self.buffer` is the one to pass next time)."""
         self.p = profiles
         units = profiles.units
+        need = 0 if units is None else len(units) * (shape[1] if profiles.side == "in" else shape[0])
+        self.buffer = buffer if buffer is not None and buffer.numel() >= need else profiles.vectors.new_empty(need)
         if profiles.side == "in":
             if units is None:
                 raise ValueError("a reader of every unit joins the weight's main product, not a ProfileReader")
-            self.picked = profiles.vectors.new_empty(len(units), shape[1])  # the units' rows, gathered
+            self.picked = self.buffer[:need].view(len(units), shape[1])  # the units' rows, gathered
             self.rows = units.tolist()  # where each block's units start and stop, found by bisection
             if self.rows != sorted(set(self.rows)) or (self.rows and not 0 <= self.rows[0] <= self.rows[-1] < shape[0]):
                 raise ValueError(f"units must be sorted, unique row indices below {shape[0]}")
@@ -56,7 +60,7 @@ class ProfileReader:
         elif units is None:
             self.sum = profiles.vectors.new_zeros(profiles.vectors.shape[0], shape[1])  # vectors @ W, summed
         else:
-            self.picked = profiles.vectors.new_empty(shape[0], len(units))  # the units' columns, gathered
+            self.picked = self.buffer[:need].view(shape[0], len(units))  # the units' columns, gathered
 
     def block(self, rows: slice, w: torch.Tensor) -> None:
         """Take in the row block `w` = W[rows] (float32, on the device)."""
