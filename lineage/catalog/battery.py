@@ -216,7 +216,7 @@ def build_battery(out: str | Path, *, size: str = "full", seed: int = 0,
 
     Args:
         out: destination folder (models are replaced).
-        size: `full` (90 models, about 15 minutes on one CPU core) or `small` (44, about a minute, for tests).
+        size: `full` (93 models, about 13 minutes on one CPU core) or `small` (about a minute, for tests).
         seed: the battery seed.
         progress: called with each model's name once it is saved.
 

@@ -244,7 +244,28 @@ def _value(cur: _Cursor, kind: int, key: str, depth: int) -> Any:
         values = np.frombuffer(cur.buf, dtype=_NUMPY[item], count=count, offset=cur.pos)
         cur.pos += count * least
         return values.astype(bool).tolist() if item == 7 else values.tolist()
+    if item == _STRING:
+        return _strings(cur, count, key)
     return [_value(cur, item, key, depth + 1) for _ in range(count)]
+
+
+_U64 = struct.Struct("<Q")
+
+
+def _strings(cur: _Cursor, count: int, key: str) -> list[str]:
+    """An array of `count` strings (a vocabulary: 50k-250k of them). Strings already in the buffer are sliced
+    out directly; any other takes `raw_string`'s checked path, so a corrupt one fails with its message."""
+    out = []
+    for _ in range(count):
+        pos, buf = cur.pos, cur.buf
+        if pos + 8 <= len(buf):
+            end = pos + 8 + _U64.unpack_from(buf, pos)[0]
+            if end <= len(buf):
+                out.append(buf[pos + 8 : end].decode("utf-8", errors="replace"))
+                cur.pos = end
+                continue
+        out.append(cur.raw_string(f"string of metadata '{key}'").decode("utf-8", errors="replace"))
+    return out
 
 
 def _tensor_info(cur: _Cursor) -> tuple[str, int, tuple[int, ...], int]:
