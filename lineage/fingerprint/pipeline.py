@@ -1,13 +1,13 @@
 """Fingerprinting one model: stream its tensors once through the probes, then the statistics stage.
 
-Every weight matrix is read once, in row blocks of at most 64 MB, and each block serves everything that
-needs it in one product: its circuit's sketch, its raw random responses (merge attribution) and, for the
-ten tensors the TensorGuard recipe picks, its gradient statistics (a matrix larger than one block is read
-a second time for the recipe's adversarial probes, which depend on the whole matrix). The recipe always
-picks the embedding (and an untied head), so those are streamed whole, twice when larger than one block;
-the circuits themselves need only their anchor rows. NaN/Inf weights are caught
-on the probe responses, which every entry reaches, so no separate pass over the weights is needed. Memory
-is one block plus small arrays, whatever the model size.
+Every weight matrix is read once, in row blocks of its stored dtype (`lineage.probe.engine.block_bytes`), and
+each block serves everything that needs it in one product: its circuit's sketch, its raw random responses
+(merge attribution), the weight test's unit profiles and, for the ten tensors the TensorGuard recipe picks,
+its gradient statistics (those ten are read a second time for the recipe's adversarial probes, which depend
+on the whole matrix). The recipe always picks the embedding (and an untied head), so those are streamed
+whole, twice; the circuits themselves need only their anchor rows. NaN/Inf weights are caught on the probe
+responses, which every entry reaches, so no separate pass over the weights is needed. Memory is one block
+plus small arrays, whatever the model size.
 """
 
 from __future__ import annotations

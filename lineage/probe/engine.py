@@ -8,7 +8,8 @@ projected on a seeded random basis, are kept too: they are linear in `W`, which 
 
 The same pass serves the caller twice more: its own inputs meet the block in the same product (the
 circuits' normalised token embeddings, `inputs @ W^T`), and the weight test's unit profiles are read on the
-way (`lineage.probe.profiles`), so every matrix is read once.
+way (`lineage.probe.profiles`), so every matrix is read once (the ten the statistics sample, twice: see
+`ProbeEngine._statistics`).
 
 **Speed.** The products are the floor (about 76 probe rows against every weight); everything else is kept
 off the memory bus. Weights arrive in their stored dtype in small blocks read into one reused buffer, and
