@@ -15,7 +15,8 @@ way (`lineage.probe.profiles`), so every matrix is read once (the ten the statis
 off the memory bus. Weights arrive in their stored dtype in small blocks read into one reused buffer, and
 each block is converted to float32 into a second reused buffer on the device: on the CPU both stay in the
 cache, so a float32 copy of the model never travels through memory and no block pays page faults. Each
-block meets all its probes in one matrix product written in place into the response matrix.
+block meets all its probes in one matrix product written in place into the response matrix, the probe
+columns padded with zeros to whole kernel tiles (`_padded_columns`).
 """
 
 from __future__ import annotations
@@ -104,6 +105,19 @@ def block_bytes(device: torch.device) -> int:
     return (64 << 20) if device.type == "cuda" else (2 << 20)
 
 
+def _padded_columns(x_t: torch.Tensor, multiple: int = 16) -> torch.Tensor:
+    """`x_t` `[in, k]` as a contiguous `[in, k']` with zero columns appended up to a multiple of `multiple`.
+
+    GEMM kernels work in whole register tiles of columns: on the 2-core machine of `bench/README.md`, a block
+    met 76 probe columns at 156 GFLOP/s and 80 at 191, 15 columns at 48 and 16 at 148 (`bench/bench_gemm.py`),
+    so the zero columns cost less than the ragged tile they fill. Their outputs are zero and never read.
+    """
+    k = x_t.shape[1]
+    padded = x_t.new_zeros(x_t.shape[0], -(-k // multiple) * multiple)
+    padded[:, :k] = x_t
+    return padded
+
+
 class ProbeEngine:
     """Runs probes on one device.
 
@@ -187,24 +201,25 @@ class ProbeEngine:
         self._picked = reader.buffer if reader is not None else self._picked
         # The adversarial starts only matter for the statistics: other tensors skip their rows.
         parts = [t for t in (inputs, joined, fixed, adv if with_stats else None) if t is not None]
-        x_t = torch.cat(parts).T.contiguous()
+        x_t = _padded_columns(torch.cat(parts).T)
         y_t = torch.empty(shape[0], x_t.shape[1], dtype=torch.float32, device=self.device)  # (X W^T)^T, by block
+        n, m = (0 if t is None else t.shape[0] for t in (inputs, joined))
+        start = n + m + len(fixed)  # the first adversarial start's row in y (the padding follows them)
         gram = torch.zeros_like(adv) if with_stats else None
         for rows, w in self._float_blocks(blocks):
             torch.mm(w, x_t, out=y_t[rows])  # every probe of this block in one product
             if reader is not None:
                 reader.block(rows, w)
             if gram is not None:
-                gram.addmm_(y_t[rows, -len(adv) :].T, w)  # accumulates W^T W x for the adversarial starts
+                gram.addmm_(y_t[rows, start : start + len(adv)].T, w)  # accumulates W^T W x for the adversarial starts
         if not bool(torch.isfinite(y_t.sum())) and not bool(torch.isfinite(y_t).all()):
             raise NonFiniteResponse(role)  # NaN and Inf reach the sum (an overflow of finite values does not)
         y = y_t.T
-        n, m = (0 if t is None else t.shape[0] for t in (inputs, joined))
-        fixed_resp = y[n + m : n + m + len(fixed)]
+        fixed_resp = y[n + m : start]
         projected = (fixed_resp @ self._basis(shape[0], role)).float().cpu().numpy()
         stats = np.zeros(0)
         if with_stats:
-            stats = self._statistics(blocks, fixed, adv, fixed_resp, y[n + m + len(fixed) :], gram)
+            stats = self._statistics(blocks, fixed, adv, fixed_resp, y[start : start + len(adv)], gram)
         profile = y[n : n + m] if joined is not None else (reader.result() if reader is not None else None)
         return Product(y[:n] if inputs is not None else None, profile, TensorResponse(stats, projected))
 

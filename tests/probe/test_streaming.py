@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import lineage.fingerprint.pipeline as pipeline
+import lineage.probe.engine as engine
 from lineage.fingerprint.pipeline import FingerprintOptions, fingerprint_model
 from lineage.io.open import open_checkpoint
 from lineage.probe.profiles import ProfileReader, Profiles
@@ -42,6 +43,14 @@ def test_block_size_changes_no_number_in_any_layout(hf_models, monkeypatch):
             assert_same_numbers(fingerprint_model(folder, CPU), default)
         except AssertionError as exc:
             raise AssertionError(f"{arch}: {exc}") from exc
+
+
+def test_padding_the_probe_columns_changes_no_number(pinned_model, monkeypatch):  # noqa: F811 - the fixture
+    # The engine pads each product's probe columns to whole kernel tiles; the adversarial starts and the
+    # fixed probes are found by position, so a slice that took in a padded column would move the statistics.
+    default = fingerprint_model(pinned_model, OPTIONS)
+    monkeypatch.setattr(engine, "_padded_columns", lambda x_t, multiple=16: x_t.contiguous())
+    assert_same_numbers(fingerprint_model(pinned_model, OPTIONS), default)
 
 
 def test_blocks_come_in_the_stored_dtype_and_cover_the_tensor(pinned_model):  # noqa: F811 - the fixture
