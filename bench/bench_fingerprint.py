@@ -13,8 +13,8 @@ its own child process, interleaved when repeated (medians reported):
 
 Then one profiled in-process run gives the breakdown by stage (opening, anchors, read, convert, products,
 profiles and statistics, other) and the **compute floor**: the very products the run made, timed again on
-cache-hot data. The products are the fingerprint's irreducible work (every weight meets about 76 probe rows);
-the floor over the read is the best ratio this design allows on this machine.
+cache-hot data. The products are the fingerprint's irreducible work (most weights meet 76 probe rows, padded
+to 80); the floor over the read is the best ratio this design allows on this machine.
 
 Goals, set for the 1B shape on 2 CPU cores and judged only there: fingerprint <= 4x the warm read, peak RSS
 <= 600 MB.

@@ -11,8 +11,8 @@ circuits' normalised token embeddings, `inputs @ W^T`), and the weight test's un
 way (`lineage.probe.profiles`), so every matrix is read once (the ten the statistics sample, twice: see
 `ProbeEngine._statistics`).
 
-**Speed.** The products are the floor (about 76 probe rows against every weight); everything else is kept
-off the memory bus. Weights arrive in their stored dtype in small blocks read into one reused buffer, and
+**Speed.** The products are the floor (76 probe rows against most weights, padded to 80); everything else
+is kept off the memory bus. Weights arrive in their stored dtype in small blocks read into one reused buffer, and
 each block is converted to float32 into a second reused buffer on the device: on the CPU both stay in the
 cache, so a float32 copy of the model never travels through memory and no block pays page faults. Each
 block meets all its probes in one matrix product written in place into the response matrix, the probe
@@ -109,7 +109,7 @@ def _padded_columns(x_t: torch.Tensor, multiple: int = 16) -> torch.Tensor:
     """`x_t` `[in, k]` as a contiguous `[in, k']` with zero columns appended up to a multiple of `multiple`.
 
     GEMM kernels work in whole register tiles of columns: on the 2-core machine of `bench/README.md`, a block
-    met 76 probe columns at 156 GFLOP/s and 80 at 191, 15 columns at 48 and 16 at 148 (`bench/bench_gemm.py`),
+    met 76 probe columns at 156 GFLOP/s and 80 at 184, 15 columns at 46 and 16 at 134 (`bench/bench_gemm.py`),
     so the zero columns cost less than the ragged tile they fill. Their outputs are zero and never read.
     """
     k = x_t.shape[1]
