@@ -86,6 +86,7 @@ def main() -> None:
 
 
 def _exit(code: object) -> None:
+    """End the process with `code` (a `SystemExit` code) as the interpreter would, minus its teardown."""
     import atexit
     import sys
     import threading
