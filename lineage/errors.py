@@ -24,7 +24,14 @@ class FileError(LineageError):
     def __init__(self, path: str | Path, problem: str) -> None:
         self.path = Path(path)
         self.problem = problem
-        super().__init__(f"{self.path}: {problem}")
+        super().__init__(f"{shown_path(self.path)}: {problem}")
+
+
+def shown_path(path: str | Path) -> str:
+    """`path` as one printable line: a newline, a control character or a byte that is not UTF-8 in a file
+    name is written as its escape (`two\\nlines`, `caf\\udce9`), so that an error stays one line and prints
+    on any terminal."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(path))
 
 
 class CheckpointError(FileError):

@@ -21,15 +21,18 @@ def expand_inputs(paths: Sequence[str | Path]) -> list[tuple[Path, str | None]]:
     found: list[tuple[Path, str | None]] = []
     for raw in paths:
         path = Path(raw)
-        if is_hub_path(path) or is_fingerprint_file(path):
-            found.append((path, None))
-            continue
         try:
-            found.extend((model, None) for model in discover_models(path))
-        except LineageError as exc:
-            files = sorted(p for p in path.iterdir() if is_fingerprint_file(p)) if path.is_dir() else []
-            if files:
-                found.extend((f, None) for f in files)
-            else:
-                found.append((path, str(exc)))
+            found.extend(_expand(path))
+        except OSError as exc:  # a name too long, a loop of links: the path is one failed row
+            found.append((path, f"{path}: cannot read it ({exc.strerror or exc}); check the path"))
     return found
+
+
+def _expand(path: Path) -> list[tuple[Path, str | None]]:
+    if is_hub_path(path) or is_fingerprint_file(path):
+        return [(path, None)]
+    try:
+        return [(model, None) for model in discover_models(path)]
+    except LineageError as exc:
+        files = sorted(p for p in path.iterdir() if is_fingerprint_file(p)) if path.is_dir() else []
+        return [(f, None) for f in files] if files else [(path, str(exc))]

@@ -17,6 +17,7 @@ refused by name.
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -74,18 +75,37 @@ def read_lora_settings(path: Path) -> LoraSettings:
     for key, what in (("use_dora", "DoRA"), ("lora_bias", "LoRA bias"), ("layer_replication", "layer replication")):
         if cfg.get(key):
             raise CheckpointError(path, f"{what} adapters are not supported; merge it with peft's merge_and_unload")
-    try:
-        return LoraSettings(
-            base=cfg.get("base_model_name_or_path") or None,
-            r=int(cfg.get("r", 8)),
-            alpha=float(cfg.get("lora_alpha", 8)),
-            use_rslora=bool(cfg.get("use_rslora", False)),
-            fan_in_fan_out=bool(cfg.get("fan_in_fan_out", False)),
-            rank_pattern=dict(cfg.get("rank_pattern") or {}),
-            alpha_pattern=dict(cfg.get("alpha_pattern") or {}),
-        )
-    except (TypeError, ValueError) as exc:
-        raise CheckpointError(path, f"adapter config has a bad r / lora_alpha ({exc})") from exc
+    base = cfg.get("base_model_name_or_path") or None
+    if base is not None and not isinstance(base, str):
+        raise CheckpointError(path, f"adapter config's base_model_name_or_path is {base!r:.40}, not a path")
+    patterns = {key: cfg.get(key) or {} for key in ("rank_pattern", "alpha_pattern")}
+    for key, pattern in patterns.items():
+        if not isinstance(pattern, dict):
+            raise CheckpointError(path, f"adapter config's {key} is not an object; re-download it")
+        for module, value in pattern.items():
+            try:
+                re.compile(module)
+            except re.error as exc:
+                raise CheckpointError(path, f"adapter config's {key} key {module!r} is not a pattern ({exc})") from None
+            _lora_number(path, f"{key}[{module!r}]", value, rank=key == "rank_pattern")
+    return LoraSettings(
+        base=base,
+        r=int(_lora_number(path, "r", cfg.get("r", 8), rank=True)),
+        alpha=_lora_number(path, "lora_alpha", cfg.get("lora_alpha", 8), rank=False),
+        use_rslora=bool(cfg.get("use_rslora", False)),
+        fan_in_fan_out=bool(cfg.get("fan_in_fan_out", False)),
+        rank_pattern=patterns["rank_pattern"],
+        alpha_pattern=patterns["alpha_pattern"],
+    )
+
+
+def _lora_number(path: Path, key: str, value: object, rank: bool) -> float:
+    """A rank (a positive integer) or a scale (a finite number) of the adapter config, or a one-line error."""
+    number = value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    if number is None or not math.isfinite(number) or (rank and (number <= 0 or number != int(number))):
+        want = "a positive integer" if rank else "a finite number"
+        raise CheckpointError(path, f"adapter config's {key} is {value!r:.40}, not {want}; re-download it")
+    return float(number)
 
 
 class AdapterReader(Checkpoint):

@@ -63,8 +63,29 @@ def discover_models(path: str | Path) -> list[Path]:
         [PosixPath('models/llama-7b'), PosixPath('models/qwen/qwen2-7b')]
     """
     path = Path(path)
+    try:
+        return _discover(path)
+    except OSError as exc:  # a name too long, a loop of links, a folder that cannot be listed
+        raise CheckpointError(path, f"cannot read it ({exc.strerror or exc}); check the path") from None
+
+
+def check_model_path(path: Path) -> None:
+    """Refuse a path that is neither a file nor a folder, or does not exist, in one line.
+
+    Raises:
+        CheckpointError: no such path, or a pipe, device or socket (reading one could block or never end).
+        OSError: the path cannot be looked at (the callers turn it into their one-line error).
+    """
     if not path.exists():
         raise CheckpointError(path, "no such file or folder; check the path")
+    if not path.is_file() and not path.is_dir():
+        raise CheckpointError(
+            path, "not a regular file or folder (a pipe, a device or a socket); point at a model folder or file"
+        )
+
+
+def _discover(path: Path) -> list[Path]:
+    check_model_path(path)
     if path.is_file():
         if path.suffix in (SAFETENSORS_SUFFIX, GGUF_SUFFIX, *PICKLE_SUFFIXES) or path.name == INDEX_FILE:
             return [path]

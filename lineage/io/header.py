@@ -18,6 +18,7 @@ from typing import Any
 
 from lineage.errors import CheckpointError
 from lineage.io.constants import DTYPE_BITS, LENGTH_PREFIX_BYTES, MAX_HEADER_BYTES, METADATA_KEY
+from lineage.io.jsonfile import json_problem
 
 _REDOWNLOAD = "re-download or re-export the checkpoint"
 
@@ -148,10 +149,10 @@ def _parse_json(path: Path, raw: bytes) -> dict[str, Any]:
         raise CheckpointError(path, f"header is not UTF-8 (byte {exc.start}): not a safetensors file") from exc
     try:
         parsed = json.loads(text, object_pairs_hook=_reject_duplicate_keys)
-    except json.JSONDecodeError as exc:
-        raise CheckpointError(path, f"header is not valid JSON ({exc.msg} at char {exc.pos}); {_REDOWNLOAD}") from exc
     except _DuplicateKey as exc:
         raise CheckpointError(path, f"header lists key '{exc.args[0]}' twice; {_REDOWNLOAD}") from exc
+    except (ValueError, RecursionError) as exc:  # malformed, nested too deeply, an integer of 5,000 digits
+        raise CheckpointError(path, f"header is not valid JSON ({json_problem(exc)}); {_REDOWNLOAD}") from None
     if not isinstance(parsed, dict):
         raise CheckpointError(path, f"header is a JSON {type(parsed).__name__}, not an object: not a safetensors file")
     return parsed

@@ -24,6 +24,7 @@ from lineage.io.constants import (
     SINGLE_FILE,
     TRAINER_PICKLES,
 )
+from lineage.io.jsonfile import json_problem
 
 _CONVERT_HINT = (
     "convert it to safetensors in a trusted sandbox (e.g. transformers: AutoModelForCausalLM.from_pretrained(dir)"
@@ -76,10 +77,10 @@ def locate_files(path: str | Path) -> ModelFiles:
 
     folder = path
     config = folder / CONFIG_FILE
-    config_path = _inside(folder, config) if config.is_file() else None
+    config_path = inside_folder(folder, config) if config.is_file() else None
     index = folder / INDEX_FILE
     if index.is_file():
-        weight_map = read_index(_inside(folder, index), folder)
+        weight_map = read_index(inside_folder(folder, index), folder)
         files = tuple(sorted({_shard_path(folder, index, rel) for rel in weight_map.values()}))
         return ModelFiles(folder, files, weight_map, index, config_path)
 
@@ -87,7 +88,7 @@ def locate_files(path: str | Path) -> ModelFiles:
     # transformers loads model.safetensors alone when present; stray copies next to it (Mistral's
     # consolidated.safetensors) would otherwise read as duplicate tensors.
     candidates = [single] if single.is_file() else weight_files(folder)
-    files = tuple(sorted(_inside(folder, p) for p in candidates if p.is_file()))
+    files = tuple(sorted(inside_folder(folder, p) for p in candidates if p.is_file()))
     if files:
         return ModelFiles(folder, files, None, None, config_path)
     pickles = pickled_weights(folder)
@@ -120,9 +121,8 @@ def read_index(index: Path, folder: Path) -> dict[str, str]:
     """
     try:
         parsed: Any = json.loads(index.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        problem = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc).splitlines()[0]
-        raise CheckpointError(index, f"index is not valid JSON ({problem}); re-download it") from exc
+    except (OSError, ValueError, RecursionError) as exc:
+        raise CheckpointError(index, f"index is not valid JSON ({json_problem(exc)}); re-download it") from None
     weight_map = parsed.get("weight_map") if isinstance(parsed, dict) else None
     if not isinstance(weight_map, dict):
         raise CheckpointError(
@@ -175,7 +175,8 @@ def _single_file(path: Path) -> ModelFiles:
     if path.suffix != SAFETENSORS_SUFFIX:
         raise CheckpointError(path, f"not a model folder nor a *{SAFETENSORS_SUFFIX} file; point at a model folder")
     config = path.parent / CONFIG_FILE
-    return ModelFiles(path.parent, (path,), None, None, config if config.is_file() else None)
+    config_path = inside_folder(path.parent, config) if config.is_file() else None
+    return ModelFiles(path.parent, (path,), None, None, config_path)
 
 
 def _shard_path(folder: Path, index: Path, rel: str) -> Path:
@@ -186,10 +187,10 @@ def _shard_path(folder: Path, index: Path, rel: str) -> Path:
             f"index 'weight_map' lists shard '{rel}', which is missing from the folder; the download is "
             "incomplete: re-download it",
         )
-    return _inside(folder, shard)
+    return inside_folder(folder, shard)
 
 
-def _inside(folder: Path, path: Path) -> Path:
+def inside_folder(folder: Path, path: Path) -> Path:
     """Return `path` if it resolves inside `folder`, else raise `UnsafeCheckpointError`.
 
     A symlink into the Hugging Face cache's `blobs/` folder is allowed: that cache stores every file of

@@ -38,12 +38,26 @@ def read_json_object(path: str | Path, error: type[LineageError], unreadable: st
     tail = f"; {fix}" if fix else ""
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        reason = exc.msg if isinstance(exc, json.JSONDecodeError) else (str(exc).splitlines() or [""])[0]
-        raise _error(error, path, f"{unreadable} ({reason}){tail}") from None
+    except (OSError, ValueError, RecursionError) as exc:
+        raise _error(error, path, f"{unreadable} ({json_problem(exc)}){tail}") from None
     if not isinstance(doc, dict):
         raise _error(error, path, f"is a JSON {type(doc).__name__}, not an object{tail}")
     return doc
+
+
+def json_problem(exc: BaseException) -> str:
+    """What a failed `json.loads` (or the read before it) says, in a few words on one line.
+
+    Besides malformed JSON: nesting too deep for the parser (`RecursionError`), an integer of thousands
+    of digits (`ValueError`, Python's limit on integer strings), text that is not UTF-8.
+    """
+    if isinstance(exc, json.JSONDecodeError):
+        return f"{exc.msg} at char {exc.pos}"
+    if isinstance(exc, RecursionError):
+        return "nested too deeply to be a real document"
+    if isinstance(exc, ValueError) and "integer string conversion" in str(exc):
+        return "an integer of thousands of digits"
+    return (str(exc).splitlines() or [type(exc).__name__])[0]
 
 
 def read_folder_document(

@@ -16,10 +16,11 @@ from lineage.errors import CheckpointError
 from lineage.io.adapter import AdapterReader, read_lora_settings
 from lineage.io.adapter_base import find_base, is_adapter_folder
 from lineage.io.checkpoint import Checkpoint
-from lineage.io.constants import ADAPTER_CONFIG, GGUF_SUFFIX, INDEX_FILE
+from lineage.io.constants import ADAPTER_CONFIG, ADAPTER_WEIGHTS, GGUF_SUFFIX, INDEX_FILE
+from lineage.io.discover import check_model_path
 from lineage.io.gguf_files import gguf_models
 from lineage.io.hub import HubModel, is_hub_path
-from lineage.io.index import weight_files
+from lineage.io.index import inside_folder, weight_files
 from lineage.io.reader import CheckpointReader
 
 
@@ -46,6 +47,10 @@ def open_checkpoint(path: str | Path | HubModel) -> Checkpoint:
         from lineage.io.hub_checkpoint import HubCheckpoint
 
         return HubCheckpoint(path)
+    try:
+        check_model_path(Path(path))
+    except OSError as exc:  # a name too long, a loop of links
+        raise CheckpointError(path, f"cannot read it ({exc.strerror or exc}); check the path") from None
     if is_adapter_folder(path):
         return open_adapter(path)
     if _is_gguf(Path(path)):
@@ -67,6 +72,8 @@ def open_adapter(path: str | Path, base: str | Path | None = None) -> AdapterRea
             tensor that fits no base tensor.
     """
     folder = Path(path)
+    for name in (ADAPTER_CONFIG, ADAPTER_WEIGHTS):
+        inside_folder(folder, folder / name)  # a link out of the adapter folder is refused, like a shard's
     settings = read_lora_settings(folder / ADAPTER_CONFIG)
     base_path = Path(base) if base is not None else find_base(folder, settings.base)
     if is_adapter_folder(base_path):

@@ -19,6 +19,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from lineage.errors import CheckpointError
+from lineage.io.index import inside_folder
 from lineage.io.jsonfile import read_json_object
 
 TOKENIZER_FILE = "tokenizer.json"
@@ -135,16 +136,23 @@ def read_tokenizer_json(path: str | Path) -> Vocabulary:
     vocab = model["vocab"]
     if isinstance(vocab, dict):  # BPE, WordPiece, WordLevel: token -> id
         for token, i in vocab.items():
-            if isinstance(i, int) and i >= 0:
-                by_id[i] = str(token)
+            if isinstance(i, int) and not isinstance(i, bool) and i >= 0:
+                if i in by_id:
+                    raise CheckpointError(path, f"tokenizer.json gives id {i} to two tokens; fix or remove it")
+                by_id[i] = token
     elif isinstance(vocab, list):  # Unigram: [[piece, score], ...] by id
         for i, entry in enumerate(vocab):
             if isinstance(entry, list) and entry:
-                by_id[i] = str(entry[0])
+                by_id[i] = _token_string(path, entry[0])
+    else:
+        raise CheckpointError(path, f"tokenizer.json's model.vocab is a JSON {type(vocab).__name__}; fix or remove it")
+    added_tokens = doc.get("added_tokens") or []
+    if not isinstance(added_tokens, list):
+        raise CheckpointError(path, "tokenizer.json's added_tokens is not a list; fix or remove it")
     special: set[int] = set()
-    for added in doc.get("added_tokens") or []:
+    for added in added_tokens:
         if isinstance(added, dict) and isinstance(added.get("id"), int) and added["id"] >= 0:
-            by_id.setdefault(added["id"], str(added.get("content", "")))
+            by_id.setdefault(added["id"], _token_string(path, added.get("content", "")))
             special.add(added["id"])
     if not by_id:
         raise CheckpointError(path, "tokenizer.json holds an empty vocabulary; fix or remove it")
@@ -157,7 +165,15 @@ def read_tokenizer_json(path: str | Path) -> Vocabulary:
     return Vocabulary(tokens, frozenset(special), TOKENIZER_FILE)
 
 
+def _token_string(path: Path, token: object) -> str:
+    if not isinstance(token, str):
+        raise CheckpointError(
+            path, f"tokenizer.json holds a token that is not a string ({token!r:.40}); fix or remove it"
+        )
+    return token
+
+
 def find_vocabulary(folder: str | Path) -> Vocabulary | None:
     """The vocabulary of the `tokenizer.json` in a model folder, None when there is none."""
     path = Path(folder) / TOKENIZER_FILE
-    return read_tokenizer_json(path) if path.is_file() else None
+    return read_tokenizer_json(inside_folder(Path(folder), path)) if path.is_file() else None
