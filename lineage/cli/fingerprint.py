@@ -98,7 +98,7 @@ def fingerprint(
 
 
 def _print(outcomes: list, fmt: LineFormat) -> None:
-    """One line per model (or JSON); the failures on stderr too for JSON; exit 1 when any failed."""
+    """One line per model (or JSON); each failure also as one `error:` line on stderr; exit 1 when any failed."""
     if fmt is LineFormat.json:
         typer.echo(json.dumps([_as_json(o) for o in outcomes], indent=2))
     else:
@@ -106,7 +106,7 @@ def _print(outcomes: list, fmt: LineFormat) -> None:
             typer.echo(_as_line(o))
     failed = [o for o in outcomes if not o.ok]
     if failed:
-        for o in failed if fmt is LineFormat.json else []:
+        for o in failed:
             typer.echo(f"error: {o.error}", err=True)
         raise typer.Exit(1)
 

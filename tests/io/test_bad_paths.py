@@ -159,3 +159,17 @@ def test_adapter_configs_with_values_of_the_wrong_kind(tmp_path: Path, config: d
     with pytest.raises(CheckpointError) as info:
         read_lora_settings(path)
     one_line(info.value, str(path), phrase)
+
+
+@pytest.mark.parametrize("fmt", ["table", "json"])
+def test_a_failed_model_is_an_error_line_on_stderr_in_every_format(tmp_path: Path, good: Path, fmt: str) -> None:
+    from typer.testing import CliRunner
+
+    from lineage.cli.app import app
+
+    missing = tmp_path / "missing"
+    args = ["fingerprint", str(good), str(missing), "--no-cache", "--quiet", "--out", str(tmp_path / "fps")]
+    result = CliRunner(env={"LINEAGE_CACHE": str(tmp_path / "cache")}).invoke(app, [*args, "--format", fmt])
+    assert result.exit_code == 1
+    assert result.stderr.strip() == f"error: {missing}: no such file or folder; check the path"
+    assert "good" in result.stdout  # the good model is still a row of the output
