@@ -177,13 +177,20 @@ def reference_itself(fp: object, verdict: Verdict, refs: list[tuple[ManifestRow,
 
 def same_weights(a: object, b: object, rtol: float = SAME_WEIGHTS_RTOL) -> bool:
     """Whether two fingerprints are of the same weights: the same raw responses (the random projections of
-    every weight matrix) to within `rtol` of their norm. False when either has none (feature-only files).
+    every layer's weight matrices) and the same sketches (which read the embedding and the head, which the
+    raw responses leave out), each to within `rtol` of its norm. False when either has none (feature-only
+    files): a model whose layers are the reference's but whose embedding was replaced is not the reference.
 
     Example:
         >>> same_weights(fp, fp)  # doctest: +SKIP
         True
     """
-    ra, rb = getattr(a, "responses", None) or {}, getattr(b, "responses", None) or {}
+    return all(
+        _close(getattr(a, part, None) or {}, getattr(b, part, None) or {}, rtol) for part in ("responses", "sketches")
+    )
+
+
+def _close(ra: dict, rb: dict, rtol: float) -> bool:
     if not ra or set(ra) != set(rb) or any(np.shape(ra[k]) != np.shape(rb[k]) for k in ra):
         return False
     diff = sum(float(np.sum((np.asarray(ra[k], np.float64) - np.asarray(rb[k], np.float64)) ** 2)) for k in ra)

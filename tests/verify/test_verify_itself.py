@@ -34,6 +34,11 @@ def test_same_weights_tells_a_copy_from_a_fine_tune() -> None:
     assert not same_weights(fp, tuned)
     features_only = fake_fingerprint("b", family_centres()["llama"], 1, sketches=False)
     assert not same_weights(features_only, features_only)  # no responses: no claim of identity
+    # The raw responses cover the layers only: a model with the reference's layers and another embedding
+    # (a tokenizer transplant) is not the reference, and its sketches, which read the embedding, say so.
+    assert fp.sketches
+    new_embedding = replace(fp, sketches={k: v + np.float32(0.01) * np.abs(v).max() for k, v in fp.sketches.items()})
+    assert not same_weights(new_embedding, fp)
 
 
 def test_the_reference_itself_is_consistent_whatever_it_declares(tmp_path: Path) -> None:
