@@ -3,7 +3,9 @@
 Only names, shapes and config.json are used (no tensor data). The prefix above `layers.{i}.` is found
 from the names, so text-only and multimodal layouts (`model.`, `language_model.model.`, `gpt_neox.`)
 resolve alike; a vision tower's layers are skipped because they do not carry every template of the
-layout (the most complete prefix of the first matching layout wins).
+layout (the most complete prefix of the first matching layout wins). Once a layout matches, every tensor's
+dtype, rank and shape and every config value the layout reads are checked (`lineage.arch.checks`), so bad input
+fails here, in one line, and never inside a matrix product.
 """
 
 from __future__ import annotations
@@ -14,6 +16,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from lineage.arch.checks import (
+    MATRIX_ROLES,
+    check_dtypes,
+    check_model_type,
+    check_rank,
+    check_shape,
+    check_sizes,
+    config_eps,
+    config_int,
+    contradiction,
+    text_config,
+)
 from lineage.arch.spec import ARCHITECTURES, ArchSpec
 from lineage.errors import CheckpointError, UnsupportedArchitectureError
 
@@ -69,12 +83,6 @@ class ResolvedModel:
     @property
     def num_layers(self) -> int:
         return len(self.layers)
-
-
-def _text_config(config: dict) -> dict:
-    # Multimodal checkpoints (Gemma 3 4B+) keep the language model's settings in text_config.
-    text = config.get("text_config")
-    return {**config, **text} if isinstance(text, dict) else config
 
 
 def _find(names: set[str], candidates: tuple[str, ...], prefix: str) -> str | None:
@@ -150,7 +158,7 @@ def resolve_model(reader: _NamedShapes) -> ResolvedModel:
             f"{getattr(reader, 'folder', 'model')}: layer {index}: {kind} layout is not supported "
             f"('{prefix}layers.{index}.{rest}'); lineage probes dense decoder layers only"
         )
-    model_type = _text_config(reader.config or {}).get("model_type")
+    model_type = text_config(reader).get("model_type")
     for spec in ARCHITECTURES:
         if spec.model_types and model_type not in spec.model_types:
             continue
@@ -171,6 +179,8 @@ def resolve_model(reader: _NamedShapes) -> ResolvedModel:
                     f"layer {broken[0]} lacks {', '.join(missing)} ({len(broken)} incomplete layer(s)): "
                     "a shard is missing or the checkpoint is truncated",
                 )
+            _check_numbering(reader, prefix, indices)
+            check_model_type(reader, spec, model_type)
             return _build(reader, spec, prefix, embed, {i: layers[i] for i in indices}, names)
     raise UnsupportedArchitectureError(
         f"{getattr(reader, 'folder', 'model')}: tensor names match no known layout "
@@ -178,32 +188,62 @@ def resolve_model(reader: _NamedShapes) -> ResolvedModel:
     )
 
 
+def _check_numbering(reader, prefix: str, indices: list[int]) -> None:  # noqa: ANN001
+    """Layers are numbered 0, 1, ... without a gap: a gap is a lost shard or a corrupt name, and a layer index
+    such as 99999999999 must not be taken for a model of that depth."""
+    if indices == list(range(len(indices))):
+        return
+    missing = next(i for i in range(len(indices)) if i != indices[i])
+    shown = ", ".join(str(i) for i in indices[:8]) + (", ..." if len(indices) > 8 else "")
+    raise CheckpointError(
+        getattr(reader, "folder", Path(".")),
+        f"the layers under '{prefix}layers.' are numbered {shown}, not 0 to {len(indices) - 1} "
+        f"(layer {missing} is missing): a shard is missing or the tensor names are corrupt",
+    )
+
+
 def _build(reader, spec, prefix, embed, layers, names) -> ResolvedModel:  # noqa: ANN001
     vocab, hidden = (int(x) for x in reader.info(embed).shape)
     head = _find(names, spec.head, prefix)
-    cfg = _text_config(reader.config or {})
+    head = head if head != embed else None
+    final_norm = _find(names, spec.final_norm, prefix)
+    cfg = text_config(reader)
     resolved_layers = tuple(
         LayerTensors(i, {r: (f"{prefix}layers.{i}.{t}" if t else None) for r, t in _layer_names(spec, rests).items()})
         for i, rests in sorted(layers.items())
     )
+    # Header facts first (dtypes, ranks), so that nothing below indexes a shape that is not there.
+    check_dtypes(reader, [n for n in (embed, head, final_norm) if n] + [
+        n for lt in resolved_layers for n in lt.names.values() if n
+    ])  # fmt: skip
+    for name, rank in ((head, 2), (final_norm, 1)):
+        if name:
+            check_rank(reader, name, rank)
+    for layer in resolved_layers:
+        for role, name in layer.names.items():
+            if name:
+                check_rank(reader, name, 2 if role in MATRIX_ROLES else 1)
+    check_sizes(reader, embed, hidden, vocab, len(resolved_layers))
     first = resolved_layers[0]
     num_heads, num_kv, head_dim = _attention_geometry(reader, spec, cfg, first, hidden)
-    eps = cfg.get("rms_norm_eps", cfg.get("layer_norm_eps", 1e-6))
+    eps = config_eps(reader, cfg)
+    check_shape(reader, head, (None, hidden), hidden)
+    check_shape(reader, final_norm, (hidden,), hidden)
     for layer in resolved_layers:
-        _check_shapes(reader, layer, hidden, num_heads * head_dim, num_kv * head_dim)
+        _check_shapes(reader, layer, hidden, num_heads * head_dim, num_kv * head_dim, head_dim)
     return ResolvedModel(
         spec=spec,
         prefix=prefix,
         embed=embed,
-        head=head if head != embed else None,
-        final_norm=_find(names, spec.final_norm, prefix),
+        head=head,
+        final_norm=final_norm,
         layers=resolved_layers,
         hidden_size=hidden,
         vocab_size=vocab,
         num_heads=num_heads,
         num_kv_heads=num_kv,
         head_dim=head_dim,
-        norm_eps=float(eps) if isinstance(eps, (int, float)) else 1e-6,
+        norm_eps=eps,
     )
 
 
@@ -212,13 +252,13 @@ def _attention_geometry(reader, spec: ArchSpec, cfg: dict, layer: LayerTensors, 
     config.json gives no head count. A config that contradicts the shapes is refused with both numbers: a
     silent regrouping of the heads would change the sketches (and an edited config would be a disguise)."""
     keys = ("num_attention_heads", "num_key_value_heads", "head_dim")
-    heads, kv_cfg, head_cfg = (_positive(cfg.get(k)) for k in keys)
+    heads, kv_cfg, head_cfg = (config_int(reader, cfg, k) for k in keys)
     if spec.qkv_interleaved:
         rows = int(reader.info(layer["qkv_interleaved"]).shape[0])
         if heads is None:
             heads = max(1, rows // (3 * spec.default_head_dim))
         elif rows % (3 * heads):
-            _contradiction(reader, f"num_attention_heads {heads}", f"'{layer['qkv_interleaved']}' has {rows} rows, "
+            contradiction(reader, f"num_attention_heads {heads}", f"'{layer['qkv_interleaved']}' has {rows} rows, "
                            f"not 3 x {heads} heads x a head size")  # fmt: skip
         return heads, heads, rows // (3 * heads)
     if spec.qkv:
@@ -230,7 +270,7 @@ def _attention_geometry(reader, spec: ArchSpec, cfg: dict, layer: LayerTensors, 
     if layer["q_norm"]:
         norm = int(reader.info(layer["q_norm"]).shape[0])  # the per-head norm's size is the head size
         if head_cfg is not None and head_cfg != norm:
-            _contradiction(reader, f"head_dim {head_cfg}", f"the per-head norm '{layer['q_norm']}' has {norm} entries")
+            contradiction(reader, f"head_dim {head_cfg}", f"the per-head norm '{layer['q_norm']}' has {norm} entries")
         head_dim = norm
     if head_dim is None and heads is None:
         if not spec.qkv and q_rows != kv_rows:
@@ -255,44 +295,30 @@ def _attention_geometry(reader, spec: ArchSpec, cfg: dict, layer: LayerTensors, 
         width = hidden if spec.qkv else q_rows
         if width % heads:
             what = "the hidden size" if spec.qkv else f"'{layer['q']}'"
-            _contradiction(reader, f"num_attention_heads {heads}", f"{what} has {width} rows, not a multiple of it")
+            contradiction(reader, f"num_attention_heads {heads}", f"{what} has {width} rows, not a multiple of it")
         head_dim = width // heads
     if spec.qkv:
         q_rows = head_dim * (heads if heads is not None else hidden // head_dim)
         rest = total - q_rows
         if rest <= 0 or rest % (2 * head_dim):
-            _contradiction(reader, f"{q_rows // head_dim} query heads of head_dim {head_dim} ({q_rows} rows)",
+            contradiction(reader, f"{q_rows // head_dim} query heads of head_dim {head_dim} ({q_rows} rows)",
                            f"'{layer['qkv']}' has {total} rows, leaving {rest} for keys and values")  # fmt: skip
         kv_rows = rest // 2
     q_name, k_name = layer["q"] or layer["qkv"], layer["k"] or layer["qkv"]
     if q_rows % head_dim:
-        _contradiction(reader, f"head_dim {head_dim}", f"'{q_name}' has {q_rows} query rows, not a multiple of it")
+        contradiction(reader, f"head_dim {head_dim}", f"'{q_name}' has {q_rows} query rows, not a multiple of it")
     if kv_rows % head_dim or kv_rows <= 0:
-        _contradiction(reader, f"head_dim {head_dim}", f"'{k_name}' has {kv_rows} key rows, not a multiple of it")
+        contradiction(reader, f"head_dim {head_dim}", f"'{k_name}' has {kv_rows} key rows, not a multiple of it")
     num_heads, num_kv = q_rows // head_dim, kv_rows // head_dim
     if heads is not None and heads != num_heads:
-        _contradiction(reader, f"num_attention_heads {heads} x head_dim {head_dim} = {heads * head_dim} query rows",
+        contradiction(reader, f"num_attention_heads {heads} x head_dim {head_dim} = {heads * head_dim} query rows",
                        f"'{q_name}' has {q_rows}")  # fmt: skip
     if kv_cfg is not None and kv_cfg != num_kv:
-        _contradiction(reader, f"num_key_value_heads {kv_cfg} x head_dim {head_dim} = {kv_cfg * head_dim} key rows",
+        contradiction(reader, f"num_key_value_heads {kv_cfg} x head_dim {head_dim} = {kv_cfg * head_dim} key rows",
                        f"'{k_name}' has {kv_rows}")  # fmt: skip
     if num_heads % num_kv:
-        _contradiction(reader, f"{num_heads} query heads", f"{num_kv} key/value heads, which do not divide them")
+        contradiction(reader, f"{num_heads} query heads", f"{num_kv} key/value heads, which do not divide them")
     return num_heads, num_kv, head_dim
-
-
-def _positive(value: object) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
-
-
-def _contradiction(reader, config_says: str, tensors_say: str) -> None:  # noqa: ANN001
-    folder = Path(getattr(reader, "folder", Path(".")))
-    where = folder / "config.json" if (folder / "config.json").is_file() else folder
-    raise CheckpointError(
-        where,
-        f"config.json says {config_says}, but {tensors_say}: the config contradicts the weights; "
-        "restore the config that came with them",
-    )
 
 
 def _mixed_layout(names: set[str], by_prefix: dict[str, dict[int, set[str]]]) -> tuple[str, int, str, str] | None:
@@ -310,7 +336,7 @@ def _mixed_layout(names: set[str], by_prefix: dict[str, dict[int, set[str]]]) ->
     return None
 
 
-def _check_shapes(reader, layer: LayerTensors, hidden: int, q_rows: int, kv_rows: int) -> None:  # noqa: ANN001
+def _check_shapes(reader, layer: LayerTensors, hidden: int, q_rows: int, kv_rows: int, head_dim: int) -> None:  # noqa: ANN001
     """Every tensor of a layer must fit the model's widths: a wrong shape is named with its file, never left
     to fail deep inside a matrix product."""
     ffn = None
@@ -324,16 +350,10 @@ def _check_shapes(reader, layer: LayerTensors, hidden: int, q_rows: int, kv_rows
         "qkv": (q_rows + 2 * kv_rows, hidden), "qkv_interleaved": (q_rows + 2 * kv_rows, hidden),
         "o": (hidden, q_rows), "gate": (ffn, hidden), "up": (ffn, hidden), "gate_up": (2 * (ffn or 0), hidden),
         "down": (hidden, ffn), "attn_norm": (hidden,), "ffn_norm": (hidden,),
-        "attn_post_norm": (hidden,), "ffn_post_norm": (hidden,),
+        "attn_post_norm": (hidden,), "ffn_post_norm": (hidden,), "q_norm": (head_dim,), "k_norm": (head_dim,),
+        "attn_norm_bias": (hidden,), "ffn_norm_bias": (hidden,),
     }  # fmt: skip
+    # A bias has one entry per output row of its matrix.
+    expected |= {f"{role}_bias": shape[:1] for role, shape in expected.items() if role in MATRIX_ROLES}
     for role, shape in expected.items():
-        name = layer[role]
-        if name is None:
-            continue
-        info = reader.info(name)
-        if tuple(int(x) for x in info.shape) != shape:
-            raise CheckpointError(
-                getattr(reader, "folder", Path(".")) / info.file,
-                f"tensor '{name}' has shape {list(info.shape)}, expected {list(shape)} for hidden size {hidden}: "
-                "the checkpoint is corrupt or mixes two models",
-            )
+        check_shape(reader, layer[role], shape, hidden)

@@ -32,6 +32,8 @@ class ArchSpec:
         default_head_dim: used only when config.json gives no head count.
         model_types: when set, the layout applies only to these config `model_type`s (Gemma 1 has Llama's
             names but (1 + w) norm gains: only its config tells them apart).
+        config_types: the config `model_type`s whose checkpoints have this layout: a config naming one of them
+            over another layout's tensors contradicts the weights (`lineage.arch.checks.check_model_type`).
     """
 
     name: str
@@ -59,6 +61,7 @@ class ArchSpec:
     activation: str = "silu"
     default_head_dim: int = 64
     model_types: tuple[str, ...] = ()
+    config_types: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if (self.q is None) == (self.qkv is None and self.qkv_interleaved is None):
@@ -96,6 +99,7 @@ ARCHITECTURES: tuple[ArchSpec, ...] = (
         gain_offset=1.0,
         activation="gelu_tanh",
         default_head_dim=256,
+        config_types=("gemma3", "gemma3_text"),
     ),
     ArchSpec(
         name="gemma2",
@@ -105,6 +109,7 @@ ARCHITECTURES: tuple[ArchSpec, ...] = (
         gain_offset=1.0,
         activation="gelu_tanh",
         default_head_dim=256,
+        config_types=("gemma2",),
     ),
     ArchSpec(
         name="qwen3",
@@ -112,6 +117,7 @@ ARCHITECTURES: tuple[ArchSpec, ...] = (
         q_norm="self_attn.q_norm.weight",
         k_norm="self_attn.k_norm.weight",
         default_head_dim=128,
+        config_types=("qwen3",),
     ),
     ArchSpec(
         name="phi3",
@@ -125,6 +131,7 @@ ARCHITECTURES: tuple[ArchSpec, ...] = (
         gate_up="mlp.gate_up_proj.weight",
         down="mlp.down_proj.weight",
         default_head_dim=128,
+        config_types=("phi3",),
     ),
     ArchSpec(
         name="gpt_neox",
@@ -139,8 +146,21 @@ ARCHITECTURES: tuple[ArchSpec, ...] = (
         down="mlp.dense_4h_to_h.weight",
         norm="layer",
         activation="gelu",
+        config_types=("gpt_neox",),
     ),
-    ArchSpec(name="gemma", **_LLAMA_LIKE, gain_offset=1.0, activation="gelu_tanh", model_types=("gemma",)),
+    ArchSpec(
+        name="gemma", **_LLAMA_LIKE, gain_offset=1.0, activation="gelu_tanh", model_types=("gemma",),
+        config_types=("gemma",),
+    ),
     # Llama, Mistral and Qwen2 share one layout; Qwen2's q/k/v biases are picked up where present.
-    ArchSpec(name="llama", **_LLAMA_LIKE),
+    ArchSpec(name="llama", **_LLAMA_LIKE, config_types=("llama", "mistral", "qwen2")),
 )
+
+#: Config `model_type`s of well-known architectures whose tensors are none of the layouts above: a config that
+#: names one of them over tensors lineage resolved contradicts the weights. A `model_type` in neither list is
+#: taken as it is (a new model family on a known layout, `smollm3` or `granite`, must not be refused).
+FOREIGN_MODEL_TYPES: frozenset[str] = frozenset({
+    "bart", "bert", "bloom", "codegen", "deberta", "distilbert", "electra", "falcon", "gpt2", "gpt_bigcode",
+    "gpt_neo", "gptj", "mamba", "mamba2", "mpt", "opt", "phi", "roberta", "rwkv", "starcoder2", "t5", "whisper",
+    "xlm-roberta",
+})

@@ -6,8 +6,10 @@ each block serves everything that needs it in one product: its circuit's sketch,
 its gradient statistics (those ten are read a second time for the recipe's adversarial probes, which depend
 on the whole matrix). The recipe always picks the embedding (and an untied head), so those are streamed
 whole, twice; the circuits themselves need only their anchor rows. NaN/Inf weights are caught on the probe
-responses, which every entry reaches, so no separate pass over the weights is needed. Memory is one block
-plus small arrays, whatever the model size.
+responses, which every entry reaches, so no separate pass over the weights is needed; a matrix of one value
+everywhere (a blank export) is refused on its first pass, for the price of one row, and a fingerprint with a
+NaN/Inf left in it is refused before it is returned. Memory is one block plus small arrays, whatever the model
+size.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import torch
 
 from lineage import __version__
 from lineage.arch import ResolvedModel, resolve_model
-from lineage.errors import NonFiniteWeightsError
+from lineage.errors import CheckpointError
 from lineage.features import tensorguard
 from lineage.features.sketch import stack_layers
 from lineage.fingerprint.format import Fingerprint, ModelSummary
@@ -45,6 +47,9 @@ Progress = Callable[[int, int], None]
 #: so fingerprints of different pipelines never compare and cache entries of an older one are not reused.
 #: 3-5: anchors chosen by token string when the model has a tokenizer; 6: sign-carrying identity responses.
 PIPELINE_VERSION = 6
+#: A weight entry this large overflows float32 products on its own (float32 tops out at 3.4e38): real weights
+#: stay below 1e4, so the threshold only separates corrupt values from inputs that overflowed upstream.
+_OVERFLOWING = 1e30
 PUBLIC_KEY_ID = "public"
 
 
@@ -203,24 +208,62 @@ class _Run:
         role = _role_key(name, self.model)
 
         def blocks() -> Iterator[tuple[int, torch.Tensor]]:
-            return self._counted(name, self.reader.row_blocks(name, self.block_bytes, dtype=None, check_finite=False))
+            stored = self.reader.row_blocks(name, self.block_bytes, dtype=None, check_finite=False)
+            return self._counted(name, stored if name in self.streamed else self._not_constant(name, stored))
 
         try:
             product = self.engine.respond(
                 blocks, tuple(info.shape), role, inputs, with_stats=name in self.selected, profiles=profiles
             )
         except NonFiniteResponse:
-            raise NonFiniteWeightsError(
-                self.reader.folder / info.file,
-                f"tensor '{name}' holds NaN/Inf values: the weights are corrupt (a diverged run or a broken "
-                "conversion); re-download or re-export the checkpoint",
-            ) from None
+            raise self._non_finite(name) from None
         self.done.add(name)
         if name in self.selected:
             self.stats.append((name, product.response.gradient_stats))
         if name not in (self.model.embed, self.model.head):
             self.responses[role] = product.response.responses
         return product.out, product.profile
+
+    def _not_constant(
+        self, name: str, blocks: Iterator[tuple[int, torch.Tensor]]
+    ) -> Iterator[tuple[int, torch.Tensor]]:
+        """`blocks`, refusing (once they are all seen) a matrix whose entries are all one value: a blank or
+        zeroed matrix gives no response to fingerprint, and its statistics would come out NaN. Only a first row
+        of one value makes the whole block be compared, so a real matrix costs one row (a padding token's zero
+        row in an embedding costs one block)."""
+        value: float | None = None  # the one value every entry seen so far holds; None before the first block
+        for first_row, block in blocks:
+            if value is not False:
+                value = _one_value(block, value)
+            yield first_row, block
+        if value is not False and value is not None:
+            info = self.reader.info(name)
+            what = "all zeros" if value == 0 else f"every entry {value:g}"
+            raise CheckpointError(
+                self.reader.folder / info.file,
+                f"tensor '{name}' is constant ({what}): nothing to fingerprint; the checkpoint is blank or "
+                "corrupt (an untrained export or a failed conversion): re-download or re-export it",
+            )
+
+    def _non_finite(self, name: str) -> CheckpointError:
+        """The error for a weight whose responses came out NaN/Inf: its own NaN/Inf values, counted by a checked
+        read, or, when it has none, finite values so large that the float32 products overflowed."""
+        info = self.reader.info(name)
+        largest = 0.0
+        # Raises NonFiniteWeightsError, with the count, when the stored values themselves hold NaN/Inf.
+        for _, block in self.reader.row_blocks(name, self.block_bytes, dtype=torch.float32, check_finite=True):
+            largest = max(largest, float(block.abs().max())) if block.numel() else largest
+        if largest >= _OVERFLOWING:
+            problem = f"holds values too large for float32 products (up to {largest:.3g}): the products overflowed"
+        else:
+            problem = (
+                f"gave NaN/Inf products from finite values (up to {largest:.3g}): its inputs overflowed in the "
+                "layers before (a huge norm gain or weight there)"
+            )
+        return CheckpointError(
+            self.reader.folder / info.file,
+            f"tensor '{name}' {problem}; the weights are corrupt or badly scaled: re-download or re-export them",
+        )
 
     def vector(self, name: str | None) -> torch.Tensor | None:
         """A gain or bias on the device (checked for NaN/Inf by the reader)."""
@@ -231,6 +274,15 @@ class _Run:
         if name in self.selected and name not in self.done:
             self.matmul(name, None)
         return self.engine.put(self.reader.rows(name, ids))
+
+
+def _one_value(block: torch.Tensor, value: float | None) -> float | bool:
+    """The one value all of `block` holds (and `value`, the one of the blocks before), or False."""
+    first = block.reshape(block.shape[0], -1)[0] if block.dim() else block.reshape(1)
+    lo, hi = (float(x) for x in torch.aminmax(first.float()))
+    if lo != hi or (value is not None and lo != value) or not bool((block == lo).all()):
+        return False
+    return lo
 
 
 def _anchors(reader: Checkpoint, model: ResolvedModel, options: FingerprintOptions) -> Anchors:
@@ -290,6 +342,7 @@ def fingerprint_model(
             num_files=len(reader.files),
         )
         features = tensorguard.aggregate(run.stats, model.num_layers, reader.num_parameters)
+        _check_finite_numbers(reader, run, features, sketches, identity)
     layout = {"layout": model.spec.name, "layers": [lt.index for lt in model.layers], "symmetry": _symmetry(model)}
     return Fingerprint(
         name=reader.name,
@@ -305,6 +358,26 @@ def fingerprint_model(
         device=run.device.type,
         lineage_version=__version__,
     )
+
+
+def _check_finite_numbers(
+    reader: Checkpoint, run: _Run, features: dict[str, float], sketches: dict[str, np.ndarray],
+    identity: dict[str, np.ndarray],
+) -> None:  # fmt: skip
+    """Refuse a fingerprint holding NaN/Inf: it could be neither saved (JSON has no NaN) nor compared (a NaN
+    distance reads as a match). Weights that are finite and not constant rarely get here; what does (a layer
+    whose norm gains are all zero, say) is named by the first statistic or response that came out non-finite."""
+    bad = next((f"the gradient statistics of tensor '{n}'" for n, v in run.stats if not np.isfinite(v).all()), None)
+    bad = bad or next((f"the feature '{k}'" for k, v in features.items() if not np.isfinite(v)), None)
+    for kind, values in (("sketch", sketches), ("identity response", identity), ("response", run.responses)):
+        bad = bad or next((f"the {kind} '{k}'" for k, v in sorted(values.items()) if not np.isfinite(v).all()), None)
+    if bad:
+        where = reader.files[0] if len(reader.files) == 1 else reader.folder
+        raise CheckpointError(
+            where,
+            f"{bad} came out NaN/Inf: the weights are degenerate (zeroed or constant gains, or values too large "
+            "for float32), so there is nothing to fingerprint; re-download or re-export the checkpoint",
+        )
 
 
 def _symmetry(model: ResolvedModel) -> list[str]:
@@ -347,4 +420,5 @@ def _probe(run: _Run, anchors: Anchors, seed: int) -> tuple[dict[str, np.ndarray
 
 def _stored(response: torch.Tensor) -> np.ndarray:
     """An identity response as the fingerprint stores it (`STORE_DTYPE`, on the host)."""
-    return response.float().cpu().numpy().astype(STORE_DTYPE)
+    with np.errstate(over="ignore"):  # an overflow to Inf is `_check_finite_numbers`'s to report, in one line
+        return response.float().cpu().numpy().astype(STORE_DTYPE)

@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 
+from lineage.arch.checks import INTEGER_DTYPES
 from lineage.errors import CheckpointError, NonFiniteWeightsError
 from lineage.io.checkpoint import Checkpoint
 from lineage.io.constants import ADAPTER_CONFIG, ADAPTER_WEIGHTS
@@ -150,6 +151,13 @@ class AdapterReader(Checkpoint):
             for marker, what in _REFUSED_KEYS.items():
                 if marker in key:
                     raise CheckpointError(self.folder / ADAPTER_WEIGHTS, f"{what} are not supported ('{key}')")
+            dtype = self.adapter.info(key).dtype
+            if dtype in INTEGER_DTYPES:  # a LoRA factor or replaced weight of integers is no weight to merge
+                raise CheckpointError(
+                    self.folder / ADAPTER_WEIGHTS,
+                    f"adapter tensor '{key}' holds integers ({dtype}), not weights: the adapter is corrupt or "
+                    "quantised in a format lineage does not read; save it in BF16, F16 or F32",
+                )
             inner = key.removeprefix(_PEFT_PREFIX)
             m = _LORA_KEY.match(inner)
             if m:

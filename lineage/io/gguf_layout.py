@@ -19,6 +19,7 @@ reader reports the shorter matrix (and `vocab_size` from it): nothing to undo.
 
 from __future__ import annotations
 
+import math
 import re
 from collections import defaultdict
 from dataclasses import dataclass
@@ -133,6 +134,7 @@ def gguf_layout(path: Path, metadata: dict[str, Any], shapes: dict[str, tuple[in
         raise CheckpointError(path, f"GGUF tensor names reach block {blocks - 1} with {len(shapes)} tensors: corrupt")
     table = _name_table(by_name[arch], blocks)
     wanted = _wanted_stems(next((s for s in ARCHITECTURES if s.name == layout), None), blocks)
+    _check_metadata(path, arch, metadata, shapes, blocks)
     config = _config(arch, model_type, metadata, shapes)
     plans: dict[str, TensorPlan] = {}
     taken: dict[str, str] = {}
@@ -233,6 +235,47 @@ def _head_groups(
             "split into rotary pairs: the head counts or the tensor are corrupt",
         )
     return groups
+
+
+#: Metadata keys (below `<arch>.`) that hold a size: each must be a positive integer where present.
+_POSITIVE_KEYS = ("embedding_length", "feed_forward_length", "attention.head_count",
+                  "attention.head_count_kv", "attention.key_length", "attention.value_length")  # fmt: skip
+_EPS_KEYS = ("attention.layer_norm_rms_epsilon", "attention.layer_norm_epsilon")
+
+
+def _check_metadata(
+    path: Path, arch: str, metadata: dict[str, Any], shapes: dict[str, tuple[int, ...]], blocks: int
+) -> None:
+    """The metadata the config is synthesised from, against itself and the tensors: counts are positive
+    integers, epsilons positive and finite, `block_count` the number of `blk.N` blocks and `embedding_length`
+    the token embedding's width. A contradiction is named by its GGUF key, before any tensor is read."""
+
+    def refuse(problem: str) -> None:
+        raise CheckpointError(path, f"GGUF metadata {problem}: the metadata is corrupt or edited; re-convert the model")
+
+    for key in _POSITIVE_KEYS:
+        value = metadata.get(f"{arch}.{key}")
+        # Per-layer arrays (hybrid models give 0 heads to their non-attention layers) are left to the layout.
+        if value is not None and not isinstance(value, list) and (
+            not isinstance(value, int) or isinstance(value, bool) or value <= 0
+        ):
+            refuse(f"{arch}.{key} is {value!r}, not a positive integer")
+    for key in _EPS_KEYS:
+        value = metadata.get(f"{arch}.{key}")
+        if value is not None and (
+            not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value <= 0
+        ):
+            refuse(f"{arch}.{key} is {value!r}, not a positive finite number")
+    declared = metadata.get(f"{arch}.block_count")  # 0 is a header-only file's: compared, not refused
+    if declared is not None and (not isinstance(declared, int) or isinstance(declared, bool) or declared < 0):
+        refuse(f"{arch}.block_count is {declared!r}, not a count")
+    if declared is not None and declared != blocks:
+        span = f" (blk.0 to blk.{blocks - 1})" if blocks else ""
+        refuse(f"{arch}.block_count is {declared}, but the tensors hold {blocks} blocks{span}")
+    embed = shapes.get("token_embd.weight")
+    width = metadata.get(f"{arch}.embedding_length")
+    if width is not None and embed and len(embed) == 2 and width != embed[0]:
+        refuse(f"{arch}.embedding_length is {width}, but 'token_embd.weight' is {embed[0]} wide")
 
 
 def _config(arch: str, model_type: str, metadata: dict[str, Any], shapes: dict[str, tuple[int, ...]]) -> dict[str, Any]:

@@ -101,6 +101,8 @@ class GGUFCheckpoint(Checkpoint):
         self._entries: dict[str, _Entry] = {}
         for gguf_name, plan in layout.plans.items():
             file, rec = records[gguf_name]
+            if not rec.dims:  # llama.cpp writes at least one dimension; a scalar weight is a corrupt record
+                raise CheckpointError(file, f"tensor '{gguf_name}' has no dimensions: corrupt header; re-convert it")
             shape = tuple(reversed(rec.dims))
             self._infos[plan.hf_name] = GGUFTensorInfo(
                 plan.hf_name, rec.type_name, shape, file.name, rec.start,

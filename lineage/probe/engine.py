@@ -88,7 +88,8 @@ def role_kind(role: str) -> str:
 
 
 class NonFiniteResponse(ValueError):
-    """A weight produced NaN/Inf responses: it holds NaN or Inf values (Gaussian probes touch every entry)."""
+    """A weight produced NaN/Inf responses: it holds NaN or Inf values (Gaussian probes touch every entry), or
+    finite values (or inputs) so large that the float32 products overflowed; the caller tells which."""
 
 
 Blocks = Callable[[], Iterator[tuple[int, torch.Tensor]]]
@@ -192,7 +193,7 @@ class ProbeEngine:
             `inputs @ W.T`, the profiles and the tensor's responses (`gradient_stats` empty without stats).
 
         Raises:
-            NonFiniteResponse: the weight holds NaN or Inf.
+            NonFiniteResponse: the responses came out NaN/Inf (NaN/Inf weights, or products that overflowed).
         """
         fixed, adv = self._probes(role, shape)
         # A reader of every unit rides in the main product; other profiles gather what they need on the way.
