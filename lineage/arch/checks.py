@@ -26,6 +26,14 @@ MATRIX_ROLES: frozenset[str] = frozenset(
 _LAYOUT_OF_TYPE: dict[str, str] = {t: spec.name for spec in ARCHITECTURES for t in spec.config_types}
 
 
+def model_location(reader: Any) -> Path:
+    """What a message about the whole model names: the GGUF file (the first of a split set), else the folder."""
+    files = getattr(reader, "files", ())
+    if files and Path(files[0]).suffix == ".gguf":
+        return Path(files[0])
+    return Path(getattr(reader, "folder", Path(".")))
+
+
 def config_source(reader: Any) -> tuple[Path, str]:
     """Where `reader.config` came from and what to call it in a message: `(path, "config.json")`, or the first
     GGUF file and "the GGUF metadata" (its config is synthesised from the metadata)."""

@@ -13,7 +13,6 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol
 
 from lineage.arch.checks import (
@@ -26,6 +25,7 @@ from lineage.arch.checks import (
     config_eps,
     config_int,
     contradiction,
+    model_location,
     text_config,
 )
 from lineage.arch.spec import ARCHITECTURES, ArchSpec
@@ -147,7 +147,7 @@ def resolve_model(reader: _NamedShapes) -> ResolvedModel:
     scaled = sorted(n for n in names if n.endswith(("weight_scale", "weight_scale_inv")))
     if scaled:
         raise CheckpointError(
-            getattr(reader, "folder", Path(".")),
+            model_location(reader),
             f"block-scaled (FP8) weights such as '{scaled[0]}': lineage reads weights without their scales; "
             "dequantize the checkpoint to BF16 first",
         )
@@ -155,7 +155,7 @@ def resolve_model(reader: _NamedShapes) -> ResolvedModel:
     if mixed is not None:
         prefix, index, kind, rest = mixed
         raise UnsupportedArchitectureError(
-            f"{getattr(reader, 'folder', 'model')}: layer {index}: {kind} layout is not supported "
+            f"{model_location(reader)}: layer {index}: {kind} layout is not supported "
             f"('{prefix}layers.{index}.{rest}'); lineage probes dense decoder layers only"
         )
     model_type = text_config(reader).get("model_type")
@@ -175,7 +175,7 @@ def resolve_model(reader: _NamedShapes) -> ResolvedModel:
             if broken:
                 missing = sorted(t for t in required if t not in layers[broken[0]])
                 raise CheckpointError(
-                    getattr(reader, "folder", Path(".")),
+                    model_location(reader),
                     f"layer {broken[0]} lacks {', '.join(missing)} ({len(broken)} incomplete layer(s)): "
                     "a shard is missing or the checkpoint is truncated",
                 )
@@ -183,7 +183,7 @@ def resolve_model(reader: _NamedShapes) -> ResolvedModel:
             check_model_type(reader, spec, model_type)
             return _build(reader, spec, prefix, embed, {i: layers[i] for i in indices}, names)
     raise UnsupportedArchitectureError(
-        f"{getattr(reader, 'folder', 'model')}: tensor names match no known layout "
+        f"{model_location(reader)}: tensor names match no known layout "
         f"({', '.join(s.name for s in ARCHITECTURES)}); lineage cannot probe this architecture"
     )
 
@@ -196,7 +196,7 @@ def _check_numbering(reader, prefix: str, indices: list[int]) -> None:  # noqa: 
     missing = next(i for i in range(len(indices)) if i != indices[i])
     shown = ", ".join(str(i) for i in indices[:8]) + (", ..." if len(indices) > 8 else "")
     raise CheckpointError(
-        getattr(reader, "folder", Path(".")),
+        model_location(reader),
         f"the layers under '{prefix}layers.' are numbered {shown}, not 0 to {len(indices) - 1} "
         f"(layer {missing} is missing): a shard is missing or the tensor names are corrupt",
     )
@@ -277,7 +277,7 @@ def _attention_geometry(reader, spec: ArchSpec, cfg: dict, layer: LayerTensors, 
             # Grouped-query attention: which query heads share a key head cannot be read off the shapes,
             # and a guess would change the sketches. Stripping config.json must not be a disguise.
             raise CheckpointError(
-                getattr(reader, "folder", Path(".")),
+                model_location(reader),
                 "config.json gives no attention head count (num_attention_heads / head_dim) and the key "
                 "projection is narrower than the query (grouped-query attention): restore config.json",
             )

@@ -237,10 +237,9 @@ class _Run:
                 value = _one_value(block, value)
             yield first_row, block
         if value is not False and value is not None:
-            info = self.reader.info(name)
             what = "all zeros" if value == 0 else f"every entry {value:g}"
             raise CheckpointError(
-                self.reader.folder / info.file,
+                self.reader.file_of(name),
                 f"tensor '{name}' is constant ({what}): nothing to fingerprint; the checkpoint is blank or "
                 "corrupt (an untrained export or a failed conversion): re-download or re-export it",
             )
@@ -248,7 +247,6 @@ class _Run:
     def _non_finite(self, name: str) -> CheckpointError:
         """The error for a weight whose responses came out NaN/Inf: its own NaN/Inf values, counted by a checked
         read, or, when it has none, finite values so large that the float32 products overflowed."""
-        info = self.reader.info(name)
         largest = 0.0
         # Raises NonFiniteWeightsError, with the count, when the stored values themselves hold NaN/Inf.
         for _, block in self.reader.row_blocks(name, self.block_bytes, dtype=torch.float32, check_finite=True):
@@ -261,7 +259,7 @@ class _Run:
                 "layers before (a huge norm gain or weight there)"
             )
         return CheckpointError(
-            self.reader.folder / info.file,
+            self.reader.file_of(name),
             f"tensor '{name}' {problem}; the weights are corrupt or badly scaled: re-download or re-export them",
         )
 

@@ -233,6 +233,13 @@ class AdapterReader(Checkpoint):
             values = values + self._delta(name, 0, values.shape[0], check_finite)
         return values.to(dtype)
 
+    def file_of(self, name: str) -> Path:
+        """The adapter's weights file for a tensor the adapter changes, else the base's file that holds it."""
+        if name in self._lora:
+            return self.folder / ADAPTER_WEIGHTS
+        source, key = self._source(name)
+        return source.file_of(key)
+
     def row_blocks(
         self, name: str, max_bytes: int, *, dtype: torch.dtype | None = torch.float32, check_finite: bool = True
     ) -> Iterator[tuple[int, torch.Tensor]]:

@@ -46,6 +46,10 @@ class Checkpoint(ABC):
         """Return all tensor names, sorted."""
         return sorted(self._infos)
 
+    def file_of(self, name: str) -> Path:
+        """The file that holds the tensor `name` (what a message about that tensor names)."""
+        return self.folder / self.info(name).file
+
     def info(self, name: str) -> TensorInfo:
         """Return the header facts of one tensor.
 

@@ -8,6 +8,7 @@ compared with the model peft merges: tensor by tensor, and as fingerprints.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -183,3 +184,20 @@ def test_cli_classify_finds_the_base_by_hub_id(plain: tuple[Path, Path, Path], t
     assert result.exit_code == 0, result.output
     (row,) = json.loads(result.stdout)
     assert row["model"] == "tiny-lora" and row["verdict"] == "derived" and row["derived_from"] == "tiny", row
+
+
+@pytest.mark.parametrize("value", [float("nan"), 3e38], ids=["nan", "overflowing"])
+def test_a_broken_adapter_names_the_adapter_file(plain: tuple[Path, Path, Path], tmp_path: Path, value: float) -> None:
+    from safetensors.torch import load_file, save_file
+
+    base, adapter, _ = plain
+    broken = tmp_path / "broken-adapter"
+    shutil.copytree(adapter, broken)
+    weights = load_file(str(broken / "adapter_model.safetensors"))
+    key = next(k for k in weights if "lora_B" in k)
+    weights[key][0, 0] = value
+    save_file(weights, str(broken / "adapter_model.safetensors"))
+    with adapter_bases(base), pytest.raises(CheckpointError) as info:
+        fingerprint_model(broken, CPU)
+    message = str(info.value)
+    assert message.startswith(f"{broken / 'adapter_model.safetensors'}: "), message
