@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 
 from lineage.cli.app import app
 from lineage.errors import CheckpointError, NonFiniteWeightsError
+from lineage.fingerprint.pipeline import FingerprintOptions, fingerprint_model
 from lineage.io import open_checkpoint
 from lineage.io.gguf_header import read_gguf_header
 from tests.io.test_gguf_support import hf_tensors, write_gguf
@@ -182,6 +183,16 @@ def test_heads_that_do_not_fit_q_are_refused(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError) as exc_info:
         open_checkpoint(path)
     check(exc_info.value, path, "cannot split into rotary pairs")
+
+
+def test_a_layout_error_names_the_gguf_file(tmp_path: Path) -> None:
+    # Not its folder: a folder of quantisations holds several GGUF files, and the message must say which.
+    tensors = {k: v for k, v in hf_tensors("llama").items() if k != "model.layers.1.self_attn.k_proj.weight"}
+    path = write_gguf(tmp_path / "m.gguf", "llama", tensors)
+    with pytest.raises(CheckpointError) as exc_info:
+        fingerprint_model(path, FingerprintOptions(device="cpu"))
+    check(exc_info.value, path, "layer 1 lacks")
+    assert str(exc_info.value).startswith(f"{path}: ")
 
 
 def test_nan_weights_are_refused(tmp_path: Path) -> None:
