@@ -65,6 +65,12 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     out["depth-pruned"] = _save(select_layers(load(), [*range(12), *range(20, 30)]), tokenizer, root / "pruned")
     out["depth-upscaled"] = _save(select_layers(load(), [*range(20), *range(10, 30)]), tokenizer, root / "upscaled")
 
+    replaced = load()  # every layer SmolLM2's, the (tied) embedding redrawn: a transplant that keeps no row
+    with torch.no_grad():
+        weight = replaced.get_input_embeddings().weight
+        weight.copy_(torch.randn(weight.shape, generator=torch.Generator().manual_seed(5)) * weight.std())
+    out["embedding-replaced"] = _save(replaced, tokenizer, root / "embedding-replaced")
+
     for name, layers, steps in (("scratch-32-layers", 32, 3), ("random-30-layers", 30, 0)):
         config = AutoConfig.from_pretrained(base)
         config.num_hidden_layers = layers
@@ -87,7 +93,7 @@ def fps(models: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> di
 @pytest.fixture(scope="module")
 def verdicts(fps: dict) -> dict:
     clf = FamilyClassifier().fit([fps["base"]], ["smollm2"], ["SmolLM2-135M-Instruct"])
-    names = [*DERIVATIVES, *INNOCENTS]
+    names = [*DERIVATIVES, *INNOCENTS, "embedding-replaced"]
     return dict(zip(names, clf.predict([fps[n] for n in names])))
 
 
@@ -126,3 +132,11 @@ def test_real_width_models_that_never_saw_its_weights_are_not_derived(verdicts, 
 
 def test_the_disguised_fine_tune_is_the_base_in_function(fps):
     assert sketch_distance_matrix([fps["finetune-disguised-int4"]], [fps["base"]])[0, 0] < 0.05
+
+
+@pytest.mark.xfail(strict=True, reason="known limit (README): identity responses are read on the model's own embedding")
+def test_a_replaced_embedding_hides_the_layers_it_feeds(verdicts):
+    # Every layer is SmolLM2's bit for bit, but the probes start from the suspect's own (random) embedding
+    # rows: the day this passes, the README's limit is gone and the xfail must go with it.
+    v = verdicts["embedding-replaced"]
+    assert (v.verdict, v.derived_from) == ("derived", "SmolLM2-135M-Instruct"), v.rule
