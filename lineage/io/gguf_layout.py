@@ -158,12 +158,19 @@ def gguf_vocabulary(metadata: dict[str, Any]) -> Vocabulary | None:
 
     Token types 2-6 (unknown, control, user-defined, unused, byte) are special; strings are canonical
     (`canonical_token`), byte-level when `tokenizer.ggml.model` is `gpt2`.
+
+    Raises:
+        ValueError: tokens that are not a list of strings, or token types that are not one integer per token
+            (the caller names the file).
     """
-    tokens = metadata.get("tokenizer.ggml.tokens")
-    if not isinstance(tokens, list) or not tokens or not all(isinstance(t, str) for t in tokens):
+    if "tokenizer.ggml.tokens" not in metadata:
         return None
-    types = metadata.get("tokenizer.ggml.token_type")
-    types = types if isinstance(types, list) and len(types) == len(tokens) else [1] * len(tokens)
+    tokens = metadata["tokenizer.ggml.tokens"]
+    if not isinstance(tokens, list) or not tokens or not all(isinstance(t, str) for t in tokens):
+        raise ValueError("tokenizer.ggml.tokens is not a list of token strings")
+    types = metadata.get("tokenizer.ggml.token_type", [1] * len(tokens))
+    if not isinstance(types, list) or len(types) != len(tokens) or not all(isinstance(t, int) for t in types):
+        raise ValueError(f"tokenizer.ggml.token_type is not one integer for each of the {len(tokens)} tokens")
     byte_level = metadata.get("tokenizer.ggml.model") == "gpt2"
     special = frozenset(i for i, t in enumerate(types) if t in _SPECIAL_TOKEN_TYPES)
     return Vocabulary(tuple(canonical_token(t, byte_level) for t in tokens), special, "gguf")

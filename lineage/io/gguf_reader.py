@@ -63,6 +63,9 @@ class _Entry:
     row_map: np.ndarray | None  # Hugging Face row -> stored row; None when not permuted
 
 
+_RECONVERT = "re-convert the model"
+
+
 class GGUFCheckpoint(Checkpoint):
     """Lazy, read-only view of one GGUF model (a `.gguf` file, a split set, or a folder holding one).
 
@@ -114,8 +117,24 @@ class GGUFCheckpoint(Checkpoint):
         self._closed = False
 
     def _read_vocabulary(self) -> Vocabulary | None:
-        """The embedded tokenizer's vocabulary (`tokenizer.ggml.tokens`), None when the file has none."""
-        return gguf_vocabulary(self._meta)
+        """The embedded tokenizer's vocabulary (`tokenizer.ggml.tokens`), None when the file has none.
+
+        Raises:
+            CheckpointError: malformed tokens or token types, or a token count other than the embedding's rows
+                (llama.cpp takes the vocabulary size from the token list and refuses such a file).
+        """
+        try:
+            vocabulary = gguf_vocabulary(self._meta)
+        except ValueError as exc:
+            raise CheckpointError(self.files[0], f"{exc}: the metadata is corrupt or edited; {_RECONVERT}") from None
+        embed = self._infos.get("model.embed_tokens.weight")
+        if vocabulary is not None and embed is not None and embed.shape and len(vocabulary) != embed.shape[0]:
+            raise CheckpointError(
+                self.files[0],
+                f"tokenizer.ggml.tokens holds {len(vocabulary)} tokens for {embed.shape[0]} embedding rows: the "
+                f"metadata is corrupt or edited; {_RECONVERT}",
+            )
+        return vocabulary
 
     def header_sha256(self) -> str:
         """Content address of the model's headers.

@@ -294,3 +294,25 @@ def test_fuzzed_headers_never_crash(tmp_path: Path) -> None:
                 assert str(path) in str(exc) and "\n" not in str(exc), f"variant {i}: {exc}"
                 outcomes["refused"] += 1
     assert outcomes["refused"] > 100  # most corruptions are caught, not read as a model
+
+
+@pytest.mark.parametrize(
+    ("tokens", "types", "phrase"),
+    [
+        (3, 3, "holds 3 tokens for 48 embedding rows"),
+        (None, 5, "token_type is not one integer for each of the 48 tokens"),
+    ],
+    ids=["fewer-tokens-than-rows", "types-of-another-length"],
+)
+def test_an_embedded_vocabulary_that_contradicts_the_embedding(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tokens: int | None, types: int, phrase: str
+) -> None:
+    import tests.io.test_gguf_support as support
+
+    monkeypatch.setattr(support, "TOKENS", support.TOKENS[:tokens])
+    monkeypatch.setattr(support, "TOKEN_TYPES", support.TOKEN_TYPES[:types])
+    path = write_gguf(tmp_path / "m.gguf", "llama", hf_tensors("llama"))
+    with pytest.raises(CheckpointError) as exc_info:
+        with open_checkpoint(path) as ckpt:
+            ckpt.vocabulary  # noqa: B018 - reading it is the point
+    check(exc_info.value, path, phrase)
