@@ -37,11 +37,10 @@ def model_location(reader: Any) -> Path:
 def config_source(reader: Any) -> tuple[Path, str]:
     """Where `reader.config` came from and what to call it in a message: `(path, "config.json")`, or the first
     GGUF file and "the GGUF metadata" (its config is synthesised from the metadata)."""
-    files = getattr(reader, "files", ())
-    if files and Path(files[0]).suffix == ".gguf":
-        return Path(files[0]), "the GGUF metadata"
-    folder = Path(getattr(reader, "folder", Path(".")))
-    return (folder / "config.json" if (folder / "config.json").is_file() else folder), "config.json"
+    where = model_location(reader)
+    if where.suffix == ".gguf":
+        return where, "the GGUF metadata"
+    return (where / "config.json" if (where / "config.json").is_file() else where), "config.json"
 
 
 def contradiction(reader: Any, config_says: str, tensors_say: str) -> NoReturn:
@@ -177,4 +176,6 @@ def check_shape(reader: Any, name: str | None, shape: tuple[int | None, ...], hi
 
 
 def _file(reader: Any, info: Any) -> Path:
-    return Path(getattr(reader, "folder", Path("."))) / info.file
+    # `Checkpoint.file_of` knows an adapter's files apart from its base's; a bare test double has only a folder.
+    file_of = getattr(reader, "file_of", None)
+    return Path(file_of(info.name)) if file_of is not None else Path(getattr(reader, "folder", Path("."))) / info.file
