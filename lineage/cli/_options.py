@@ -95,6 +95,17 @@ JobsOpt = Annotated[
         help="Models fingerprinted at once (process: CPU count; ray: 2 per cluster GPU or CPU).",
     ),
 ]
+ThreadsOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--threads",
+        min=1,
+        metavar="N",
+        show_default=False,
+        help="Threads lineage runs in all, divided among --jobs workers (the same as OMP_NUM_THREADS=N) "
+        "[default: $OMP_NUM_THREADS, else the cores this process may use: CPU affinity and cgroup quota].",
+    ),
+]
 RayAddressOpt = Annotated[
     str | None,
     typer.Option(
@@ -116,6 +127,14 @@ def executor_options(executor: ExecutorChoice, jobs: int | None, ray_address: st
             "--jobs needs --executor process (or ray): local runs one model at a time", param_hint="--jobs"
         )
     return ExecutorOptions(kind=executor.value, jobs=jobs, ray_address=ray_address)
+
+
+def use_threads(threads: int | None) -> None:
+    """Size the thread pools and set the OpenMP wait policy (`lineage.fingerprint.threads`): first thing in a
+    command that fingerprints, before anything imports torch."""
+    from lineage.fingerprint.threads import prepare_process
+
+    prepare_process(threads)
 
 
 def check_device(device: DeviceChoice) -> None:

@@ -18,7 +18,9 @@ from lineage.cli._options import (
     ModelsArg,
     NoVerifyOpt,
     QuietOpt,
+    ThreadsOpt,
     check_device,
+    use_threads,
 )
 from lineage.cli._progress import ScanProgress
 
@@ -45,6 +47,7 @@ def attribute(
         AttributeFormat.table
     ),
     device: DeviceOpt = DeviceChoice.auto,
+    threads: ThreadsOpt = None,
     cache: CacheDirOpt = None,
     min_weight: Annotated[float, typer.Option(metavar="WEIGHT", help="Smallest weight reported as a parent.")] = 0.05,
     no_verify: NoVerifyOpt = False,
@@ -57,6 +60,7 @@ def attribute(
     suspect given; one that could not be read has status 'error' and its message. Exit code 1 when any
     model (suspect or candidate) failed.
     """
+    use_threads(threads)
     from lineage.attribute.nnls import Attribution, AttributionOptions, attribute_rows
     from lineage.fingerprint.cache import FingerprintCache
     from lineage.fingerprint.pipeline import FingerprintOptions

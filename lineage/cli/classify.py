@@ -29,8 +29,10 @@ from lineage.cli._options import (
     QuietOpt,
     RayAddressOpt,
     ReferenceOpt,
+    ThreadsOpt,
     check_device,
     executor_options,
+    use_threads,
 )
 from lineage.cli._progress import ScanProgress
 from lineage.decide.verdict import DEFAULT_ALPHA
@@ -95,6 +97,7 @@ def classify(
     fmt: FormatOpt = OutputFormat.table,
     out: OutDirOpt = None,
     device: DeviceOpt = DeviceChoice.auto,
+    threads: ThreadsOpt = None,
     unknown: UnknownOpt = "calibrated",
     alpha: AlphaOpt = DEFAULT_ALPHA,
     cache: CacheDirOpt = None,
@@ -118,6 +121,7 @@ def classify(
     message. --out DIR also writes results.csv, results.parquet and results.json. Exit code 1 when any
     model (suspect or reference) failed.
     """
+    use_threads(threads)
     from dataclasses import replace
 
     from lineage.jobs.paths import classify_paths
@@ -143,6 +147,7 @@ def distance(
     fmt: FormatOpt = OutputFormat.table,
     out: OutDirOpt = None,
     device: DeviceOpt = DeviceChoice.auto,
+    threads: ThreadsOpt = None,
     cache: CacheDirOpt = None,
     no_cache: NoCacheOpt = False,
     key: KeyOpt = None,
@@ -157,6 +162,7 @@ def distance(
     Models that share a name are told apart by their folders. --out DIR also writes distances.csv and
     distances.parquet.
     """
+    use_threads(threads)
     from lineage.jobs.paths import distance_paths
     from lineage.report.tables import format_matrix
 

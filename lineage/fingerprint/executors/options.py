@@ -14,16 +14,18 @@ class ExecutorOptions:
 
     Attributes:
         kind: "local", "process" or "ray".
-        jobs: models fingerprinted at once: worker processes for `process` (the CPU count when None), tasks
-            in flight for `ray` (twice the cluster's GPUs, or CPUs, when None); ignored by `local`.
+        jobs: models fingerprinted at once: worker processes for `process` (the threads this process may
+            run when None: `lineage.fingerprint.threads.Cores`), tasks in flight for `ray` (twice the
+            cluster's GPUs, or CPUs, when None); ignored by `local`.
         ray_address: the Ray cluster to join (`ray://host:10001`, `auto`); None starts a local one, unless the
             caller has already called `ray.init`.
         retries: times a model is retried when its worker dies under it (not when it fails with an error:
             a corrupt checkpoint fails the same way every time).
-        threads: torch threads per worker: `cpu_count // jobs` when None for `process`, Ray's own setting
-            (one per task) for `ray`. Float32 sums split over another number of threads round differently
-            in the last bits (relative 1e-6), so only equal threads give bit-identical fingerprints to a
-            serial run; the verdicts do not move.
+        threads: torch and BLAS threads per worker: when None, for `process` each worker's share of the
+            threads this process may run (affinity, cgroup quota, `OMP_NUM_THREADS`, divided by `jobs`), for
+            `ray` the CPUs each task asks Ray for (one). Float32 sums split over another number of threads
+            round differently in the last bits (relative 1e-6), so only equal threads give bit-identical
+            fingerprints to a serial run; the verdicts do not move.
     """
 
     kind: str = "local"

@@ -4,18 +4,22 @@
 whole pool and every model in flight is lost with it. Here each worker has its own pipe and the driver
 knows which model each one holds: a dead worker (SIGKILL, the out-of-memory killer) costs its own model
 one retry and nothing else, and a fresh worker takes its place. Workers are spawned (a forked copy of a
-driver holding torch threads can deadlock), and each gets `cpu_count // N` torch threads so N workers do
-not oversubscribe the cores. While a model streams, its worker reports weight bytes (throttled) so the
-driver can show progress inside the model.
+driver holding torch threads can deadlock), and each gets its share of the cores this process may use
+(`lineage.fingerprint.threads`: affinity, cgroup quota, `OMP_NUM_THREADS`), so N workers never run more
+threads than there are cores; each starts with that share and the passive wait policy in its environment,
+so its pools are created at that size. A worker imports torch once and fingerprints model after model.
+While a model streams, its worker reports weight bytes (throttled) so the driver can show progress inside
+the model.
 """
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,6 +28,7 @@ from lineage.errors import ExecutorError
 from lineage.fingerprint.cache import FingerprintCache
 from lineage.fingerprint.executors.tasks import Plan, Task, run_task
 from lineage.fingerprint.gather import ModelOutcome, weights_hook
+from lineage.fingerprint.threads import Cores, limit_threads, worker_environment
 
 if TYPE_CHECKING:
     from lineage.fingerprint.executors.options import ExecutorOptions
@@ -43,9 +48,9 @@ def gather_in_processes(
     plan = Plan(items, probe_options, cache, progress)
     if not plan.tasks:
         return plan.result()
-    cores = os.cpu_count() or 1
-    jobs = min(executor.jobs or cores, len(plan.tasks))
-    threads = executor.threads or max(1, cores // jobs)
+    cores = Cores.detect()
+    jobs = min(executor.jobs or cores.threads, len(plan.tasks))
+    threads = executor.threads or cores.per_worker(jobs)
     queue: deque[Task] = deque(plan.tasks)
     attempts: dict[int, int] = {}
     busy: dict[_Worker, Task] = {}
@@ -101,7 +106,8 @@ class _Worker:
         ours, theirs = ctx.Pipe(duplex=True)
         process = ctx.Process(target=_worker_main, args=(theirs, threads), daemon=True, name="lineage-worker")
         try:
-            process.start()
+            with _environment(worker_environment(threads)):  # a spawned child takes the driver's environment
+                process.start()
         except OSError as exc:
             raise ExecutorError(f"cannot start a worker process: {exc}") from exc
         theirs.close()  # only the child holds its end now: its death reads as end-of-file here
@@ -147,9 +153,7 @@ class _Worker:
 
 def _worker_main(conn: Connection, threads: int) -> None:
     """A worker's loop: receive a task, run it, send its result; stop on None or a closed pipe."""
-    import torch
-
-    torch.set_num_threads(threads)
+    limit_threads(threads)  # its environment sized the pools already; this checks them (and imports torch)
     while True:
         try:
             task = conn.recv()
@@ -166,3 +170,18 @@ def _worker_main(conn: Connection, threads: int) -> None:
                 conn.send(("weights", done, total))
 
         conn.send(("done", run_task(task, weights)))
+
+
+@contextlib.contextmanager
+def _environment(values: Mapping[str, str]) -> Iterator[None]:
+    """`values` in this process's environment for the duration, then the environment as it was."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

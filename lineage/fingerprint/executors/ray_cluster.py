@@ -5,7 +5,9 @@ Each task looks in the content-addressed cache, fingerprints when it must, store
 and classifies. A task whose worker dies is rerun by Ray (`max_retries`); an error in the model is not
 (it would fail again). When the cluster has GPUs each task asks for one, so fingerprinting lands on GPU
 workers (probes run on CUDA there with the default device "auto"). On a remote cluster, lineage must be
-installed on the workers and model paths must be readable there (a shared file system). Ray is an
+installed on the workers and model paths must be readable there (a shared file system). Each task asks Ray
+for `threads` CPUs (one when unset) and runs that many torch and BLAS threads, with the passive OpenMP wait
+policy (`lineage.fingerprint.threads`): Ray never places more threads on a node than it has CPUs. Ray is an
 optional extra: `pip install 'lineage[ray]'`.
 """
 
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,6 +23,7 @@ from lineage.errors import ExecutorError
 from lineage.fingerprint.cache import FingerprintCache
 from lineage.fingerprint.executors.tasks import Plan, Task, TaskResult, run_task
 from lineage.fingerprint.gather import ModelOutcome, error_text
+from lineage.fingerprint.threads import worker_environment
 
 if TYPE_CHECKING:
     from lineage.fingerprint.executors.options import ExecutorOptions
@@ -59,9 +63,7 @@ def gather_on_ray(
             raise ExecutorError(f"cannot start or join Ray ({where}): {error_text(exc)}") from exc
     try:
         wants_gpu = ray.cluster_resources().get("GPU", 0) > 0 and plan.tasks[0].options.device != "cpu"
-        remote = ray.remote(_ray_task).options(
-            num_cpus=1, num_gpus=1 if wants_gpu else 0, max_retries=executor.retries, retry_exceptions=False
-        )
+        remote = ray.remote(_ray_task).options(**task_options(executor, wants_gpu))
         pending: deque[Task] = deque(plan.tasks)
         in_flight: dict = {}
         # Twice the cluster's slots in flight keeps every worker busy without holding a million task
@@ -86,6 +88,29 @@ def gather_on_ray(
     return plan.result()
 
 
+def task_options(executor: ExecutorOptions, gpu: bool) -> dict:
+    """The Ray options of each task: a GPU when `gpu`, and as many CPUs as its threads (one when the executor
+    does not say): Ray places a task on the CPUs it asks for, so its threads use no more."""
+    cpus = executor.threads or 1
+    return {
+        "num_cpus": cpus,
+        "num_gpus": 1 if gpu else 0,
+        "max_retries": executor.retries,
+        "retry_exceptions": False,
+        "runtime_env": {"env_vars": worker_environment(cpus)},
+    }
+
+
 def _ray_task(task: Task) -> TaskResult:
-    """The body of one Ray task (a module-level function: Ray ships it by reference)."""
+    """The body of one Ray task (a module-level function: Ray ships it by reference), on as many threads as
+    the CPUs Ray gave it (`num_cpus`) unless the task says how many."""
+    if task.threads is None:
+        task = replace(task, threads=_assigned_cpus())
     return run_task(task)
+
+
+def _assigned_cpus() -> int:
+    """The CPUs Ray assigned to the running task (whole ones, at least one)."""
+    import ray
+
+    return max(1, int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1)))

@@ -28,6 +28,7 @@ from lineage.fingerprint.cache import FingerprintCache
 from lineage.fingerprint.format import Fingerprint, fingerprint_bytes, fingerprint_from_bytes
 from lineage.fingerprint.gather import ModelOutcome, error_text, error_trace, report_outcome
 from lineage.fingerprint.obtain import FINGERPRINTED, Pending, WeightProgress, compute, locate, needs_probing
+from lineage.fingerprint.threads import limit_threads, pool_sizes
 from lineage.io.adapter_base import AdapterBases, adapter_bases, current_adapter_bases
 from lineage.io.names import model_name
 
@@ -43,8 +44,8 @@ FAULT_ENV = "LINEAGE_FAULT_KILL"
 @dataclass(frozen=True)
 class Task:
     """One model to fingerprint: its place in the input, its row name, what is left to do (`pending`), and how
-    (`threads`: torch threads for it, the worker's own setting when None; `adapter_bases`: where LoRA adapters
-    find their base in the driver, a context variable a worker process does not inherit)."""
+    (`threads`: torch and BLAS threads for it, the worker's own setting when None; `adapter_bases`: where LoRA
+    adapters find their base in the driver, a context variable a worker process does not inherit)."""
 
     index: int
     name: str | None
@@ -58,7 +59,8 @@ class Task:
 @dataclass(frozen=True)
 class TaskResult:
     """A worker's answer: how the fingerprint was obtained and its file bytes, or the error text (and its
-    traceback, as text: a worker's exception object may not unpickle in the driver)."""
+    traceback, as text: a worker's exception object may not unpickle in the driver), and the thread pools it
+    ran on (`lineage.fingerprint.threads.pool_sizes`)."""
 
     index: int
     how: str | None
@@ -66,6 +68,7 @@ class TaskResult:
     seconds: float
     payload: bytes | None = None
     trace: str | None = None
+    pools: dict | None = None
 
 
 def run_task(task: Task, weights: WeightProgress | None = None) -> TaskResult:
@@ -82,16 +85,16 @@ def run_task(task: Task, weights: WeightProgress | None = None) -> TaskResult:
     weights = _with_fault(task.name or model_name(task.pending.path), weights)
     cache = FingerprintCache(task.cache_dir) if task.cache_dir is not None else None
     if task.threads is not None:
-        import torch
-
-        torch.set_num_threads(task.threads)
+        limit_threads(task.threads)
     try:
         bases = task.adapter_bases or AdapterBases()
         with adapter_bases(bases.default, bases.by_hub_id):
             fp, how = compute(task.pending, task.options, cache, name=task.name, progress=weights)
-        return TaskResult(task.index, how, None, time.perf_counter() - t0, fingerprint_bytes(fp))
+        seconds = time.perf_counter() - t0
+        return TaskResult(task.index, how, None, seconds, fingerprint_bytes(fp), pools=pool_sizes())
     except Exception as exc:  # noqa: BLE001 - a bad model is a result, never a dead worker
-        return TaskResult(task.index, None, error_text(exc), time.perf_counter() - t0, trace=error_trace(exc))
+        seconds = time.perf_counter() - t0
+        return TaskResult(task.index, None, error_text(exc), seconds, trace=error_trace(exc), pools=pool_sizes())
 
 
 class Plan:
