@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import statistics
 import subprocess
@@ -137,9 +138,64 @@ def read_command(files: list[Path]) -> list[str]:
     return [sys.executable, "-c", READ_CODE, *map(str, files)]
 
 
-def in_process_command(ckpt: Path, device: str, profile: bool = False) -> list[str]:
-    """`bench/inprocess.py`: import, fingerprint and write times inside one child (and the breakdown)."""
-    return [sys.executable, str(BENCH / "inprocess.py"), str(ckpt), "--device", device, *(["--profile"] * profile)]
+def in_process_command(ckpt: Path, device: str, profile: bool = False, policy: bool = True) -> list[str]:
+    """`bench/inprocess.py`: import, fingerprint and write times inside one child (and the breakdown);
+    `policy=False`: without lineage's thread policy (torch's own pools and wait)."""
+    flags = [*(["--profile"] * profile), *(["--no-policy"] * (not policy))]
+    return [sys.executable, str(BENCH / "inprocess.py"), str(ckpt), "--device", device, *flags]
+
+
+class Competitor:
+    """`bench/competitor.py` (a 2-thread matrix product loop) running for the duration of a `with` block.
+
+    Entering waits until its first product is done; leaving stops it (SIGTERM, then SIGKILL) and keeps the
+    speed it printed in `speed` ("123.4 GFLOP/s over 5.0 s").
+    """
+
+    def __init__(self, threads: int = 2) -> None:
+        self.threads, self.speed, self.proc = threads, "", None
+
+    def __enter__(self) -> Competitor:
+        cmd = [sys.executable, str(BENCH / "competitor.py"), "--threads", str(self.threads)]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, start_new_session=True)
+        line = self.proc.stdout.readline()  # "ready": it competes from now on
+        if line.strip() != "ready":
+            self.__exit__()
+            raise RuntimeError(f"the competing job did not start: {line.strip() or 'no output'}")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.proc.terminate()
+        try:
+            out, _ = self.proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            _kill_group(self.proc)
+            out, _ = self.proc.communicate()
+        self.speed = (out or "").strip().splitlines()[-1] if (out or "").strip() else "no speed printed"
+
+
+def copies(ckpt: Path, count: int, folder: Path) -> list[Path]:
+    """`count` copies of checkpoint folder `ckpt` under `folder` (`copy-1` ...), as hard links to its files.
+
+    Hard links cost no disk and share the page cache, so every copy reads as warm as the original. They
+    also share size and modification time, which the fingerprint cache key is made of: measure them with
+    `--no-cache`, or the second copy is a cache hit. Where links are refused, the files are copied.
+    """
+    out = []
+    for i in range(1, count + 1):
+        dest = folder / f"copy-{i}"
+        dest.mkdir(parents=True, exist_ok=True)
+        for src in sorted(p for p in ckpt.iterdir() if p.is_file()):
+            target = dest / src.name
+            if target.exists() and target.stat().st_size == src.stat().st_size:
+                continue
+            target.unlink(missing_ok=True)
+            try:
+                os.link(src, target)
+            except OSError:
+                shutil.copy2(src, target)
+        out.append(dest)
+    return out
 
 
 def machine_line() -> str:

@@ -6,7 +6,10 @@ What it measures, printed as one JSON object on stdout (the benches run it as a 
 - `fingerprint_s`: `fingerprint_model` on the checkpoint, warm (a first, unmeasured run on a tiny slice of the
   same work is not done: the page cache is warm, the process is not, which is what one model of a scan costs);
 - `write_s`: writing the fingerprint file;
-- `peak_rss_mb`: the process's peak resident memory.
+- `peak_rss_mb`: the process's peak resident memory;
+- `threads`: how lineage's thread policy chose the pools (`lineage.fingerprint.threads`, applied before torch
+  is imported, as every command does; `--no-policy` leaves torch's own pools and OpenMP wait), and `pools`,
+  their sizes after the fingerprint.
 
 With `--profile` (one more, profiled run; cProfile slows Python-level code a little, not the products):
 
@@ -21,7 +24,7 @@ With `--profile` (one more, profiled run; cProfile slows Python-level code a lit
   allows.
 
 Usage:
-    python bench/inprocess.py CHECKPOINT [--device cpu] [--profile] [--out FILE]
+    python bench/inprocess.py CHECKPOINT [--device cpu] [--profile] [--no-policy] [--out FILE]
 """
 
 from __future__ import annotations
@@ -122,15 +125,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--profile", action="store_true", help="add the breakdown and the compute floor")
     parser.add_argument("--out", type=Path, default=None, help="also write the fingerprint here")
+    parser.add_argument("--no-policy", action="store_true", help="torch's own pools and wait, not lineage's")
     args = parser.parse_args(argv)
 
     t0 = time.perf_counter()
+    from lineage.fingerprint.threads import Cores, pool_sizes, prepare_process
+
+    # As every command that fingerprints does, before torch is imported (OpenMP reads its settings then).
+    cores = Cores.detect() if args.no_policy else prepare_process()
     import torch
 
     from lineage.fingerprint.format import save_fingerprint
     from lineage.fingerprint.pipeline import FingerprintOptions, fingerprint_model
 
-    result = {"import_s": time.perf_counter() - t0}
+    result = {"import_s": time.perf_counter() - t0, "threads": "no policy" if args.no_policy else cores.describe()}
     options = FingerprintOptions(device=args.device)
     t = time.perf_counter()
     fp = fingerprint_model(args.checkpoint, options)
@@ -141,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         save_fingerprint(fp, args.out or Path(tmp) / "fp.fingerprint.safetensors")
         result["write_s"] = time.perf_counter() - t
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e6
+    result["pools"] = pool_sizes()
     if args.profile:
         import cProfile
         import pstats
