@@ -7,9 +7,10 @@ fingerprinted; the time is the whole `lineage.jobs.scan.scan` call (workers' sta
 processes import torch, Ray starts a local cluster unless one is running). The serial scan is the
 reference: for each other executor the bench prints whether its result rows are identical to the serial
 rows, whether the verdicts are (model, verdict, family, base), and the largest difference of any number in
-the rows (worker processes run `cpu_count // jobs` torch threads, and float32 sums split over another
-number of threads round differently in the last bits; `--same-threads` gives the workers this process's
-thread count, the setting under which the fingerprints are bit-identical).
+the rows (worker processes run their share of the cores, `lineage.fingerprint.threads`: 2 cores and 2 jobs
+give one thread each, and float32 sums split over another number of threads round differently in the last
+bits; `--same-threads` gives the workers this process's thread count, the setting under which the
+fingerprints are bit-identical).
 
 Manifests: the mini catalog (built into .lineage/test-catalogs/mini when missing, as the tests do); with
 `--full` also the full catalog (the repository's models_manifest.csv, when every model it names is built

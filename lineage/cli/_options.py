@@ -92,7 +92,7 @@ JobsOpt = Annotated[
         "-j",
         min=1,
         metavar="N",
-        help="Models fingerprinted at once (process: CPU count; ray: 2 per cluster GPU or CPU).",
+        help="Models fingerprinted at once (process: --threads' count; ray: 2 per cluster GPU or CPU).",
     ),
 ]
 ThreadsOpt = Annotated[
@@ -102,8 +102,9 @@ ThreadsOpt = Annotated[
         min=1,
         metavar="N",
         show_default=False,
-        help="Threads lineage runs in all, divided among --jobs workers (the same as OMP_NUM_THREADS=N) "
-        "[default: $OMP_NUM_THREADS, else the cores this process may use: CPU affinity and cgroup quota].",
+        help="Threads lineage runs on this machine in all, divided among the workers of --executor process "
+        "(the same as OMP_NUM_THREADS=N) [default: $OMP_NUM_THREADS, else the cores this process may use: CPU "
+        "affinity and cgroup quota].",
     ),
 ]
 RayAddressOpt = Annotated[

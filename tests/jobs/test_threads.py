@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from threadpoolctl import threadpool_info
+from threadpoolctl import threadpool_info, threadpool_limits
 from typer.testing import CliRunner
 
 from lineage.cli.app import app
@@ -36,22 +36,11 @@ CLI = Path(__file__).resolve().parents[2] / "lineage" / "cli"
 
 @pytest.fixture
 def pools() -> Iterator[None]:
-    """Leave this process's environment and pools as they were (other tests pin bit-identical numbers)."""
-    names = (*POOL_VARIABLES, WAIT_POLICY[0])
-    saved_env = {name: os.environ.get(name) for name in names}
-    saved_torch = torch.get_num_threads()
-    saved_blas = [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
+    """Leave numpy's BLAS pools as they were (`tests/conftest.py` restores torch's and the environment)."""
+    saved = [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
     yield
-    for name, value in saved_env.items():
-        if value is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = value
-    torch.set_num_threads(saved_torch)
-    if saved_blas:
-        from threadpoolctl import threadpool_limits
-
-        threadpool_limits(limits=max(saved_blas), user_api="blas")
+    if saved:
+        threadpool_limits(limits=max(saved), user_api="blas")
 
 
 # --- cgroups, from fake /proc and /sys trees -------------------------------------------------------------
@@ -112,13 +101,18 @@ def test_cgroup_v1_quota_over_period(tmp_path: Path) -> None:
 
 def test_cgroup_v1_in_a_container_sees_its_cgroup_at_the_mount(tmp_path: Path) -> None:
     # Without a cgroup namespace a container's /proc/self/cgroup names the host's path, and mountinfo says the
-    # mount's root is that very cgroup: the files are at the mount point itself.
+    # mount's root is the container's cgroup: its files are at the mount point, a child cgroup's below it.
     mount = "32 31 0:29 /docker/abc /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu\n"
     proc, root = _fake(
         tmp_path,
-        "4:cpu:/docker/abc\n",
+        "4:cpu:/docker/abc/job\n",
         mount,
-        {"sys/fs/cgroup/cpu/cpu.cfs_quota_us": "50000\n", "sys/fs/cgroup/cpu/cpu.cfs_period_us": "100000\n"},
+        {
+            "sys/fs/cgroup/cpu/cpu.cfs_quota_us": "200000\n",
+            "sys/fs/cgroup/cpu/cpu.cfs_period_us": "100000\n",
+            "sys/fs/cgroup/cpu/job/cpu.cfs_quota_us": "50000\n",
+            "sys/fs/cgroup/cpu/job/cpu.cfs_period_us": "100000\n",
+        },
     )
     assert cgroup_quota(proc, root) == pytest.approx(0.5)
 
@@ -291,3 +285,28 @@ def test_process_workers_run_their_share_with_the_passive_wait(
         blas = [v for k, v in pools_seen.items() if k.startswith("blas:")]
         assert blas and set(blas) == {1}
     assert pool_sizes()["OMP_WAIT_POLICY"] is None  # the driver's own environment is left as it was
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("threads", [None, 2])
+def test_ray_tasks_run_the_cpus_they_ask_for(
+    threads: int | None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ray = pytest.importorskip("ray")
+    model = write_checkpoint(tmp_path / "m", tiny_llama_tensors(seed=5))
+    seen = []
+    finish = executor_tasks.Plan.finish
+    monkeypatch.setattr(executor_tasks.Plan, "finish", lambda self, r, a=1: (seen.append(r.pools), finish(self, r, a)))
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    try:
+        ray.init(num_cpus=2, include_dashboard=False, logging_level="warning")
+    except Exception as exc:  # noqa: BLE001 - Ray's own start-up (its raylet can time out on a loaded machine)
+        pytest.skip(f"a local Ray cluster could not start here: {exc}")
+    try:
+        probe_options = ScanOptions(device="cpu").probe_options
+        (outcome,) = gather([(None, model, None)], probe_options, None, None, ExecutorOptions("ray", threads=threads))
+    finally:
+        ray.shutdown()
+    assert outcome.ok, outcome.error
+    # One CPU per task unless told (Ray's num_cpus, and as many threads); the wait is passive.
+    assert seen[0]["torch"] == (threads or 1) and seen[0]["OMP_WAIT_POLICY"] == "PASSIVE"

@@ -63,7 +63,8 @@ def gather_on_ray(
             raise ExecutorError(f"cannot start or join Ray ({where}): {error_text(exc)}") from exc
     try:
         wants_gpu = ray.cluster_resources().get("GPU", 0) > 0 and plan.tasks[0].options.device != "cpu"
-        remote = ray.remote(_ray_task).options(**task_options(executor, wants_gpu))
+        largest = max((n["Resources"].get("CPU", 0) for n in ray.nodes() if n.get("Alive")), default=1)
+        remote = ray.remote(_ray_task).options(**task_options(executor, wants_gpu, int(largest)))
         pending: deque[Task] = deque(plan.tasks)
         in_flight: dict = {}
         # Twice the cluster's slots in flight keeps every worker busy without holding a million task
@@ -88,10 +89,11 @@ def gather_on_ray(
     return plan.result()
 
 
-def task_options(executor: ExecutorOptions, gpu: bool) -> dict:
+def task_options(executor: ExecutorOptions, gpu: bool, node_cpus: int) -> dict:
     """The Ray options of each task: a GPU when `gpu`, and as many CPUs as its threads (one when the executor
-    does not say): Ray places a task on the CPUs it asks for, so its threads use no more."""
-    cpus = executor.threads or 1
+    does not say): Ray places a task on the CPUs it asks for, so its threads use no more. No more than
+    `node_cpus` (the largest node's): a task that asks for more than any node has would wait forever."""
+    cpus = max(1, min(executor.threads or 1, node_cpus))
     return {
         "num_cpus": cpus,
         "num_gpus": 1 if gpu else 0,
