@@ -12,12 +12,13 @@ its own child process, interleaved when repeated (medians reported):
 - (d) TensorGuard's published recipe (`tensorguard_reference.py`), the system lineage replaces (1B only);
 - (e) row (c) beside a competing CPU job the bench starts itself (`competitor.py`: a fixed 2-thread matrix
   product loop in its own process, stopped after the row): a hub machine is never quiet;
-- (f) with `--contrast`, row (e) without lineage's thread policy (torch's own pools and OpenMP wait, as
-  before `lineage.fingerprint.threads`): what the policy saves;
-- (g) a batch of four copies of the checkpoint (hard links: no disk, one page cache) in one `lineage
+- (f), (g) with `--contrast`, rows (c) and (e) without lineage's thread policy (torch's own pools and
+  OpenMP wait, as before `lineage.fingerprint.threads`): what the policy costs on a quiet machine and saves
+  beside another job;
+- (h) a batch of four copies of the checkpoint (hard links: no disk, one page cache) in one `lineage
   fingerprint` command, serial, seconds per model (`--no-cache`: the copies share size and modification
   time, so they share a cache key);
-- (h) the same batch with `--executor process --jobs 2`, seconds per model.
+- (i) the same batch with `--executor process --jobs 2`, seconds per model.
 
 Then one profiled in-process run gives the breakdown by stage (opening, anchors, read, convert, products,
 profiles and statistics, other) and the **compute floor**: the very products the run made, timed again on
@@ -66,11 +67,12 @@ LABELS = {
     "inproc": "(c) the same in process (imports excluded)",
     "reference": "(d) TensorGuard reference --device {device}",
     "competing": "(e) (c) beside a competing 2-thread job",
-    "contrast": "(f) (e) without lineage's thread policy",
-    "serial": f"(g) {COPIES} copies in one command: s per model",
-    "jobs": "(h) (g) with --executor process --jobs 2",
+    "quiet_before": "(f) (c) without lineage's thread policy",
+    "contrast": "(g) (e) without lineage's thread policy",
+    "serial": f"(h) {COPIES} copies in one command: s per model",
+    "jobs": "(i) (h) with --executor process --jobs 2",
 }
-IN_PROCESS = ("inproc", "competing", "contrast")  # the child's own fingerprint_s, not its wall time
+IN_PROCESS = ("inproc", "competing", "quiet_before", "contrast")  # the child's own fingerprint_s, not its wall time
 PER_MODEL = ("serial", "jobs")  # wall time over the copies
 
 
@@ -126,7 +128,9 @@ def render(rows: dict[str, Row], data_gb: float, profile: dict | None, goals: bo
                      f"imports excluded: {import_s:.2f} s of torch and lineage before any model)")  # fmt: skip
         lines.append(f"threads in process: {inproc.runs[-1].json()['threads']}; pools after the run: "
                      f"{inproc.runs[-1].json()['pools']}")  # fmt: skip
-        for key, what in (("competing", "beside the competing job"), ("contrast", "the same without the policy")):
+        pairs = (("competing", "beside the competing job"), ("quiet_before", "quiet, without the policy"),
+                 ("contrast", "beside it, without the policy"))  # fmt: skip
+        for key, what in pairs:
             if rows[key].ok:
                 ratio = rows[key].median(_value(key)) / fp_s
                 goal = judge(ratio, GOAL_COMPETING) if key == "competing" else ""
@@ -168,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3, help="runs per row; medians are reported (default: 3)")
     parser.add_argument("--device", default="cpu", help="--device for lineage (default: cpu)")
     parser.add_argument("--reference", action="store_true", help="add TensorGuard's recipe (1B: ~4 min, ~9.5 GB)")
-    parser.add_argument("--contrast", action="store_true", help="add row (e) without lineage's thread policy")
+    parser.add_argument("--contrast", action="store_true", help="add rows (c), (e) without lineage's thread policy")
     parser.add_argument("--no-competitor", action="store_true", help="leave out the row beside a competing job")
     parser.add_argument("--no-batch", action="store_true", help=f"leave out the rows of {COPIES} copies")
     parser.add_argument("--no-profile", action="store_true", help="leave out the breakdown and the floor")
@@ -188,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
         "cli": no_exe,
         "reference": "" if args.reference else "not asked (--reference)",
         "competing": "" if not args.no_competitor else "not asked (--no-competitor)",
+        "quiet_before": "" if args.contrast else "not asked (--contrast)",
         "contrast": "" if args.contrast and not args.no_competitor else "not asked (--contrast)",
         "serial": no_exe or ("not asked (--no-batch)" if args.no_batch else ""),
         "jobs": no_exe or ("not asked (--no-batch)" if args.no_batch else ""),
@@ -204,6 +209,9 @@ def main(argv: list[str] | None = None) -> int:
             if exe:
                 rows["cli"].runs.append(measure([*lineage, str(ckpt), "--out", str(out / f"run-{i}")], args.timeout))
             rows["inproc"].runs.append(measure(in_process_command(ckpt, args.device), args.timeout))
+            if args.contrast:
+                cmd = in_process_command(ckpt, args.device, policy=False)
+                rows["quiet_before"].runs.append(measure(cmd, args.timeout))
             if args.reference:
                 cmd = [sys.executable, str(BENCH / "tensorguard_reference.py"), str(ckpt), "--device", args.device]
                 rows["reference"].runs.append(measure(cmd, args.timeout))

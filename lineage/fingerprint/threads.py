@@ -12,12 +12,12 @@ which is wrong twice on a shared machine:
   `--threads` option of the commands sets it.
 - **Waiting threads spin.** GNU OpenMP (torch's runtime on Linux: `torch.__config__.parallel_info()`) lets
   a thread that reaches the end of a parallel region busy-wait for the next one. Beside another job those
-  spinning threads take the cores the working ones need: measured on 2 cores beside a 2-thread matrix
-  product loop (`bench/bench_fingerprint.py`), a fingerprint took several times longer with the default
-  wait than with `OMP_WAIT_POLICY=PASSIVE` (threads sleep at once), which costs nothing measurable on a
-  quiet machine. OpenMP reads the variable once, when torch's runtime loads, so `prepare_process` sets it
-  before torch is imported, unless the user set it (GNU and LLVM/Intel OpenMP both honour it; a user's
-  `GOMP_SPINCOUNT` or `KMP_BLOCKTIME` still wins over it in its runtime).
+  spinning threads take the cores the working ones need: on 2 shared cores beside a 2-thread matrix
+  product loop, a fingerprint took several times longer with the default wait than with
+  `OMP_WAIT_POLICY=PASSIVE` (threads sleep at once); `bench/bench_fingerprint.py --contrast` prints both,
+  quiet and beside the loop. OpenMP reads the variable once, when torch's runtime loads, so
+  `prepare_process` sets it before torch is imported, unless the user set it (GNU and LLVM/Intel OpenMP
+  both honour it; a user's `GOMP_SPINCOUNT` or `KMP_BLOCKTIME` still wins over it in its runtime).
 
 The process executor divides the count among its workers (`Cores.per_worker`), and each worker starts
 with its share in its environment (`worker_environment`), so its pools are that size from the moment they
