@@ -1,12 +1,12 @@
 """How many threads a fingerprinting process runs, and how its waiting threads wait.
 
 The products that make a fingerprint run in torch's intra-op pool (OpenMP, with MKL inside it) and, for a
-few statistics, in the BLAS numpy loaded (OpenBLAS). Both default to one thread per CPU the machine shows,
-which is wrong twice on a shared machine:
+few statistics, in the BLAS numpy loaded (OpenBLAS). Left to themselves, both go wrong on a shared machine:
 
-- **The cores this process may use** are fewer than `os.cpu_count()` when its CPU affinity is narrower
-  (`taskset`, a container's cpuset) or a cgroup caps its CPU time (`docker --cpus`, Kubernetes limits: cgroup
-  v2 `cpu.max`, v1 `cpu.cfs_quota_us` / `cpu.cfs_period_us`). A pool larger than the quota is throttled in
+- **They count the CPUs they see, not the cores this process may use**, which are fewer than
+  `os.cpu_count()` when its CPU affinity is narrower (`taskset`, a container's cpuset) or a cgroup caps its
+  CPU time (`docker --cpus`, Kubernetes limits: cgroup v2 `cpu.max`, v1 `cpu.cfs_quota_us` /
+  `cpu.cfs_period_us`). A pool larger than the quota is throttled in
   the middle of its parallel regions, and every region waits for its slowest thread. `Cores.detect` reads
   all three; `OMP_NUM_THREADS` (or `MKL_NUM_THREADS`), when the user set it, is the count instead, and the
   `--threads` option of the commands sets it.
