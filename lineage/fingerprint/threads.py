@@ -272,8 +272,8 @@ def pool_sizes() -> dict[str, object]:
     Workers return it with each result, so a test or a bench can see what a worker ran on.
 
     Example:
-        >>> sorted(pool_sizes())[:2]
-        ['OMP_WAIT_POLICY', 'torch']
+        >>> {"OMP_WAIT_POLICY", "torch"} <= set(pool_sizes())
+        True
     """
     import torch
     from threadpoolctl import threadpool_info
