@@ -28,8 +28,8 @@ from lineage.io.constants import CONFIG_FILE
 from lineage.io.header import FileHeader, TensorInfo, read_header
 from lineage.io.index import ModelFiles, locate_files
 from lineage.io.jsonfile import read_json_object
-from lineage.io.quant import quantized_layout
 from lineage.io.names import model_name
+from lineage.io.quant import quantized_layout
 from lineage.io.vocab import Vocabulary, find_vocabulary
 
 _runs = row_runs  # the name the reader's tests spy on
