@@ -58,9 +58,10 @@ def gptq_pack(w: torch.Tensor, bits: int, group: int, *, act_order: bool = False
     scales = torch.empty(groups, out, dtype=torch.float16)
     zeros = torch.empty(groups, out)
     for g in range(groups):
-        s, z = _asymmetric(w[:, g_idx == g], bits)
+        s, z = _asymmetric(w.index_select(1, order[g * group : (g + 1) * group]), bits)
         scales[g], zeros[g] = s, z.clamp(min=0 if v2 else 1)  # v1 stores zero - 1: a zero of 0 cannot be stored
-    q = torch.round(w.T / scales[g_idx].float() + zeros[g_idx]).clamp(0, maxq)  # [in, out]
+    g = g_idx.long()  # index_select: plain tensor indexing is slow on CPU
+    q = torch.round(w.T / scales.float().index_select(0, g) + zeros.index_select(0, g)).clamp(0, maxq)  # [in, out]
     stored_zeros = zeros if v2 else zeros - 1
     return {"qweight": _words(q.numpy(), bits, 0), "qzeros": _words(stored_zeros.numpy(), bits, 1),
             "scales": scales, "g_idx": g_idx}  # fmt: skip
@@ -153,6 +154,18 @@ def ct_pack(w: torch.Tensor, fmt: str, *, bits: int = 4, group: int = 32, symmet
     return dict(compressed), args.model_dump(mode="json")
 
 
+def ct_int4_pack(w: torch.Tensor, group: int) -> tuple[dict[str, torch.Tensor], dict]:
+    """compressed-tensors' symmetric int4 group packing, written from its `pack_to_int32` (value + 8, eight a
+    word along the inputs, lowest bits first): the library's own packer is too slow for a whole model here."""
+    out, cols = w.shape
+    scale = (w.reshape(out, -1, group).abs().amax(-1) / 7.5).clamp(min=1e-8).to(torch.bfloat16)
+    full = scale.float().repeat_interleave(group, 1)
+    q = torch.round(w / full).clamp(-8, 7) + 8
+    args = {"num_bits": 4, "type": "int", "symmetric": True, "strategy": "group", "group_size": group}
+    return {".weight_packed": _words(q.numpy(), 4, 1), ".weight_scale": scale,
+            ".weight_shape": torch.tensor([out, cols])}, args  # fmt: skip
+
+
 def _config_for(fmt: str, args: dict | None = None) -> dict:
     return {
         "gptq": {"quant_method": "gptq", "bits": 4, "group_size": 32, "desc_act": True, "sym": False,
@@ -190,7 +203,9 @@ def quantise_layer(w: torch.Tensor, fmt: str) -> tuple[dict[str, torch.Tensor], 
         return {".weight" + k: v for k, v in nf4_pack(w, 64, nested=True).items()}, None
     if fmt == "int8":
         return {"." + k: v for k, v in int8_pack(w).items()}, None
-    parts, args = ct_pack(w, "pack-quantized" if fmt == "ct-int4" else "float-quantized")
+    if fmt == "ct-int4":
+        return ct_int4_pack(w, 32)
+    parts, args = ct_pack(w, "float-quantized")
     return {"." + k: v for k, v in parts.items()}, args
 
 

@@ -93,7 +93,7 @@ class BitsAndBytes(QuantFormat):
         if "nested_absmax" in weight.parts:
             inner = self.finite(stored, weight.parts["nested_absmax"], parts["nested_absmax"])
             nested_code = self.finite(stored, weight.parts["nested_code"], parts["nested_code"])
-            values = nested_code[absmax.long()]
+            values = nested_code.index_select(0, absmax.long())
             per_block = inner.repeat_interleave(weight.extra["inner"])[: values.numel()]
             absmax = values * per_block + weight.extra["offset"]
         absmax = self.finite(stored, weight.parts["absmax"], absmax)
@@ -108,5 +108,7 @@ class BitsAndBytes(QuantFormat):
         first, last = lo * cols, hi * cols  # the values of rows lo .. hi-1, in storage order
         raw = packed[first // 2 : -(-last // 2)]
         idx = torch.stack((raw >> 4, raw & 0xF), dim=1).reshape(-1)[first % 2 :][: last - first]
-        scale = absmax[torch.arange(first, last) // size]
-        return (code[idx.long()] * scale).view(hi - lo, cols)
+        values = code.index_select(0, idx.long())  # index_select: plain indexing is far slower on CPU
+        if first % size == 0 and (last - first) % size == 0:
+            return (values.view(-1, size) * absmax[first // size : last // size, None]).view(hi - lo, cols)
+        return (values * absmax.index_select(0, torch.arange(first, last) // size)).view(hi - lo, cols)

@@ -59,5 +59,5 @@ class FP8Block(QuantFormat):
         block = weight.extra["block"]
         if block is None:
             return values[lo:hi].float() * scale.reshape(())
-        rows = scale[torch.arange(lo, hi) // block[0]]  # each logical row's row of scales
+        rows = scale.index_select(0, torch.arange(lo, hi) // block[0])  # each logical row's row of scales
         return values[lo:hi].float() * rows.repeat_interleave(block[1], dim=1)[:, : weight.shape[1]]
