@@ -166,16 +166,16 @@ def ct_int4_pack(w: torch.Tensor, group: int) -> tuple[dict[str, torch.Tensor], 
             ".weight_shape": torch.tensor([out, cols])}, args  # fmt: skip
 
 
-def _config_for(fmt: str, args: dict | None = None) -> dict:
+def _config_for(fmt: str, args: dict | None = None, group: int = 32) -> dict:
     return {
-        "gptq": {"quant_method": "gptq", "bits": 4, "group_size": 32, "desc_act": True, "sym": False,
+        "gptq": {"quant_method": "gptq", "bits": 4, "group_size": group, "desc_act": True, "sym": False,
                  "checkpoint_format": "gptq"},
-        "gptq8": {"quant_method": "gptq", "bits": 8, "group_size": 32, "desc_act": False, "sym": False,
+        "gptq8": {"quant_method": "gptq", "bits": 8, "group_size": group, "desc_act": False, "sym": False,
                   "checkpoint_format": "gptq_v2"},
-        "gptq2": {"quant_method": "gptq", "bits": 2, "group_size": 32, "desc_act": False, "sym": False,
+        "gptq2": {"quant_method": "gptq", "bits": 2, "group_size": group, "desc_act": False, "sym": False,
                   "checkpoint_format": "gptq"},
-        "awq": {"quant_method": "awq", "bits": 4, "group_size": 32, "version": "gemm", "zero_point": True},
-        "fp8": {"quant_method": "fp8", "activation_scheme": "dynamic", "weight_block_size": [32, 32]},
+        "awq": {"quant_method": "awq", "bits": 4, "group_size": group, "version": "gemm", "zero_point": True},
+        "fp8": {"quant_method": "fp8", "activation_scheme": "dynamic", "weight_block_size": [group, group]},
         "nf4": {"quant_method": "bitsandbytes", "load_in_4bit": True, "bnb_4bit_quant_type": "nf4",
                 "bnb_4bit_use_double_quant": True},
         "int8": {"quant_method": "bitsandbytes", "load_in_8bit": True},
@@ -189,35 +189,36 @@ def _config_for(fmt: str, args: dict | None = None) -> dict:
 FORMATS = ("fp8", "gptq", "gptq8", "gptq2", "awq", "ct-int4", "ct-fp8", "nf4", "int8")
 
 
-def quantise_layer(w: torch.Tensor, fmt: str) -> tuple[dict[str, torch.Tensor], dict | None]:
-    """The stored tensors of one quantised layer (names relative to the module: `.qweight`...), and CT's args."""
+def quantise_layer(w: torch.Tensor, fmt: str, group: int = 32) -> tuple[dict[str, torch.Tensor], dict | None]:
+    """The stored tensors of one quantised layer (names relative to the module: `.qweight`...), and CT's args;
+    `group` inputs a scale (GPTQ, AWQ, compressed-tensors), `group` x `group` blocks for FP8."""
     if fmt.startswith("gptq"):
         bits = {"gptq": 4, "gptq8": 8, "gptq2": 2}[fmt]
-        parts = gptq_pack(w, bits, 32, act_order=fmt == "gptq", v2=fmt == "gptq8")
+        parts = gptq_pack(w, bits, group, act_order=fmt == "gptq", v2=fmt == "gptq8")
         return {"." + k: v for k, v in parts.items()}, None
     if fmt == "awq":
-        return {"." + k: v for k, v in awq_pack(w, 32).items()}, None
+        return {"." + k: v for k, v in awq_pack(w, group).items()}, None
     if fmt == "fp8":
-        return {"." + k: v for k, v in fp8_block_pack(w, (32, 32)).items()}, None
+        return {"." + k: v for k, v in fp8_block_pack(w, (group, group)).items()}, None
     if fmt == "nf4":
         return {".weight" + k: v for k, v in nf4_pack(w, 64, nested=True).items()}, None
     if fmt == "int8":
         return {"." + k: v for k, v in int8_pack(w).items()}, None
     if fmt == "ct-int4":
-        return ct_int4_pack(w, 32)
+        return ct_int4_pack(w, group)
     parts, args = ct_pack(w, "float-quantized")
     return {"." + k: v for k, v in parts.items()}, args
 
 
-def quantised_folder(folder: Path, tensors: dict[str, torch.Tensor], config: dict, fmt: str) -> Path:
+def quantised_folder(folder: Path, tensors: dict[str, torch.Tensor], config: dict, fmt: str, group: int = 32) -> Path:
     """Write `tensors` (a Llama state dict) with every decoder linear layer quantised in `fmt`."""
     out: dict[str, torch.Tensor] = {}
     args = None
     for name, value in tensors.items():
         module = name.removesuffix(".weight")
         if name.endswith(".weight") and module.rsplit(".", 1)[-1] in LINEAR:
-            parts, args = quantise_layer(value.float(), fmt)
+            parts, args = quantise_layer(value.float(), fmt, group)
             out |= {module + k: v for k, v in parts.items()}
         else:
             out[name] = value.to(torch.bfloat16)
-    return write_checkpoint(folder, out, {**config, "quantization_config": _config_for(fmt, args)})
+    return write_checkpoint(folder, out, {**config, "quantization_config": _config_for(fmt, args, group)})

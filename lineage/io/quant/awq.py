@@ -65,7 +65,7 @@ class AWQ(QuantFormat):
         scales = self.finite(stored, weight.parts["scales"], parts["scales"]).float()
         return parts["qweight"], unpack_columns(parts["qzeros"]), scales
 
-    def rows(self, weight: QuantWeight, state: Any, lo: int, hi: int) -> torch.Tensor:
+    def rows(self, weight: QuantWeight, state: Any, lo: int, hi: int, out: torch.Tensor | None = None) -> torch.Tensor:
         qweight, zeros, scales = state
         first, last = lo // 8, -(-hi // 8)  # the words holding outputs lo .. hi-1
         q = unpack_columns(qweight[:, first:last])[:, lo - 8 * first : hi - 8 * first]  # [in, hi - lo]

@@ -103,8 +103,9 @@ class QuantFormat(ABC):
         """The parts' values made ready for `rows` (scales checked, zero points unpacked)."""
 
     @abstractmethod
-    def rows(self, weight: QuantWeight, state: Any, lo: int, hi: int) -> torch.Tensor:
-        """Logical rows `[lo, hi)` dequantised: float32 of shape [hi - lo, in]."""
+    def rows(self, weight: QuantWeight, state: Any, lo: int, hi: int, out: torch.Tensor | None = None) -> torch.Tensor:
+        """Logical rows `[lo, hi)` dequantised: float32 of shape [hi - lo, in], written into `out` where the format
+        can (a buffer the caller reuses block after block), else into a new tensor."""
 
     # -- helpers for the formats ---------------------------------------------------------------------
 

@@ -99,7 +99,7 @@ class BitsAndBytes(QuantFormat):
         absmax = self.finite(stored, weight.parts["absmax"], absmax)
         return parts["weight"].reshape(-1), code, absmax
 
-    def rows(self, weight: QuantWeight, state: Any, lo: int, hi: int) -> torch.Tensor:
+    def rows(self, weight: QuantWeight, state: Any, lo: int, hi: int, out: torch.Tensor | None = None) -> torch.Tensor:
         if "scb" in weight.parts:
             values, scb = state
             return values[lo:hi] * scb[lo:hi].view(-1, 1) * _INV_127

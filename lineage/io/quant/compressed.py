@@ -92,7 +92,7 @@ class CompressedTensors(QuantFormat):
         values = parts.get("packed", parts.get("weight"))
         return values, scale.reshape(-1, 1) if scale.numel() == 1 else scale, zero
 
-    def rows(self, weight: QuantWeight, state: Any, lo: int, hi: int) -> torch.Tensor:
+    def rows(self, weight: QuantWeight, state: Any, lo: int, hi: int, out: torch.Tensor | None = None) -> torch.Tensor:
         values, scale, zero = state
         if "packed" in weight.parts:
             bits = weight.extra["bits"]

@@ -54,7 +54,7 @@ class FP8Block(QuantFormat):
         scale = self.finite(stored, weight.parts["scale"], parts["scale"]).float()
         return parts["weight"], scale
 
-    def rows(self, weight: QuantWeight, state: Any, lo: int, hi: int) -> torch.Tensor:
+    def rows(self, weight: QuantWeight, state: Any, lo: int, hi: int, out: torch.Tensor | None = None) -> torch.Tensor:
         values, scale = state
         block = weight.extra["block"]
         if block is None:

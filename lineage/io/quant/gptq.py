@@ -11,6 +11,7 @@ values across word boundaries: refused by name, as llama.cpp does.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import torch
@@ -28,6 +29,33 @@ def unpack_rows(packed: torch.Tensor, bits: int, shifts: torch.Tensor | None = N
     shifts = shifts if shifts is not None else torch.arange(0, 32, bits, dtype=torch.int32)
     values = (packed.unsqueeze(1) >> shifts.view(1, k, 1)) & ((1 << bits) - 1)
     return values.reshape(packed.shape[0] * k, packed.shape[1])
+
+
+def unpack_bytes(words: torch.Tensor, bits: int, scratch: dict | None = None) -> torch.Tensor:
+    """int32 words [r, c] -> their values [r, c * 32 / bits] along each row, lowest bits first: int8 (int16 for 8
+    bits, whose zero points reach 256). Works on the words' bytes; `scratch` keeps the buffers between calls.
+
+    4 bits, the common case, costs five passes of two bytes a byte: each byte `b` becomes the int16
+    `(b & 0xF) | (b & 0xF0) << 4`, whose two bytes in memory are the two values in order.
+    """
+    if sys.byteorder != "little":  # a word's bytes in memory order are its bits in order only on little-endian
+        return unpack_rows(words.T.contiguous(), bits).T.contiguous().to(torch.int16 if bits == 8 else torch.int8)
+    raw = words.contiguous().view(torch.uint8)
+    if bits == 8:
+        return raw.to(torch.int16)
+    if bits == 4:
+        scratch = {} if scratch is None else scratch
+        if scratch.get("shape") != raw.shape:
+            scratch |= {"shape": raw.shape, "a": torch.empty(raw.shape, dtype=torch.int16),
+                        "b": torch.empty(raw.shape, dtype=torch.int16)}  # fmt: skip
+        pair, high = scratch["a"], scratch["b"]
+        pair.copy_(raw)
+        torch.bitwise_left_shift(pair, 4, out=high).bitwise_and_(0x0F00)
+        pair.bitwise_and_(0x000F).bitwise_or_(high)
+        return pair.view(torch.int8).view(words.shape[0], -1)
+    mask = (1 << bits) - 1
+    values = torch.stack([(raw >> (bits * j)) & mask for j in range(8 // bits)], dim=-1)
+    return values.view(words.shape[0], -1).view(torch.int8)
 
 
 class GPTQ(QuantFormat):
@@ -90,15 +118,21 @@ class GPTQ(QuantFormat):
                 g_idx = None  # groups in input order: scales broadcast over whole groups, no gather
         if g_idx is None and cols % size:
             g_idx = ordered
-        return parts["qweight"], zeros, scales, g_idx, size
+        # Per output row, as the rows are made: [out, groups].
+        zeros = zeros.T.contiguous().to(torch.int16 if bits == 8 else torch.int8)
+        return parts["qweight"], zeros, scales.T.contiguous(), g_idx, size, {}
 
-    def rows(self, weight: QuantWeight, state: Any, lo: int, hi: int) -> torch.Tensor:
-        qweight, zeros, scales, g_idx, size = state
-        q = unpack_rows(qweight[:, lo:hi], weight.extra["bits"])  # [in, hi - lo]
-        z, s = zeros[:, lo:hi], scales[:, lo:hi]
-        if g_idx is not None:
-            # index_select: plain indexing with a tensor is far slower on CPU
-            return (s.index_select(0, g_idx) * (q - z.index_select(0, g_idx)).float()).T.contiguous()
+    def rows(self, weight: QuantWeight, state: Any, lo: int, hi: int, out: torch.Tensor | None = None) -> torch.Tensor:
+        qweight, zeros, scales, g_idx, size, scratch = state
         n = hi - lo
-        grouped = s.unsqueeze(1) * (q.view(-1, size, n) - z.unsqueeze(1)).float()
-        return grouped.view(-1, n).T.contiguous()
+        # [n, in] integers, in a scratch buffer that is this call's to change.
+        q = unpack_bytes(qweight[:, lo:hi].T.contiguous(), weight.extra["bits"], scratch)
+        out = torch.empty(n, weight.shape[1]) if out is None else out
+        # (q - z) is exact in integers; then one float32 product per value, as the reference computes it.
+        if g_idx is not None:  # index_select: plain indexing with a tensor is far slower on CPU
+            out.copy_(q - zeros[lo:hi].index_select(1, g_idx))
+            return out.mul_(scales[lo:hi].index_select(1, g_idx))
+        grouped = out.view(n, -1, size)
+        grouped.copy_(q.view(n, -1, size).sub_(zeros[lo:hi].unsqueeze(-1)))
+        grouped.mul_(scales[lo:hi].unsqueeze(-1))
+        return out

@@ -67,8 +67,11 @@ class QuantLayout:
         """The weight `name` dequantised in blocks of `step` rows; its parts are read once."""
         fmt, weight = self.weights[name]
         state = self._load(fmt, weight, read)
-        for lo in range(0, weight.shape[0], step):
-            yield lo, fmt.rows(weight, state, lo, min(weight.shape[0], lo + step))
+        rows, cols = weight.shape
+        buffer = torch.empty(min(step, rows) * cols)  # one output buffer for every block: no page faults per block
+        for lo in range(0, rows, step):
+            hi = min(rows, lo + step)
+            yield lo, fmt.rows(weight, state, lo, hi, buffer[: (hi - lo) * cols].view(hi - lo, cols))
 
     def runs(self, name: str, runs: list[tuple[int, int]], read: Callable[[str], torch.Tensor]) -> torch.Tensor:
         """The rows of `[start, stop)` runs of the weight `name`, dequantised and concatenated."""
