@@ -93,7 +93,8 @@ def main() -> None:
     exe = args.lineage or shutil.which("lineage") or str(Path(sys.executable).parent / "lineage")
     source = ensure_checkpoint("1b")
     quant = ensure_gptq(source, SHAPE_FOLDERS["1b"].with_name("llama-3.2-1b-shape-gptq4"))
-    sizes = {k: sum(p.stat().st_size for p in checkpoint_files(f)) / 1e9 for k, f in (("bf16", source), ("gptq", quant))}
+    folders = {"bf16": source, "gptq": quant}
+    sizes = {k: sum(p.stat().st_size for p in checkpoint_files(f)) / 1e9 for k, f in folders.items()}
     for folder in (source, quant):
         measure(read_command(checkpoint_files(folder)))  # warm the page cache for both rows alike
     runs: dict[str, list] = {"bf16": [], "gptq": []}
