@@ -166,6 +166,20 @@ def ct_int4_pack(w: torch.Tensor, group: int) -> tuple[dict[str, torch.Tensor], 
             ".weight_shape": torch.tensor([out, cols])}, args  # fmt: skip
 
 
+def mxfp4_pack(w: torch.Tensor) -> dict[str, torch.Tensor]:
+    """MXFP4 `weight_blocks` [out, in / 32, 16] and `weight_scales` [out, in / 32] (E8M0 = exponent + 127): each
+    block of 32 scaled by the power of two that brings its absmax under 6, values rounded to the nearest E2M1,
+    two a byte with the even value in the low nibble (transformers' `convert_moe_packed_tensors` reads them so)."""
+    out, cols = w.shape
+    blocks = w.reshape(out, cols // 32, 32)
+    exponent = torch.ceil(torch.log2(blocks.abs().amax(-1).clamp(min=1e-30) / 6.0)).clamp(-127, 127)
+    table = torch.tensor([0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, -0.0, -0.5, -1.0, -1.5, -2.0, -3.0, -4.0, -6.0])
+    scaled = blocks / torch.exp2(exponent).unsqueeze(-1)
+    idx = (scaled.unsqueeze(-1) - table).abs().argmin(-1).to(torch.uint8)  # [out, groups, 32]
+    packed = idx[..., 0::2] | (idx[..., 1::2] << 4)
+    return {"weight_blocks": packed.contiguous(), "weight_scales": (exponent + 127).to(torch.uint8)}
+
+
 def _config_for(fmt: str, args: dict | None = None, group: int = 32) -> dict:
     return {
         "gptq": {"quant_method": "gptq", "bits": 4, "group_size": group, "desc_act": True, "sym": False,
@@ -179,6 +193,7 @@ def _config_for(fmt: str, args: dict | None = None, group: int = 32) -> dict:
         "nf4": {"quant_method": "bitsandbytes", "load_in_4bit": True, "bnb_4bit_quant_type": "nf4",
                 "bnb_4bit_use_double_quant": True},
         "int8": {"quant_method": "bitsandbytes", "load_in_8bit": True},
+        "mxfp4": {"quant_method": "mxfp4", "modules_to_not_convert": ["lm_head", "embed_tokens"]},
         "ct-int4": {"quant_method": "compressed-tensors", "format": "pack-quantized",
                     "config_groups": {"group_0": {"targets": ["Linear"], "weights": args}}, "ignore": ["lm_head"]},
         "ct-fp8": {"quant_method": "compressed-tensors", "format": "float-quantized",
@@ -186,7 +201,7 @@ def _config_for(fmt: str, args: dict | None = None, group: int = 32) -> dict:
     }[fmt]  # fmt: skip
 
 
-FORMATS = ("fp8", "gptq", "gptq8", "gptq2", "awq", "ct-int4", "ct-fp8", "nf4", "int8")
+FORMATS = ("fp8", "gptq", "gptq8", "gptq2", "awq", "ct-int4", "ct-fp8", "nf4", "int8", "mxfp4")
 
 
 def quantise_layer(w: torch.Tensor, fmt: str, group: int = 32) -> tuple[dict[str, torch.Tensor], dict | None]:
@@ -204,6 +219,8 @@ def quantise_layer(w: torch.Tensor, fmt: str, group: int = 32) -> tuple[dict[str
         return {".weight" + k: v for k, v in nf4_pack(w, 64, nested=True).items()}, None
     if fmt == "int8":
         return {"." + k: v for k, v in int8_pack(w).items()}, None
+    if fmt == "mxfp4":
+        return {"." + k: v for k, v in mxfp4_pack(w).items()}, None
     if fmt == "ct-int4":
         return ct_int4_pack(w, group)
     parts, args = ct_pack(w, "float-quantized")

@@ -150,3 +150,17 @@ def test_the_cli_says_it_in_one_line(tmp_path: Path) -> None:
     error = [line for line in result.output.splitlines() if line.startswith("error:")]
     assert "Traceback" not in result.output and len(error) == 1, result.output  # the batch's row, then one line
     assert "GPTQ: 3-bit GPTQ packing" in error[0] and "m/config.json" in error[0], result.output
+
+
+def test_mxfp4_experts_and_nan_scales(tmp_path: Path) -> None:
+    from tests.quantise import mxfp4_pack
+
+    parts = mxfp4_pack(_w())
+    experts = {"model.layers.0.mlp.experts.down_proj_blocks": parts["weight_blocks"][None].contiguous(),
+               "model.layers.0.mlp.experts.down_proj_scales": parts["weight_scales"][None].contiguous()}  # fmt: skip
+    folder = write_checkpoint(tmp_path / "experts", experts, {"quantization_config": {"quant_method": "mxfp4"}})
+    with pytest.raises(CheckpointError, match=r"MXFP4: .*stacked expert tensor.* mixture-of-experts"):
+        open_checkpoint(folder)
+    parts["weight_scales"][3, 1] = 255  # E8M0's NaN
+    _refused(tmp_path, {"." + k: v for k, v in parts.items()}, {"quant_method": "mxfp4"}, "model.safetensors",
+             "MXFP4:", "NaN scales (255)")  # fmt: skip

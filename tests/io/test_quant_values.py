@@ -18,7 +18,7 @@ import torch
 
 from lineage.io import open_checkpoint
 from tests.checkpoints import write_checkpoint
-from tests.quantise import awq_pack, ct_pack, fp8_block_pack, gptq_pack, int8_pack, nf4_pack
+from tests.quantise import awq_pack, ct_pack, fp8_block_pack, gptq_pack, int8_pack, mxfp4_pack, nf4_pack
 
 NAME = "model.layers.0.mlp.up_proj"
 
@@ -206,3 +206,15 @@ def test_bitsandbytes_int8_equals_its_kernel(tmp_path: Path) -> None:
     qc = {"quant_method": "bitsandbytes", "load_in_8bit": True}
     got = _check(tmp_path, {"." + k: v for k, v in parts.items()}, qc, want)
     assert float((got - w).abs().max()) <= float(parts["SCB"].max()) / 127
+
+
+def test_mxfp4_equals_transformers(tmp_path: Path) -> None:
+    pytest.importorskip("transformers")
+    from transformers.integrations.mxfp4 import convert_moe_packed_tensors
+
+    w = _weight(48, 96)
+    parts = mxfp4_pack(w)
+    # transformers dequantises stacked experts [E, rows, in / 32, 16] to [E, in, rows]: one expert, transposed back.
+    want = convert_moe_packed_tensors(parts["weight_blocks"][None], parts["weight_scales"][None], dtype=torch.float32)
+    got = _check(tmp_path, {"." + k: v for k, v in parts.items()}, {"quant_method": "mxfp4"}, want[0].T)
+    assert float((got - w).abs().max()) <= float(w.abs().max()) / 4  # E2M1: the widest gap is 2 of 6

@@ -1,6 +1,6 @@
 """Quantised safetensors checkpoints read as the float model they stand for, dequantised while streaming.
 
-One module per format behind `base.QuantFormat` (`fp8`, `gptq`, `awq`, `compressed`, `bnb`), the explicit
+One module per format behind `base.QuantFormat` (`fp8`, `gptq`, `awq`, `compressed`, `bnb`, `mxfp4`), the explicit
 table of them in `registry`, and `config` for `quantization_config`. `CheckpointReader` asks
 `quantized_layout` once, at open time, and then serves each quantised layer as one logical `...weight`.
 """

@@ -18,6 +18,7 @@ METHODS = {
     "awq": "AWQ",
     "compressed-tensors": "compressed-tensors",
     "bitsandbytes": "bitsandbytes",
+    "mxfp4": "MXFP4",
 }
 
 

@@ -24,6 +24,7 @@ from lineage.io.quant.compressed import CompressedTensors
 from lineage.io.quant.config import METHODS, QuantConfig, parse_quant_config
 from lineage.io.quant.fp8 import FP8Block
 from lineage.io.quant.gptq import GPTQ
+from lineage.io.quant.mxfp4 import MXFP4
 
 FORMATS: dict[str, type[QuantFormat]] = {
     "fp8": FP8Block,
@@ -31,6 +32,7 @@ FORMATS: dict[str, type[QuantFormat]] = {
     "awq": AWQ,
     "compressed-tensors": CompressedTensors,
     "bitsandbytes": BitsAndBytes,
+    "mxfp4": MXFP4,
 }
 
 # Stored-name suffixes that only a quantised format writes, and the formats they betray.
@@ -41,6 +43,7 @@ _SIGNS = (
     (".quant_state.bitsandbytes__nf4", "bitsandbytes"),
     (".quant_state.bitsandbytes__fp4", "bitsandbytes"),
     (".SCB", "bitsandbytes"),
+    ("_blocks", "MXFP4"),
 )
 # Activation scales and format flags: nothing a weight is made of; hidden with the parts.
 _AUXILIARY = (".input_scale", ".input_zero_point", ".output_scale", ".activation_scale", ".weight_format",
