@@ -164,3 +164,12 @@ def test_mxfp4_experts_and_nan_scales(tmp_path: Path) -> None:
     parts["weight_scales"][3, 1] = 255  # E8M0's NaN
     _refused(tmp_path, {"." + k: v for k, v in parts.items()}, {"quant_method": "mxfp4"}, "model.safetensors",
              "MXFP4:", "NaN scales (255)")  # fmt: skip
+
+
+def test_compressed_tensors_activation_order_is_named(tmp_path: Path) -> None:
+    parts = _gptq()
+    ct = {".weight_packed": parts[".qweight"].T.contiguous(), ".weight_scale": parts[".scales"].T.contiguous(),
+          ".weight_shape": torch.tensor([48, 96]), ".weight_g_idx": parts[".g_idx"]}  # fmt: skip
+    qc = {"quant_method": "compressed-tensors", "format": "pack-quantized", "config_groups": {"g": {"weights": {
+        "num_bits": 4, "type": "int", "strategy": "group", "group_size": 32, "actorder": "group"}}}}
+    _refused(tmp_path, ct, qc, "model.safetensors", "compressed-tensors:", "activation ordering (actorder)")

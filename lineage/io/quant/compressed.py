@@ -45,6 +45,9 @@ class CompressedTensors(QuantFormat):
             raise self.refuse(self.config_path, f"weight strategy '{strategy}' is not supported (lineage reads "
                               "group, channel and tensor)")  # fmt: skip
         name, scale = prefix + ".weight", prefix + ".weight_scale"
+        if prefix + ".weight_g_idx" in stored.infos:  # activation order: groups are not consecutive inputs
+            raise self.refuse(stored.path(prefix + ".weight_g_idx"), f"tensor '{prefix}.weight_g_idx': activation "
+                              "ordering (actorder) is not supported (lineage reads groups of consecutive inputs)")
         parts = {"scale": scale}
         if qc.format == _PACKED:
             if args.get("type", "int") != "int" or bits not in (2, 4, 8):
