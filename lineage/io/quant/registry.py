@@ -59,6 +59,7 @@ class QuantLayout:
             logical weight (`QuantTensorInfo`), the parts hidden.
         weights: logical name -> (format, planned weight).
         config: the parsed `quantization_config` (None when the format needs none).
+        stored: the stored tensors the parts are read from (and named by messages).
     """
 
     infos: dict[str, TensorInfo]
