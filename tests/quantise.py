@@ -4,7 +4,9 @@ Each packer quantises a float [out, in] weight as the format's own tool does and
 it: GPTQ as AutoGPTQ/GPTQModel's `pack` (inputs packed into int32 rows lowest bits first, zero points minus one
 in the v1 format), AWQ as AutoAWQ's `WQLinear_GEMM.from_linear` (outputs packed in the order 0,2,4,6,1,3,5,7),
 FP8 blocks as DeepSeek-V3's `weight_scale_inv`, bitsandbytes as `QuantState.as_dict(packed=True)` (high nibble
-first, JSON quant state). compressed-tensors is packed by the `compressed-tensors` package itself.
+first, JSON quant state), MXFP4 as gpt-oss's blocks and E8M0 scales. compressed-tensors is packed by the
+`compressed-tensors` package itself where its values are pinned (its int4 packing is also written here, from
+its `pack_to_int32`: the package packs a whole model too slowly for the default run).
 `quantised_folder` writes a tiny model with every linear layer of its decoder quantised in one format.
 """
 
