@@ -4,19 +4,21 @@ compressed-tensors is checked against the `compressed-tensors` package's own dec
 others have no library that runs here without CUDA; they are checked against their primary source's formula,
 transcribed below as the source writes it (llama.cpp's `dequant_model` for FP8 blocks and GPTQ, AutoAWQ's
 `dequantize_gemm` in float16, bitsandbytes' pure-torch CPU kernels), on fixtures packed by `tests.quantise`.
-Every weight is read three ways (whole, in row blocks with seams inside groups and blocks, and as scattered
-rows) and must equal the reference in each; and the round trip must land within the format's step.
+Every weight is read three ways (whole, in row blocks whose chunks have seams inside groups and blocks, and as
+scattered rows) and must equal the reference in each; and the round trip must land within the format's step.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from unittest.mock import patch
 
 import pytest
 import torch
 
 from lineage.io import open_checkpoint
+from lineage.io.quant import registry
 from tests.checkpoints import write_checkpoint
 from tests.quantise import awq_pack, ct_pack, fp8_block_pack, gptq_pack, int8_pack, mxfp4_pack, nf4_pack
 
@@ -36,7 +38,9 @@ def _read(folder: Path, tensors: dict[str, torch.Tensor], qconfig: dict | None) 
         assert ckpt.names() == [name]  # the parts are hidden behind the one logical weight
         whole = ckpt.tensor(name)
         row_bytes = whole.shape[1] * 4
-        blocks = [(start, b.clone()) for start, b in ckpt.row_blocks(name, 5 * row_bytes)]
+        # Chunks of 15 rows, handed out 5 at a time: seams fall inside groups, blocks and words.
+        with patch.object(registry, "CHUNK_BYTES", 15 * row_bytes):
+            blocks = [(start, b.clone()) for start, b in ckpt.row_blocks(name, 5 * row_bytes)]
         assert [s for s, _ in blocks] == list(range(0, whole.shape[0], 5))
         last = whole.shape[0] - 1
         return whole, torch.cat([b for _, b in blocks]), ckpt.rows(name, [7, 0, 7, last]), whole[[7, 0, 7, last]]

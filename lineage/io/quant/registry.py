@@ -45,6 +45,7 @@ _SIGNS = (
     (".SCB", "bitsandbytes"),
     ("_blocks", "MXFP4"),
 )
+CHUNK_BYTES = 32 << 20  # float32 values dequantised at once: a few chunks a matrix, a bounded buffer
 # Activation scales and format flags: nothing a weight is made of; hidden with the parts.
 _AUXILIARY = (".input_scale", ".input_zero_point", ".output_scale", ".activation_scale", ".weight_format",
               ".k_scale", ".v_scale")  # fmt: skip
@@ -68,14 +69,22 @@ class QuantLayout:
     stored: Stored
 
     def blocks(self, name: str, step: int, read: Callable[[str], torch.Tensor]) -> Iterator[tuple[int, torch.Tensor]]:
-        """The weight `name` dequantised in blocks of `step` rows; its parts are read once."""
+        """The weight `name` dequantised in blocks of `step` rows; its parts are read once.
+
+        Rows are dequantised a chunk of up to `CHUNK_BYTES` at a time into one buffer, reused, and handed out a
+        block at a time: a format's dozen small tensor operations then run a few times a matrix rather than a
+        few hundred (each is a parallel region: on a busy machine it waits for its threads, whatever its size).
+        """
         fmt, weight = self.weights[name]
         state = self._load(fmt, weight, read)
         rows, cols = weight.shape
-        buffer = torch.empty(min(step, rows) * cols)  # one output buffer for every block: no page faults per block
-        for lo in range(0, rows, step):
-            hi = min(rows, lo + step)
-            yield lo, fmt.rows(weight, state, lo, hi, buffer[: (hi - lo) * cols].view(hi - lo, cols))
+        chunk = max(step, CHUNK_BYTES // (4 * cols) // step * step)
+        buffer = torch.empty(min(chunk, rows) * cols)  # one output buffer for every chunk: no page faults per block
+        for first in range(0, rows, chunk):
+            last = min(rows, first + chunk)
+            values = fmt.rows(weight, state, first, last, buffer[: (last - first) * cols].view(last - first, cols))
+            for lo in range(first, last, step):
+                yield lo, values[lo - first : min(last, lo + step) - first]
 
     def runs(self, name: str, runs: list[tuple[int, int]], read: Callable[[str], torch.Tensor]) -> torch.Tensor:
         """The rows of `[start, stop)` runs of the weight `name`, dequantised and concatenated."""
