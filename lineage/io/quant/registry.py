@@ -45,7 +45,7 @@ _SIGNS = (
     (".SCB", "bitsandbytes"),
     ("_blocks", "MXFP4"),
 )
-CHUNK_BYTES = 32 << 20  # float32 values dequantised at once: a few chunks a matrix, a bounded buffer
+CHUNK_BYTES = 8 << 20  # float32 values dequantised at once: few chunks a matrix, and they stay in cache
 # Activation scales and format flags: nothing a weight is made of; hidden with the parts.
 _AUXILIARY = (".input_scale", ".input_zero_point", ".output_scale", ".activation_scale", ".weight_format",
               ".k_scale", ".v_scale")  # fmt: skip
