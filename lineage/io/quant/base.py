@@ -30,7 +30,7 @@ FIX = "the checkpoint is corrupt or was edited; re-download or re-export it"
 
 @dataclass(frozen=True)
 class QuantTensorInfo(TensorInfo):
-    """A logical weight made from quantised parts: `dtype` names the format (`GPTQ-4bit`, `FP8-block`...),
+    """A logical weight made from quantised parts: `dtype` names the format (`GPTQ-4bit`, `FP8-E4M3`...),
     `shape` is the logical [out, in], `file` holds the packed weight, `end - start` counts the parts' bytes
     (what reading it costs)."""
 
