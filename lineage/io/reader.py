@@ -24,10 +24,12 @@ from safetensors import SafetensorError, safe_open
 from lineage.errors import CheckpointError
 from lineage.io.blocks import check_finite_values, open_weights, pread_tensor, torch_dtype
 from lineage.io.checkpoint import Checkpoint, row_runs
+from lineage.io.constants import CONFIG_FILE
 from lineage.io.header import FileHeader, TensorInfo, read_header
 from lineage.io.index import ModelFiles, locate_files
 from lineage.io.jsonfile import read_json_object
 from lineage.io.names import model_name
+from lineage.io.quant import quantized_layout
 from lineage.io.vocab import Vocabulary, find_vocabulary
 
 _runs = row_runs  # the name the reader's tests spy on
@@ -65,9 +67,14 @@ class CheckpointReader(Checkpoint):
         self._headers: dict[Path, FileHeader] = {
             f: read_header(f, file=f.relative_to(located.folder).as_posix()) for f in located.files
         }
-        self._infos: dict[str, TensorInfo] = _merge(self._headers, located)
+        self._stored: dict[str, TensorInfo] = _merge(self._headers, located)
         self._handles: dict[Path, Any] = {}
         self._closed = False
+        # A quantised checkpoint shows each quantised layer as one logical float weight (`lineage.io.quant`).
+        self._quant = quantized_layout(
+            self._stored, self.config, self.folder, located.config or self.folder / CONFIG_FILE, self._read_stored
+        )
+        self._infos: dict[str, TensorInfo] = self._quant.infos if self._quant is not None else self._stored
 
     def _read_vocabulary(self) -> Vocabulary | None:
         """The tokenizer's vocabulary (`tokenizer.json` in the folder), None when the folder has none."""
@@ -114,7 +121,10 @@ class CheckpointReader(Checkpoint):
         info = self.info(name)
         self._check_open()
         path = self.folder / info.file
-        values = pread_tensor(path, info, torch_dtype(path, info)).to(dtype)
+        if self._quant is not None and name in self._quant.weights:
+            values = self._quant.runs(name, [(0, info.shape[0])], self._read_stored).to(dtype)
+        else:
+            values = pread_tensor(path, info, torch_dtype(path, info)).to(dtype)
         if check_finite:
             check_finite_values(path, info, values)
         return values
@@ -140,6 +150,9 @@ class CheckpointReader(Checkpoint):
         info = self.info(name)
         self._check_open()
         path = self.folder / info.file
+        if self._quant is not None and name in self._quant.weights:
+            yield from self._quant_blocks(name, max_bytes, dtype or torch.float32, check_finite)
+            return
         source = torch_dtype(path, info)
         dtype = dtype or (source if source in (torch.bfloat16, torch.float16, torch.float32) else torch.float32)
         rows = info.shape[0] if info.shape else 1
@@ -192,6 +205,12 @@ class CheckpointReader(Checkpoint):
         """
         info, unique, inverse = self._row_index(name, index)
         path = self.folder / info.file
+        if self._quant is not None and name in self._quant.weights:
+            self._check_open()
+            values = self._quant.runs(name, list(_runs(unique.tolist())), self._read_stored)
+            if check_finite:
+                check_finite_values(path, info, values)
+            return values.to(dtype)[inverse]
         handle = self._handle(info)
         pieces = []
         with _safetensors_errors(path, name):
@@ -202,6 +221,27 @@ class CheckpointReader(Checkpoint):
         if check_finite:
             check_finite_values(path, info, raw)
         return raw.to(dtype)[inverse]
+
+    def _quant_blocks(
+        self, name: str, max_bytes: int, dtype: torch.dtype, check_finite: bool
+    ) -> Iterator[tuple[int, torch.Tensor]]:
+        """A quantised weight dequantised in blocks of rows of about `max_bytes` (in `dtype`); its packed parts
+        are read once, whole (a fraction of the float matrix)."""
+        info = self.info(name)
+        path = self.folder / info.file
+        step = max(1, max_bytes // (info.shape[1] * torch.empty((), dtype=dtype).element_size()))
+        for start, block in self._quant.blocks(name, step, self._read_stored):
+            block = block.to(dtype)
+            if check_finite:
+                check_finite_values(path, info, block)
+            yield start, block
+
+    def _read_stored(self, name: str) -> torch.Tensor:
+        """One stored tensor whole, as stored (a quantised layer's part)."""
+        self._check_open()
+        info = self._stored[name]
+        path = self.folder / info.file
+        return pread_tensor(path, info, torch_dtype(path, info))
 
     # -- lifetime ------------------------------------------------------------------------------------
 

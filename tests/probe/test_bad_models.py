@@ -30,10 +30,10 @@ def test_a_layer_with_a_missing_tensor_is_reported_not_skipped(tmp_path):
     _refused(write_checkpoint(tmp_path / "m", tensors), "layer 1 lacks mlp.down_proj.weight", "truncated")
 
 
-def test_block_scaled_fp8_weights_are_refused(tmp_path):
+def test_block_scales_without_a_quantization_config_are_refused(tmp_path):
     tensors = tiny_llama_tensors(0)
     tensors["model.layers.0.mlp.up_proj.weight_scale_inv"] = torch.ones(1)
-    _refused(write_checkpoint(tmp_path / "m", tensors), "weight_scale_inv", "dequantize")
+    _refused(write_checkpoint(tmp_path / "m", tensors), "weight_scale_inv", "no quantization_config")
 
 
 def test_grouped_query_attention_without_head_counts_asks_for_the_config(tmp_path):

@@ -1,0 +1,130 @@
+"""Fingerprinting a GPTQ 4-bit copy of the 1B shape next to fingerprinting its bf16 original.
+
+A quantised file is dequantised block by block while it streams (`lineage.io.quant`), so the bytes read stay the
+packed ones: 4 bits a weight instead of 16. The goal: the GPTQ copy fingerprints in less wall time than the bf16
+checkpoint it was made from, with peak RSS <= 600 MB.
+
+The bf16 checkpoint is `make_checkpoint.py`'s Llama-3.2-1B shape (written once); its GPTQ copy is written once
+next to it, under `bench/out/` (git-ignored): every decoder projection quantised to 4 bits in groups of 128
+inputs (symmetric, `desc_act` off, the `gptq` v1 format: AutoGPTQ's and GPTQModel's defaults), the tied
+embedding left in bf16 as GPTQ exports leave it, one shard per shard of the original. Each row is `lineage
+fingerprint CKPT --no-cache --quiet --device cpu` in its own child process (as a user runs it), after both
+folders were read once to warm the page cache; peak RSS is the child's own (`harness.measure`). With `--repeat N`
+the rows run interleaved N times and medians are reported.
+
+Usage:
+    python bench/bench_quant.py [--repeat 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from harness import SHAPE_FOLDERS, checkpoint_files, ensure_checkpoint, machine_line, measure, read_command
+
+GROUP = 128
+GOAL_RSS_MB = 600.0
+QUANT_CONFIG = {"quant_method": "gptq", "bits": 4, "group_size": GROUP, "desc_act": False, "sym": True,
+                "checkpoint_format": "gptq"}  # fmt: skip
+LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+def gptq_pack(w: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Symmetric 4-bit GPTQ of `w` [out, in] (round to nearest, no Hessian: the layout is what matters here)."""
+    out, cols = w.shape
+    groups = w.float().T.reshape(cols // GROUP, GROUP, out)
+    scales = (groups.abs().amax(1) / 7.5).clamp(min=1e-8).half()  # [groups, out]
+    q = torch.round(groups / scales.float().unsqueeze(1) + 8).clamp(0, 15).to(torch.int64).reshape(cols, out)
+    words = np.zeros((cols // 8, out), dtype=np.uint32)
+    qn = q.numpy().astype(np.uint32).reshape(cols // 8, 8, out)
+    for j in range(8):  # input 8r + j in bits 4j .. 4j+3 of word r
+        words |= qn[:, j] << np.uint32(4 * j)
+    zeros = np.zeros((cols // GROUP, out // 8), dtype=np.uint32)
+    for j in range(8):  # v1 stores the zero point minus one: 7
+        zeros |= np.uint32(7) << np.uint32(4 * j)
+    return {"qweight": torch.from_numpy(words.view(np.int32)), "qzeros": torch.from_numpy(zeros.view(np.int32)),
+            "scales": scales, "g_idx": (torch.arange(cols) // GROUP).int()}  # fmt: skip
+
+
+def ensure_gptq(source: Path, folder: Path) -> Path:
+    """The GPTQ copy of `source`, written shard by shard when absent (one source shard in memory at once)."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    done = folder / "config.json"
+    if done.is_file():
+        return folder
+    tmp = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    weight_map: dict[str, str] = {}
+    for shard in checkpoint_files(source):
+        out: dict[str, torch.Tensor] = {}
+        with safe_open(str(shard), framework="pt") as f:
+            for name in f.keys():  # noqa: SIM118 - safe_open has no iterator
+                module = name.removesuffix(".weight")
+                if name.endswith(".weight") and module.rsplit(".", 1)[-1] in LINEAR:
+                    out |= {f"{module}.{k}": v for k, v in gptq_pack(f.get_tensor(name)).items()}
+                else:
+                    out[name] = f.get_tensor(name)
+        save_file(out, str(tmp / shard.name), metadata={"format": "pt"})
+        weight_map |= {n: shard.name for n in out}
+        print(f"wrote {shard.name}", file=sys.stderr)
+    (tmp / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
+    config = json.loads((source / "config.json").read_text()) | {"quantization_config": QUANT_CONFIG}
+    (tmp / "config.json").write_text(json.dumps(config, indent=2))
+    tmp.rename(folder)
+    return folder
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=1, help="interleaved runs of each row (medians reported)")
+    parser.add_argument("--lineage", default=None, help="the lineage executable (default: the one on PATH)")
+    args = parser.parse_args()
+    exe = args.lineage or shutil.which("lineage") or str(Path(sys.executable).parent / "lineage")
+    source = ensure_checkpoint("1b")
+    quant = ensure_gptq(source, SHAPE_FOLDERS["1b"].with_name("llama-3.2-1b-shape-gptq4"))
+    folders = {"bf16": source, "gptq": quant}
+    sizes = {k: sum(p.stat().st_size for p in checkpoint_files(f)) / 1e9 for k, f in folders.items()}
+    for folder in (source, quant):
+        measure(read_command(checkpoint_files(folder)))  # warm the page cache for both rows alike
+    runs: dict[str, list] = {"bf16": [], "gptq": []}
+    out = Path(tempfile.mkdtemp(prefix="lineage-bench-quant-"))
+    try:
+        for i in range(max(1, args.repeat)):
+            for key, folder in (("bf16", source), ("gptq", quant)):
+                cmd = [exe, "fingerprint", str(folder), "--out", str(out / f"{key}-{i}"), "--device", "cpu",
+                       "--no-cache", "--quiet"]  # fmt: skip
+                run = measure(cmd)
+                if run.returncode:
+                    sys.exit(f"bench_quant: fingerprinting {folder} failed:\n{run.stderr[-2000:]}")
+                runs[key].append(run)
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+    print(machine_line())
+    print(f"runs: {args.repeat} interleaved, medians; lineage fingerprint --device cpu --no-cache, end to end")
+    print(f"{'row':<40} {'GB':>6} {'wall s':>8} {'peak RSS MB':>12}   (every run: wall s)")
+    med = {}
+    for key, label in (("bf16", "1B shape, bf16"), ("gptq", "1B shape, GPTQ 4-bit (group 128)")):
+        wall = statistics.median(r.wall_s for r in runs[key])
+        rss = statistics.median(r.peak_rss_mb for r in runs[key])
+        med[key] = (wall, rss)
+        every = ", ".join(f"{r.wall_s:.2f}" for r in runs[key])
+        print(f"{label:<40} {sizes[key]:>6.2f} {wall:>8.2f} {rss:>12.0f}   ({every})")
+    ratio = med["gptq"][0] / med["bf16"][0]
+    ok = ratio < 1 and med["gptq"][1] <= GOAL_RSS_MB
+    print(f"gptq / bf16 wall time: {ratio:.2f}x; goal: < 1x and peak RSS <= {GOAL_RSS_MB:.0f} MB: "
+          f"{'met' if ok else 'NOT met'}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,144 @@
+"""What every quantised format shares: the logical weight it presents, the base class, the stored tensors.
+
+A quantised layer stores several tensors (`qweight`, `qzeros`, `scales`, `g_idx`; or `weight` and
+`weight_scale_inv`; ...). The reader shows the rest of lineage ONE logical `<module>.weight` of the [out, in]
+shape the layer computes with, in float32, and hides the parts: the architecture tables and the probes see the
+model the quantiser started from, and the bytes read stay the quantised ones. A format implements three steps:
+`plan` (names and shapes only, at open time: which parts, what logical shape, every shape checked), `load`
+(the parts' values, once per read of the weight: scales checked for NaN, zero points unpacked) and `rows`
+(dequantise a block of output rows from what `load` returned). GGUF's reader works the same way with
+gguf-py's `dequantize`; here the formulas are the formats' own, each module citing its source.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+
+from lineage.errors import CheckpointError
+from lineage.io.header import TensorInfo
+from lineage.io.quant.config import QuantConfig
+
+FIX = "the checkpoint is corrupt or was edited; re-download or re-export it"
+
+
+@dataclass(frozen=True)
+class QuantTensorInfo(TensorInfo):
+    """A logical weight made from quantised parts: `dtype` names the format (`GPTQ-4bit`, `FP8-E4M3`...),
+    `shape` is the logical [out, in], `file` holds the packed weight, `end - start` counts the parts' bytes
+    (what reading it costs)."""
+
+    def __post_init__(self) -> None:
+        if any(d <= 0 for d in self.shape) or not 0 <= self.start <= self.end:
+            raise ValueError(f"invalid shape {self.shape} or byte range [{self.start}, {self.end})")
+
+
+@dataclass(frozen=True)
+class QuantWeight:
+    """One quantised layer as the format planned it.
+
+    Attributes:
+        name: the logical tensor's name (`model.layers.0.mlp.up_proj.weight`).
+        shape: its logical [out, in] shape.
+        dtype: the format's label for `Checkpoint.dtypes` (`GPTQ-4bit`).
+        parts: role -> stored tensor name (`{"qweight": "...qweight", "scales": "...scales"}`).
+        extra: facts read at plan time (bits, a bitsandbytes quant state...).
+        hidden: stored tensors read at plan time only (`weight_shape`, a quant state), hidden with the parts.
+    """
+
+    name: str
+    shape: tuple[int, int]
+    dtype: str
+    parts: dict[str, str]
+    extra: dict[str, Any] = field(default_factory=dict)
+    hidden: tuple[str, ...] = ()
+
+
+class Stored:
+    """The checkpoint's stored tensors as a format sees them while planning: header facts, the file that holds
+    each (for messages), and a reader of small tensors (`weight_shape`, a bitsandbytes quant state)."""
+
+    def __init__(
+        self, infos: dict[str, TensorInfo], folder: Path, read: Callable[[str], torch.Tensor]
+    ) -> None:
+        self.infos, self.folder, self._read = infos, folder, read
+
+    def path(self, name: str) -> Path:
+        return self.folder / self.infos[name].file
+
+    def read(self, name: str) -> torch.Tensor:
+        return self._read(name)
+
+
+class QuantFormat(ABC):
+    """One quantised format: which stored tensors mark a quantised layer, and how to dequantise it.
+
+    Args:
+        config: the checkpoint's `quantization_config` (None when config.json has none).
+        config_path: config.json, named by messages about the config.
+    """
+
+    label: ClassVar[str]  # the name messages give the format
+    markers: ClassVar[tuple[str, ...]]  # name suffixes of the one stored tensor that marks a quantised layer
+
+    def __init__(self, config: QuantConfig | None, config_path: Path) -> None:
+        self.config, self.config_path = config, config_path
+
+    def prefixes(self, names: set[str]) -> list[tuple[str, str]]:
+        """`(module prefix, marker)` of every quantised layer of this format among `names`, sorted."""
+        return sorted((n[: -len(m)], m) for n in names for m in self.markers if n.endswith(m))
+
+    @abstractmethod
+    def plan(self, prefix: str, marker: str, stored: Stored) -> QuantWeight:
+        """Check the layer's parts by name and shape; return the logical weight (CheckpointError if not)."""
+
+    @abstractmethod
+    def load(self, weight: QuantWeight, parts: dict[str, torch.Tensor], stored: Stored) -> Any:
+        """The parts' values made ready for `rows` (scales checked, zero points unpacked)."""
+
+    @abstractmethod
+    def rows(self, weight: QuantWeight, state: Any, lo: int, hi: int, out: torch.Tensor | None = None) -> torch.Tensor:
+        """Logical rows `[lo, hi)` dequantised: float32 of shape [hi - lo, in], written into `out` where the format
+        can (a buffer the caller reuses block after block), else into a new tensor."""
+
+    # -- helpers for the formats ---------------------------------------------------------------------
+
+    def refuse(self, path: Path, problem: str) -> CheckpointError:
+        """A one-line error about `path` that names the format."""
+        return CheckpointError(path, f"{self.label}: {problem}")
+
+    def part(self, stored: Stored, name: str, dtypes: tuple[str, ...], shape: tuple[int, ...] | None,
+             anchor: str) -> TensorInfo:  # fmt: skip
+        """The stored part `name`, checked: present, of one of `dtypes`, of `shape` (None: any)."""
+        if name not in stored.infos:
+            raise self.refuse(stored.path(anchor), f"tensor '{anchor}' has no '{name}' beside it; {FIX}")
+        info = stored.infos[name]
+        if info.dtype not in dtypes:
+            raise self.refuse(
+                stored.path(name), f"tensor '{name}' has dtype {info.dtype}, but the format stores it as "
+                f"{' or '.join(dtypes)}; {FIX}",
+            )  # fmt: skip
+        if shape is not None and tuple(info.shape) != tuple(shape):
+            raise self.refuse(
+                stored.path(name), f"tensor '{name}' has shape {list(info.shape)}, but the layer needs "
+                f"{list(shape)}; {FIX}",
+            )  # fmt: skip
+        return info
+
+    def finite(self, stored: Stored, name: str, values: torch.Tensor) -> torch.Tensor:
+        """`values` as stored, refused when a scale holds NaN or Inf."""
+        bad = int(values.numel() - torch.isfinite(values.float()).sum())
+        if bad:
+            raise self.refuse(stored.path(name), f"tensor '{name}' holds {bad} NaN/Inf scales; {FIX}")
+        return values
+
+
+def groups_of(columns: int, group_size: int | None) -> int:
+    """How many groups of `group_size` inputs cover `columns` (-1 or None: one group)."""
+    return 1 if group_size in (None, -1) else math.ceil(columns / group_size)
