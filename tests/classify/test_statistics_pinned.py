@@ -220,7 +220,7 @@ def test_best_reference_is_the_smallest_p_value_not_the_nearest():
 
 
 def test_weight_test_null_rate_is_within_a_binomial_bound_of_alpha_over_3_18():
-    # Independent synthetic models of 1-4 layers each (every search the test makes: layers, units): their
+    # Independent synthetic models of 1-8 layers each (every search the test makes: layers, units): their
     # signs are fair coins, each group's sum of 32-128 terms follows the Gaussian tail, so a p-value below
     # alpha comes at rate about alpha / 3.18 (the bound's constant; groups Bonferroni-combined). Checked there,
     # with a binomial bound at 1e-4, not against alpha: a two-sided tail or a search that peeked at the
@@ -229,7 +229,7 @@ def test_weight_test_null_rate_is_within_a_binomial_bound_of_alpha_over_3_18():
     total, per_group = [], {name: [] for name in GROUPS}
     for seed in range(pairs):
         rng = np.random.default_rng(7000 + seed)
-        la, lb = int(rng.integers(1, 5)), int(rng.integers(1, 5))
+        la, lb = int(rng.integers(1, 9)), int(rng.integers(1, 9))
         result = weight_test(_fp("a", random_responses(rng, la)), _fp("b", random_responses(rng, lb)))
         total.append(result.log10_p)
         for g in result.groups:

@@ -66,7 +66,9 @@ def parents(tmp_path_factory) -> dict:
 
 @pytest.mark.parametrize("name", sorted(DISGUISES))
 @pytest.mark.parametrize("arch", [a for a, _ in ARCHS])
-def test_disguised_copy_sits_on_its_parent_and_keeps_its_invariant_groups(parents, tmp_path, arch: str, name: str) -> None:
+def test_disguised_copy_sits_on_its_parent_and_keeps_its_invariant_groups(
+    parents, tmp_path, arch: str, name: str
+) -> None:
     if name == "rotate_residual" and arch == "gemma3":
         pytest.skip("residual rotation cannot preserve Gemma 3's function (its post-norms)")
     parent, fp_parent, fp_twin = parents[arch]
