@@ -77,6 +77,13 @@ def test_sign_test_of_all_negative_terms_has_p_one():
     assert mostly_negative.z == pytest.approx(-30 / math.sqrt(50)) and mostly_negative.p_value == 1.0
 
 
+def test_sign_test_drops_non_finite_terms():
+    # A NaN term would make z NaN; it carries no evidence either way and is left out, not counted.
+    clean = sign_test(np.r_[np.ones(20), -np.ones(5)])
+    assert sign_test(np.r_[np.ones(20), np.nan, -np.ones(5), np.inf]) == clean
+    assert clean.signs == 25 and sign_test(np.full(5, np.nan)).log10_p == 0.0
+
+
 def test_sign_test_z_is_the_signed_sum_over_the_norm_and_p_its_tail():
     rng = np.random.default_rng(1)
     for _ in range(20):
@@ -104,36 +111,43 @@ def test_weight_test_p_is_the_smallest_group_times_the_number_of_groups_tested()
         assert result.log10_p == pytest.approx(smallest + math.log10(count), abs=1e-9)
 
 
-def _vocabulary_edit(identity: dict[str, np.ndarray], keep: list[int], new: int, rng) -> dict[str, np.ndarray]:  # noqa: ANN001
-    """Identity responses of a copy whose anchor rows are the base's `keep` rows followed by `new` new tokens'
-    rows (drawn at random): the rows indexed by anchor; the unit profiles (on anchor mixtures) as they are."""
+def _rows(identity: dict[str, np.ndarray], rows, rng, new: int = 0, before: int = 0) -> dict[str, np.ndarray]:  # noqa: ANN001
+    """Identity responses of a copy whose anchor rows are `before` new rows, the base's `rows`, then `new` new
+    rows (new rows drawn at random); the unit profiles, read on anchor mixtures, as they are."""
     out = {}
     for key, value in identity.items():
         if key in ("embed", "head") or key.split(".")[-1].startswith("resid"):
-            value = np.concatenate([value[keep], rng.normal(size=(new, value.shape[1])).astype(np.float32)])
+            parts = [rng.normal(size=(before, value.shape[1])), value[rows], rng.normal(size=(new, value.shape[1]))]
+            value = np.concatenate(parts).astype(np.float32)
         out[key] = value
     return out
 
 
-@pytest.mark.parametrize("basis", ["tokens", "ids"])
+@pytest.mark.parametrize("basis", ["tokens", "ids", "tokens against ids"])
 def test_weight_test_reads_each_side_at_its_own_anchor_positions(basis: str):
     # A vocabulary edit moves the shared anchors to other positions in the two fingerprints: the first five
     # of the base's anchors are gone and five new ones come after the rest (by string: new tokens sorting
-    # last; by id: larger ids). Each side's rows must be read at its own positions of the shared anchors,
-    # or the residual groups compare unrelated rows and lose every derivative whose vocabulary was edited.
+    # last; by id: larger ids; a tokenizer on one side only: compared by id, its id anchors after its token
+    # anchors). Each side's rows must be read at its own positions of the shared anchors, or the residual
+    # groups compare unrelated rows and lose every derivative whose vocabulary was edited.
     rng = np.random.default_rng(22)
     identity = random_responses(rng, layers=3)
     identity["head"] = rng.normal(size=(P, COORDS)).astype(np.float32)
-    keep = list(range(5, P))
-    edited = _vocabulary_edit(identity, keep, 5, rng)
+    keep, ids = list(range(5, P)), np.arange(P, dtype=np.int64) + 10
+    edited_ids = np.r_[ids[keep], np.arange(5) + 10 + P]
     if basis == "tokens":
         words = tuple(f"tok{i:02d}" for i in range(P))
-        base = _fp("base", identity, anchors=np.arange(P) + 100, tokens=words)
+        base = _fp("base", identity, anchors=ids, tokens=words)
         new_words = tuple(words[i] for i in keep) + tuple(f"zz{i}" for i in range(5))
-        copy = _fp("edited", edited, anchors=np.arange(P) + 300, tokens=new_words)  # other ids: a new tokenizer
+        copy = _fp("edited", _rows(identity, keep, rng, new=5), anchors=ids + 300, tokens=new_words)  # other ids
+    elif basis == "ids":
+        base = _fp("base", identity, anchors=ids)
+        copy = _fp("edited", _rows(identity, keep, rng, new=5), anchors=edited_ids)
     else:
-        base = _fp("base", identity, anchors=np.arange(P, dtype=np.int64) + 10)
-        copy = _fp("edited", edited, anchors=np.r_[np.arange(5, P), np.arange(P, P + 5)].astype(np.int64) + 10)
+        base = _fp("base", identity, anchors=ids)
+        words = tuple(f"tok{i:02d}" for i in range(P))  # P token anchors (of ids 500...), then the id anchors
+        copy = _fp("edited", _rows(identity, keep, rng, new=5, before=P), anchors=np.r_[np.arange(P) + 500, edited_ids],
+                   tokens=words)  # fmt: skip
     result = weight_test(copy, base)
     for name in ("embedding", "attention", "ffn"):
         g = _group(result, name)
@@ -184,7 +198,8 @@ def _references(count: int, rng) -> list[Fingerprint]:  # noqa: ANN001
 def test_verdict_p_is_the_best_raw_p_sidak_corrected_for_the_references_tried(count: int):
     rng = np.random.default_rng(30 + count)
     refs = _references(count, rng)
-    clf = FamilyClassifier().fit(refs, [f"f{i}" for i in range(count)])
+    families = [f"f{i % 2}" for i in range(count)]  # R references, fewer families: R is what was tried
+    clf = FamilyClassifier().fit(refs, families)
     sketches = perturbed(refs[0].sketches, rng, 0.2)
     weak = _fp("weak", perturbed(refs[0].identity, rng, 2.5), sketches=sketches)  # p in the float range
     strong = _fp("strong", perturbed(refs[0].identity, rng, 0.5), sketches=sketches)  # far below it
@@ -197,7 +212,14 @@ def test_verdict_p_is_the_best_raw_p_sidak_corrected_for_the_references_tried(co
         # The nearest list carries each reference's raw p-value, uncorrected.
         for entry in v.nearest:
             assert entry["log10_p"] == pytest.approx(raw[int(entry["reference"][3:])], abs=1e-12)
-    assert -11 < min(weight_test(weak, ref).log10_p for ref in refs) < -3  # 1 - (1 - p)^R computed, not R p
+    raw = min(weight_test(weak, ref).log10_p for ref in refs)
+    assert -11 < raw < -3  # 1 - (1 - p)^R computed, not R p
+    # Derived exactly when the corrected p-value is below alpha: a level just above the raw p-value is not
+    # met when R > 1, one just above the corrected p-value is.
+    corrected = sidak_log10(raw, count)
+    for level, derived in ((raw + 0.01, count == 1), (corrected + 0.01, True)):
+        [v] = FamilyClassifier(alpha=10**level).fit(refs, families).predict([weak])
+        assert (v.verdict == DERIVED) == derived, v.rule
     assert min(weight_test(strong, ref).log10_p for ref in refs) < -20
 
 
