@@ -267,6 +267,12 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="lineage-mutate-") as tmp:
         root = Path(tmp)
         _copy_tree(root)
+        where = subprocess.run([sys.executable, "-c", "import lineage; print(lineage.__file__)"], cwd=root,
+                               env={**os.environ, "PYTHONPATH": str(root)}, capture_output=True, text=True)  # fmt: skip
+        if not where.stdout.strip().startswith(str(root)):  # an installed lineage would shadow the mutated copy
+            found = where.stdout.strip() or where.stderr
+            print(f"the copy is not what `import lineage` finds: {found}", file=sys.stderr)
+            return 2
         for m in chosen:  # every edit must apply before any test runs
             (root / m.path).write_text(_apply(root, m), encoding="utf-8")
         for files in dict.fromkeys(m.test_files() for m in chosen):
