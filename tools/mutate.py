@@ -12,7 +12,7 @@ The mutants are written by hand (`MUTANTS`), not generated: each is a bug that c
 accuse innocent models (a two-sided tail, a dropped correction, a search that peeks at the signs) or lose
 derivatives. Run it after every change to those folders, and add a mutant for any new step of the p-value:
 
-    python tools/mutate.py                 # every mutant (about 10 minutes on 2 cores)
+    python tools/mutate.py                 # every mutant (46 pytest runs: 46 minutes on a busy 2-core machine)
     python tools/mutate.py --list          # the mutants, without running them
     python tools/mutate.py signs-two-sided kmeans-no-sidak   # some of them
 
