@@ -14,7 +14,7 @@ import pytest
 from scipy.stats import binom
 
 from lineage.catalog.battery import BLIND_SPOTS, DERIVATIONS, build_battery
-from lineage.jobs.calibration import calibrate, clopper_pearson, qq_plot, rates
+from lineage.jobs.calibration import calibrate, qq_plot
 from lineage.jobs.scan import ScanOptions
 
 pytestmark = pytest.mark.slow
@@ -62,9 +62,3 @@ def test_qq_plot_is_written(result, tmp_path: Path):
     path = qq_plot(result["p_values"], tmp_path / "qq.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
-
-def test_rates_and_intervals():
-    [r] = rates([0.001, 0.2, 0.5, 0.04], (0.05,))
-    assert (r.hits, r.n, r.rate) == (2, 4, 0.5) and r.low < 0.5 < r.high
-    low, high = clopper_pearson(0, 300)
-    assert low == 0.0 and high == pytest.approx(0.0122, abs=2e-4)  # the "rule of three" region

@@ -134,7 +134,11 @@ def test_the_disguised_fine_tune_is_the_base_in_function(fps):
     assert sketch_distance_matrix([fps["finetune-disguised-int4"]], [fps["base"]])[0, 0] < 0.05
 
 
-@pytest.mark.xfail(strict=True, reason="known limit (README): identity responses are read on the model's own embedding")
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,  # the known limit is a wrong verdict; any other exception is a failure
+    reason="known limit (README): identity responses are read on the model's own embedding",
+)
 def test_a_replaced_embedding_hides_the_layers_it_feeds(verdicts):
     # Every layer is SmolLM2's bit for bit, but the probes start from the suspect's own (random) embedding
     # rows: the day this passes, the README's limit is gone and the xfail must go with it.
