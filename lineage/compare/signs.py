@@ -53,7 +53,9 @@ class SignTest:
 
 def log10_rademacher_tail(z: float) -> float:
     """log10 of `min(1, c * P(N(0, 1) >= z))`, the bound on `P(sum eps_i a_i >= z)` for unit `sum a_i^2`."""
-    if not math.isfinite(z):
+    if math.isnan(z):
+        return 0.0  # no evidence: a NaN must never read as p = 0
+    if math.isinf(z):
         return 0.0 if z < 0 else -math.inf
     return min(0.0, math.log10(BD_CONSTANT) + float(log_ndtr(-z)) * _LOG10_E)
 

@@ -84,6 +84,12 @@ def test_sign_test_drops_non_finite_terms():
     assert clean.signs == 25 and sign_test(np.full(5, np.nan)).log10_p == 0.0
 
 
+def test_tail_of_a_nan_z_is_no_evidence():
+    # A NaN z (a degenerate sum reaching the tail directly) is p = 1, never p = 0; infinities keep their side.
+    assert log10_rademacher_tail(math.nan) == 0.0
+    assert log10_rademacher_tail(-math.inf) == 0.0 and log10_rademacher_tail(math.inf) == -math.inf
+
+
 def test_sign_test_z_is_the_signed_sum_over_the_norm_and_p_its_tail():
     rng = np.random.default_rng(1)
     for _ in range(20):
