@@ -76,6 +76,26 @@ BaseOpt = Annotated[
 CacheDirOpt = Annotated[
     Path | None, typer.Option("--cache", metavar="DIR", help="Fingerprint cache folder [$LINEAGE_CACHE].")
 ]
+VERIFY_WEIGHTS_ENV = "LINEAGE_VERIFY_WEIGHTS"
+VerifyWeightsOpt = Annotated[
+    bool,
+    typer.Option(
+        "--verify-weights",
+        envvar=VERIFY_WEIGHTS_ENV,
+        help="Key the cache by the sha256 of every weight byte (each model read in full, at disk speed), not "
+        "by file sizes and times: a file replaced by one of the same size and time is never answered from the "
+        f"cache [${VERIFY_WEIGHTS_ENV}].",
+    ),
+]
+
+
+def verify_weights_setting() -> bool:
+    """`$LINEAGE_VERIFY_WEIGHTS` as a flag (1, true, yes, on), for commands without the option."""
+    import os
+
+    return os.environ.get(VERIFY_WEIGHTS_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
 NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Fingerprint every model again; store nothing.")]
 ExecutorOpt = Annotated[
     ExecutorChoice,

@@ -29,8 +29,10 @@ from lineage.cli._options import (
     QuietOpt,
     RayAddressOpt,
     ReferenceOpt,
+    VerifyWeightsOpt,
     check_device,
     executor_options,
+    verify_weights_setting,
 )
 from lineage.cli._progress import ScanProgress
 from lineage.decide.verdict import DEFAULT_ALPHA
@@ -71,8 +73,11 @@ def scan_options(  # noqa: ANN201 - ScanOptions, imported lazily
     alpha: float = DEFAULT_ALPHA,
     no_verify: bool = False,
     key: str | None = None,
+    verify_weights: bool | None = None,
 ):
-    """The library's options from the shared command-line options (after checking the device is here)."""
+    """The library's options from the shared command-line options (after checking the device is here).
+
+    `verify_weights` None takes `$LINEAGE_VERIFY_WEIGHTS` (the setting of a hub-wide scan's machine)."""
     from lineage.jobs.options import ScanOptions
 
     check_device(device)
@@ -85,6 +90,7 @@ def scan_options(  # noqa: ANN201 - ScanOptions, imported lazily
         use_cache=not no_cache,
         verify_packs=not no_verify,
         key=key,
+        verify_weights=verify_weights_setting() if verify_weights is None else verify_weights,
     )
 
 
@@ -100,6 +106,7 @@ def classify(
     cache: CacheDirOpt = None,
     no_cache: NoCacheOpt = False,
     no_verify: NoVerifyOpt = False,
+    verify_weights: VerifyWeightsOpt = False,
     key: KeyOpt = None,
     quiet: QuietOpt = False,
     base: BaseOpt = None,
@@ -123,7 +130,7 @@ def classify(
     from lineage.jobs.paths import classify_paths
     from lineage.report.tables import format_results
 
-    options = scan_options(method, unknown, device, cache, no_cache, alpha, no_verify, key)
+    options = scan_options(method, unknown, device, cache, no_cache, alpha, no_verify, key, verify_weights)
     options = replace(options, executor=executor_options(executor, jobs, ray_address))
     with ScanProgress("fingerprint", disable=quiet) as bars:
         result = classify_paths(suspects, reference, options, progress=bars, base=base)

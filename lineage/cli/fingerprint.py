@@ -23,6 +23,7 @@ from lineage.cli._options import (
     OutDirOpt,
     QuietOpt,
     RayAddressOpt,
+    VerifyWeightsOpt,
     check_device,
     executor_options,
 )
@@ -54,6 +55,7 @@ def fingerprint(
     ] = 64,
     cache: CacheDirOpt = None,
     no_cache: NoCacheOpt = False,
+    verify_weights: VerifyWeightsOpt = False,
     key: KeyOpt = None,
     quiet: QuietOpt = False,
     base: BaseOpt = None,
@@ -81,7 +83,7 @@ def fingerprint(
     options = FingerprintOptions(device=device.value, seed=seed, anchors=anchors, key=key)
     models = expand_inputs(paths)
     where = executor_options(executor, jobs, ray_address)
-    store = None if no_cache else FingerprintCache(cache)
+    store = None if no_cache else FingerprintCache(cache, verify_weights=verify_weights)
     with ScanProgress("fingerprint", disable=quiet) as bars:
         done = []
 

@@ -27,6 +27,7 @@ from lineage.cli._options import (
     OutputFormat,
     QuietOpt,
     RayAddressOpt,
+    VerifyWeightsOpt,
     executor_options,
 )
 from lineage.cli._progress import ScanProgress
@@ -77,6 +78,7 @@ def scan(
     cache: CacheDirOpt = None,
     no_cache: NoCacheOpt = False,
     no_verify: NoVerifyOpt = False,
+    verify_weights: VerifyWeightsOpt = False,
     key: KeyOpt = None,
     unknown: UnknownOpt = "calibrated",
     alpha: AlphaOpt = DEFAULT_ALPHA,
@@ -113,7 +115,7 @@ def scan(
 
     if not inputs and reference is None:
         method, unknown = _demo(ctx, method, unknown)
-    options = scan_options(method, unknown, device, cache, no_cache, alpha, no_verify, key)
+    options = scan_options(method, unknown, device, cache, no_cache, alpha, no_verify, key, verify_weights)
     options = replace(options, fdr=fdr, executor=executor_options(executor, jobs, ray_address))
     with ScanProgress("fingerprint", disable=quiet) as bars:
         result = run_scan(_source(inputs), options, progress=bars, references=reference)

@@ -30,6 +30,7 @@ from lineage.cli._options import (
     NoVerifyOpt,
     QuietOpt,
     ReferenceOpt,
+    VerifyWeightsOpt,
 )
 from lineage.cli._progress import ScanProgress
 from lineage.decide.verdict import DEFAULT_ALPHA
@@ -65,6 +66,7 @@ def verify(
     cache: CacheDirOpt = None,
     no_cache: NoCacheOpt = False,
     no_verify: NoVerifyOpt = False,
+    verify_weights: VerifyWeightsOpt = False,
     key: KeyOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
@@ -87,7 +89,9 @@ def verify(
     from lineage.jobs.verify import verify_paths
 
     try:
-        options = scan_options(method, "calibrated", device, cache, no_cache, alpha, no_verify, key)
+        options = scan_options(
+            method, "calibrated", device, cache, no_cache, alpha, no_verify, key, verify_weights
+        )
         with ScanProgress("fingerprint", disable=quiet) as bars:
             result = verify_paths(models, reference, options, bars, base=base)
         text = _render(result, fmt)
