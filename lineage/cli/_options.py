@@ -63,6 +63,14 @@ DeviceOpt = Annotated[DeviceChoice, typer.Option("--device", help="Where probes 
 OutDirOpt = Annotated[
     Path | None, typer.Option("--out", "-o", metavar="DIR", help="Folder for the files this command writes.")
 ]
+ForceOpt = Annotated[
+    bool,
+    typer.Option(
+        "--force",
+        help="Write --out even where it would replace or join other files (a folder that is not a previous "
+        "report's, an existing file).",
+    ),
+]
 MethodOpt = Annotated[Method, typer.Option("--method", help="lineage (ours, default) or the published tensorguard.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output on stderr (errors still shown).")]
 BaseOpt = Annotated[

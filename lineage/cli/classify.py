@@ -16,6 +16,7 @@ from lineage.cli._options import (
     DeviceOpt,
     ExecutorChoice,
     ExecutorOpt,
+    ForceOpt,
     FormatOpt,
     JobsOpt,
     KeyOpt,
@@ -100,6 +101,7 @@ def classify(
     method: MethodOpt = Method.lineage,
     fmt: FormatOpt = OutputFormat.table,
     out: OutDirOpt = None,
+    force: ForceOpt = False,
     device: DeviceOpt = DeviceChoice.auto,
     unknown: UnknownOpt = "calibrated",
     alpha: AlphaOpt = DEFAULT_ALPHA,
@@ -128,8 +130,11 @@ def classify(
     from dataclasses import replace
 
     from lineage.jobs.paths import classify_paths
+    from lineage.report.destination import check_out_folder, write_folder
     from lineage.report.tables import format_results
 
+    if out is not None:
+        check_out_folder(out, force=force)
     options = scan_options(method, unknown, device, cache, no_cache, alpha, no_verify, key, verify_weights)
     options = replace(options, executor=executor_options(executor, jobs, ray_address))
     with ScanProgress("fingerprint", disable=quiet) as bars:
@@ -138,7 +143,8 @@ def classify(
     if out is not None:
         from lineage.report.writers import write_results
 
-        write_results(result.rows, out)
+        write_folder(out, lambda folder: write_results(result.rows, folder), force=force)
+        typer.echo(f"wrote {out}/ (results.csv, results.parquet, results.json)", err=True)
     fail_on(result.failures)
 
 
@@ -149,6 +155,7 @@ def distance(
     method: MethodOpt = Method.lineage,
     fmt: FormatOpt = OutputFormat.table,
     out: OutDirOpt = None,
+    force: ForceOpt = False,
     device: DeviceOpt = DeviceChoice.auto,
     cache: CacheDirOpt = None,
     no_cache: NoCacheOpt = False,
@@ -165,8 +172,11 @@ def distance(
     distances.parquet.
     """
     from lineage.jobs.paths import distance_paths
+    from lineage.report.destination import check_out_folder, write_folder
     from lineage.report.tables import format_matrix
 
+    if out is not None:
+        check_out_folder(out, force=force)
     if len(models) < 2:
         raise typer.BadParameter("give at least two models to compare", param_hint="MODEL...")
     options = scan_options(method, "off", device, cache, no_cache, key=key)
@@ -176,7 +186,8 @@ def distance(
     if out is not None:
         from lineage.report.writers import write_matrix
 
-        write_matrix(names, matrix, out)
+        write_folder(out, lambda folder: write_matrix(names, matrix, folder), force=force)
+        typer.echo(f"wrote {out}/ (distances.csv, distances.parquet)", err=True)
     fail_on(failures)
 
 

@@ -78,8 +78,11 @@ def fingerprint(
     from lineage.fingerprint.inputs import expand_inputs
     from lineage.fingerprint.paths import default_fingerprint_dir
     from lineage.fingerprint.pipeline import FingerprintOptions
+    from lineage.report.destination import check_files_folder
 
     check_device(device)
+    if out is not None:
+        check_files_folder(out)  # before any work
     options = FingerprintOptions(device=device.value, seed=seed, anchors=anchors, key=key)
     models = expand_inputs(paths)
     where = executor_options(executor, jobs, ray_address)

@@ -22,6 +22,7 @@ from lineage.cli._options import (
     CacheDirOpt,
     DeviceChoice,
     DeviceOpt,
+    ForceOpt,
     KeyOpt,
     Method,
     MethodOpt,
@@ -69,6 +70,7 @@ def verify(
     verify_weights: VerifyWeightsOpt = False,
     key: KeyOpt = None,
     quiet: QuietOpt = False,
+    force: ForceOpt = False,
 ) -> None:
     """Check each model's declared base against the base its weights derive from.
 
@@ -87,8 +89,11 @@ def verify(
     """
     from lineage.cli.classify import scan_options
     from lineage.jobs.verify import verify_paths
+    from lineage.report.destination import check_out_file, write_file
 
     try:
+        if out is not None:
+            check_out_file(out, force=force)  # before any work
         options = scan_options(
             method, "calibrated", device, cache, no_cache, alpha, no_verify, key, verify_weights
         )
@@ -101,8 +106,8 @@ def verify(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_ERROR) from None
     if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text + "\n", encoding="utf-8")
+        write_file(out, text + "\n")
+        typer.echo(f"wrote {out}", err=True)
     else:
         typer.echo(text)
     for name, error in result.errors:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from lineage.data import DEMO_MANIFEST
-from lineage.errors import ClassificationError, ManifestError
+from lineage.errors import ClassificationError, LineageWarning, ManifestError
 from lineage.fingerprint import load_fingerprint
 from lineage.fingerprint.cache import FingerprintCache
 from lineage.fingerprint.inputs import expand_inputs
@@ -149,7 +149,8 @@ def test_cache_roundtrip_and_corrupt_entries(tmp_path: Path):
     cache.put("ab" * 32, fp)
     assert cache.get("ab" * 32).tensorguard == fp.tensorguard and len(cache) == 1
     cache.path_for("ab" * 32).write_bytes(b"garbage")
-    assert cache.get("ab" * 32) is None
+    with pytest.warns(LineageWarning, match="cache entry damaged"):
+        assert cache.get("ab" * 32) is None
     with pytest.raises(ValueError):
         cache.path_for("../x")
 
@@ -173,7 +174,9 @@ def test_second_scan_fingerprints_nothing(tmp_path: Path, monkeypatch):
         return Fingerprint(name=Path(path).name, tensorguard=features(rng, centres[Path(path).name[0]], 0.1))
 
     monkeypatch.setattr(pipeline, "fingerprint_model", fake_fingerprint)
-    monkeypatch.setattr(pipeline, "cache_key", lambda path, options: json.dumps(str(path)).encode().hex()[-40:])
+    monkeypatch.setattr(
+        pipeline, "model_identity", lambda path, options, **_: (json.dumps(str(path)).encode().hex()[-40:], None)
+    )
     rows = []
     for name, role in (("a0", "base"), ("b0", "base"), ("a1", "derivative"), ("b1", "derivative")):
         (tmp_path / name).mkdir()
