@@ -48,7 +48,10 @@ ModelsArg = Annotated[list[Path], typer.Argument(metavar="MODEL...", help=f"The 
 ReferenceOpt = Annotated[Path, typer.Option("--reference", "-r", metavar="REFERENCES", help=REFERENCE_KINDS)]
 NoVerifyOpt = Annotated[
     bool,
-    typer.Option("--no-verify", help="Use a reference pack without checking its files' sha256 (checked already)."),
+    typer.Option(
+        "--skip-pack-check",
+        help="Use a reference pack without checking its files' sha256 (checked already); says so in a warning.",
+    ),
 ]
 AlphaOpt = Annotated[
     float,
