@@ -7,12 +7,22 @@ one retry and nothing else, and a fresh worker takes its place. Workers are spaw
 driver holding torch threads can deadlock), and each gets `cpu_count // N` torch threads so N workers do
 not oversubscribe the cores. While a model streams, its worker reports weight bytes (throttled) so the
 driver can show progress inside the model.
+
+Interrupts end everything at once and quietly: workers ignore SIGINT (Ctrl-C reaches the whole process group,
+and the driver alone answers it), and a driver leaving the loop on an exception kills its workers instead of
+waiting for their models. Workers die with their driver: on Linux the kernel kills a worker whose parent
+dies (`PR_SET_PDEATHSIG`), and everywhere a watchdog thread in the worker ends it once its parent is gone,
+so a `kill -9` of the driver leaves no worker behind.
 """
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
 import os
+import signal
+import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -30,6 +40,8 @@ if TYPE_CHECKING:
     from lineage.fingerprint.pipeline import FingerprintOptions
 
 _WEIGHTS_EVERY_S = 0.2  # progress messages at most this often per worker: a pipe is not free
+_PARENT_POLL_S = 0.5  # how often a worker's watchdog looks for its driver
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 def gather_in_processes(
@@ -49,8 +61,10 @@ def gather_in_processes(
     queue: deque[Task] = deque(plan.tasks)
     attempts: dict[int, int] = {}
     busy: dict[_Worker, Task] = {}
-    workers = [_Worker.start(threads) for _ in range(jobs)]
+    workers: list[_Worker] = []
+    interrupted = True
     try:
+        workers += [_Worker.start(threads) for _ in range(jobs)]
         while queue or busy:
             for worker in workers:
                 if queue and worker not in busy:
@@ -83,9 +97,11 @@ def gather_in_processes(
                             queue.appendleft(task)  # retried next, by a fresh worker
                     workers[workers.index(worker)] = _Worker.start(threads)
                     worker.close()
+        interrupted = False
     finally:
         for worker in workers:
-            worker.stop()
+            # Interrupted (Ctrl-C, an error): the models in flight are abandoned, so no worker is waited for.
+            worker.kill() if interrupted else worker.stop()
     return plan.result()
 
 
@@ -99,11 +115,20 @@ class _Worker:
     def start(cls, threads: int) -> _Worker:
         ctx = multiprocessing.get_context("spawn")
         ours, theirs = ctx.Pipe(duplex=True)
-        process = ctx.Process(target=_worker_main, args=(theirs, threads), daemon=True, name="lineage-worker")
+        process = ctx.Process(
+            target=_worker_main, args=(theirs, threads, os.getpid()), daemon=True, name="lineage-worker"
+        )
+        # Started with SIGINT ignored, which the new interpreter keeps (it installs no KeyboardInterrupt handler
+        # over an ignored signal): a Ctrl-C while it imports is ignored too, not a traceback.
+        main = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
         try:
             process.start()
         except OSError as exc:
             raise ExecutorError(f"cannot start a worker process: {exc}") from exc
+        finally:
+            if main:
+                signal.signal(signal.SIGINT, previous)
         theirs.close()  # only the child holds its end now: its death reads as end-of-file here
         return cls(process, ours)
 
@@ -132,6 +157,13 @@ class _Worker:
         self.conn.close()
         self.process.join(timeout=1)
 
+    def kill(self) -> None:
+        """End the worker now (SIGKILL), whatever it holds."""
+        if self.process.is_alive():
+            self.process.kill()
+        self.process.join(timeout=1)
+        self.conn.close()
+
     def stop(self) -> None:
         if self.process.is_alive():
             try:
@@ -145,8 +177,26 @@ class _Worker:
         self.conn.close()
 
 
-def _worker_main(conn: Connection, threads: int) -> None:
+def _die_with_parent(parent: int) -> None:
+    """Make this worker deaf to Ctrl-C and mortal with its driver `parent` (see the module docstring)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):  # no prctl: the watchdog below does it
+            pass
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(_PARENT_POLL_S)
+        os._exit(1)  # the driver is gone (it may have died before prctl took effect): nobody wants the answer
+
+    threading.Thread(target=watch, name="lineage-parent-watchdog", daemon=True).start()
+
+
+def _worker_main(conn: Connection, threads: int, parent: int) -> None:
     """A worker's loop: receive a task, run it, send its result; stop on None or a closed pipe."""
+    _die_with_parent(parent)
     import torch
 
     torch.set_num_threads(threads)

@@ -1,0 +1,101 @@
+"""Interrupting a `--executor process` run with real signals: quiet, fast, and no worker left behind.
+
+Before: Ctrl-C printed about 70 lines of worker tracebacks, the driver took 10 s to exit when it alone was
+signalled (it waited for each busy worker), and a `kill -9` of the driver left its workers running.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.checkpoints import TINY_LLAMA_CONFIG, tiny_llama_tensors, write_checkpoint
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc for the workers")
+
+_CONFIG = {**TINY_LLAMA_CONFIG, "hidden_size": 128, "intermediate_size": 384, "num_hidden_layers": 4,
+           "head_dim": 32, "vocab_size": 2048}  # fmt: skip
+_CLI = "import sys; from lineage.cli.app import main; sys.argv[0] = 'lineage'; main()"
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    root = tmp_path_factory.mktemp("interrupts")
+    return [write_checkpoint(root / f"m{i}", tiny_llama_tensors(i, config=_CONFIG), _CONFIG) for i in range(12)]
+
+
+def _children(pid: int) -> set[int]:
+    """The processes whose parent is `pid` (from /proc)."""
+    out = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        if int(text[text.rindex(")") + 2 :].split()[1]) == pid:
+            out.add(int(stat.parent.name))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return state[state.rindex(")") + 2] != "Z"  # a zombie is dead, waiting to be reaped
+
+
+def _start(models: list[Path], tmp_path: Path) -> tuple[subprocess.Popen, set[int]]:
+    """The CLI fingerprinting `models` on 2 worker processes, once both workers run; returns it and them."""
+    env = {**os.environ, "LINEAGE_NO_PROGRESS": "1", "LINEAGE_CACHE": str(tmp_path / "cache")}
+    env.pop("LINEAGE_DEBUG", None)
+    args = [sys.executable, "-c", _CLI, "fingerprint", *map(str, models), "--executor", "process", "--jobs", "2",
+            "--no-cache", "--out", str(tmp_path / "fps"), "--device", "cpu"]  # fmt: skip
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.Popen(args, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)  # fmt: skip
+    deadline = time.monotonic() + 60
+    while len(workers := _children(proc.pid)) < 2:
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.05)
+    time.sleep(1.0)  # the workers are importing torch or fingerprinting: both must end quietly
+    return proc, workers
+
+
+def _gone_within(pids: set[int], seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while any(_alive(p) for p in pids):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+@pytest.mark.parametrize("whom", ["group", "driver"])
+def test_ctrl_c_ends_the_run_at_once_without_tracebacks(models, tmp_path: Path, whom: str) -> None:
+    proc, workers = _start(models, tmp_path)
+    t0 = time.monotonic()
+    if whom == "group":
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+    else:
+        os.kill(proc.pid, signal.SIGINT)  # the driver alone
+    _, err = proc.communicate(timeout=30)
+    waited = time.monotonic() - t0
+    assert proc.returncode != 0
+    assert waited < 1.5, f"the driver took {waited:.1f} s to exit"
+    assert "Traceback" not in err.decode() and "KeyboardInterrupt" not in err.decode(), err.decode()[-3000:]
+    assert _gone_within(workers, 1.0), "workers outlived their driver"
+
+
+def test_workers_die_with_a_killed_driver(models, tmp_path: Path) -> None:
+    proc, workers = _start(models, tmp_path)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=10)
+    assert _gone_within(workers, 2.0), "workers outlived their kill -9'd driver"
+    proc.communicate()
