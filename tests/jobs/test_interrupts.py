@@ -99,3 +99,42 @@ def test_workers_die_with_a_killed_driver(models, tmp_path: Path) -> None:
     proc.wait(timeout=10)
     assert _gone_within(workers, 2.0), "workers outlived their kill -9'd driver"
     proc.communicate()
+
+
+def _scan(manifest: Path, cache: Path, tmp_path: Path) -> subprocess.Popen:
+    env = {**os.environ, "LINEAGE_NO_PROGRESS": "1"}
+    env.pop("LINEAGE_DEBUG", None)
+    args = [sys.executable, "-c", _CLI, "scan", str(manifest), "--executor", "process", "--jobs", "2", "--cache",
+            str(cache), "--format", "json", "--device", "cpu", "-q"]  # fmt: skip
+    return subprocess.Popen(args, cwd=Path(__file__).resolve().parents[2], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, start_new_session=True)  # fmt: skip
+
+
+@pytest.mark.slow
+def test_kill_9_at_random_points_then_a_rerun_gives_the_uninterrupted_rows(models, tmp_path: Path) -> None:
+    import json
+    import random
+
+    manifest = tmp_path / "m.csv"
+    rows = [f"{m.name},{m},llama,{'base' if i < 2 else ''}" for i, m in enumerate(models[:6])]
+    manifest.write_text("name,path,family,role\n" + "\n".join(rows) + "\n")
+    t0 = time.monotonic()
+    clean = _scan(manifest, tmp_path / "clean-cache", tmp_path)
+    out, err = clean.communicate(timeout=600)
+    assert clean.returncode == 0, err.decode()[-2000:]
+    whole = time.monotonic() - t0
+    expected = json.loads(out)["results"]
+    rng = random.Random(25)
+    cache = tmp_path / "cache"
+    for _ in range(20):
+        proc = _scan(manifest, cache, tmp_path)
+        time.sleep(rng.uniform(0.2, whole))
+        workers = _children(proc.pid)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.communicate(timeout=60)
+        assert _gone_within(workers, 2.0), "workers outlived their kill -9'd driver"
+    rerun = _scan(manifest, cache, tmp_path)
+    out, err = rerun.communicate(timeout=600)
+    assert rerun.returncode == 0, err.decode()[-2000:]
+    assert "Traceback" not in err.decode()
+    assert json.loads(out)["results"] == expected
