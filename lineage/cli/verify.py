@@ -44,6 +44,7 @@ class VerifyFormat(str, Enum):
     table = "table"
     json = "json"
     cyclonedx = "cyclonedx"
+    csv = "csv"
 
 
 def register(app: typer.Typer) -> None:
@@ -54,7 +55,7 @@ def register(app: typer.Typer) -> None:
 def verify(
     models: ModelsArg,
     reference: ReferenceOpt,
-    fmt: Annotated[VerifyFormat, typer.Option("--format", "-f", help="table, json or cyclonedx (ML-BOM).")] = (
+    fmt: Annotated[VerifyFormat, typer.Option("--format", "-f", help="table, json, csv or cyclonedx (ML-BOM).")] = (
         VerifyFormat.table
     ),
     out: Annotated[
@@ -131,6 +132,15 @@ def _render(result, fmt: VerifyFormat) -> str:  # noqa: ANN001 - a VerifyResult,
              (o.weights.derived_from if o.weights else None) or "-", display_path(o.path), o.reason)
             for o in result.outcomes]  # fmt: skip
     head = ("model", "status", "declared", "derived from", "path", "why")
+    if fmt is VerifyFormat.csv:
+        import csv
+        import io
+
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow([h.replace(" ", "_") for h in head])
+        writer.writerows(rows)
+        return buf.getvalue().rstrip("\n")
     widths = [max(len(str(r[i])) for r in (head, *rows)) for i in range(5)]
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(r[:5], widths)) + "  " + r[5] for r in (head, *rows)]
     return "\n".join(lines)

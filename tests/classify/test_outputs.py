@@ -142,3 +142,15 @@ def test_verify_out_never_overwrites_without_force(tmp_path: Path) -> None:
     result = runner.invoke(app, [*args, "--force", "-q"])
     assert result.exit_code in (0, 1), result.output  # consistent or a finding: it ran, and wrote
     assert target.read_text() != "previous" and f"wrote {target}" in result.stderr
+
+
+def test_verify_takes_format_csv(tmp_path: Path) -> None:
+    import csv
+
+    one = DEMO_MANIFEST.parent / "phi-4_features.json"
+    result = runner.invoke(app, ["verify", str(one), "-r", str(DEMO_MANIFEST), "--method", "tensorguard", "-f", "csv",
+                                 "-q"])  # fmt: skip
+    assert result.exit_code in (0, 1), result.output
+    table = list(csv.reader(result.stdout.splitlines()))
+    assert table[0] == ["model", "status", "declared", "derived_from", "path", "why"]
+    assert len(table) == 2 and table[1][0] == "phi-4"
