@@ -120,14 +120,16 @@ class _Worker:
         )
         # Started with SIGINT ignored, which the new interpreter keeps (it installs no KeyboardInterrupt handler
         # over an ignored signal): a Ctrl-C while it imports is ignored too, not a traceback.
-        main = threading.current_thread() is threading.main_thread()
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+        # (Only from the main thread, and only over a handler Python can put back.)
+        previous = signal.getsignal(signal.SIGINT) if threading.current_thread() is threading.main_thread() else None
+        if previous is not None:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
         try:
             process.start()
         except OSError as exc:
             raise ExecutorError(f"cannot start a worker process: {exc}") from exc
         finally:
-            if main:
+            if previous is not None:
                 signal.signal(signal.SIGINT, previous)
         theirs.close()  # only the child holds its end now: its death reads as end-of-file here
         return cls(process, ours)
