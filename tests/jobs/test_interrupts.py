@@ -27,7 +27,7 @@ _CLI = "import sys; from lineage.cli.app import main; sys.argv[0] = 'lineage'; m
 @pytest.fixture(scope="module")
 def models(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     root = tmp_path_factory.mktemp("interrupts")
-    return [write_checkpoint(root / f"m{i}", tiny_llama_tensors(i, config=_CONFIG), _CONFIG) for i in range(12)]
+    return [write_checkpoint(root / f"m{i}", tiny_llama_tensors(i, config=_CONFIG), _CONFIG) for i in range(24)]
 
 
 def _children(pid: int) -> set[int]:
@@ -51,21 +51,28 @@ def _alive(pid: int) -> bool:
     return state[state.rindex(")") + 2] != "Z"  # a zombie is dead, waiting to be reaped
 
 
-def _start(models: list[Path], tmp_path: Path) -> tuple[subprocess.Popen, set[int]]:
-    """The CLI fingerprinting `models` on 2 worker processes, once both workers run; returns it and them."""
-    env = {**os.environ, "LINEAGE_NO_PROGRESS": "1", "LINEAGE_CACHE": str(tmp_path / "cache")}
+def _start(models: list[Path], tmp_path: Path, phase: str = "work") -> tuple[subprocess.Popen, set[int]]:
+    """The CLI fingerprinting `models` on 2 worker processes; returns it and its workers once they run
+    (`phase` "import": as soon as both exist, importing torch; "work": once a worker stored its first model
+    in the cache, so that both are fingerprinting)."""
+    env = {**os.environ, "LINEAGE_NO_PROGRESS": "1"}
     env.pop("LINEAGE_DEBUG", None)
+    cache = tmp_path / "cache"
     args = [sys.executable, "-c", _CLI, "fingerprint", *map(str, models), "--executor", "process", "--jobs", "2",
-            "--no-cache", "--out", str(tmp_path / "fps"), "--device", "cpu"]  # fmt: skip
+            "--cache", str(cache), "--out", str(tmp_path / "fps"), "--device", "cpu"]  # fmt: skip
     root = Path(__file__).resolve().parents[2]
-    proc = subprocess.Popen(args, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    proc = subprocess.Popen(args, cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             start_new_session=True)  # fmt: skip
-    deadline = time.monotonic() + 60
-    while len(workers := _children(proc.pid)) < 2:
-        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
-        time.sleep(0.05)
-    time.sleep(1.0)  # the workers are importing torch or fingerprinting: both must end quietly
+    deadline = time.monotonic() + 120
+    while len(workers := _children(proc.pid)) < 2 or (phase == "work" and not any(cache.rglob("*.safetensors"))):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1].decode()[-3000:]
+        time.sleep(0.01)
     return proc, workers
+
+
+def _finish(proc: subprocess.Popen) -> str:
+    """Wait for `proc`; its stderr."""
+    return proc.communicate(timeout=60)[1].decode()
 
 
 def _gone_within(pids: set[int], seconds: float) -> bool:
@@ -77,28 +84,28 @@ def _gone_within(pids: set[int], seconds: float) -> bool:
     return True
 
 
-@pytest.mark.parametrize("whom", ["group", "driver"])
-def test_ctrl_c_ends_the_run_at_once_without_tracebacks(models, tmp_path: Path, whom: str) -> None:
-    proc, workers = _start(models, tmp_path)
+@pytest.mark.parametrize(("whom", "phase"), [("group", "import"), ("group", "work"), ("driver", "work")])
+def test_ctrl_c_ends_the_run_at_once_without_tracebacks(models, tmp_path: Path, whom: str, phase: str) -> None:
+    proc, workers = _start(models, tmp_path, phase)
     t0 = time.monotonic()
     if whom == "group":
         os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
     else:
         os.kill(proc.pid, signal.SIGINT)  # the driver alone
-    _, err = proc.communicate(timeout=30)
+    proc.wait(timeout=30)  # stderr is small: the pipe cannot fill and hold the driver up
     waited = time.monotonic() - t0
-    assert proc.returncode != 0
+    err = _finish(proc)
+    assert proc.returncode != 0, "the run ended before the signal: give it more models"
     assert waited < 1.5, f"the driver took {waited:.1f} s to exit"
-    assert "Traceback" not in err.decode() and "KeyboardInterrupt" not in err.decode(), err.decode()[-3000:]
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err[-3000:]
     assert _gone_within(workers, 1.0), "workers outlived their driver"
 
 
 def test_workers_die_with_a_killed_driver(models, tmp_path: Path) -> None:
     proc, workers = _start(models, tmp_path)
     os.kill(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=10)
+    _finish(proc)
     assert _gone_within(workers, 2.0), "workers outlived their kill -9'd driver"
-    proc.communicate()
 
 
 def _scan(manifest: Path, cache: Path, tmp_path: Path) -> subprocess.Popen:

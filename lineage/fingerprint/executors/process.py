@@ -118,19 +118,17 @@ class _Worker:
         process = ctx.Process(
             target=_worker_main, args=(theirs, threads, os.getpid()), daemon=True, name="lineage-worker"
         )
-        # Started with SIGINT ignored, which the new interpreter keeps (it installs no KeyboardInterrupt handler
-        # over an ignored signal): a Ctrl-C while it imports is ignored too, not a traceback.
-        # (Only from the main thread, and only over a handler Python can put back.)
-        previous = signal.getsignal(signal.SIGINT) if threading.current_thread() is threading.main_thread() else None
-        if previous is not None:
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
+        # Started with SIGINT blocked, which the new interpreter inherits: a Ctrl-C while it imports stays
+        # pending until the worker ignores it (`_die_with_parent`), never a traceback. Blocked here, not ignored,
+        # so a Ctrl-C meanwhile is only delayed for the driver, never lost.
+        blocked = _block_sigint(True)
         try:
             process.start()
         except OSError as exc:
             raise ExecutorError(f"cannot start a worker process: {exc}") from exc
         finally:
-            if previous is not None:
-                signal.signal(signal.SIGINT, previous)
+            if blocked:
+                _block_sigint(False)
         theirs.close()  # only the child holds its end now: its death reads as end-of-file here
         return cls(process, ours)
 
@@ -179,9 +177,18 @@ class _Worker:
         self.conn.close()
 
 
+def _block_sigint(block: bool) -> bool:
+    """Block (or unblock) SIGINT for this thread where the platform can; whether it did."""
+    if not hasattr(signal, "pthread_sigmask"):
+        return False
+    signal.pthread_sigmask(signal.SIG_BLOCK if block else signal.SIG_UNBLOCK, {signal.SIGINT})
+    return True
+
+
 def _die_with_parent(parent: int) -> None:
     """Make this worker deaf to Ctrl-C and mortal with its driver `parent` (see the module docstring)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _block_sigint(False)  # a Ctrl-C pending since the start is dropped: SIGINT is ignored now
     if sys.platform.startswith("linux"):
         try:
             ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
