@@ -88,3 +88,16 @@ class StoreError(LineageError):
 
 class MissingDependencyError(LineageError):
     """An optional dependency a feature needs is not installed; the message says which extra to install."""
+
+
+class CacheError(FileError):
+    """The fingerprint cache folder cannot be used (a file stands where it should be)."""
+
+
+class OutputError(FileError):
+    """An output path (`--out`) cannot be written, or would overwrite what it must not."""
+
+
+class LineageWarning(UserWarning):
+    """Something the user must hear of that does not stop the work (a damaged cache entry fingerprinted
+    again, a pack used without its check): the CLI prints each as one `warning:` line on stderr."""

@@ -48,7 +48,10 @@ ModelsArg = Annotated[list[Path], typer.Argument(metavar="MODEL...", help=f"The 
 ReferenceOpt = Annotated[Path, typer.Option("--reference", "-r", metavar="REFERENCES", help=REFERENCE_KINDS)]
 NoVerifyOpt = Annotated[
     bool,
-    typer.Option("--no-verify", help="Use a reference pack without checking its files' sha256 (checked already)."),
+    typer.Option(
+        "--skip-pack-check",
+        help="Use a reference pack without checking its files' sha256 (checked already); says so in a warning.",
+    ),
 ]
 AlphaOpt = Annotated[
     float,
@@ -63,6 +66,14 @@ DeviceOpt = Annotated[DeviceChoice, typer.Option("--device", help="Where probes 
 OutDirOpt = Annotated[
     Path | None, typer.Option("--out", "-o", metavar="DIR", help="Folder for the files this command writes.")
 ]
+ForceOpt = Annotated[
+    bool,
+    typer.Option(
+        "--force",
+        help="Write --out even where it would replace or join other files (a folder that is not a previous "
+        "report's, an existing file).",
+    ),
+]
 MethodOpt = Annotated[Method, typer.Option("--method", help="lineage (ours, default) or the published tensorguard.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output on stderr (errors still shown).")]
 BaseOpt = Annotated[
@@ -76,6 +87,26 @@ BaseOpt = Annotated[
 CacheDirOpt = Annotated[
     Path | None, typer.Option("--cache", metavar="DIR", help="Fingerprint cache folder [$LINEAGE_CACHE].")
 ]
+VERIFY_WEIGHTS_ENV = "LINEAGE_VERIFY_WEIGHTS"
+VerifyWeightsOpt = Annotated[
+    bool,
+    typer.Option(
+        "--verify-weights",
+        envvar=VERIFY_WEIGHTS_ENV,
+        help="Key the cache by the sha256 of every weight byte (each model read in full, at disk speed), not "
+        "by file sizes and times: a file replaced by one of the same size and time is never answered from the "
+        f"cache [${VERIFY_WEIGHTS_ENV}].",
+    ),
+]
+
+
+def verify_weights_setting() -> bool:
+    """`$LINEAGE_VERIFY_WEIGHTS` as a flag (1, true, yes, on), for commands without the option."""
+    import os
+
+    return os.environ.get(VERIFY_WEIGHTS_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
 NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Fingerprint every model again; store nothing.")]
 ExecutorOpt = Annotated[
     ExecutorChoice,

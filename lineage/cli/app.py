@@ -7,18 +7,22 @@ exception through, to show the full traceback.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import warnings
+from collections.abc import Iterator
 
 import typer
 
 from lineage.cli._command import LineageGroup
-from lineage.errors import LineageError
+from lineage.errors import LineageError, LineageWarning
 
 
 class _LineageGroup(LineageGroup):
     def invoke(self, ctx):  # noqa: ANN001, ANN201 - click's signature
         try:
-            return super().invoke(ctx)
+            with one_line_warnings():
+                return super().invoke(ctx)
         except LineageError as exc:
             if os.environ.get("LINEAGE_DEBUG"):
                 raise
@@ -29,6 +33,23 @@ class _LineageGroup(LineageGroup):
                 raise
             typer.echo(f"error: invalid option: {exc}", err=True)
             raise typer.Exit(2) from None
+
+
+@contextlib.contextmanager
+def one_line_warnings() -> Iterator[None]:
+    """The library's `LineageWarning`s as one `warning: <message>` line each on stderr (each message once)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("default", LineageWarning)
+        shown = warnings.showwarning
+
+        def show(message, category, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202 - warnings' hook
+            if issubclass(category, LineageWarning):
+                typer.echo(f"warning: {message}", err=True)
+            else:
+                shown(message, category, *args, **kwargs)
+
+        warnings.showwarning = show
+        yield
 
 
 app = typer.Typer(

@@ -16,6 +16,7 @@ from lineage.cli._options import (
     DeviceOpt,
     ExecutorChoice,
     ExecutorOpt,
+    ForceOpt,
     FormatOpt,
     JobsOpt,
     KeyOpt,
@@ -30,9 +31,11 @@ from lineage.cli._options import (
     RayAddressOpt,
     ReferenceOpt,
     ThreadsOpt,
+    VerifyWeightsOpt,
     check_device,
     executor_options,
     use_threads,
+    verify_weights_setting,
 )
 from lineage.cli._progress import ScanProgress
 from lineage.decide.verdict import DEFAULT_ALPHA
@@ -73,8 +76,11 @@ def scan_options(  # noqa: ANN201 - ScanOptions, imported lazily
     alpha: float = DEFAULT_ALPHA,
     no_verify: bool = False,
     key: str | None = None,
+    verify_weights: bool | None = None,
 ):
-    """The library's options from the shared command-line options (after checking the device is here)."""
+    """The library's options from the shared command-line options (after checking the device is here).
+
+    `verify_weights` None takes `$LINEAGE_VERIFY_WEIGHTS` (the setting of a hub-wide scan's machine)."""
     from lineage.jobs.options import ScanOptions
 
     check_device(device)
@@ -87,6 +93,7 @@ def scan_options(  # noqa: ANN201 - ScanOptions, imported lazily
         use_cache=not no_cache,
         verify_packs=not no_verify,
         key=key,
+        verify_weights=verify_weights_setting() if verify_weights is None else verify_weights,
     )
 
 
@@ -96,6 +103,7 @@ def classify(
     method: MethodOpt = Method.lineage,
     fmt: FormatOpt = OutputFormat.table,
     out: OutDirOpt = None,
+    force: ForceOpt = False,
     device: DeviceOpt = DeviceChoice.auto,
     threads: ThreadsOpt = None,
     unknown: UnknownOpt = "calibrated",
@@ -103,6 +111,7 @@ def classify(
     cache: CacheDirOpt = None,
     no_cache: NoCacheOpt = False,
     no_verify: NoVerifyOpt = False,
+    verify_weights: VerifyWeightsOpt = False,
     key: KeyOpt = None,
     quiet: QuietOpt = False,
     base: BaseOpt = None,
@@ -125,9 +134,12 @@ def classify(
     from dataclasses import replace
 
     from lineage.jobs.paths import classify_paths
+    from lineage.report.destination import check_out_folder, write_folder
     from lineage.report.tables import format_results
 
-    options = scan_options(method, unknown, device, cache, no_cache, alpha, no_verify, key)
+    if out is not None:
+        check_out_folder(out, force=force)
+    options = scan_options(method, unknown, device, cache, no_cache, alpha, no_verify, key, verify_weights)
     options = replace(options, executor=executor_options(executor, jobs, ray_address))
     with ScanProgress("fingerprint", disable=quiet) as bars:
         result = classify_paths(suspects, reference, options, progress=bars, base=base)
@@ -135,7 +147,8 @@ def classify(
     if out is not None:
         from lineage.report.writers import write_results
 
-        write_results(result.rows, out)
+        write_folder(out, lambda folder: write_results(result.rows, folder), force=force)
+        typer.echo(f"wrote {out}/ (results.csv, results.parquet, results.json)", err=True)
     fail_on(result.failures)
 
 
@@ -146,6 +159,7 @@ def distance(
     method: MethodOpt = Method.lineage,
     fmt: FormatOpt = OutputFormat.table,
     out: OutDirOpt = None,
+    force: ForceOpt = False,
     device: DeviceOpt = DeviceChoice.auto,
     threads: ThreadsOpt = None,
     cache: CacheDirOpt = None,
@@ -164,8 +178,11 @@ def distance(
     """
     use_threads(threads)
     from lineage.jobs.paths import distance_paths
+    from lineage.report.destination import check_out_folder, write_folder
     from lineage.report.tables import format_matrix
 
+    if out is not None:
+        check_out_folder(out, force=force)
     if len(models) < 2:
         raise typer.BadParameter("give at least two models to compare", param_hint="MODEL...")
     options = scan_options(method, "off", device, cache, no_cache, key=key)
@@ -175,7 +192,8 @@ def distance(
     if out is not None:
         from lineage.report.writers import write_matrix
 
-        write_matrix(names, matrix, out)
+        write_folder(out, lambda folder: write_matrix(names, matrix, folder), force=force)
+        typer.echo(f"wrote {out}/ (distances.csv, distances.parquet)", err=True)
     fail_on(failures)
 
 

@@ -24,6 +24,7 @@ from lineage.cli._options import (
     QuietOpt,
     RayAddressOpt,
     ThreadsOpt,
+    VerifyWeightsOpt,
     check_device,
     executor_options,
     use_threads,
@@ -57,6 +58,7 @@ def fingerprint(
     ] = 64,
     cache: CacheDirOpt = None,
     no_cache: NoCacheOpt = False,
+    verify_weights: VerifyWeightsOpt = False,
     key: KeyOpt = None,
     quiet: QuietOpt = False,
     base: BaseOpt = None,
@@ -80,12 +82,15 @@ def fingerprint(
     from lineage.fingerprint.inputs import expand_inputs
     from lineage.fingerprint.paths import default_fingerprint_dir
     from lineage.fingerprint.pipeline import FingerprintOptions
+    from lineage.report.destination import check_files_folder
 
     check_device(device)
+    if out is not None:
+        check_files_folder(out)  # before any work
     options = FingerprintOptions(device=device.value, seed=seed, anchors=anchors, key=key)
     models = expand_inputs(paths)
     where = executor_options(executor, jobs, ray_address)
-    store = None if no_cache else FingerprintCache(cache)
+    store = None if no_cache else FingerprintCache(cache, verify_weights=verify_weights)
     with ScanProgress("fingerprint", disable=quiet) as bars:
         done = []
 

@@ -16,6 +16,7 @@ from lineage.cli._options import (
     DeviceOpt,
     ExecutorChoice,
     ExecutorOpt,
+    ForceOpt,
     FormatOpt,
     JobsOpt,
     KeyOpt,
@@ -28,6 +29,7 @@ from lineage.cli._options import (
     QuietOpt,
     RayAddressOpt,
     ThreadsOpt,
+    VerifyWeightsOpt,
     executor_options,
     use_threads,
 )
@@ -75,11 +77,13 @@ def scan(
     method: MethodOpt = Method.lineage,
     fmt: FormatOpt = OutputFormat.table,
     out: OutDirOpt = None,
+    force: ForceOpt = False,
     device: DeviceOpt = DeviceChoice.auto,
     threads: ThreadsOpt = None,
     cache: CacheDirOpt = None,
     no_cache: NoCacheOpt = False,
     no_verify: NoVerifyOpt = False,
+    verify_weights: VerifyWeightsOpt = False,
     key: KeyOpt = None,
     unknown: UnknownOpt = "calibrated",
     alpha: AlphaOpt = DEFAULT_ALPHA,
@@ -104,7 +108,9 @@ def scan(
     given, the demo runs the paper's own recipe (--method tensorguard --unknown off) and reproduces its table.
 
     --out DIR writes results and distances (CSV, Parquet), summary.json, map.png, heatmap.png and report.html
-    (verdicts first, then the heat-map, the map, and the scores when there are labels).
+    (verdicts first, then the heat-map, the map, and the scores when there are labels). DIR is checked before
+    any work: a new folder, or one holding only a previous report (replaced as a whole); any other folder
+    only with --force (the report's files then go beside its own).
 
     --executor process --jobs N fingerprints on N local worker processes; --executor ray runs one task per
     model on a Ray cluster (a GPU each when it has them). Results equal a serial scan's; a dead worker costs
@@ -114,18 +120,23 @@ def scan(
     from dataclasses import replace
 
     from lineage.jobs.scan import scan as run_scan
+    from lineage.report.destination import check_out_folder
 
+    if out is not None:
+        check_out_folder(out, force=force)  # before any work: a scan may run for hours
     if not inputs and reference is None:
         method, unknown = _demo(ctx, method, unknown)
-    options = scan_options(method, unknown, device, cache, no_cache, alpha, no_verify, key)
+    options = scan_options(method, unknown, device, cache, no_cache, alpha, no_verify, key, verify_weights)
     options = replace(options, fdr=fdr, executor=executor_options(executor, jobs, ray_address))
     with ScanProgress("fingerprint", disable=quiet) as bars:
         result = run_scan(_source(inputs), options, progress=bars, references=reference)
     _print(result, fmt)
     if out is not None:
+        from lineage.report.destination import write_folder
         from lineage.report.writers import write_report
 
-        write_report(result, out)
+        write_folder(out, lambda folder: write_report(result, folder), force=force)
+        typer.echo(f"wrote {out}/ (report.html, results, distances, summary.json, map.png, heatmap.png)", err=True)
     for name, error in result.summary["errors"].items():
         typer.echo(f"error: {error}" if name in error else f"error: {name}: {error}", err=True)
     if result.failed:

@@ -22,6 +22,7 @@ from lineage.cli._options import (
     CacheDirOpt,
     DeviceChoice,
     DeviceOpt,
+    ForceOpt,
     KeyOpt,
     Method,
     MethodOpt,
@@ -31,6 +32,7 @@ from lineage.cli._options import (
     QuietOpt,
     ReferenceOpt,
     ThreadsOpt,
+    VerifyWeightsOpt,
     use_threads,
 )
 from lineage.cli._progress import ScanProgress
@@ -44,6 +46,7 @@ class VerifyFormat(str, Enum):
     table = "table"
     json = "json"
     cyclonedx = "cyclonedx"
+    csv = "csv"
 
 
 def register(app: typer.Typer) -> None:
@@ -54,7 +57,7 @@ def register(app: typer.Typer) -> None:
 def verify(
     models: ModelsArg,
     reference: ReferenceOpt,
-    fmt: Annotated[VerifyFormat, typer.Option("--format", "-f", help="table, json or cyclonedx (ML-BOM).")] = (
+    fmt: Annotated[VerifyFormat, typer.Option("--format", "-f", help="table, json, csv or cyclonedx (ML-BOM).")] = (
         VerifyFormat.table
     ),
     out: Annotated[
@@ -68,8 +71,10 @@ def verify(
     cache: CacheDirOpt = None,
     no_cache: NoCacheOpt = False,
     no_verify: NoVerifyOpt = False,
+    verify_weights: VerifyWeightsOpt = False,
     key: KeyOpt = None,
     quiet: QuietOpt = False,
+    force: ForceOpt = False,
 ) -> None:
     """Check each model's declared base against the base its weights derive from.
 
@@ -89,9 +94,14 @@ def verify(
     use_threads(threads)
     from lineage.cli.classify import scan_options
     from lineage.jobs.verify import verify_paths
+    from lineage.report.destination import check_out_file, write_file
 
     try:
-        options = scan_options(method, "calibrated", device, cache, no_cache, alpha, no_verify, key)
+        if out is not None:
+            check_out_file(out, force=force)  # before any work
+        options = scan_options(
+            method, "calibrated", device, cache, no_cache, alpha, no_verify, key, verify_weights
+        )
         with ScanProgress("fingerprint", disable=quiet) as bars:
             result = verify_paths(models, reference, options, bars, base=base)
         text = _render(result, fmt)
@@ -101,8 +111,8 @@ def verify(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_ERROR) from None
     if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text + "\n", encoding="utf-8")
+        write_file(out, text + "\n")
+        typer.echo(f"wrote {out}", err=True)
     else:
         typer.echo(text)
     for name, error in result.errors:
@@ -126,6 +136,15 @@ def _render(result, fmt: VerifyFormat) -> str:  # noqa: ANN001 - a VerifyResult,
              (o.weights.derived_from if o.weights else None) or "-", display_path(o.path), o.reason)
             for o in result.outcomes]  # fmt: skip
     head = ("model", "status", "declared", "derived from", "path", "why")
+    if fmt is VerifyFormat.csv:
+        import csv
+        import io
+
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow([h.replace(" ", "_") for h in head])
+        writer.writerows(rows)
+        return buf.getvalue().rstrip("\n")
     widths = [max(len(str(r[i])) for r in (head, *rows)) for i in range(5)]
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(r[:5], widths)) + "  " + r[5] for r in (head, *rows)]
     return "\n".join(lines)

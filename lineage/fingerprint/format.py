@@ -148,10 +148,15 @@ def fingerprint_stem(path: str | Path) -> str:
     return Path(path).stem
 
 
-def fingerprint_bytes(fp: Fingerprint) -> bytes:
+def fingerprint_bytes(fp: Fingerprint, extra: dict[str, str] | None = None) -> bytes:
     """`fp` as the bytes of its fingerprint file (a safetensors file); byte-identical for identical fingerprints.
 
     What a worker sends its driver, and what `save_fingerprint` writes: no temporary file either way.
+
+    Args:
+        fp: the fingerprint.
+        extra: more header metadata (string to string) beside the fingerprint's own, which loading ignores
+            (a cache entry's seal: `lineage.fingerprint.cache`).
     """
     from safetensors.numpy import save
 
@@ -179,22 +184,30 @@ def fingerprint_bytes(fp: Fingerprint) -> bytes:
     # sort_keys: the JSON, and so the file, must not depend on dict insertion order. ASCII escapes (the
     # default) keep any token string, even a lone surrogate, valid in the header.
     meta = json.dumps(doc, sort_keys=True, separators=(",", ":"), allow_nan=False)
-    return save(tensors, metadata={_META_KEY: meta})
+    if extra and _META_KEY in extra:
+        raise ValueError(f"the metadata key {_META_KEY!r} is the fingerprint's own")
+    return save(tensors, metadata={**(extra or {}), _META_KEY: meta})
 
 
-def save_fingerprint(fp: Fingerprint, path: str | Path) -> Path:
+def save_fingerprint(fp: Fingerprint, path: str | Path, extra: dict[str, str] | None = None) -> Path:
     """Write `fp` to `path` (a safetensors file); byte-identical for identical fingerprints.
 
     Args:
         fp: the fingerprint.
         path: the file to write (parent folders are created).
+        extra: more header metadata (see `fingerprint_bytes`).
 
     Returns:
         The path written.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    data = fingerprint_bytes(fp)
+    write_atomically(fingerprint_bytes(fp, extra), path)
+    return path
+
+
+def write_atomically(data: bytes, path: Path) -> None:
+    """Write `data` to `path` through a temporary file in its folder and a rename."""
     # A unique temporary name in the target folder, then os.replace (atomic on one file system): readers see
     # the old file or the new one, never a partial one, and two writers of one key (two scans sharing a
     # cache) never write into each other's temporary file.
@@ -207,7 +220,6 @@ def save_fingerprint(fp: Fingerprint, path: str | Path) -> Path:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return path
 
 
 def load_fingerprint(path: str | Path) -> Fingerprint:
@@ -232,6 +244,16 @@ def load_fingerprint(path: str | Path) -> Fingerprint:
     except OSError as exc:
         raise FingerprintFormatError(path, f"cannot read the file ({exc.strerror or exc})") from None
     return fingerprint_from_bytes(data, path)
+
+
+def header_metadata(data: bytes) -> dict[str, str]:
+    """The metadata of a fingerprint file's header (`{}` when there is none or it cannot be read)."""
+    try:
+        (length,) = struct.unpack("<Q", data[:LENGTH_PREFIX_BYTES])
+        meta = json.loads(data[LENGTH_PREFIX_BYTES : LENGTH_PREFIX_BYTES + length]).get(METADATA_KEY) or {}
+    except Exception:  # noqa: BLE001 - struct, JSON and attribute errors for corrupt bytes alike
+        return {}
+    return meta if isinstance(meta, dict) else {}
 
 
 def fingerprint_from_bytes(data: bytes, origin: str | Path = "<fingerprint bytes>") -> Fingerprint:

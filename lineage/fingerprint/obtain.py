@@ -40,11 +40,13 @@ class Pending:
         path: where it is (a model folder, a weights file, a GGUF, an adapter, or `hf://...`).
         key: its cache key; None when there is no cache.
         hub: for a hub model, the commit its revision resolved to (what is fetched and fingerprinted).
+        model: the digest of a local model's headers, which its cache entry must have been made from.
     """
 
     path: str | Path
     key: str | None = None
     hub: HubModel | None = None
+    model: str | None = None
 
 
 def needs_probing(path: str | Path) -> bool:
@@ -86,11 +88,12 @@ def locate(
         raise CheckpointError(path, "no such file or folder; check the path (manifest paths are relative to it)")
     if cache is None:
         return Pending(path)
-    from lineage.fingerprint.pipeline import cache_key
+    from lineage.fingerprint.pipeline import model_identity
 
-    key = cache_key(path, _options(options))  # reads the headers: a broken checkpoint fails here, in one line
-    fp = cache.get(key)
-    return Pending(path, key) if fp is None else (_named(fp, CACHED, path, name), CACHED)
+    # Reads the headers (a broken checkpoint fails here, in one line), and with verify_weights every byte.
+    key, model = model_identity(path, _options(options), verify_weights=cache.verify_weights)
+    fp = cache.get(key, model)  # checked: its own digest, made under this key from these headers, finite
+    return Pending(path, key, model=model) if fp is None else (_named(fp, CACHED, path, name), CACHED)
 
 
 def compute(
@@ -111,7 +114,8 @@ def compute(
         LineageError: the model cannot be fetched or fingerprinted.
     """
     key = pending.key if cache is not None else None
-    fp = cache.get(key) if key is not None else None
+    # Quietly: `locate` said already why an entry there was not used.
+    fp = cache.get(key, pending.model, warn=False) if key is not None else None
     how = CACHED if fp is not None else FINGERPRINTED
     if fp is None:
         if pending.hub is not None:
@@ -121,7 +125,7 @@ def compute(
 
             fp = fingerprint_model(pending.path, _options(options), progress=progress)
         if key is not None:
-            cache.put(key, fp)
+            cache.put(key, fp, pending.model)
     if pending.hub is not None:
         return stamped(fp, pending.hub, name), how
     return _named(fp, how, Path(pending.path), name), how

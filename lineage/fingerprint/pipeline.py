@@ -30,6 +30,7 @@ from lineage.features import tensorguard
 from lineage.features.sketch import stack_layers
 from lineage.fingerprint.format import Fingerprint, ModelSummary
 from lineage.io.checkpoint import Checkpoint
+from lineage.io.digest import files_sha256
 from lineage.io.hub import HubModel
 from lineage.io.open import open_checkpoint
 from lineage.io.vocab import TOKENIZER_FILE
@@ -117,20 +118,34 @@ def key_id(key: str | None) -> str:
     return PUBLIC_KEY_ID if key is None else hashlib.sha256(f"lineage-key|{key}".encode()).hexdigest()[:16]
 
 
-def cache_key(path: str | Path, options: FingerprintOptions) -> str:
-    """A content address of a model for the fingerprint cache.
+def cache_key(path: str | Path, options: FingerprintOptions, *, verify_weights: bool = False) -> str:
+    """A content address of a model for the fingerprint cache (`model_identity`'s key)."""
+    return model_identity(path, options, verify_weights=verify_weights)[0]
 
-    It hashes every safetensors header (names, dtypes, shapes, offsets), each file's size and
-    modification time, the probe settings and the lineage version. Hashing the tensor bytes themselves
-    would cost as much as fingerprinting, so an in-place edit that keeps size and mtime goes unseen.
+
+def model_identity(path: str | Path, options: FingerprintOptions, *, verify_weights: bool = False) -> tuple[str, str]:
+    """`(cache key, digest of the headers)` of a model: what the cache files its entry under, and what the
+    entry must have been made from (`lineage.fingerprint.cache`).
+
+    The key hashes every header (names, dtypes, shapes, offsets), the probe settings, the lineage version and,
+    by default, each file's size and modification time: reading no tensor data, it costs a few reads, but an
+    in-place edit that keeps size and time (a file replaced by `cp -p`, `rsync -a` or tar) goes unseen. With
+    `verify_weights` it hashes the sha256 of every file's bytes instead (read in full, at disk speed:
+    `lineage.io.digest`), so no replaced byte is ever answered from the cache.
     """
     with open_checkpoint(path) as reader:
         # The tokenizer chooses the anchors, so a changed (or removed) tokenizer.json is another model.
         tokenizer = reader.folder / TOKENIZER_FILE
         files = [*reader.files, *([tokenizer] if tokenizer.is_file() else [])]
-        stamp = [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files]
-        doc = {"headers": reader.header_sha256(), "files": stamp, "settings": options.settings(), "v": __version__}
-    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+        headers = reader.header_sha256()
+        if verify_weights:
+            stamp = [[p.name, digest] for p, digest in zip(files, files_sha256(files))]
+        else:
+            stamp = [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in files]
+        doc = {"headers": headers, "files": stamp, "settings": options.settings(), "v": __version__}
+        if verify_weights:
+            doc["content"] = "sha256"
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest(), headers
 
 
 def _role_key(name: str, model: ResolvedModel) -> str:

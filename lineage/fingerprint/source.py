@@ -41,6 +41,7 @@ class FingerprintSource:
         use_cache: False fingerprints every folder again and stores nothing.
         executor: where model folders are fingerprinted (serial, local processes, a Ray cluster).
         key: the probe key of model folders (`FingerprintOptions.key`); None is the public key.
+        verify_weights: key the cache by the sha256 of the weight bytes (`FingerprintCache`).
     """
 
     device: str = "auto"
@@ -49,6 +50,7 @@ class FingerprintSource:
     use_cache: bool = True
     executor: ExecutorOptions = field(default_factory=ExecutorOptions)
     key: str | None = field(default=None, repr=False)
+    verify_weights: bool = False
 
     def probe_options(self) -> FingerprintOptions:
         """The probe settings for model folders (imports the probing stack: only called for folders)."""
@@ -60,7 +62,7 @@ class FingerprintSource:
 
     def cache(self) -> FingerprintCache | None:
         """The fingerprint cache, None when `use_cache` is off."""
-        return FingerprintCache(self.cache_dir) if self.use_cache else None
+        return FingerprintCache(self.cache_dir, verify_weights=self.verify_weights) if self.use_cache else None
 
     def gather(
         self, items: Sequence[tuple[str | None, Path, object]], progress: Progress | None = None

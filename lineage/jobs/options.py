@@ -47,6 +47,7 @@ class ScanOptions:
         executor: where model folders are fingerprinted (serial, local processes, a Ray cluster).
         verify_packs: check a reference pack's files against their sha256 before using it.
         key: the probe key of model folders (`FingerprintOptions.key`); None is the public key.
+        verify_weights: key the cache by the sha256 of the weight bytes, read in full (`FingerprintCache`).
     """
 
     method: str = DEFAULT_METHOD
@@ -61,6 +62,7 @@ class ScanOptions:
     executor: ExecutorOptions = field(default_factory=ExecutorOptions)
     verify_packs: bool = True
     key: str | None = field(default=None, repr=False)
+    verify_weights: bool = False
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -74,7 +76,9 @@ class ScanOptions:
     @property
     def source(self) -> FingerprintSource:
         """Where the job's fingerprints come from: probe settings, cache, executor."""
-        return FingerprintSource(self.device, self.fingerprint, self.cache_dir, self.use_cache, self.executor, self.key)
+        return FingerprintSource(
+            self.device, self.fingerprint, self.cache_dir, self.use_cache, self.executor, self.key, self.verify_weights
+        )
 
     def probe_options(self) -> FingerprintOptions:
         """The probe settings for model folders (imports the probing stack: only called for folders)."""

@@ -23,6 +23,7 @@ of no known family), and every scorer, evaluation and report reads them from her
 from __future__ import annotations
 
 import csv
+import os
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -37,6 +38,9 @@ OPTIONAL_COLUMNS: tuple[str, ...] = ("name", "family", "base", "role", "derivati
 #: Roles: the known bases (the references), their derivatives, models of no reference's family, models trained
 #: from scratch (with a family's tokenizer, perhaps: never derived).
 BASE_ROLE, DERIVATIVE_ROLE, OUTSIDER_ROLE, INDEPENDENT_ROLE = "base", "derivative", "outsider", "independent"
+#: Every role a manifest may give (read case-insensitively): any other word is refused, since a misspelt
+#: `base` would silently turn a reference into a suspect.
+ROLES: tuple[str, ...] = (BASE_ROLE, DERIVATIVE_ROLE, OUTSIDER_ROLE, INDEPENDENT_ROLE)
 #: The family label of a model of no known family: the `unknown` verdict's own word.
 UNKNOWN_FAMILY = UNKNOWN
 #: What is taken wherever a set of references is (`lineage.refs.open.open_references`), in the words of errors.
@@ -152,7 +156,7 @@ def read_manifest(path: str | Path, *, require_references: bool = True) -> Manif
             f"{','.join(OPTIONAL_COLUMNS)})"
         )
     has_role = "role" in columns
-    rows = _named_rows(path, [(n, _row(path, n, cells, has_role)) for n, cells in _cells(reader)])
+    rows = _named_rows(path, _once([(n, _row(path, n, cells, has_role)) for n, cells in _cells(reader)], path))
     if not rows:
         raise ManifestError(f"{path}: the manifest has a header but no rows")
     manifest = Manifest(path=path.resolve(), rows=tuple(rows), has_role=has_role)
@@ -175,6 +179,11 @@ def _row(path: Path, line_no: int, cells: dict[str, str], has_role: bool) -> Man
     """One row, its path made absolute (its name may still be empty: `_named_rows` fills it)."""
     if not cells.get("path"):
         raise ManifestError(f"{path}, line {line_no}: empty 'path'")
+    role = (cells.get("role") or "").lower() or None
+    if has_role and role is not None and role not in ROLES:
+        raise ManifestError(
+            f"{path}, line {line_no}: role '{cells['role']}' is not one of {', '.join(ROLES)} (left empty: a suspect)"
+        )
     hub = is_hub_path(cells["path"])  # hf://org/name[@revision]: fetched when fingerprinted
     model_path = Path(cells["path"]).expanduser()
     if not model_path.is_absolute() and not hub:
@@ -184,12 +193,31 @@ def _row(path: Path, line_no: int, cells: dict[str, str], has_role: bool) -> Man
         path=model_path if hub else model_path.resolve(),
         family=cells.get("family") or None,
         base=cells.get("base") or None,
-        role=(cells.get("role") or None) if has_role else None,
+        role=role if has_role else None,
         derivation=cells.get("derivation") or None,
         parents=tuple(p.strip() for p in _PARENT_SEPARATORS.split(cells.get("parents", "")) if p.strip()),
         hub_id=cells.get("hub_id") or (cells["path"][len(HUB_SCHEME) :] if hub else None),
         declared=tuple(d.strip() for d in cells.get("declared", "").split(";") if d.strip()),
     )
+
+
+def _once(rows: list[tuple[int, ManifestRow]], path: Path) -> list[tuple[int, ManifestRow]]:
+    """Rows with a model listed twice kept once: a second row of the same model and the same labels is dropped
+    (it would count twice among the suspects, in the expected false accusations and in BH); one with other
+    labels is refused, naming both lines."""
+    first: dict[str, tuple[int, ManifestRow]] = {}
+    out = []
+    for line_no, row in rows:
+        seen = first.get(str(row.path))
+        if seen is None:
+            first[str(row.path)] = (line_no, row)
+            out.append((line_no, row))
+        elif replace(row, name=seen[1].name) != seen[1] or (row.name and seen[1].name and row.name != seen[1].name):
+            raise ManifestError(
+                f"{path}, line {line_no}: the model of line {seen[0]} again ({row.path}) with other labels or name; "
+                "list each model once"
+            )
+    return out
 
 
 def _named_rows(path: Path, rows: list[tuple[int, ManifestRow]]) -> list[ManifestRow]:
@@ -218,6 +246,14 @@ def manifest_of_models(paths: list[tuple[Path, str | None]]) -> tuple[Manifest, 
         `(manifest of the models found, [(row, error)] for the paths that hold none)`; every row named by
         `lineage.io.names`, models that share a name told apart by their folders.
     """
+    given: set[str] = set()
+    once = []
+    for p, e in paths:  # a model given twice (`scan x x`, a folder and a model inside it) is one row
+        where = str(p) if is_hub_path(p) else os.path.realpath(p)
+        if where not in given:
+            given.add(where)
+            once.append((p, e))
+    paths = once
     names = unique_names([model_name(p) for p, _ in paths], [p for p, _ in paths])
     rows = [ManifestRow(name=n, path=Path(p) if is_hub_path(p) else Path(p).resolve())
             for n, (p, _) in zip(names, paths)]  # fmt: skip

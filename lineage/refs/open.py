@@ -6,16 +6,22 @@ pack (`lineage.refs.builtin`, built on first use), a folder holding a `pack.json
 checked against their sha256 first, `lineage.refs.pack`), and anything else is read as a manifest CSV
 (`lineage.refs.manifest`). A model given where references are expected (a `.gguf`, a model folder, a
 fingerprint file) is refused in one line saying what is taken.
+
+A pack is used only through its check: its own `manifest.csv` given as a manifest is the pack (checked like
+the folder), another file inside a pack is refused, and a folder laid out as a pack without its `pack.json`
+(whose checksums are lost) is refused rather than read unchecked. Skipping the check (`verify=False`,
+`--skip-pack-check`) is said in one `LineageWarning` line.
 """
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
-from lineage.errors import ManifestError
+from lineage.errors import LineageWarning, ManifestError, PackError
 from lineage.refs.builtin import BUILTIN_REFERENCE, ensure_builtin_pack
 from lineage.refs.manifest import REFERENCE_SET_TAKES, Manifest, read_manifest
-from lineage.refs.pack import is_pack, pack_manifest_path, pack_problems
+from lineage.refs.pack import FINGERPRINT_DIR, MANIFEST_FILE, PACK_FILE, is_pack, pack_manifest_path, pack_problems
 
 _MODEL_SUFFIXES: dict[str, str] = {
     ".fingerprint.safetensors": "a fingerprint file",
@@ -64,8 +70,16 @@ def manifest_csv(source: str | Path, *, verify: bool = True) -> Path:
         PackError: see `open_references`.
     """
     path = reference_folder(source)
-    if path.is_dir() and is_pack(path):
-        return pack_manifest_path(path, verify=verify)  # a reference pack is a manifest of fingerprint files
+    pack = _pack_of(path)
+    if pack is not None:
+        if not verify:
+            warnings.warn(
+                f"{pack}: reference pack used without checking its files' sha256 (--skip-pack-check): a file "
+                "changed since it was built goes unseen",
+                LineageWarning,
+                stacklevel=2,
+            )
+        return pack_manifest_path(pack, verify=verify)  # a reference pack is a manifest of fingerprint files
     kind = next((k for s, k in _MODEL_SUFFIXES.items() if path.name.endswith(s)), None)
     if kind is None and path.is_dir():
         from lineage.io.discover import is_model_folder
@@ -78,6 +92,35 @@ def manifest_csv(source: str | Path, *, verify: bool = True) -> Path:
             f"{path}: is {kind}, not a manifest; {REFERENCE_SET_TAKES} (list models in a CSV with a path column)"
         )
     return path
+
+
+def _pack_of(path: Path) -> Path | None:
+    """The pack folder `path` stands for (the folder itself, or its own manifest), or None when it is no pack.
+
+    Raises:
+        PackError: a file inside a pack that is not its manifest, or a pack's layout without its `pack.json`.
+    """
+    if path.is_dir():
+        if is_pack(path):
+            return path
+        if (path / MANIFEST_FILE).is_file() and (path / FINGERPRINT_DIR).is_dir():
+            raise _no_pack_file(path)
+        return None
+    for above in path.resolve().parents:
+        if is_pack(above):
+            if path.name == MANIFEST_FILE and path.resolve().parent == above:
+                return above
+            raise PackError(f"{path}: is inside the reference pack {above}; give the pack folder itself")
+    if path.name == MANIFEST_FILE and (path.parent / FINGERPRINT_DIR).is_dir():
+        raise _no_pack_file(path.parent)
+    return None
+
+
+def _no_pack_file(folder: Path) -> PackError:
+    return PackError(
+        f"{folder}: is laid out as a reference pack but has no {PACK_FILE}, so its files cannot be checked; "
+        "rebuild it (`lineage refs build`)"
+    )
 
 
 def verify_pack(source: str | Path, current_settings: dict | None = None) -> list[str]:

@@ -14,9 +14,9 @@ through, `lineage.refs.open`) turns a pack into a `Manifest` whose paths are its
 a pack checks its format version and the sha256 of every file `pack.json` lists (`check_pack_files`: a
 flipped byte or a deleted reference is refused in one line naming the file, before anything is classified
 against it; hashing is about 1 GB/s, milliseconds for the built-in pack, a few seconds for a thousand
-references; `--no-verify` skips it for a pack checked already). `pack_problems` (`lineage refs verify`)
-checks all that, stray files, the references' probe settings and the pipeline version, and reports every
-problem instead of the first.
+references; `--skip-pack-check` skips it for a pack checked already, with a warning). `pack_problems`
+(`lineage refs verify`) checks all that, stray files, the references' probe settings and the pipeline
+version, and reports every problem instead of the first.
 """
 
 from __future__ import annotations
@@ -209,7 +209,7 @@ def check_pack_files(path: str | Path, doc: dict | None = None) -> None:
         more = f" (and {len(problems) - 1} more file(s))" if len(problems) > 1 else ""
         raise PackError(
             f"{problems[0]}{more}: the reference pack changed after it was built; rebuild it "
-            "(`lineage refs build`), or pass --no-verify to use it as it is"
+            "(`lineage refs build`), or pass --skip-pack-check to use it as it is"
         )
 
 

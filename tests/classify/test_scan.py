@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from lineage.data import DEMO_MANIFEST
-from lineage.errors import ClassificationError, ManifestError
+from lineage.errors import ClassificationError, LineageWarning, ManifestError
 from lineage.fingerprint import load_fingerprint
 from lineage.fingerprint.cache import FingerprintCache
 from lineage.fingerprint.inputs import expand_inputs
@@ -149,7 +149,8 @@ def test_cache_roundtrip_and_corrupt_entries(tmp_path: Path):
     cache.put("ab" * 32, fp)
     assert cache.get("ab" * 32).tensorguard == fp.tensorguard and len(cache) == 1
     cache.path_for("ab" * 32).write_bytes(b"garbage")
-    assert cache.get("ab" * 32) is None
+    with pytest.warns(LineageWarning, match="cache entry damaged"):
+        assert cache.get("ab" * 32) is None
     with pytest.raises(ValueError):
         cache.path_for("../x")
 
@@ -173,7 +174,9 @@ def test_second_scan_fingerprints_nothing(tmp_path: Path, monkeypatch):
         return Fingerprint(name=Path(path).name, tensorguard=features(rng, centres[Path(path).name[0]], 0.1))
 
     monkeypatch.setattr(pipeline, "fingerprint_model", fake_fingerprint)
-    monkeypatch.setattr(pipeline, "cache_key", lambda path, options: json.dumps(str(path)).encode().hex()[-40:])
+    monkeypatch.setattr(
+        pipeline, "model_identity", lambda path, options, **_: (json.dumps(str(path)).encode().hex()[-40:], None)
+    )
     rows = []
     for name, role in (("a0", "base"), ("b0", "base"), ("a1", "derivative"), ("b1", "derivative")):
         (tmp_path / name).mkdir()
@@ -198,3 +201,40 @@ def test_obtain_names_a_cached_fingerprint_after_its_row(tmp_path: Path):
     fp, how = obtain_fingerprint(DEMO_MANIFEST.parent / "phi-4_features.json", name="renamed")
     assert (fp.name, how) == ("renamed", LOADED)
     assert CACHED == "cached"
+
+
+# --- issue 25: roles from the known set, a model given twice is one row --------------------------------
+
+
+@pytest.mark.parametrize("role", ["bse", "reference", "base model"])
+def test_an_unknown_role_is_refused_naming_the_manifest_and_row(tmp_path: Path, role: str):
+    path = tmp_path / "m.csv"
+    path.write_text(f"name,path,family,role\na,a,x,base\nb,b,x,{role}\n")
+    with pytest.raises(ManifestError, match=rf"m\.csv, line 3: role '{role}' is not one of base, derivative"):
+        read_manifest(path)
+
+
+def test_roles_are_read_case_insensitively(tmp_path: Path):
+    path = tmp_path / "m.csv"
+    path.write_text("name,path,family,role\na,a,x,BASE\nb,b,x,Derivative\nc,c,,\n")
+    manifest = read_manifest(path)
+    assert [r.name for r in manifest.references] == ["a"]
+    assert [(r.name, r.role) for r in manifest.suspects] == [("b", "derivative"), ("c", None)]
+
+
+def test_a_model_listed_twice_is_one_row(tmp_path: Path):
+    path = tmp_path / "m.csv"
+    path.write_text("path,family,role\na,x,base\nb,,\n./b,,\n")
+    assert [r.name for r in read_manifest(path).rows] == ["a", "b"]
+    path.write_text("path,family,role\na,x,base\nb,,\nb,y,\n")
+    with pytest.raises(ManifestError, match="line 4: the model of line 3 again"):
+        read_manifest(path)
+
+
+def test_scan_of_a_model_given_twice_has_one_row(tmp_path: Path):
+    rng = np.random.default_rng(0)
+    a = write_feature_json(tmp_path, "a", features(rng))
+    b = write_feature_json(tmp_path, "b", features(rng))
+    ref = write_manifest(tmp_path / "refs.csv", [{"name": "a", "path": a.name, "family": "x"}], ("name", "path"))
+    result = scan([b, b, tmp_path / "." / b.name], ScanOptions(method="tensorguard", unknown="off"), references=ref)
+    assert [r["model"] for r in result.rows] == ["b"]

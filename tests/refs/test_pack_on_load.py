@@ -1,5 +1,5 @@
 """Issue 17, finding 4: a reference pack is checked against its own sha256 list whenever it is used; a
-flipped byte or a deleted reference is a one-line refusal naming the file; --no-verify skips the check."""
+flipped byte or a deleted reference is a one-line refusal naming the file; --skip-pack-check skips the check."""
 
 from __future__ import annotations
 
@@ -46,8 +46,8 @@ def test_a_flipped_byte_is_refused_in_one_line_naming_the_file(pack: Path, tmp_p
     result = _classify(tmp_path, pack)
     assert result.exit_code == 1 and result.stdout == ""
     (line,) = result.stderr.splitlines()
-    assert line.startswith("error: ") and str(file) in line and "--no-verify" in line
-    trusted = _classify(tmp_path, pack, "--no-verify")
+    assert line.startswith("error: ") and str(file) in line and "--skip-pack-check" in line
+    trusted = _classify(tmp_path, pack, "--skip-pack-check")
     assert trusted.exit_code == 0, trusted.output  # checked already: used as it is
     assert "upload" in trusted.stdout
 
@@ -64,3 +64,44 @@ def test_a_sound_pack_reads_and_classifies(pack: Path, tmp_path: Path) -> None:
     result = _classify(tmp_path, pack)
     assert result.exit_code == 0, result.output
     assert "related to llama" in result.stdout
+
+
+# --- issue 25: a pack only through its check ------------------------------------------------------------
+
+
+def _swap(a: Path, b: Path) -> None:
+    da, db = a.read_bytes(), b.read_bytes()
+    a.write_bytes(db)
+    b.write_bytes(da)
+
+
+def test_a_packs_own_manifest_is_the_pack_checked(pack: Path, tmp_path: Path) -> None:
+    prints = pack / "fingerprints"
+    _swap(prints / "llama-base.fingerprint.safetensors", prints / "qwen-base.fingerprint.safetensors")
+    for given in (pack, pack / "manifest.csv"):  # the manifest used to skip every check: verdicts swapped
+        with pytest.raises(PackError, match="altered"):
+            open_references(given)
+    result = _classify(tmp_path, pack / "manifest.csv")
+    assert result.exit_code == 1 and "altered" in result.stderr and result.stdout == ""
+
+
+def test_skipping_the_check_says_so_once(pack: Path, tmp_path: Path) -> None:
+    result = _classify(tmp_path, pack, "--skip-pack-check")
+    assert result.exit_code == 0, result.output
+    warned = [line for line in result.stderr.splitlines() if line.startswith("warning: ")]
+    assert len(warned) == 1 and "without checking its files' sha256" in warned[0] and str(pack) in warned[0]
+    assert _classify(tmp_path, pack).stderr == ""  # checked: nothing to say
+
+
+def test_a_pack_without_pack_json_is_refused_not_read_unchecked(pack: Path) -> None:
+    (pack / "pack.json").unlink()
+    for given in (pack, pack / "manifest.csv"):  # the folder was answered with advice to pass that manifest
+        with pytest.raises(PackError, match="has no pack.json, so its files cannot be checked"):
+            open_references(given)
+
+
+def test_another_file_inside_a_pack_is_refused(pack: Path) -> None:
+    copy = pack / "mine.csv"
+    copy.write_text((pack / "manifest.csv").read_text())
+    with pytest.raises(PackError, match="is inside the reference pack"):
+        open_references(copy)

@@ -10,13 +10,23 @@ threads than there are cores; each starts with that share and the passive wait p
 so its pools are created at that size. A worker imports torch once and fingerprints model after model.
 While a model streams, its worker reports weight bytes (throttled) so the driver can show progress inside
 the model.
+
+Interrupts end everything at once and quietly: workers ignore SIGINT (Ctrl-C reaches the whole process group,
+and the driver alone answers it), and a driver leaving the loop on an exception kills its workers instead of
+waiting for their models. Workers die with their driver: on Linux the kernel kills a worker whose parent
+dies (`PR_SET_PDEATHSIG`), and everywhere a watchdog thread in the worker ends it once its parent is gone,
+so a `kill -9` of the driver leaves no worker behind.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import multiprocessing
 import os
+import signal
+import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -35,6 +45,8 @@ if TYPE_CHECKING:
     from lineage.fingerprint.pipeline import FingerprintOptions
 
 _WEIGHTS_EVERY_S = 0.2  # progress messages at most this often per worker: a pipe is not free
+_PARENT_POLL_S = 0.5  # how often a worker's watchdog looks for its driver
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 def gather_in_processes(
@@ -54,8 +66,10 @@ def gather_in_processes(
     queue: deque[Task] = deque(plan.tasks)
     attempts: dict[int, int] = {}
     busy: dict[_Worker, Task] = {}
-    workers = [_Worker.start(threads) for _ in range(jobs)]
+    workers: list[_Worker] = []
+    interrupted = True
     try:
+        workers += [_Worker.start(threads) for _ in range(jobs)]
         while queue or busy:
             for worker in workers:
                 if queue and worker not in busy:
@@ -88,9 +102,11 @@ def gather_in_processes(
                             queue.appendleft(task)  # retried next, by a fresh worker
                     workers[workers.index(worker)] = _Worker.start(threads)
                     worker.close()
+        interrupted = False
     finally:
         for worker in workers:
-            worker.stop()
+            # Interrupted (Ctrl-C, an error): the models in flight are abandoned, so no worker is waited for.
+            worker.kill() if interrupted else worker.stop()
     return plan.result()
 
 
@@ -104,12 +120,21 @@ class _Worker:
     def start(cls, threads: int) -> _Worker:
         ctx = multiprocessing.get_context("spawn")
         ours, theirs = ctx.Pipe(duplex=True)
-        process = ctx.Process(target=_worker_main, args=(theirs, threads), daemon=True, name="lineage-worker")
+        process = ctx.Process(
+            target=_worker_main, args=(theirs, threads, os.getpid()), daemon=True, name="lineage-worker"
+        )
+        # Started with SIGINT blocked, which the new interpreter inherits: a Ctrl-C while it imports stays
+        # pending until the worker ignores it (`_die_with_parent`), never a traceback. Blocked here, not ignored,
+        # so a Ctrl-C meanwhile is only delayed for the driver, never lost.
+        blocked = _block_sigint(True)
         try:
             with _environment(worker_environment(threads)):  # a spawned child takes the driver's environment
                 process.start()
         except OSError as exc:
             raise ExecutorError(f"cannot start a worker process: {exc}") from exc
+        finally:
+            if blocked:
+                _block_sigint(False)
         theirs.close()  # only the child holds its end now: its death reads as end-of-file here
         return cls(process, ours)
 
@@ -138,6 +163,13 @@ class _Worker:
         self.conn.close()
         self.process.join(timeout=1)
 
+    def kill(self) -> None:
+        """End the worker now (SIGKILL), whatever it holds."""
+        if self.process.is_alive():
+            self.process.kill()
+        self.process.join(timeout=1)
+        self.conn.close()
+
     def stop(self) -> None:
         if self.process.is_alive():
             try:
@@ -151,8 +183,35 @@ class _Worker:
         self.conn.close()
 
 
-def _worker_main(conn: Connection, threads: int) -> None:
+def _block_sigint(block: bool) -> bool:
+    """Block (or unblock) SIGINT for this thread where the platform can; whether it did."""
+    if not hasattr(signal, "pthread_sigmask"):
+        return False
+    signal.pthread_sigmask(signal.SIG_BLOCK if block else signal.SIG_UNBLOCK, {signal.SIGINT})
+    return True
+
+
+def _die_with_parent(parent: int) -> None:
+    """Make this worker deaf to Ctrl-C and mortal with its driver `parent` (see the module docstring)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _block_sigint(False)  # a Ctrl-C pending since the start is dropped: SIGINT is ignored now
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):  # no prctl: the watchdog below does it
+            pass
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(_PARENT_POLL_S)
+        os._exit(1)  # the driver is gone (it may have died before prctl took effect): nobody wants the answer
+
+    threading.Thread(target=watch, name="lineage-parent-watchdog", daemon=True).start()
+
+
+def _worker_main(conn: Connection, threads: int, parent: int) -> None:
     """A worker's loop: receive a task, run it, send its result; stop on None or a closed pipe."""
+    _die_with_parent(parent)
     limit_threads(threads)  # its environment sized the pools already; this checks them (and imports torch)
     while True:
         try:

@@ -152,7 +152,8 @@ class Plan:
                 fp = fingerprint_from_bytes(result.payload, f"the answer for {self.label(result.index)}")
                 key = self._by_index[result.index].pending.key
                 if self.cache is not None and key is not None and result.how == FINGERPRINTED:
-                    self.cache.put_missing(key, fp)  # a worker on another machine wrote to its own disk
+                    # A worker on another machine wrote to its own disk.
+                    self.cache.put_missing(key, fp, self._by_index[result.index].pending.model)
             except Exception as exc:  # noqa: BLE001 - a garbled answer fails its model, not the scan
                 fp, error, trace = None, error_text(exc), error_trace(exc)
         how = result.how if fp is not None else None
