@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from lineage.arch.checks import (
@@ -28,20 +28,12 @@ from lineage.arch.checks import (
     model_location,
     text_config,
 )
-from lineage.arch.spec import ARCHITECTURES, ArchSpec
+from lineage.arch.spec import ARCHITECTURES, REFUSED_EMBEDS, REFUSED_LAYERS, ArchSpec
+from lineage.arch.views import View, expert_name
 from lineage.errors import CheckpointError, UnsupportedArchitectureError
 
-_LAYER_RE = re.compile(r"^(?P<prefix>.*?)layers\.(?P<index>\d+)\.(?P<rest>.+)$")
-# Layers lineage cannot probe, told apart from a truncated checkpoint: routed experts (Mixtral's
-# `block_sparse_moe`, Qwen-MoE's `mlp.experts.N` and `mlp.gate` router, DeepSeek's `shared_experts`) and
-# cross-attention to another modality (Llama 3.2 Vision's `cross_attn`, encoder-decoder `encoder_attn`).
-_UNSUPPORTED_LAYOUTS = (
-    (
-        "mixture-of-experts",
-        re.compile(r"(^|\.)(experts|block_sparse_moe|shared_experts?|moe)(\.|$)|^mlp\.(gate|router)\."),
-    ),
-    ("cross-attention", re.compile(r"(^|\.)(cross_attn|cross_attention|crossattention|encoder_attn)(\.|$)")),
-)
+_LAYER_RE = re.compile(r"^(?P<prefix>.*?)(?P<stem>layers|h)\.(?P<index>\d+)\.(?P<rest>.+)$")
+_REFUSED = tuple((kind, why, re.compile(pattern)) for kind, why, pattern in REFUSED_LAYERS)
 
 
 class _NamedShapes(Protocol):
@@ -58,6 +50,7 @@ class LayerTensors:
 
     index: int
     names: dict[str, str | None]
+    experts: int = 0
 
     def __getitem__(self, role: str) -> str | None:
         return self.names.get(role)
@@ -79,6 +72,23 @@ class ResolvedModel:
     num_kv_heads: int
     head_dim: int
     norm_eps: float
+    views: dict[str, View] = field(default_factory=dict)
+    unread: dict[str, str] = field(default_factory=dict)
+
+    def roles(self) -> dict[str, str]:
+        """Every tensor probed, by name: its role (`embed`, `head`, `final_norm`, `layers.{i}.{role}`), with a
+        stacked tensor's views standing for it under its own name."""
+        out = {n: r for n, r in (
+            (self.embed, "embed"), (self.head, "head"), (self.final_norm, "final_norm"),
+        ) if n}  # fmt: skip
+        for layer in self.layers:
+            for role, name in layer.names.items():
+                if name:
+                    out[name] = f"layers.{layer.index}.{role}"
+                    view = self.views.get(name)
+                    if view is not None and view.source != name:
+                        out.setdefault(view.source, f"layers.{layer.index}.{role.rpartition('.')[0] or role}")
+        return out
 
     @property
     def num_layers(self) -> int:
@@ -98,30 +108,93 @@ def _find(names: set[str], candidates: tuple[str, ...], prefix: str) -> str | No
     return None
 
 
-def _layer_names(spec: ArchSpec, rests: set[str]) -> dict[str, str | None]:
+def _bias(template: str | None, rests: set[str]) -> str | None:
+    bias = template[: -len("weight")] + "bias" if template and template.endswith("weight") else None
+    return bias if bias and bias in rests else None
+
+
+def _dense_ffn(spec: ArchSpec) -> tuple[str, ...]:
+    return tuple(t for t in (spec.gate, spec.up, spec.gate_up, spec.down) if t)
+
+
+def _expert_count(spec: ArchSpec, rests: set[str]) -> int:
+    """How many routed experts a layer holds under `spec` (0: none). A stacked tensor's count is its first
+    dimension, read later; here 1 stands for "present"."""
+    ex = spec.experts
+    if ex is None or ex.router not in rests:
+        return 0
+    if ex.stacked:
+        return int(all(t in rests for t in (ex.gate_up or ex.gate, ex.down)))
+    first = ex.gate or ex.up or ex.gate_up
+    count = 0
+    while all(t.format(e=count) in rests for t in (first, ex.down) if t):
+        count += 1
+    return count
+
+
+def _layer_ok(spec: ArchSpec, rests: set[str]) -> bool:
+    """Whether a layer holds every template of `spec`'s attention and norms, and a dense FFN or its experts."""
+    if not all(t in rests for t in _required(spec)):
+        return False
+    if all(t in rests for t in _dense_ffn(spec)):
+        return True
+    ex = spec.experts
+    return _expert_count(spec, rests) > 0 and (ex.shared is None or all(t in rests for t in ex.shared))
+
+
+def _layer_names(spec: ArchSpec, rests: set[str], full: str, shapes) -> tuple[dict[str, str | None], int, dict[str, View]]:  # noqa: ANN001
+    """`(role -> full tensor name, expert count, views)` of one layer; `full` is the layer's name prefix."""
     roles = {
-        "attn_norm": spec.attn_norm, "ffn_norm": spec.ffn_norm, "o": spec.o, "down": spec.down,
-        "up": spec.up, "gate": spec.gate, "gate_up": spec.gate_up, "q": spec.q, "k": spec.k, "v": spec.v,
+        "attn_norm": spec.attn_norm, "ffn_norm": spec.ffn_norm, "o": spec.o, "q": spec.q, "k": spec.k, "v": spec.v,
         "qkv": spec.qkv, "qkv_interleaved": spec.qkv_interleaved, "q_norm": spec.q_norm, "k_norm": spec.k_norm,
         "attn_post_norm": spec.attn_post_norm, "ffn_post_norm": spec.ffn_post_norm,
     }  # fmt: skip
-    out: dict[str, str | None] = {role: (t if t in rests else None) for role, t in roles.items()}
-    for role in ("q", "k", "v", "qkv", "qkv_interleaved", "o", "up", "down", "gate_up"):
-        t = roles[role]
-        bias = t[: -len("weight")] + "bias" if t else None
-        out[f"{role}_bias"] = bias if bias and bias in rests else None
+    if all(t in rests for t in _dense_ffn(spec)):
+        roles |= {"gate": spec.gate, "up": spec.up, "gate_up": spec.gate_up, "down": spec.down}
+    out: dict[str, str | None] = {role: (t if t and t in rests else None) for role, t in roles.items()}
+    for role in ("q", "k", "v", "qkv", "qkv_interleaved", "o", "up", "down", "gate_up", "gate"):
+        out[f"{role}_bias"] = _bias(roles.get(role), rests) if role in roles else None
     for role in ("attn_norm", "ffn_norm"):  # LayerNorm biases (GPT-NeoX)
-        t = roles[role]
-        bias = t[: -len("weight")] + "bias"
-        out[f"{role}_bias"] = bias if bias in rests else None
-    return out
+        out[f"{role}_bias"] = _bias(roles[role], rests)
+    views: dict[str, View] = {}
+    count = _expert_count(spec, rests)
+    ex = spec.experts
+    if count:
+        out |= {"router": ex.router, "router_bias": ex.router_bias if ex.router_bias in rests else None}
+        if ex.shared:
+            out |= {f"shared.{r}": t for r, t in zip(("gate", "up", "down"), ex.shared)}
+            out |= {f"shared.{r}_bias": _bias(t, rests) for r, t in zip(("gate", "up", "down"), ex.shared)}
+        if ex.shared_router:
+            out["shared_router"] = ex.shared_router if ex.shared_router in rests else None
+        if ex.stacked:
+            count = int(shapes(full + ex.down)[0])
+            for e in range(count):
+                for role, t, inter in (("gate_up", ex.gate_up, ex.interleaved), ("gate", ex.gate, False),
+                                       ("up", ex.up, False), ("down", ex.down, False),
+                                       ("gate_up_bias", ex.gate_up_bias, ex.interleaved),
+                                       ("down_bias", ex.down_bias, False)):  # fmt: skip
+                    if t and t in rests:
+                        name = expert_name(full + t, e)
+                        views[name] = View(full + t, e, ex.transposed and not role.endswith("bias"), inter)
+                        out[f"expert.{e}.{role}"] = name
+        else:
+            for e in range(count):
+                for role, t in (("gate", ex.gate), ("up", ex.up), ("gate_up", ex.gate_up), ("down", ex.down)):
+                    if t:
+                        out[f"expert.{e}.{role}"] = t.format(e=e)
+                        out[f"expert.{e}.{role}_bias"] = _bias(t.format(e=e), rests)
+    named = {role: (t if t is None or t.startswith(full) or t in views else full + t) for role, t in out.items()}
+    for t in spec.transposed:
+        if full + t in named.values():
+            views[full + t] = View(full + t, transpose=True)
+    return named, count, views
 
 
 def _required(spec: ArchSpec) -> tuple[str, ...]:
     # Every template the layout names must be there: Gemma 3's extra norms tell it from Llama.
     templates = (
-        spec.q, spec.k, spec.v, spec.qkv, spec.qkv_interleaved, spec.o, spec.gate, spec.up, spec.gate_up,
-        spec.down, spec.attn_norm, spec.ffn_norm, spec.q_norm, spec.k_norm, spec.attn_post_norm, spec.ffn_post_norm,
+        spec.q, spec.k, spec.v, spec.qkv, spec.qkv_interleaved, spec.o, spec.attn_norm, spec.ffn_norm,
+        spec.q_norm, spec.k_norm, spec.attn_post_norm, spec.ffn_post_norm, *spec.marks,
     )  # fmt: skip
     return tuple(t for t in templates if t)
 
@@ -139,11 +212,11 @@ def resolve_model(reader: _NamedShapes) -> ResolvedModel:
         UnsupportedArchitectureError: no known layout matches the tensor names.
     """
     names = set(reader.names())
-    by_prefix: dict[str, dict[int, set[str]]] = defaultdict(lambda: defaultdict(set))
+    by_prefix: dict[tuple[str, str], dict[int, set[str]]] = defaultdict(lambda: defaultdict(set))
     for name in names:
         m = _LAYER_RE.match(name)
         if m:
-            by_prefix[m["prefix"]][int(m["index"])].add(m["rest"])
+            by_prefix[(m["prefix"], m["stem"])][int(m["index"])].add(m["rest"])
     scaled = sorted(n for n in names if n.endswith(("weight_scale", "weight_scale_inv")))
     if scaled:
         raise CheckpointError(
@@ -151,41 +224,70 @@ def resolve_model(reader: _NamedShapes) -> ResolvedModel:
             f"block-scaled (FP8) weights such as '{scaled[0]}': lineage reads weights without their scales; "
             "dequantize the checkpoint to BF16 first",
         )
-    mixed = _mixed_layout(names, by_prefix)
-    if mixed is not None:
-        prefix, index, kind, rest = mixed
+    refused = _refused_layer(names, by_prefix)
+    if refused is not None:
+        prefix, index, kind, why, rest = refused
         raise UnsupportedArchitectureError(
             f"{model_location(reader)}: layer {index}: {kind} layout is not supported "
-            f"('{prefix}layers.{index}.{rest}'); lineage probes dense decoder layers only"
+            f"('{prefix}{index}.{rest}'): {why}"
         )
-    model_type = text_config(reader).get("model_type")
+    cfg = text_config(reader)
+    model_type = cfg.get("model_type")
     for spec in ARCHITECTURES:
         if spec.model_types and model_type not in spec.model_types:
             continue
         # Most layers first; ties broken by name, so the choice never depends on set order.
-        for prefix, layers in sorted(by_prefix.items(), key=lambda kv: (-len(kv[1]), kv[0])):
+        for (prefix, stem), layers in sorted(by_prefix.items(), key=lambda kv: (-len(kv[1]), kv[0])):
+            if stem != spec.stem:
+                continue
             embed = _find(names, spec.embed, prefix)
             if embed is None or len(reader.info(embed).shape) != 2:
                 continue
-            required = _required(spec)
-            indices = sorted(i for i, rests in layers.items() if all(t in rests for t in required))
-            if not indices:
+            indices = sorted(i for i, rests in layers.items() if _layer_ok(spec, rests))
+            if not indices or (spec.experts and not any(_expert_count(spec, layers[i]) for i in indices)):
                 continue
             broken = sorted(set(layers) - set(indices))
             if broken:
+                required = (*_required(spec), *_dense_ffn(spec))
                 missing = sorted(t for t in required if t not in layers[broken[0]])
                 raise CheckpointError(
                     model_location(reader),
                     f"layer {broken[0]} lacks {', '.join(missing)} ({len(broken)} incomplete layer(s)): "
                     "a shard is missing or the checkpoint is truncated",
                 )
-            _check_numbering(reader, prefix, indices)
+            _check_numbering(reader, f"{prefix}{stem}.", indices)
             check_model_type(reader, spec, model_type)
+            for key, value, what in spec.refuse:
+                if cfg.get(key, not value) == value:
+                    raise UnsupportedArchitectureError(
+                        f"{model_location(reader)}: {what} is not supported ({key} is {value!r} in the config)"
+                    )
             return _build(reader, spec, prefix, embed, {i: layers[i] for i in indices}, names)
     raise UnsupportedArchitectureError(
         f"{model_location(reader)}: tensor names match no known layout "
         f"({', '.join(s.name for s in ARCHITECTURES)}); lineage cannot probe this architecture"
     )
+
+
+class _Viewed:
+    """`reader` with the logical shapes of `views` (names and shapes only: the checks read no tensor)."""
+
+    def __init__(self, reader, views: dict[str, View]) -> None:  # noqa: ANN001
+        self._reader, self._views = reader, views
+
+    def info(self, name: str):  # noqa: ANN201
+        view = self._views.get(name)
+        if view is None:
+            return self._reader.info(name)
+        src = self._reader.info(view.source)
+        return replace(src, name=name, shape=view.shape(tuple(src.shape)))
+
+    def file_of(self, name: str):  # noqa: ANN201
+        view = self._views.get(name)
+        return self._reader.file_of(view.source if view else name)
+
+    def __getattr__(self, attr: str):  # noqa: ANN204
+        return getattr(self._reader, attr)
 
 
 def _check_numbering(reader, prefix: str, indices: list[int]) -> None:  # noqa: ANN001
@@ -197,7 +299,7 @@ def _check_numbering(reader, prefix: str, indices: list[int]) -> None:  # noqa: 
     shown = ", ".join(str(i) for i in indices[:8]) + (", ..." if len(indices) > 8 else "")
     raise CheckpointError(
         model_location(reader),
-        f"the layers under '{prefix}layers.' are numbered {shown}, not 0 to {len(indices) - 1} "
+        f"the layers under '{prefix}' are numbered {shown}, not 0 to {len(indices) - 1} "
         f"(layer {missing} is missing): a shard is missing or the tensor names are corrupt",
     )
 
@@ -206,12 +308,19 @@ def _build(reader, spec, prefix, embed, layers, names) -> ResolvedModel:  # noqa
     vocab, hidden = (int(x) for x in reader.info(embed).shape)
     head = _find(names, spec.head, prefix)
     head = head if head != embed else None
-    final_norm = _find(names, spec.final_norm, prefix)
+    final_norm = _find(names, spec.final_norm, prefix) if spec.final_norm else None
+    final_bias = final_norm[: -len("weight")] + "bias" if final_norm and final_norm.endswith("weight") else None
+    final_bias = final_bias if final_bias in names else None
     cfg = text_config(reader)
-    resolved_layers = tuple(
-        LayerTensors(i, {r: (f"{prefix}layers.{i}.{t}" if t else None) for r, t in _layer_names(spec, rests).items()})
-        for i, rests in sorted(layers.items())
-    )
+    views: dict[str, View] = {}
+    built = []
+    for i, rests in sorted(layers.items()):
+        full = f"{prefix}{spec.stem}.{i}."
+        roles, count, layer_views = _layer_names(spec, rests, full, lambda n: reader.info(n).shape)
+        views |= layer_views
+        built.append(LayerTensors(i, roles, count))
+    resolved_layers = tuple(built)
+    reader = _Viewed(reader, views) if views else reader
     # Header facts first (dtypes, ranks), so that nothing below indexes a shape that is not there.
     check_dtypes(reader, [n for n in (embed, head, final_norm) if n] + [
         n for lt in resolved_layers for n in lt.names.values() if n
@@ -222,7 +331,7 @@ def _build(reader, spec, prefix, embed, layers, names) -> ResolvedModel:  # noqa
     for layer in resolved_layers:
         for role, name in layer.names.items():
             if name:
-                check_rank(reader, name, 2 if role in MATRIX_ROLES else 1)
+                check_rank(reader, name, 2 if _is_matrix(role) else 1)
     check_sizes(reader, embed, hidden, vocab, len(resolved_layers))
     first = resolved_layers[0]
     num_heads, num_kv, head_dim = _attention_geometry(reader, spec, cfg, first, hidden)
@@ -230,7 +339,11 @@ def _build(reader, spec, prefix, embed, layers, names) -> ResolvedModel:  # noqa
     check_shape(reader, head, (None, hidden), hidden)
     check_shape(reader, final_norm, (hidden,), hidden)
     for layer in resolved_layers:
-        _check_shapes(reader, layer, hidden, num_heads * head_dim, num_kv * head_dim, head_dim)
+        _check_shapes(reader, spec, layer, hidden, num_heads * head_dim, num_kv * head_dim, head_dim)
+    # The head sketch reads the probes through the final gain alone (as every fingerprint before it did).
+    unread = {final_bias: "the final LayerNorm's bias (a shift every token shares)"} if final_bias else {}
+    for template, why in spec.unread:
+        unread |= {n: why for n in names if n == prefix + template or n.endswith("." + template) or n == template}
     return ResolvedModel(
         spec=spec,
         prefix=prefix,
@@ -244,6 +357,8 @@ def _build(reader, spec, prefix, embed, layers, names) -> ResolvedModel:  # noqa
         num_kv_heads=num_kv,
         head_dim=head_dim,
         norm_eps=eps,
+        views=views,
+        unread=unread,
     )
 
 
@@ -253,6 +368,7 @@ def _attention_geometry(reader, spec: ArchSpec, cfg: dict, layer: LayerTensors, 
     silent regrouping of the heads would change the sketches (and an edited config would be a disguise)."""
     keys = ("num_attention_heads", "num_key_value_heads", "head_dim")
     heads, kv_cfg, head_cfg = (config_int(reader, cfg, k) for k in keys)
+    heads = heads or config_int(reader, cfg, "n_head")  # GPT-2's and GPT-J's spelling
     if spec.qkv_interleaved:
         rows = int(reader.info(layer["qkv_interleaved"]).shape[0])
         if heads is None:
@@ -267,7 +383,7 @@ def _attention_geometry(reader, spec: ArchSpec, cfg: dict, layer: LayerTensors, 
         q_rows = int(reader.info(layer["q"]).shape[0])
         kv_rows = int(reader.info(layer["k"]).shape[0])
     head_dim = head_cfg
-    if layer["q_norm"]:
+    if layer["q_norm"] and spec.qk_norm_per_head:
         norm = int(reader.info(layer["q_norm"]).shape[0])  # the per-head norm's size is the head size
         if head_cfg is not None and head_cfg != norm:
             contradiction(reader, f"head_dim {head_cfg}", f"the per-head norm '{layer['q_norm']}' has {norm} entries")
@@ -321,39 +437,53 @@ def _attention_geometry(reader, spec: ArchSpec, cfg: dict, layer: LayerTensors, 
     return num_heads, num_kv, head_dim
 
 
-def _mixed_layout(names: set[str], by_prefix: dict[str, dict[int, set[str]]]) -> tuple[str, int, str, str] | None:
-    """The first layer of a language model (a prefix with a token embedding) whose layout lineage cannot probe:
-    `(prefix, layer, kind, tensor rest)`, or None."""
-    embeds = {cand for spec in ARCHITECTURES for cand in spec.embed}
-    for prefix, layers in sorted(by_prefix.items()):
+def _refused_layer(
+    names: set[str], by_prefix: dict[tuple[str, str], dict[int, set[str]]]
+) -> tuple[str, int, str, str, str] | None:
+    """The first layer of a language model (a prefix with a token embedding) of a kind lineage does not probe
+    (`lineage.arch.spec.REFUSED_LAYERS`): `(prefix.stem., layer, kind, why, tensor rest)`, or None."""
+    embeds = {cand for spec in ARCHITECTURES for cand in spec.embed} | set(REFUSED_EMBEDS)
+    for (prefix, stem), layers in sorted(by_prefix.items()):
         if not any(prefix + cand in names for cand in embeds):
             continue  # a vision tower or other encoder: not the model probed
         for index in sorted(layers):
             for rest in sorted(layers[index]):
-                for kind, pattern in _UNSUPPORTED_LAYOUTS:
+                for kind, why, pattern in _REFUSED:
                     if pattern.search(rest):
-                        return prefix, index, kind, rest
+                        return f"{prefix}{stem}.", index, kind, why, rest
     return None
 
 
-def _check_shapes(reader, layer: LayerTensors, hidden: int, q_rows: int, kv_rows: int, head_dim: int) -> None:  # noqa: ANN001
+def _check_shapes(reader, spec: ArchSpec, layer: LayerTensors, hidden: int, q_rows: int, kv_rows: int,
+                  head_dim: int) -> None:  # noqa: ANN001
     """Every tensor of a layer must fit the model's widths: a wrong shape is named with its file, never left
     to fail deep inside a matrix product."""
-    ffn = None
-    for role in ("gate", "up", "gate_up"):
-        if layer[role]:
-            rows = int(reader.info(layer[role]).shape[0])
-            ffn = rows // 2 if role == "gate_up" else rows
-            break
+    qk_norm = (head_dim, head_dim) if spec.qk_norm_per_head else (q_rows, kv_rows)
     expected = {
         "q": (q_rows, hidden), "k": (kv_rows, hidden), "v": (kv_rows, hidden),
         "qkv": (q_rows + 2 * kv_rows, hidden), "qkv_interleaved": (q_rows + 2 * kv_rows, hidden),
-        "o": (hidden, q_rows), "gate": (ffn, hidden), "up": (ffn, hidden), "gate_up": (2 * (ffn or 0), hidden),
-        "down": (hidden, ffn), "attn_norm": (hidden,), "ffn_norm": (hidden,),
-        "attn_post_norm": (hidden,), "ffn_post_norm": (hidden,), "q_norm": (head_dim,), "k_norm": (head_dim,),
-        "attn_norm_bias": (hidden,), "ffn_norm_bias": (hidden,),
+        "o": (hidden, q_rows), "attn_norm": (hidden,), "ffn_norm": (hidden,),
+        "attn_post_norm": (hidden,), "ffn_post_norm": (hidden,), "q_norm": qk_norm[:1], "k_norm": qk_norm[1:],
+        "attn_norm_bias": (hidden,), "ffn_norm_bias": (hidden,), "router": (layer.experts, hidden),
+        "shared_router": (1, hidden),
     }  # fmt: skip
+    # Each FFN (the dense one, each expert, the shared expert) has its own width, read off its gate or up.
+    for ffn in ("", *(f"expert.{e}." for e in range(layer.experts)), "shared."):
+        width = None
+        for role in ("gate", "up", "gate_up"):
+            if layer[ffn + role]:
+                rows = int(reader.info(layer[ffn + role]).shape[0])
+                width = rows // 2 if role == "gate_up" else rows
+                break
+        if width is None:
+            continue
+        expected |= {ffn + "gate": (width, hidden), ffn + "up": (width, hidden), ffn + "gate_up": (2 * width, hidden),
+                     ffn + "down": (hidden, width)}  # fmt: skip
     # A bias has one entry per output row of its matrix.
-    expected |= {f"{role}_bias": shape[:1] for role, shape in expected.items() if role in MATRIX_ROLES}
+    expected |= {f"{role}_bias": shape[:1] for role, shape in expected.items() if _is_matrix(role)}
     for role, shape in expected.items():
         check_shape(reader, layer[role], shape, hidden)
+
+
+def _is_matrix(role: str) -> bool:
+    return role.rpartition(".")[2] in MATRIX_ROLES

@@ -41,7 +41,9 @@ TINY = dict(
     tie_word_embeddings=False, pad_token_id=0, bos_token_id=1, eos_token_id=2,
 )  # fmt: skip
 #: Keys some configs refuse or that would break them, per model type.
-_DROP: dict[str, tuple[str, ...]] = {"falcon": ("head_dim",)}
+_DROP: dict[str, tuple[str, ...]] = {
+    t: ("head_dim", "num_key_value_heads") for t in ("falcon", "gpt2", "gptj")
+}
 
 
 def build(model_type: str, seed: int, folder: Path) -> Path:
