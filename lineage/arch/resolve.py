@@ -72,6 +72,7 @@ class ResolvedModel:
     num_kv_heads: int
     head_dim: int
     norm_eps: float
+    latent: tuple[int, int, int] | None = None  # multi-head latent attention: (key size without rope, rope, rank)
     views: dict[str, View] = field(default_factory=dict)
     unread: dict[str, str] = field(default_factory=dict)
 
@@ -136,10 +137,16 @@ def _layer_ok(spec: ArchSpec, rests: set[str]) -> bool:
     """Whether a layer holds every template of `spec`'s attention and norms, and a dense FFN or its experts."""
     if not all(t in rests for t in _required(spec)):
         return False
+    lat = spec.latent
+    if lat and not (all(t in rests for t in (lat.q_a, lat.q_a_norm, lat.q_b)) or "self_attn.q_proj.weight" in rests):
+        return False
     if all(t in rests for t in _dense_ffn(spec)):
         return True
     ex = spec.experts
-    return _expert_count(spec, rests) > 0 and (ex.shared is None or all(t in rests for t in ex.shared))
+    if ex is None:
+        return False
+    shared = ex.shared is None or ex.shared_optional or all(t in rests for t in ex.shared)
+    return _expert_count(spec, rests) > 0 and shared
 
 
 def _layer_names(spec: ArchSpec, rests: set[str], full: str, shapes) -> tuple[dict[str, str | None], int, dict[str, View]]:  # noqa: ANN001
@@ -149,6 +156,10 @@ def _layer_names(spec: ArchSpec, rests: set[str], full: str, shapes) -> tuple[di
         "qkv": spec.qkv, "qkv_interleaved": spec.qkv_interleaved, "q_norm": spec.q_norm, "k_norm": spec.k_norm,
         "attn_post_norm": spec.attn_post_norm, "ffn_post_norm": spec.ffn_post_norm,
     }  # fmt: skip
+    if spec.latent:
+        lat = spec.latent
+        roles |= {"kv_a": lat.kv_a, "kv_a_norm": lat.kv_a_norm, "kv_b": lat.kv_b, "q_a": lat.q_a,
+                  "q_a_norm": lat.q_a_norm, "q_b": lat.q_b, "q": "self_attn.q_proj.weight"}  # fmt: skip
     if all(t in rests for t in _dense_ffn(spec)):
         roles |= {"gate": spec.gate, "up": spec.up, "gate_up": spec.gate_up, "down": spec.down}
     out: dict[str, str | None] = {role: (t if t and t in rests else None) for role, t in roles.items()}
@@ -161,7 +172,7 @@ def _layer_names(spec: ArchSpec, rests: set[str], full: str, shapes) -> tuple[di
     ex = spec.experts
     if count:
         out |= {"router": ex.router, "router_bias": ex.router_bias if ex.router_bias in rests else None}
-        if ex.shared:
+        if ex.shared and all(t in rests for t in ex.shared):
             out |= {f"shared.{r}": t for r, t in zip(("gate", "up", "down"), ex.shared)}
             out |= {f"shared.{r}_bias": _bias(t, rests) for r, t in zip(("gate", "up", "down"), ex.shared)}
         if ex.shared_router:
@@ -196,6 +207,8 @@ def _required(spec: ArchSpec) -> tuple[str, ...]:
         spec.q, spec.k, spec.v, spec.qkv, spec.qkv_interleaved, spec.o, spec.attn_norm, spec.ffn_norm,
         spec.q_norm, spec.k_norm, spec.attn_post_norm, spec.ffn_post_norm, *spec.marks,
     )  # fmt: skip
+    if spec.latent:
+        templates += (spec.latent.kv_a, spec.latent.kv_a_norm, spec.latent.kv_b)
     return tuple(t for t in templates if t)
 
 
@@ -334,12 +347,19 @@ def _build(reader, spec, prefix, embed, layers, names) -> ResolvedModel:  # noqa
                 check_rank(reader, name, 2 if _is_matrix(role) else 1)
     check_sizes(reader, embed, hidden, vocab, len(resolved_layers))
     first = resolved_layers[0]
-    num_heads, num_kv, head_dim = _attention_geometry(reader, spec, cfg, first, hidden)
+    latent = None
+    if spec.latent:
+        num_heads, num_kv, head_dim, latent = _latent_geometry(reader, cfg, first)
+    else:
+        num_heads, num_kv, head_dim = _attention_geometry(reader, spec, cfg, first, hidden)
     eps = config_eps(reader, cfg)
     check_shape(reader, head, (None, hidden), hidden)
     check_shape(reader, final_norm, (hidden,), hidden)
     for layer in resolved_layers:
-        _check_shapes(reader, spec, layer, hidden, num_heads * head_dim, num_kv * head_dim, head_dim)
+        if latent:
+            _check_latent_shapes(reader, layer, hidden, num_heads, head_dim, latent)
+        else:
+            _check_shapes(reader, spec, layer, hidden, num_heads * head_dim, num_kv * head_dim, head_dim)
     # The head sketch reads the probes through the final gain alone (as every fingerprint before it did).
     unread = {final_bias: "the final LayerNorm's bias (a shift every token shares)"} if final_bias else {}
     for template, why in spec.unread:
@@ -357,6 +377,7 @@ def _build(reader, spec, prefix, embed, layers, names) -> ResolvedModel:  # noqa
         num_kv_heads=num_kv,
         head_dim=head_dim,
         norm_eps=eps,
+        latent=latent,
         views=views,
         unread=unread,
     )
@@ -454,11 +475,11 @@ def _refused_layer(
     return None
 
 
-def _check_shapes(reader, spec: ArchSpec, layer: LayerTensors, hidden: int, q_rows: int, kv_rows: int,
-                  head_dim: int) -> None:  # noqa: ANN001
+def _check_shapes(reader, spec: ArchSpec | None, layer: LayerTensors, hidden: int, q_rows: int, kv_rows: int,
+                  head_dim: int, attention: bool = True) -> None:  # noqa: ANN001
     """Every tensor of a layer must fit the model's widths: a wrong shape is named with its file, never left
-    to fail deep inside a matrix product."""
-    qk_norm = (head_dim, head_dim) if spec.qk_norm_per_head else (q_rows, kv_rows)
+    to fail deep inside a matrix product. `attention` False checks the FFN side alone."""
+    qk_norm = (head_dim, head_dim) if spec is None or spec.qk_norm_per_head else (q_rows, kv_rows)
     expected = {
         "q": (q_rows, hidden), "k": (kv_rows, hidden), "v": (kv_rows, hidden),
         "qkv": (q_rows + 2 * kv_rows, hidden), "qkv_interleaved": (q_rows + 2 * kv_rows, hidden),
@@ -467,6 +488,8 @@ def _check_shapes(reader, spec: ArchSpec, layer: LayerTensors, hidden: int, q_ro
         "attn_norm_bias": (hidden,), "ffn_norm_bias": (hidden,), "router": (layer.experts, hidden),
         "shared_router": (1, hidden),
     }  # fmt: skip
+    if not attention:
+        expected = {r: expected[r] for r in ("ffn_norm", "ffn_norm_bias", "ffn_post_norm", "router", "shared_router")}
     # Each FFN (the dense one, each expert, the shared expert) has its own width, read off its gate or up.
     for ffn in ("", *(f"expert.{e}." for e in range(layer.experts)), "shared."):
         width = None
@@ -483,6 +506,44 @@ def _check_shapes(reader, spec: ArchSpec, layer: LayerTensors, hidden: int, q_ro
     expected |= {f"{role}_bias": shape[:1] for role, shape in expected.items() if _is_matrix(role)}
     for role, shape in expected.items():
         check_shape(reader, layer[role], shape, hidden)
+
+
+def _latent_geometry(reader, cfg: dict, layer: LayerTensors) -> tuple[int, int, int, tuple[int, int, int]]:  # noqa: ANN001
+    """`(heads, heads, value head size, (key size without rope, rope, rank))` of latent attention, off the
+    shapes and the head count, which config.json must give (the shapes leave it open)."""
+    heads = config_int(reader, cfg, "num_attention_heads")
+    if heads is None:
+        raise CheckpointError(
+            model_location(reader),
+            "config.json gives no num_attention_heads, which multi-head latent attention's shapes leave open: "
+            "restore config.json",
+        )
+    rank = int(reader.info(layer["kv_a_norm"]).shape[0])
+    rope = int(reader.info(layer["kv_a"]).shape[0]) - rank
+    q_rows = int(reader.info(layer["q_b"] or layer["q"]).shape[0])
+    kv_rows = int(reader.info(layer["kv_b"]).shape[0])
+    if rope <= 0 or q_rows % heads or kv_rows % heads or q_rows // heads <= rope:
+        contradiction(reader, f"num_attention_heads {heads}", f"'{layer['kv_b']}' has {kv_rows} rows and the query "
+                      f"{q_rows}, with a rotary key of {rope} (not whole heads)")  # fmt: skip
+    nope = q_rows // heads - rope
+    value = kv_rows // heads - nope
+    if value <= 0:
+        contradiction(reader, f"num_attention_heads {heads}", f"'{layer['kv_b']}' has {kv_rows} rows: no value rows")
+    return heads, heads, value, (nope, rope, rank)
+
+
+def _check_latent_shapes(reader, layer: LayerTensors, hidden: int, heads: int, value: int,  # noqa: ANN001
+                         latent: tuple[int, int, int]) -> None:  # fmt: skip
+    nope, rope, rank = latent
+    q_in = int(reader.info(layer["q_a"]).shape[0]) if layer["q_a"] else hidden
+    expected = {
+        "kv_a": (rank + rope, hidden), "kv_a_norm": (rank,), "kv_b": (heads * (nope + value), rank),
+        "q_a": (q_in, hidden), "q_a_norm": (q_in,), "q_b": (heads * (nope + rope), q_in),
+        "q": (heads * (nope + rope), hidden), "o": (hidden, heads * value), "attn_norm": (hidden,),
+    }  # fmt: skip
+    for role, shape in expected.items():
+        check_shape(reader, layer[role], shape, hidden)
+    _check_shapes(reader, None, layer, hidden, 0, 0, 0, attention=False)
 
 
 def _is_matrix(role: str) -> bool:

@@ -26,6 +26,7 @@ class Experts:
         router_bias: the router's bias.
         shared: `(gate, up, down)` of an always-active shared expert, or None.
         shared_router: the shared expert's scalar gate `[1, hidden]` (Qwen2-MoE), or None.
+        shared_optional: a layer may lack the shared expert (the layout then reads any `mlp.experts.N` model).
     """
 
     router: str
@@ -41,6 +42,25 @@ class Experts:
     router_bias: str | None = None
     shared: tuple[str, str, str] | None = None
     shared_router: str | None = None
+    shared_optional: bool = False
+
+
+@dataclass(frozen=True)
+class Latent:
+    """Multi-head latent attention (DeepSeek-V2/V3, Kimi-K2): queries and key-values through low-rank latents.
+
+    Attributes:
+        kv_a / kv_a_norm / kv_b: the shared key-value latent `[rank + rope, hidden]`, its norm, and its
+            expansion to every head's key (no rope) and value rows `[heads * (nope + v), rank]`.
+        q_a / q_a_norm / q_b: the query's latent path; a layout may instead have one `q` (V2-Lite).
+    """
+
+    kv_a: str = "self_attn.kv_a_proj_with_mqa.weight"
+    kv_a_norm: str = "self_attn.kv_a_layernorm.weight"
+    kv_b: str = "self_attn.kv_b_proj.weight"
+    q_a: str = "self_attn.q_a_proj.weight"
+    q_a_norm: str = "self_attn.q_a_layernorm.weight"
+    q_b: str = "self_attn.q_b_proj.weight"
 
 
 @dataclass(frozen=True)
@@ -65,6 +85,7 @@ class ArchSpec:
         o: attention output projection.
         gate / up / down: FFN projections; `gate_up` fused rows [gate; up] (Phi-3); gate None = not gated.
         experts: the routed experts, for a mixture-of-experts layout; a layer then has them or a dense FFN.
+        latent: multi-head latent attention in place of q/k/v (`q` then names the query when it has no latent).
         transposed: templates of matrices stored `[in, out]` (GPT-2's Conv1D), read transposed.
         norm: "rms" or "layer" (LayerNorm, with or without bias).
         gain_offset: the norm multiplies by (offset + w): 1 for Gemma and Nemotron, 0 otherwise.
@@ -104,6 +125,7 @@ class ArchSpec:
     attn_post_norm: str | None = None
     ffn_post_norm: str | None = None
     experts: Experts | None = None
+    latent: Latent | None = None
     stem: str = "layers"
     transposed: tuple[str, ...] = ()
     norm: str = "rms"
@@ -117,7 +139,7 @@ class ArchSpec:
     config_types: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        if (self.q is None) == (self.qkv is None and self.qkv_interleaved is None):
+        if self.latent is None and (self.q is None) == (self.qkv is None and self.qkv_interleaved is None):
             raise ValueError(f"{self.name}: give either q/k/v or a fused qkv template")
         if self.up is None and self.gate_up is None:
             raise ValueError(f"{self.name}: an FFN needs `up` or `gate_up`")
@@ -231,12 +253,6 @@ ARCHITECTURES: tuple[ArchSpec, ...] = (
     ),
     ArchSpec(name="mixtral", **_LLAMA_LIKE, experts=_MIXTRAL_EXPERTS, config_types=("mixtral",)),
     ArchSpec(
-        name="qwen2_moe", **_LLAMA_LIKE,
-        experts=Experts(**_QWEN_EXPERTS, shared=("mlp.shared_expert.gate_proj.weight", "mlp.shared_expert.up_proj.weight",
-                        "mlp.shared_expert.down_proj.weight"), shared_router="mlp.shared_expert_gate.weight"),
-        config_types=("qwen2_moe",),
-    ),  # fmt: skip
-    ArchSpec(
         name="hunyuan_v1_moe", **_LLAMA_LIKE, q_norm="self_attn.query_layernorm.weight",
         k_norm="self_attn.key_layernorm.weight",
         experts=Experts(**{**_QWEN_EXPERTS, "router": "mlp.gate.wg.weight"}, shared=(
@@ -256,6 +272,20 @@ ARCHITECTURES: tuple[ArchSpec, ...] = (
         unread=(("mlp.gate.e_score_correction_bias", _CORRECTION),
                 ("mlp.moe_statics.e_score_correction_bias", _CORRECTION)),
         config_types=("glm4_moe", "ernie4_5_moe"),
+    ),  # fmt: skip
+    # DeepSeek-V2/V3: latent attention, shared experts, dense FFNs in the first layers.
+    ArchSpec(
+        name="deepseek_v3", **{k: v for k, v in _LLAMA_LIKE.items() if k not in ("q", "k", "v")}, latent=Latent(),
+        experts=Experts(**_QWEN_EXPERTS, shared=_SHARED),
+        unread=(("mlp.gate.e_score_correction_bias", _CORRECTION),), config_types=("deepseek_v2", "deepseek_v3"),
+    ),  # fmt: skip
+    # Qwen-MoE names, shared expert or not: after the layouts whose names extend them.
+    ArchSpec(
+        name="qwen2_moe", **_LLAMA_LIKE,
+        experts=Experts(**_QWEN_EXPERTS, shared=("mlp.shared_expert.gate_proj.weight", "mlp.shared_expert.up_proj.weight",
+                        "mlp.shared_expert.down_proj.weight"), shared_router="mlp.shared_expert_gate.weight",
+                        shared_optional=True),
+        config_types=("qwen2_moe",),
     ),  # fmt: skip
     ArchSpec(
         name="llama4_text", **_LLAMA_LIKE,
@@ -366,6 +396,13 @@ ARCHITECTURES: tuple[ArchSpec, ...] = (
     ),
     # Llama, Mistral and Qwen2 share one layout; Qwen2's q/k/v biases are picked up where present.
     ArchSpec(name="llama", **_LLAMA_LIKE, config_types=("llama", "mistral", "qwen2")),
+    ArchSpec(
+        name="lfm2", embed=("embed_tokens.weight",), head=("lm_head.weight",), final_norm=("embedding_norm.weight",),
+        attn_norm="operator_norm.weight", ffn_norm="ffn_norm.weight", q="self_attn.q_proj.weight",
+        k="self_attn.k_proj.weight", v="self_attn.v_proj.weight", o="self_attn.out_proj.weight",
+        q_norm="self_attn.q_layernorm.weight", k_norm="self_attn.k_layernorm.weight", gate="feed_forward.w1.weight",
+        up="feed_forward.w3.weight", down="feed_forward.w2.weight", config_types=("lfm2",),
+    ),  # fmt: skip
     # Arcee: Llama's names without a gate (squared ReLU); after Llama, whose names include its own.
     ArchSpec(
         name="arcee", **{k: v for k, v in _LLAMA_LIKE.items() if k != "gate"}, activation="relu2",
@@ -400,8 +437,6 @@ REFUSED_LAYERS: tuple[tuple[str, str, str], ...] = (
     ("short-convolution (LFM2)", "its gated convolutions are not yet probed", r"^conv\.(in_proj|conv)"),
     ("linear-attention (MiniMax lightning)", "its decay-weighted attention is not yet probed",
      r"^self_attn\.(slope_rate|diagonal_decay)"),
-    ("multi-head latent attention (DeepSeek-V2/V3)", "its low-rank query and key-value paths are not yet probed",
-     r"^self_attn\.kv_a_proj_with_mqa\."),
     ("learned-activation (xIELU, Apertus)", "its activation's learned parameters are not yet probed",
      r"^mlp\.act_fn\.alpha"),
 )  # fmt: skip

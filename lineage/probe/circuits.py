@@ -196,6 +196,10 @@ class CircuitProbe:
         m, p = self.model, self.probes
         n, hd = p.shape[0], m.head_dim
         h = self._norm(self.inputs, w.vector(layer["attn_norm"]), w.vector(layer["attn_norm_bias"]))
+        if m.latent is not None:
+            qk, o = self._latent_attention(layer, w, h, out)
+            self._attention_out(layer, w, qk, o, out)
+            return
         q, k, v, v_profile = self._qkv(layer, w, h[:n], h[n:])
         out.identity["v"] = v_profile.T  # each value dimension's profile on the mixtures
         if layer["q_norm"] and not self.spec.qk_norm_per_head:  # one norm over every head (OLMo 2)
@@ -214,6 +218,41 @@ class CircuitProbe:
         o = o if b is None else o + b
         # A value dimension's sign flip flips the o_proj columns of every query head of its group: summed.
         out.identity["o"] = read.reshape(-1, m.num_kv_heads, group, hd).sum(2).reshape(read.shape[0], -1).T
+        self._attention_out(layer, w, qk, o, out)
+
+    def _latent_attention(self, layer: LayerTensors, w: Weights, h: torch.Tensor,
+                          out: LayerProbe) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+        """Multi-head latent attention (DeepSeek-V2/V3): `(qk, o)` on the probes, the value profiles stored.
+
+        Queries come through a low-rank path (`q_a`, its norm, `q_b`) or one `q` matrix; keys and values
+        through one shared latent (`kv_a`, its norm, `kv_b`), plus one rotary key slice all heads share. The
+        value dimensions are `kv_b`'s value rows: separate rows read by their own `o` columns, so a value
+        dimension's sign is as free as in any attention.
+        """
+        m, n = self.model, self.probes.shape[0]
+        nope, rope, rank = m.latent
+        heads, vd = m.num_heads, m.head_dim
+        if layer["q_b"]:
+            q = self._norm(w.matmul(layer["q_a"], h[:n]), w.vector(layer["q_a_norm"]), None)
+            q = w.matmul(layer["q_b"], q)
+        else:
+            q = w.matmul(layer["q"], h[:n])
+        latent = w.matmul(layer["kv_a"], h)  # probes and mixtures in one product
+        c = self._norm(latent[:, :rank], w.vector(layer["kv_a_norm"]), None)
+        per_head = torch.arange(heads, device=h.device)[:, None] * (nope + vd)
+        v_rows = (per_head + nope + torch.arange(vd, device=h.device)).reshape(-1)
+        kv, v_profile = self._affine(w, layer["kv_b"], None, c[:n], c[n:], v_rows)
+        out.identity["v"] = v_profile.T
+        kv = kv.view(n, heads, nope + vd)
+        k = torch.cat([kv[..., :nope], latent[:n, None, rank:].expand(n, heads, rope)], dim=-1)
+        qk = torch.einsum("ahd,bhd->ab", q.view(n, heads, nope + rope), k) / math.sqrt(nope + rope)
+        o, read = w.matmul_profiled(layer["o"], kv[..., nope:].reshape(n, -1), Profiles(self.mixtures, "out"))
+        out.identity["o"] = read.T
+        return qk, o
+
+    def _attention_out(self, layer: LayerTensors, w: Weights, qk: torch.Tensor, o: torch.Tensor,
+                       out: LayerProbe) -> None:  # fmt: skip
+        p = self.probes
         if layer["attn_post_norm"]:
             o = self._norm(o, w.vector(layer["attn_post_norm"]), None)
         out.sketches["qk"] = qk
