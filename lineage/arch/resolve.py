@@ -133,12 +133,25 @@ def _expert_count(spec: ArchSpec, rests: set[str]) -> int:
     return count
 
 
-def _layer_ok(spec: ArchSpec, rests: set[str]) -> bool:
-    """Whether a layer holds every template of `spec`'s attention and norms, and a dense FFN or its experts."""
+def _has_attention(spec: ArchSpec, rests: set[str]) -> bool:
     if not all(t in rests for t in _required(spec)):
         return False
     lat = spec.latent
-    if lat and not (all(t in rests for t in (lat.q_a, lat.q_a_norm, lat.q_b)) or "self_attn.q_proj.weight" in rests):
+    return not lat or all(t in rests for t in (lat.q_a, lat.q_a_norm, lat.q_b)) or "self_attn.q_proj.weight" in rests
+
+
+def _mixer_only(spec: ArchSpec, rests: set[str]) -> bool:
+    """A hybrid's layer whose attention is another mixer (Mamba, a short convolution, linear attention)."""
+    if spec.mixer is None or not any(re.search(spec.mixer[0], r) for r in rests):
+        return False
+    norms = (spec.attn_norm, spec.ffn_norm, *spec.marks)
+    return all(t in rests for t in norms if t)
+
+
+def _layer_ok(spec: ArchSpec, rests: set[str]) -> bool:
+    """Whether a layer holds every template of `spec`'s attention (or its mixer, in a hybrid) and norms, and a
+    dense FFN or its experts."""
+    if not (_has_attention(spec, rests) or _mixer_only(spec, rests)):
         return False
     if all(t in rests for t in _dense_ffn(spec)):
         return True
@@ -151,20 +164,26 @@ def _layer_ok(spec: ArchSpec, rests: set[str]) -> bool:
 
 def _layer_names(spec: ArchSpec, rests: set[str], full: str, shapes) -> tuple[dict[str, str | None], int, dict[str, View]]:  # noqa: ANN001
     """`(role -> full tensor name, expert count, views)` of one layer; `full` is the layer's name prefix."""
+    attention = _has_attention(spec, rests)
     roles = {
         "attn_norm": spec.attn_norm, "ffn_norm": spec.ffn_norm, "o": spec.o, "q": spec.q, "k": spec.k, "v": spec.v,
         "qkv": spec.qkv, "qkv_interleaved": spec.qkv_interleaved, "q_norm": spec.q_norm, "k_norm": spec.k_norm,
         "attn_post_norm": spec.attn_post_norm, "ffn_post_norm": spec.ffn_post_norm,
     }  # fmt: skip
+    roles |= {f"act.{i}": t for i, t in enumerate(spec.activation_params)}
     if spec.latent:
         lat = spec.latent
         roles |= {"kv_a": lat.kv_a, "kv_a_norm": lat.kv_a_norm, "kv_b": lat.kv_b, "q_a": lat.q_a,
                   "q_a_norm": lat.q_a_norm, "q_b": lat.q_b, "q": "self_attn.q_proj.weight"}  # fmt: skip
     if all(t in rests for t in _dense_ffn(spec)):
         roles |= {"gate": spec.gate, "up": spec.up, "gate_up": spec.gate_up, "down": spec.down}
+    if not attention:  # a hybrid's mixer layer: its norms and FFN only
+        keep = ("attn_norm", "ffn_norm", "ffn_post_norm", "gate", "up", "gate_up", "down")
+        roles = {r: t for r, t in roles.items() if r in keep or r.startswith("act.")}
     out: dict[str, str | None] = {role: (t if t and t in rests else None) for role, t in roles.items()}
     for role in ("q", "k", "v", "qkv", "qkv_interleaved", "o", "up", "down", "gate_up", "gate"):
         out[f"{role}_bias"] = _bias(roles.get(role), rests) if role in roles else None
+        out.setdefault(role, None)
     for role in ("attn_norm", "ffn_norm"):  # LayerNorm biases (GPT-NeoX)
         out[f"{role}_bias"] = _bias(roles[role], rests)
     views: dict[str, View] = {}
@@ -205,7 +224,7 @@ def _required(spec: ArchSpec) -> tuple[str, ...]:
     # Every template the layout names must be there: Gemma 3's extra norms tell it from Llama.
     templates = (
         spec.q, spec.k, spec.v, spec.qkv, spec.qkv_interleaved, spec.o, spec.attn_norm, spec.ffn_norm,
-        spec.q_norm, spec.k_norm, spec.attn_post_norm, spec.ffn_post_norm, *spec.marks,
+        spec.q_norm, spec.k_norm, spec.attn_post_norm, spec.ffn_post_norm, *spec.marks, *spec.activation_params,
     )  # fmt: skip
     if spec.latent:
         templates += (spec.latent.kv_a, spec.latent.kv_a_norm, spec.latent.kv_b)
@@ -237,13 +256,6 @@ def resolve_model(reader: _NamedShapes) -> ResolvedModel:
             f"block-scaled (FP8) weights such as '{scaled[0]}': lineage reads weights without their scales; "
             "dequantize the checkpoint to BF16 first",
         )
-    refused = _refused_layer(names, by_prefix)
-    if refused is not None:
-        prefix, index, kind, why, rest = refused
-        raise UnsupportedArchitectureError(
-            f"{model_location(reader)}: layer {index}: {kind} layout is not supported "
-            f"('{prefix}{index}.{rest}'): {why}"
-        )
     cfg = text_config(reader)
     model_type = cfg.get("model_type")
     for spec in ARCHITECTURES:
@@ -259,8 +271,11 @@ def resolve_model(reader: _NamedShapes) -> ResolvedModel:
             indices = sorted(i for i, rests in layers.items() if _layer_ok(spec, rests))
             if not indices or (spec.experts and not any(_expert_count(spec, layers[i]) for i in indices)):
                 continue
+            if spec.mixer and spec.mixer[2] and not any(_mixer_only(spec, layers[i]) for i in indices):
+                continue  # a hybrid's layout reads a model with its other mixer only
             broken = sorted(set(layers) - set(indices))
             if broken:
+                _refuse_layers(reader, names, by_prefix)
                 required = (*_required(spec), *_dense_ffn(spec))
                 missing = sorted(t for t in required if t not in layers[broken[0]])
                 raise CheckpointError(
@@ -276,6 +291,7 @@ def resolve_model(reader: _NamedShapes) -> ResolvedModel:
                         f"{model_location(reader)}: {what} is not supported ({key} is {value!r} in the config)"
                     )
             return _build(reader, spec, prefix, embed, {i: layers[i] for i in indices}, names)
+    _refuse_layers(reader, names, by_prefix)
     raise UnsupportedArchitectureError(
         f"{model_location(reader)}: tensor names match no known layout "
         f"({', '.join(s.name for s in ARCHITECTURES)}); lineage cannot probe this architecture"
@@ -343,10 +359,10 @@ def _build(reader, spec, prefix, embed, layers, names) -> ResolvedModel:  # noqa
             check_rank(reader, name, rank)
     for layer in resolved_layers:
         for role, name in layer.names.items():
-            if name:
+            if name and not role.startswith("act."):  # an activation's parameters may be scalars
                 check_rank(reader, name, 2 if _is_matrix(role) else 1)
     check_sizes(reader, embed, hidden, vocab, len(resolved_layers))
-    first = resolved_layers[0]
+    first = next(lt for lt in resolved_layers if lt["o"])
     latent = None
     if spec.latent:
         num_heads, num_kv, head_dim, latent = _latent_geometry(reader, cfg, first)
@@ -356,12 +372,19 @@ def _build(reader, spec, prefix, embed, layers, names) -> ResolvedModel:  # noqa
     check_shape(reader, head, (None, hidden), hidden)
     check_shape(reader, final_norm, (hidden,), hidden)
     for layer in resolved_layers:
-        if latent:
+        if not layer["o"]:
+            _check_shapes(reader, None, layer, hidden, 0, 0, 0, attention=False)
+        elif latent:
             _check_latent_shapes(reader, layer, hidden, num_heads, head_dim, latent)
         else:
             _check_shapes(reader, spec, layer, hidden, num_heads * head_dim, num_kv * head_dim, head_dim)
+    probed = {n for lt in resolved_layers for n in lt.names.values() if n}
     # The head sketch reads the probes through the final gain alone (as every fingerprint before it did).
     unread = {final_bias: "the final LayerNorm's bias (a shift every token shares)"} if final_bias else {}
+    if spec.mixer:
+        stem = f"{prefix}{spec.stem}."
+        unread |= {n: spec.mixer[1] for n in names if n.startswith(stem) and
+                   re.search(spec.mixer[0], n[len(stem):].partition(".")[2]) and n not in probed}  # fmt: skip
     for template, why in spec.unread:
         unread |= {n: why for n in names if n == prefix + template or n.endswith("." + template) or n == template}
     return ResolvedModel(
@@ -456,6 +479,17 @@ def _attention_geometry(reader, spec: ArchSpec, cfg: dict, layer: LayerTensors, 
     if num_heads % num_kv:
         contradiction(reader, f"{num_heads} query heads", f"{num_kv} key/value heads, which do not divide them")
     return num_heads, num_kv, head_dim
+
+
+def _refuse_layers(reader, names: set[str], by_prefix: dict) -> None:  # noqa: ANN001
+    """Raise, naming the kind of layer, when a layer no layout reads is of a kind lineage does not probe."""
+    refused = _refused_layer(names, by_prefix)
+    if refused is not None:
+        prefix, index, kind, why, rest = refused
+        raise UnsupportedArchitectureError(
+            f"{model_location(reader)}: layer {index}: {kind} layout is not supported "
+            f"('{prefix}{index}.{rest}'): {why}"
+        )
 
 
 def _refused_layer(

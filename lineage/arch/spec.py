@@ -86,10 +86,16 @@ class ArchSpec:
         gate / up / down: FFN projections; `gate_up` fused rows [gate; up] (Phi-3); gate None = not gated.
         experts: the routed experts, for a mixture-of-experts layout; a layer then has them or a dense FFN.
         latent: multi-head latent attention in place of q/k/v (`q` then names the query when it has no latent).
+        mixer: `(pattern on a layer's tensor names, reason, required)` of a hybrid's other token mixer (Mamba,
+            a short convolution, linear attention): a layer may hold it in place of attention, or beside it; it
+            is not probed, its layer's attention (where there is one) and FFN are. `required`: the layout reads
+            only models with at least one such layer (MiniMax's other layers have Mixtral's names).
         transposed: templates of matrices stored `[in, out]` (GPT-2's Conv1D), read transposed.
         norm: "rms" or "layer" (LayerNorm, with or without bias).
         gain_offset: the norm multiplies by (offset + w): 1 for Gemma and Nemotron, 0 otherwise.
         activation: FFN activation (`lineage.probe.circuits`).
+        activation_params: per-layer templates of an activation's learned parameters (xIELU's alpha_p,
+            alpha_n, beta, eps), in that order.
         default_head_dim: used only when config.json gives no head count.
         marks: templates a checkpoint must also hold to be this layout (what tells it from a layout whose
             names are a subset of its own: Nemotron's norm biases beside Arcee's names).
@@ -126,11 +132,13 @@ class ArchSpec:
     ffn_post_norm: str | None = None
     experts: Experts | None = None
     latent: Latent | None = None
+    mixer: tuple[str, str, bool] | None = None
     stem: str = "layers"
     transposed: tuple[str, ...] = ()
     norm: str = "rms"
     gain_offset: float = 0.0
     activation: str = "silu"
+    activation_params: tuple[str, ...] = ()
     default_head_dim: int = 64
     marks: tuple[str, ...] = ()
     unread: tuple[tuple[str, str], ...] = ()
@@ -166,8 +174,9 @@ class ArchSpec:
         return tuple(out)
 
 
-#: Activations the probes compute: SiLU, GELU (erf), GELU (tanh), squared ReLU, gpt-oss's clamped SwiGLU.
-ACTIVATIONS: tuple[str, ...] = ("silu", "gelu", "gelu_tanh", "relu2", "swiglu_oss")
+#: Activations the probes compute: SiLU, GELU (erf), GELU (tanh), squared ReLU, gpt-oss's clamped SwiGLU, and
+#: xIELU with its learned parameters (`activation_params`).
+ACTIVATIONS: tuple[str, ...] = ("silu", "gelu", "gelu_tanh", "relu2", "swiglu_oss", "xielu")
 
 
 _LLAMA_LIKE = dict(
@@ -197,6 +206,10 @@ _MIXTRAL_EXPERTS = Experts(
 _SHARED = ("mlp.shared_experts.gate_proj.weight", "mlp.shared_experts.up_proj.weight",
            "mlp.shared_experts.down_proj.weight")  # fmt: skip
 _CORRECTION = "the router's load-balancing bias (chooses experts, adds nothing to a token's output)"
+_MAMBA = "a state-space (Mamba) mixer: not probed (its layer's attention and FFN are)"
+_CONV = "a gated short convolution: not probed (its layer's FFN is)"
+_LIGHTNING_NAMES = r"^self_attn\.(qkv_proj|out_proj|output_gate|norm|slope_rate|query_decay|key_decay|diagonal_decay)"
+_LIGHTNING = "linear (lightning) attention: not probed (its layer's FFN is)"
 _QK_NORM = dict(q_norm="self_attn.q_norm.weight", k_norm="self_attn.k_norm.weight")
 _POST_NORMS_ONLY = {**_LLAMA_LIKE, "attn_norm": None, "ffn_norm": None}
 _GPT_J_LIKE = dict(
@@ -247,6 +260,10 @@ ARCHITECTURES: tuple[ArchSpec, ...] = (
         gate_up="mlp.gate_up_proj.weight", config_types=("glm",),
     ),
     # Mixtures of experts: every expert an FFN of its own, beside a dense FFN in the layers that have one.
+    ArchSpec(
+        name="minimax", **_LLAMA_LIKE, experts=_MIXTRAL_EXPERTS, mixer=(_LIGHTNING_NAMES, _LIGHTNING, True),
+        config_types=("minimax",),
+    ),
     ArchSpec(
         name="phimoe", **_LLAMA_LIKE, experts=_MIXTRAL_EXPERTS, norm="layer", marks=_LAYER_NORM_BIASES,
         config_types=("phimoe",),
@@ -396,12 +413,33 @@ ARCHITECTURES: tuple[ArchSpec, ...] = (
     ),
     # Llama, Mistral and Qwen2 share one layout; Qwen2's q/k/v biases are picked up where present.
     ArchSpec(name="llama", **_LLAMA_LIKE, config_types=("llama", "mistral", "qwen2")),
+    # Hybrids: attention and FFN probed, the other mixer named and left unread.
+    ArchSpec(
+        name="jamba", **{**_LLAMA_LIKE, "ffn_norm": "pre_ff_layernorm.weight", "gate": "feed_forward.gate_proj.weight",
+        "up": "feed_forward.up_proj.weight", "down": "feed_forward.down_proj.weight",
+        "final_norm": ("final_layernorm.weight",)}, mixer=(r"^mamba\.", _MAMBA, False),
+        experts=Experts(router="feed_forward.router.weight", gate="feed_forward.experts.{e}.gate_proj.weight",
+                        up="feed_forward.experts.{e}.up_proj.weight", down="feed_forward.experts.{e}.down_proj.weight"),
+        config_types=("jamba",),
+    ),
+    ArchSpec(
+        name="falcon_h1", **{**_LLAMA_LIKE, "ffn_norm": "pre_ff_layernorm.weight",
+        "gate": "feed_forward.gate_proj.weight", "up": "feed_forward.up_proj.weight",
+        "down": "feed_forward.down_proj.weight", "final_norm": ("final_layernorm.weight",)},
+        mixer=(r"^mamba\.", _MAMBA, False), config_types=("falcon_h1",),
+    ),
     ArchSpec(
         name="lfm2", embed=("embed_tokens.weight",), head=("lm_head.weight",), final_norm=("embedding_norm.weight",),
         attn_norm="operator_norm.weight", ffn_norm="ffn_norm.weight", q="self_attn.q_proj.weight",
         k="self_attn.k_proj.weight", v="self_attn.v_proj.weight", o="self_attn.out_proj.weight",
         q_norm="self_attn.q_layernorm.weight", k_norm="self_attn.k_layernorm.weight", gate="feed_forward.w1.weight",
-        up="feed_forward.w3.weight", down="feed_forward.w2.weight", config_types=("lfm2",),
+        up="feed_forward.w3.weight", down="feed_forward.w2.weight", mixer=(r"^conv\.", _CONV, False), config_types=("lfm2",),
+    ),  # fmt: skip
+    ArchSpec(
+        name="apertus", **{**_LLAMA_LIKE, "attn_norm": "attention_layernorm.weight",
+        "ffn_norm": "feedforward_layernorm.weight", "gate": None}, **_QK_NORM, activation="xielu",
+        activation_params=tuple(f"mlp.act_fn.{p}" for p in ("alpha_p", "alpha_n", "beta", "eps")),
+        config_types=("apertus",),
     ),  # fmt: skip
     # Arcee: Llama's names without a gate (squared ReLU); after Llama, whose names include its own.
     ArchSpec(
@@ -428,17 +466,13 @@ FOREIGN_MODEL_TYPES: frozenset[str] = frozenset({
 })
 
 #: Layers lineage does not probe, named by what tells them apart: `(kind, why, pattern on a layer's tensor rest)`.
-#: A model with one such layer is refused with the kind and the reason, not taken for a truncated checkpoint.
+#: A model that no layout reads and that has such a layer is refused with the kind and the reason, not taken for a
+#: truncated checkpoint. (A hybrid's Mamba, convolution or linear-attention layers are read by its layout.)
 REFUSED_LAYERS: tuple[tuple[str, str, str], ...] = (
     ("cross-attention", "it reads another modality's states, which no token probe gives",
      r"(^|\.)(cross_attn|cross_attention|crossattention|encoder_attn)(\.|$)"),
-    ("state-space (Mamba)", "a selective scan has no weight-space sign symmetry lineage's exact null could use",
-     r"(^|\.)(mamba|mixer)\.(A_log|in_proj|x_proj)"),
-    ("short-convolution (LFM2)", "its gated convolutions are not yet probed", r"^conv\.(in_proj|conv)"),
-    ("linear-attention (MiniMax lightning)", "its decay-weighted attention is not yet probed",
-     r"^self_attn\.(slope_rate|diagonal_decay)"),
-    ("learned-activation (xIELU, Apertus)", "its activation's learned parameters are not yet probed",
-     r"^mlp\.act_fn\.alpha"),
+    ("state-space (Mamba)", "lineage probes attention and FFN blocks, and a model of selective-scan layers alone "
+     "has neither", r"(^|\.)(mamba|mixer)\.(A_log|in_proj|x_proj)"),
 )  # fmt: skip
 #: Token-embedding names of layouts refused by their layers (a model, not a tower, holds one).
 REFUSED_EMBEDS: tuple[str, ...] = ("embeddings.weight",)

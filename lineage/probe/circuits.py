@@ -87,6 +87,13 @@ def _activation(name: str, x: torch.Tensor) -> torch.Tensor:
     return F.gelu(x)
 
 
+def _xielu(x: torch.Tensor, alpha_p: torch.Tensor, alpha_n: torch.Tensor, beta: torch.Tensor,
+           eps: torch.Tensor) -> torch.Tensor:  # fmt: skip
+    """xIELU (Apertus; transformers' `XIELUActivation`) with its learned parameters."""
+    a_p, a_n = F.softplus(alpha_p), beta + F.softplus(alpha_n)
+    return torch.where(x > 0, a_p * x * x + beta * x, (torch.expm1(torch.minimum(x, eps)) - x) * a_n + beta * x)
+
+
 def _gated(name: str, gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
     """A gated FFN's hidden units: `act(gate) * up`, or gpt-oss's clamped form."""
     if name == "swiglu_oss":
@@ -156,7 +163,11 @@ class CircuitProbe:
             w: the weights; its `matmul` may also record per-tensor responses, so each matrix is read once.
         """
         out = LayerProbe()
-        self._attention(layer, w, out)
+        if layer["o"]:
+            self._attention(layer, w, out)
+        else:  # a hybrid's Mamba, convolution or linear-attention layer: no attention to probe
+            zero = self.probes.new_zeros(self.probes.shape[0], self.probes.shape[0])
+            out.sketches |= {"qk": zero, "vo": zero}
         self._ffn(layer, w, out)
         return out
 
@@ -310,7 +321,11 @@ class CircuitProbe:
             up, _ = self._affine(w, layer[ffn + "up"], layer[ffn + "up_bias"], h)
             gate = None
         if gate is None:
-            y, profiles = w.matmul(layer[ffn + "down"], _activation(spec.activation, up)), None
+            if spec.activation == "xielu":
+                act = _xielu(up, *(w.vector(layer[f"act.{i}"]) for i in range(4)))
+            else:
+                act = _activation(spec.activation, up)
+            y, profiles = w.matmul(layer[ffn + "down"], act), None
         else:  # a gated unit's (up, down) sign flip is exact: its profile carries a sign
             a = _gated(spec.activation, gate, up)
             y, down_prof = w.matmul_profiled(layer[ffn + "down"], a, Profiles(self.mixtures, "out", units))

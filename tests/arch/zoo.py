@@ -36,7 +36,7 @@ TINY = dict(
     n_embd=HIDDEN, n_layer=LAYERS, n_head=HEADS, n_inner=FFN, n_positions=256,
     num_local_experts=EXPERTS, num_experts=EXPERTS, n_routed_experts=EXPERTS, moe_num_experts=EXPERTS,
     num_experts_per_tok=2, moe_k=2, moe_intermediate_size=FFN // 2, moe_topk=2, n_group=1, topk_group=1,
-    first_k_dense_replace=1, n_shared_experts=1, moe_num_shared_experts=1, shared_expert_intermediate_size=FFN,
+    first_k_dense_replace=1, attn_layer_period=2, attn_layer_offset=1, n_shared_experts=1, moe_num_shared_experts=1, shared_expert_intermediate_size=FFN,
     kv_lora_rank=32, q_lora_rank=48, qk_rope_head_dim=16, qk_nope_head_dim=16, v_head_dim=32,
     tie_word_embeddings=False, pad_token_id=0, bos_token_id=1, eos_token_id=2,
 )  # fmt: skip
@@ -46,11 +46,15 @@ _DROP: dict[str, tuple[str, ...]] = {
 }
 
 
+#: Settings that make a hybrid a hybrid at 4 layers (LFM2's short convolutions beside attention).
+_EXTRA: dict[str, dict] = {"lfm2": {"layer_types": ["conv", "full_attention", "conv", "full_attention"]}}
+
+
 def build(model_type: str, seed: int, folder: Path) -> Path:
     """Build, initialise with `seed` and save one tiny model of `model_type` into `folder`."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    kwargs = {k: v for k, v in TINY.items() if k not in _DROP.get(model_type, ())}
+    kwargs = {k: v for k, v in TINY.items() if k not in _DROP.get(model_type, ())} | _EXTRA.get(model_type, {})
     config = AutoConfig.for_model(model_type, **kwargs)
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config)
