@@ -169,6 +169,7 @@ def _layer_names(spec: ArchSpec, rests: set[str], full: str, shapes) -> tuple[di
         "attn_norm": spec.attn_norm, "ffn_norm": spec.ffn_norm, "o": spec.o, "q": spec.q, "k": spec.k, "v": spec.v,
         "qkv": spec.qkv, "qkv_interleaved": spec.qkv_interleaved, "q_norm": spec.q_norm, "k_norm": spec.k_norm,
         "attn_post_norm": spec.attn_post_norm, "ffn_post_norm": spec.ffn_post_norm,
+        "attn_sub_norm": spec.attn_sub_norm, "ffn_sub_norm": spec.ffn_sub_norm,
     }  # fmt: skip
     roles |= {f"act.{i}": t for i, t in enumerate(spec.activation_params)}
     if spec.latent:
@@ -178,7 +179,7 @@ def _layer_names(spec: ArchSpec, rests: set[str], full: str, shapes) -> tuple[di
     if all(t in rests for t in _dense_ffn(spec)):
         roles |= {"gate": spec.gate, "up": spec.up, "gate_up": spec.gate_up, "down": spec.down}
     if not attention:  # a hybrid's mixer layer: its norms and FFN only
-        keep = ("attn_norm", "ffn_norm", "ffn_post_norm", "gate", "up", "gate_up", "down")
+        keep = ("attn_norm", "ffn_norm", "ffn_post_norm", "ffn_sub_norm", "gate", "up", "gate_up", "down")
         roles = {r: t for r, t in roles.items() if r in keep or r.startswith("act.")}
     out: dict[str, str | None] = {role: (t if t and t in rests else None) for role, t in roles.items()}
     for role in ("q", "k", "v", "qkv", "qkv_interleaved", "o", "up", "down", "gate_up", "gate"):
@@ -224,7 +225,8 @@ def _required(spec: ArchSpec) -> tuple[str, ...]:
     # Every template the layout names must be there: Gemma 3's extra norms tell it from Llama.
     templates = (
         spec.q, spec.k, spec.v, spec.qkv, spec.qkv_interleaved, spec.o, spec.attn_norm, spec.ffn_norm,
-        spec.q_norm, spec.k_norm, spec.attn_post_norm, spec.ffn_post_norm, *spec.marks, *spec.activation_params,
+        spec.q_norm, spec.k_norm, spec.attn_post_norm, spec.ffn_post_norm, spec.attn_sub_norm, spec.ffn_sub_norm,
+        *spec.marks, *spec.activation_params,
     )  # fmt: skip
     if spec.latent:
         templates += (spec.latent.kv_a, spec.latent.kv_a_norm, spec.latent.kv_b)
@@ -258,44 +260,76 @@ def resolve_model(reader: _NamedShapes) -> ResolvedModel:
         )
     cfg = text_config(reader)
     model_type = cfg.get("model_type")
+    # Every layout that reads the layers is a candidate; the one that gives the most of their tensors a role
+    # wins (ties: the table's order), so a layout whose names are a subset of another's never shadows it.
+    best, truncated = None, None
     for spec in ARCHITECTURES:
-        if spec.model_types and model_type not in spec.model_types:
+        found = _match(reader, spec, names, by_prefix, model_type)
+        if found is None:
             continue
-        # Most layers first; ties broken by name, so the choice never depends on set order.
-        for (prefix, stem), layers in sorted(by_prefix.items(), key=lambda kv: (-len(kv[1]), kv[0])):
-            if stem != spec.stem:
-                continue
-            embed = _find(names, spec.embed, prefix)
-            if embed is None or len(reader.info(embed).shape) != 2:
-                continue
-            indices = sorted(i for i, rests in layers.items() if _layer_ok(spec, rests))
-            if not indices or (spec.experts and not any(_expert_count(spec, layers[i]) for i in indices)):
-                continue
-            if spec.mixer and spec.mixer[2] and not any(_mixer_only(spec, layers[i]) for i in indices):
-                continue  # a hybrid's layout reads a model with its other mixer only
-            broken = sorted(set(layers) - set(indices))
-            if broken:
-                _refuse_layers(reader, names, by_prefix)
-                required = (*_required(spec), *_dense_ffn(spec))
-                missing = sorted(t for t in required if t not in layers[broken[0]])
-                raise CheckpointError(
-                    model_location(reader),
-                    f"layer {broken[0]} lacks {', '.join(missing)} ({len(broken)} incomplete layer(s)): "
-                    "a shard is missing or the checkpoint is truncated",
-                )
-            _check_numbering(reader, f"{prefix}{stem}.", indices)
-            check_model_type(reader, spec, model_type)
-            for key, value, what in spec.refuse:
-                if cfg.get(key, not value) == value:
-                    raise UnsupportedArchitectureError(
-                        f"{model_location(reader)}: {what} is not supported ({key} is {value!r} in the config)"
-                    )
-            return _build(reader, spec, prefix, embed, {i: layers[i] for i in indices}, names)
-    _refuse_layers(reader, names, by_prefix)
-    raise UnsupportedArchitectureError(
-        f"{model_location(reader)}: tensor names match no known layout "
-        f"({', '.join(s.name for s in ARCHITECTURES)}); lineage cannot probe this architecture"
-    )
+        prefix, stem, embed, layers, indices, score = found
+        if len(indices) < len(layers):
+            truncated = truncated if truncated and truncated[0] >= score else (score, spec, layers, indices)
+        elif best is None or score > best[0]:
+            best = (score, spec, prefix, stem, embed, {i: layers[i] for i in indices})
+    if truncated and (best is None or truncated[0] > best[0]):
+        _refuse_layers(reader, names, by_prefix)
+        _, spec, layers, indices = truncated
+        broken = sorted(set(layers) - set(indices))
+        required = (*_required(spec), *_dense_ffn(spec))
+        missing = sorted(t for t in required if t not in layers[broken[0]])
+        raise CheckpointError(
+            model_location(reader),
+            f"layer {broken[0]} lacks {', '.join(missing)} ({len(broken)} incomplete layer(s)): "
+            "a shard is missing or the checkpoint is truncated",
+        )
+    if best is None:
+        _refuse_layers(reader, names, by_prefix)
+        raise UnsupportedArchitectureError(
+            f"{model_location(reader)}: tensor names match no known layout "
+            f"({', '.join(s.name for s in ARCHITECTURES)}); lineage cannot probe this architecture"
+        )
+    _, spec, prefix, stem, embed, layers = best
+    _check_numbering(reader, f"{prefix}{stem}.", sorted(layers))
+    check_model_type(reader, spec, model_type)
+    for key, value, what in spec.refuse:
+        if cfg.get(key, not value) == value:
+            raise UnsupportedArchitectureError(
+                f"{model_location(reader)}: {what} is not supported ({key} is {value!r} in the config)"
+            )
+    return _build(reader, spec, prefix, embed, layers, names)
+
+
+def _match(reader, spec: ArchSpec, names: set[str], by_prefix: dict, model_type: str | None):  # noqa: ANN001, ANN202
+    """`(prefix, stem, embed, layers, indices of the layers it reads, coverage)` of the first prefix whose layers
+    `spec` reads, or None. Coverage is the share of those layers' tensors that get a role (or a named reason to
+    be left unread)."""
+    if spec.model_types and model_type not in spec.model_types:
+        return None
+    # Most layers first; ties broken by name, so the choice never depends on set order.
+    for (prefix, stem), layers in sorted(by_prefix.items(), key=lambda kv: (-len(kv[1]), kv[0])):
+        if stem != spec.stem:
+            continue
+        embed = _find(names, spec.embed, prefix)
+        if embed is None or len(reader.info(embed).shape) != 2:
+            continue
+        indices = sorted(i for i, rests in layers.items() if _layer_ok(spec, rests))
+        if not indices or (spec.experts and not any(_expert_count(spec, layers[i]) for i in indices)):
+            continue
+        if spec.mixer and spec.mixer[2] and not any(_mixer_only(spec, layers[i]) for i in indices):
+            continue  # a hybrid's layout reads a model with its other mixer only
+        covered = total = 0
+        unread = {t for t, _ in spec.unread}
+        for i in indices:
+            full = f"{prefix}{stem}.{i}."
+            roles, _, views = _layer_names(spec, layers[i], full, lambda n: reader.info(n).shape)
+            probed = {views[n].source if n in views else n for n in roles.values() if n}
+            for rest in layers[i]:
+                total += 1
+                covered += (full + rest in probed or rest in unread
+                            or bool(spec.mixer and re.search(spec.mixer[0], rest)))  # fmt: skip
+        return prefix, stem, embed, layers, indices, covered / max(1, total)
+    return None
 
 
 class _Viewed:
@@ -519,11 +553,13 @@ def _check_shapes(reader, spec: ArchSpec | None, layer: LayerTensors, hidden: in
         "qkv": (q_rows + 2 * kv_rows, hidden), "qkv_interleaved": (q_rows + 2 * kv_rows, hidden),
         "o": (hidden, q_rows), "attn_norm": (hidden,), "ffn_norm": (hidden,),
         "attn_post_norm": (hidden,), "ffn_post_norm": (hidden,), "q_norm": qk_norm[:1], "k_norm": qk_norm[1:],
+        "attn_sub_norm": (q_rows,),
         "attn_norm_bias": (hidden,), "ffn_norm_bias": (hidden,), "router": (layer.experts, hidden),
         "shared_router": (1, hidden),
     }  # fmt: skip
     if not attention:
-        expected = {r: expected[r] for r in ("ffn_norm", "ffn_norm_bias", "ffn_post_norm", "router", "shared_router")}
+        keep = ("ffn_norm", "ffn_norm_bias", "ffn_post_norm", "router", "shared_router")
+        expected = {r: expected[r] for r in keep}
     # Each FFN (the dense one, each expert, the shared expert) has its own width, read off its gate or up.
     for ffn in ("", *(f"expert.{e}." for e in range(layer.experts)), "shared."):
         width = None
@@ -536,6 +572,8 @@ def _check_shapes(reader, spec: ArchSpec | None, layer: LayerTensors, hidden: in
             continue
         expected |= {ffn + "gate": (width, hidden), ffn + "up": (width, hidden), ffn + "gate_up": (2 * width, hidden),
                      ffn + "down": (hidden, width)}  # fmt: skip
+        if ffn == "":
+            expected["ffn_sub_norm"] = (width,)
     # A bias has one entry per output row of its matrix.
     expected |= {f"{role}_bias": shape[:1] for role, shape in expected.items() if _is_matrix(role)}
     for role, shape in expected.items():

@@ -78,6 +78,7 @@ class ArchSpec:
             at all (OLMo 2: only post-norms). A parallel block (GPT-J, Falcon, Phi-2, Cohere) names one norm
             for both.
         attn_post_norm / ffn_post_norm: norms applied to a block's output (Gemma 3, OLMo 2, GLM-4), or None.
+        attn_sub_norm / ffn_sub_norm: norms on the input of `o` and of `down` (BitNet), or None.
         q, k, v: separate projections, or `qkv` fused rows [q; k; v] (Phi-3), or `qkv_interleaved`
             (GPT-NeoX: per head [q_h; k_h; v_h]).
         q_norm / k_norm: norms on queries and keys (Gemma 3), or None; `qk_norm_per_head` False when the norm
@@ -130,6 +131,8 @@ class ArchSpec:
     qk_norm_per_head: bool = True
     attn_post_norm: str | None = None
     ffn_post_norm: str | None = None
+    attn_sub_norm: str | None = None
+    ffn_sub_norm: str | None = None
     experts: Experts | None = None
     latent: Latent | None = None
     mixer: tuple[str, str, bool] | None = None
@@ -406,6 +409,20 @@ ARCHITECTURES: tuple[ArchSpec, ...] = (
         k="self_attn.k_proj.weight", v="self_attn.v_proj.weight", o="self_attn.dense.weight", up="mlp.fc1.weight",
         down="mlp.fc2.weight", norm="layer", activation="gelu_tanh",
         unread=(("lm_head.bias", "the head's bias (no coordinate of the residual)"),), config_types=("phi",),
+    ),  # fmt: skip
+    ArchSpec(
+        name="bitnet", **_LLAMA_LIKE, attn_sub_norm="self_attn.attn_sub_norm.weight",
+        ffn_sub_norm="mlp.ffn_sub_norm.weight", activation="relu2", config_types=("bitnet",),
+    ),
+    ArchSpec(
+        name="hunyuan_v1_dense", **_LLAMA_LIKE, q_norm="self_attn.query_layernorm.weight",
+        k_norm="self_attn.key_layernorm.weight", config_types=("hunyuan_v1_dense",),
+    ),
+    # StableLM 2: Llama's names over LayerNorms with biases (what tells it from Llama).
+    ArchSpec(
+        name="stablelm", **_LLAMA_LIKE, norm="layer", marks=_LAYER_NORM_BIASES, config_types=("stablelm",),
+        refuse=(("use_parallel_residual", True, "StableLM's parallel residual"),
+                ("qk_layernorm", True, "StableLM's per-head LayerNorms of queries and keys")),
     ),  # fmt: skip
     ArchSpec(
         name="gemma", **_LLAMA_LIKE, gain_offset=1.0, activation="gelu_tanh", model_types=("gemma",),

@@ -224,7 +224,10 @@ class CircuitProbe:
         k = k.repeat_interleave(group, dim=1)
         v_heads = v.reshape(n, m.num_kv_heads, hd).repeat_interleave(group, dim=1)
         qk = torch.einsum("ahd,bhd->ab", q, k) / math.sqrt(hd)
-        o, read = w.matmul_profiled(layer["o"], v_heads.reshape(n, -1), Profiles(self.mixtures, "out"))
+        heads_out = v_heads.reshape(n, -1)
+        if layer["attn_sub_norm"]:  # BitNet: a norm on o's input (a value dimension's sign commutes with it)
+            heads_out = self._norm(heads_out, w.vector(layer["attn_sub_norm"]), None)
+        o, read = w.matmul_profiled(layer["o"], heads_out, Profiles(self.mixtures, "out"))
         b = w.vector(layer["o_bias"])
         o = o if b is None else o + b
         # A value dimension's sign flip flips the o_proj columns of every query head of its group: summed.
@@ -328,6 +331,8 @@ class CircuitProbe:
             y, profiles = w.matmul(layer[ffn + "down"], act), None
         else:  # a gated unit's (up, down) sign flip is exact: its profile carries a sign
             a = _gated(spec.activation, gate, up)
+            if layer[ffn + "ffn_sub_norm"]:  # BitNet: a norm on down's input (a unit's sign commutes with it)
+                a = self._norm(a, w.vector(layer[ffn + "ffn_sub_norm"]), None)
             y, down_prof = w.matmul_profiled(layer[ffn + "down"], a, Profiles(self.mixtures, "out", units))
             profiles = {"gate": gate_prof.T, "up": up_prof.T, "down": down_prof.T}
         b = w.vector(layer[ffn + "down_bias"])
