@@ -1,9 +1,12 @@
 """Match a checkpoint's tensor names to an `ArchSpec`: which tensor plays which role in each layer.
 
-Only names, shapes and config.json are used (no tensor data). The prefix above `layers.{i}.` is found
-from the names, so text-only and multimodal layouts (`model.`, `language_model.model.`, `gpt_neox.`)
-resolve alike; a vision tower's layers are skipped because they do not carry every template of the
-layout (the most complete prefix of the first matching layout wins). Once a layout matches, every tensor's
+Only names, shapes and config.json are used (no tensor data). The prefix above `layers.{i}.` (or GPT-2's
+`h.{i}.`) is found from the names, so text-only and multimodal layouts (`model.`, `language_model.model.`,
+`gpt_neox.`, `transformer.`) resolve alike; a vision tower's layers are skipped because they do not carry every
+template of the layout (the most complete prefix wins). Of the layouts that read every layer, the one that
+gives the most of their tensors a role wins; every other tensor is named with a reason (`ResolvedModel.unread`).
+Each routed expert becomes an FFN of its own (`expert.{e}.gate`...), a stacked expert or a Conv1D matrix a
+view (`lineage.arch.views`) the reader applies. Once a layout is chosen, every tensor's
 dtype, rank and shape and every config value the layout reads are checked (`lineage.arch.checks`), so bad input
 fails here, in one line, and never inside a matrix product.
 """
@@ -162,7 +165,9 @@ def _layer_ok(spec: ArchSpec, rests: set[str]) -> bool:
     return _expert_count(spec, rests) > 0 and shared
 
 
-def _layer_names(spec: ArchSpec, rests: set[str], full: str, shapes) -> tuple[dict[str, str | None], int, dict[str, View]]:  # noqa: ANN001
+def _layer_names(
+    spec: ArchSpec, rests: set[str], full: str, shapes  # noqa: ANN001 - name -> stored shape
+) -> tuple[dict[str, str | None], int, dict[str, View]]:
     """`(role -> full tensor name, expert count, views)` of one layer; `full` is the layer's name prefix."""
     attention = _has_attention(spec, rests)
     roles = {

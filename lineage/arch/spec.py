@@ -1,8 +1,9 @@
-"""Tensor-name templates of the architectures lineage probes, kept as data.
+"""The architectures lineage probes, kept as data: tensor names by role, norms, activations and quirks.
 
 A template is the tensor name below `layers.{i}.` (or below the model prefix for non-layer tensors).
-One `ArchSpec` describes one layout; `lineage.arch.resolve` matches a checkpoint's names against them,
-so a renamed `config.json` cannot fool the choice. Adding an architecture means adding one entry here.
+One `ArchSpec` describes one layout (experts, latent attention, a hybrid's other mixer, storage quirks
+included); `lineage.arch.resolve` matches a checkpoint's names against them, so a renamed `config.json` cannot
+fool the choice. Adding an architecture means adding one entry here (`tests/arch/test_architecture_data.py`).
 """
 
 from __future__ import annotations
@@ -220,7 +221,8 @@ _GPT_J_LIKE = dict(
     activation="gelu_tanh",
 )  # fmt: skip
 
-#: Known layouts, most specific first: the first whose templates (and marks) all resolve wins.
+#: Known layouts. A layout reads a model when every layer holds its templates (and marks); of those that do,
+#: the one giving the most tensors a role wins, ties going to the earlier entry (`lineage.arch.resolve`).
 ARCHITECTURES: tuple[ArchSpec, ...] = (
     ArchSpec(
         name="gemma3",
@@ -299,12 +301,12 @@ ARCHITECTURES: tuple[ArchSpec, ...] = (
         experts=Experts(**_QWEN_EXPERTS, shared=_SHARED),
         unread=(("mlp.gate.e_score_correction_bias", _CORRECTION),), config_types=("deepseek_v2", "deepseek_v3"),
     ),  # fmt: skip
-    # Qwen-MoE names, shared expert or not: after the layouts whose names extend them.
+    # Qwen-MoE names, shared expert or not.
     ArchSpec(
         name="qwen2_moe", **_LLAMA_LIKE,
-        experts=Experts(**_QWEN_EXPERTS, shared=("mlp.shared_expert.gate_proj.weight", "mlp.shared_expert.up_proj.weight",
-                        "mlp.shared_expert.down_proj.weight"), shared_router="mlp.shared_expert_gate.weight",
-                        shared_optional=True),
+        experts=Experts(**_QWEN_EXPERTS,
+                        shared=tuple(f"mlp.shared_expert.{n}_proj.weight" for n in ("gate", "up", "down")),
+                        shared_router="mlp.shared_expert_gate.weight", shared_optional=True),
         config_types=("qwen2_moe",),
     ),  # fmt: skip
     ArchSpec(
@@ -450,7 +452,8 @@ ARCHITECTURES: tuple[ArchSpec, ...] = (
         attn_norm="operator_norm.weight", ffn_norm="ffn_norm.weight", q="self_attn.q_proj.weight",
         k="self_attn.k_proj.weight", v="self_attn.v_proj.weight", o="self_attn.out_proj.weight",
         q_norm="self_attn.q_layernorm.weight", k_norm="self_attn.k_layernorm.weight", gate="feed_forward.w1.weight",
-        up="feed_forward.w3.weight", down="feed_forward.w2.weight", mixer=(r"^conv\.", _CONV, False), config_types=("lfm2",),
+        up="feed_forward.w3.weight", down="feed_forward.w2.weight", mixer=(r"^conv\.", _CONV, False),
+        config_types=("lfm2",),
     ),  # fmt: skip
     ArchSpec(
         name="apertus", **{**_LLAMA_LIKE, "attn_norm": "attention_layernorm.weight",
@@ -458,7 +461,7 @@ ARCHITECTURES: tuple[ArchSpec, ...] = (
         activation_params=tuple(f"mlp.act_fn.{p}" for p in ("alpha_p", "alpha_n", "beta", "eps")),
         config_types=("apertus",),
     ),  # fmt: skip
-    # Arcee: Llama's names without a gate (squared ReLU); after Llama, whose names include its own.
+    # Arcee: Llama's names without a gate (squared ReLU).
     ArchSpec(
         name="arcee", **{k: v for k, v in _LLAMA_LIKE.items() if k != "gate"}, activation="relu2",
         config_types=("arcee",),

@@ -343,7 +343,8 @@ def fingerprint_model(
         )
         features = tensorguard.aggregate(run.stats, model.num_layers, reader.num_parameters)
         _check_finite_numbers(reader, run, features, sketches, identity)
-    layout = {"layout": model.spec.name, "layers": [lt.index for lt in model.layers], "symmetry": list(model.spec.symmetries)}
+    layers = [lt.index for lt in model.layers]
+    layout = {"layout": model.spec.name, "layers": layers, "symmetry": list(model.spec.symmetries)}
     return Fingerprint(
         name=reader.name,
         tensorguard=features,

@@ -221,7 +221,8 @@ def _pick(candidates: tuple[str, ...], wanted: frozenset[str], stem: str) -> str
 def _head_groups(
     path: Path, arch: str, kind: MODEL_TENSOR | None, name: str, dims: tuple[int, ...], config: dict
 ) -> int | None:
-    if not GGUF_ARCHITECTURES.get(arch, GGUFArch(arch, "")).permuted_qk or kind not in (MODEL_TENSOR.ATTN_Q, MODEL_TENSOR.ATTN_K):
+    permuted = GGUF_ARCHITECTURES.get(arch, GGUFArch(arch, "")).permuted_qk
+    if not permuted or kind not in (MODEL_TENSOR.ATTN_Q, MODEL_TENSOR.ATTN_K):
         return None
     groups = config.get("num_attention_heads" if kind == MODEL_TENSOR.ATTN_Q else "num_key_value_heads")
     rows = dims[-1] if len(dims) > 1 else dims[0]

@@ -2,10 +2,10 @@
 
 Some layouts store a matrix transposed (`Conv1D`, `[in, out]`), several matrices in one tensor (experts stacked
 along a first dimension, `[E, ...]`), or the rows of two matrices interleaved (gate and up, one row each in turn).
-A `lineage.arch.views.View` says how one logical tensor is cut out of a stored one; `ViewedCheckpoint` presents the views beside the
-stored tensors through the `Checkpoint` interface, so the probes read every layout as `[out, in]` matrices and
-never see a name or a storage quirk. Which views a model needs is the layout's to say (`lineage.arch`); this
-module knows no architecture.
+A `lineage.arch.views.View` says how one logical tensor is cut out of a stored one; `ViewedCheckpoint` presents
+the views beside the stored tensors through the `Checkpoint` interface, so the probes read every layout as
+`[out, in]` matrices and never see a name or a storage quirk. Which views a model needs is the layout's to say
+(`lineage.arch`); this module knows no architecture.
 
 A view is read whole (one expert's matrix, one Conv1D matrix) and then served in row blocks: these are the
 size of one dense layer's matrix, never the stacked tensor.

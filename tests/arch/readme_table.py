@@ -1,4 +1,4 @@
-"""The README's architecture table, made from `lineage.arch.spec.ARCHITECTURES` (`python -m tests.arch.readme_table`)."""
+"""The README's architecture table, from `lineage.arch.spec.ARCHITECTURES` (`python -m tests.arch.readme_table`)."""
 
 from __future__ import annotations
 

@@ -44,7 +44,8 @@ def _renamed(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """A tiny Llama under names no layout knows: `model.blocks.N.attn.{wq,wk,wv,wo}`, `ffn.{w1,w2,w3}`."""
     words = {"self_attn.q_proj": "attn.wq", "self_attn.k_proj": "attn.wk", "self_attn.v_proj": "attn.wv",
              "self_attn.o_proj": "attn.wo", "mlp.gate_proj": "ffn.w1", "mlp.up_proj": "ffn.w3",
-             "mlp.down_proj": "ffn.w2", "input_layernorm": "attn_norm", "post_attention_layernorm": "ffn_norm"}  # fmt: skip
+             "mlp.down_proj": "ffn.w2", "input_layernorm": "attn_norm",
+             "post_attention_layernorm": "ffn_norm"}  # fmt: skip
     out = {}
     for name, t in tensors.items():
         for old, new in words.items():
@@ -85,3 +86,10 @@ def test_every_layout_names_its_symmetries_from_its_math() -> None:
     assert by_name["mixtral"].symmetries == ("value", "residual", "ffn")
     assert by_name["olmo"].symmetries == ("value", "ffn")  # parameter-free LayerNorm
     assert dataclasses.replace(by_name["llama"], norm="layer").symmetries == ("value", "ffn")
+
+
+def test_the_readme_table_is_the_architecture_table() -> None:
+    from tests.arch.readme_table import table
+
+    readme = (ROOT.parent / "README.md").read_text(encoding="utf-8")
+    assert table() in readme, "README's architecture table is stale: python -m tests.arch.readme_table"

@@ -36,7 +36,8 @@ TINY = dict(
     n_embd=HIDDEN, n_layer=LAYERS, n_head=HEADS, n_inner=FFN, n_positions=256,
     num_local_experts=EXPERTS, num_experts=EXPERTS, n_routed_experts=EXPERTS, moe_num_experts=EXPERTS,
     num_experts_per_tok=2, moe_k=2, moe_intermediate_size=FFN // 2, moe_topk=2, n_group=1, topk_group=1,
-    first_k_dense_replace=1, attn_layer_period=2, attn_layer_offset=1, n_shared_experts=1, moe_num_shared_experts=1, shared_expert_intermediate_size=FFN,
+    first_k_dense_replace=1, attn_layer_period=2, attn_layer_offset=1, n_shared_experts=1, moe_num_shared_experts=1,
+    shared_expert_intermediate_size=FFN,
     kv_lora_rank=32, q_lora_rank=48, qk_rope_head_dim=16, qk_nope_head_dim=16, v_head_dim=32,
     tie_word_embeddings=False, pad_token_id=0, bos_token_id=1, eos_token_id=2,
 )  # fmt: skip

@@ -1,6 +1,6 @@
 """Honest refusals on real layouts lineage cannot probe: a cross-attention layer is named as such (not taken for
-a missing shard), routed experts in some layers are read as FFNs beside the dense ones, and a config.json that contradicts the tensor shapes is refused with
-both numbers instead of the heads being silently regrouped."""
+a missing shard), routed experts in some layers are read as FFNs beside the dense ones, and a config.json that
+contradicts the tensor shapes is refused with both numbers instead of the heads being silently regrouped."""
 
 from __future__ import annotations
 
