@@ -262,7 +262,8 @@ class CircuitProbe:
         qk = torch.einsum("ahd,bhd->ab", q.view(n, heads, nope + rope), k) / math.sqrt(nope + rope)
         o, read = w.matmul_profiled(layer["o"], kv[..., nope:].reshape(n, -1), Profiles(self.mixtures, "out"))
         out.identity["o"] = read.T
-        return qk, o
+        b = w.vector(layer["o_bias"])
+        return qk, (o if b is None else o + b)
 
     def _attention_out(self, layer: LayerTensors, w: Weights, qk: torch.Tensor, o: torch.Tensor,
                        out: LayerProbe) -> None:  # fmt: skip
