@@ -53,6 +53,7 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         p = f"model.layers.{i}."
         gate, up, down = (dense[p + f"mlp.{n}_proj.weight"] for n in ("gate", "up", "down"))
         state[p + "mlp.gate.weight"] = 0.02 * torch.randn(EXPERTS, gate.shape[1], generator=g)
+        gate_up, downs = [], []
         for e in range(EXPERTS):
             perm = torch.randperm(gate.shape[0], generator=g)
             w1, w3, w2 = gate[perm].clone(), up[perm].clone(), down[:, perm].clone()
@@ -61,7 +62,12 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
                 w1[fresh] = gate.std() * torch.randn(len(fresh), w1.shape[1], generator=g)
                 w3[fresh] = up.std() * torch.randn(len(fresh), w3.shape[1], generator=g)
                 w2[:, fresh] = down.std() * torch.randn(w2.shape[0], len(fresh), generator=g)
-            state |= {p + f"mlp.experts.{e}.{k}.weight": w for k, w in (("w1", w1), ("w3", w3), ("w2", w2))}
+            gate_up.append(torch.cat([w1, w3]))
+            downs.append(w2)
+        # transformers 5 holds a Mixtral's experts stacked in memory ([E, 2I, H] gate then up; [E, H, I]) and
+        # saves them per expert (`block_sparse_moe.experts.E.w1`...), the layout the hub publishes.
+        state[p + "mlp.experts.gate_up_proj"] = torch.stack(gate_up)
+        state[p + "mlp.experts.down_proj"] = torch.stack(downs)
     out = {"base": base}
     for name, init in (("upcycled", state), ("moe-from-scratch", None)):
         torch.manual_seed(11)
