@@ -381,8 +381,6 @@ def _check_finite_numbers(
         )
 
 
-
-
 def _probe(run: _Run, anchors: Anchors, seed: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Every layer's sketches and identity responses, plus the model-level ones (embedding, head)."""
     model, ids = run.model, anchors.ids
