@@ -1,4 +1,4 @@
-"""Architectures as data: which tensor names play which role, per model family layout."""
+"""Architectures as data: which tensor names play which role, per model family layout, and how they are read."""
 
 from lineage.arch.resolve import LayerTensors, ResolvedModel, resolve_model
 from lineage.arch.spec import ARCHITECTURES, ArchSpec

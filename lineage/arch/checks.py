@@ -21,7 +21,8 @@ from lineage.errors import CheckpointError
 INTEGER_DTYPES: frozenset[str] = frozenset({"BOOL", "U8", "I8", "U16", "I16", "U32", "I32", "U64", "I64"})
 #: The roles whose tensors are matrices; every other role of a layer is a vector (a gain or a bias).
 MATRIX_ROLES: frozenset[str] = frozenset(
-    {"q", "k", "v", "qkv", "qkv_interleaved", "o", "gate", "up", "gate_up", "down"}
+    {"q", "k", "v", "qkv", "qkv_interleaved", "o", "gate", "up", "gate_up", "down", "router", "shared_router",
+     "q_a", "q_b", "kv_a", "kv_b"}
 )
 _LAYOUT_OF_TYPE: dict[str, str] = {t: spec.name for spec in ARCHITECTURES for t in spec.config_types}
 

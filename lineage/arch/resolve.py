@@ -1,9 +1,12 @@
 """Match a checkpoint's tensor names to an `ArchSpec`: which tensor plays which role in each layer.
 
-Only names, shapes and config.json are used (no tensor data). The prefix above `layers.{i}.` is found
-from the names, so text-only and multimodal layouts (`model.`, `language_model.model.`, `gpt_neox.`)
-resolve alike; a vision tower's layers are skipped because they do not carry every template of the
-layout (the most complete prefix of the first matching layout wins). Once a layout matches, every tensor's
+Only names, shapes and config.json are used (no tensor data). The prefix above `layers.{i}.` (or GPT-2's
+`h.{i}.`) is found from the names, so text-only and multimodal layouts (`model.`, `language_model.model.`,
+`gpt_neox.`, `transformer.`) resolve alike; a vision tower's layers are skipped because they do not carry every
+template of the layout (the most complete prefix wins). Of the layouts that read every layer, the one that
+gives the most of their tensors a role wins; every other tensor is named with a reason (`ResolvedModel.unread`).
+Each routed expert becomes an FFN of its own (`expert.{e}.gate`...), a stacked expert or a Conv1D matrix a
+view (`lineage.arch.views`) the reader applies. Once a layout is chosen, every tensor's
 dtype, rank and shape and every config value the layout reads are checked (`lineage.arch.checks`), so bad input
 fails here, in one line, and never inside a matrix product.
 """
@@ -12,36 +15,33 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from lineage.arch.checks import (
-    MATRIX_ROLES,
     check_dtypes,
     check_model_type,
     check_rank,
     check_shape,
     check_sizes,
     config_eps,
-    config_int,
-    contradiction,
     model_location,
     text_config,
 )
-from lineage.arch.spec import ARCHITECTURES, ArchSpec
+from lineage.arch.geometry import (
+    LayerTensors,
+    attention_geometry,
+    check_latent_shapes,
+    check_shapes,
+    is_matrix,
+    latent_geometry,
+)
+from lineage.arch.spec import ARCHITECTURES, REFUSED_EMBEDS, REFUSED_LAYERS, ArchSpec
+from lineage.arch.views import View, expert_name
 from lineage.errors import CheckpointError, UnsupportedArchitectureError
 
-_LAYER_RE = re.compile(r"^(?P<prefix>.*?)layers\.(?P<index>\d+)\.(?P<rest>.+)$")
-# Layers lineage cannot probe, told apart from a truncated checkpoint: routed experts (Mixtral's
-# `block_sparse_moe`, Qwen-MoE's `mlp.experts.N` and `mlp.gate` router, DeepSeek's `shared_experts`) and
-# cross-attention to another modality (Llama 3.2 Vision's `cross_attn`, encoder-decoder `encoder_attn`).
-_UNSUPPORTED_LAYOUTS = (
-    (
-        "mixture-of-experts",
-        re.compile(r"(^|\.)(experts|block_sparse_moe|shared_experts?|moe)(\.|$)|^mlp\.(gate|router)\."),
-    ),
-    ("cross-attention", re.compile(r"(^|\.)(cross_attn|cross_attention|crossattention|encoder_attn)(\.|$)")),
-)
+_LAYER_RE = re.compile(r"^(?P<prefix>.*?)(?P<stem>layers|h)\.(?P<index>\d+)\.(?P<rest>.+)$")
+_REFUSED = tuple((kind, why, re.compile(pattern)) for kind, why, pattern in REFUSED_LAYERS)
 
 
 class _NamedShapes(Protocol):
@@ -50,17 +50,6 @@ class _NamedShapes(Protocol):
     def names(self) -> list[str]: ...
 
     def info(self, name: str): ...  # -> object with `.shape`
-
-
-@dataclass(frozen=True)
-class LayerTensors:
-    """The tensor names of one transformer layer, by role (None where the layout has no such tensor)."""
-
-    index: int
-    names: dict[str, str | None]
-
-    def __getitem__(self, role: str) -> str | None:
-        return self.names.get(role)
 
 
 @dataclass(frozen=True)
@@ -79,6 +68,24 @@ class ResolvedModel:
     num_kv_heads: int
     head_dim: int
     norm_eps: float
+    latent: tuple[int, int, int] | None = None  # multi-head latent attention: (key size without rope, rope, rank)
+    views: dict[str, View] = field(default_factory=dict)
+    unread: dict[str, str] = field(default_factory=dict)
+
+    def roles(self) -> dict[str, str]:
+        """Every tensor probed, by name: its role (`embed`, `head`, `final_norm`, `layers.{i}.{role}`), with a
+        stacked tensor's views standing for it under its own name."""
+        out = {n: r for n, r in (
+            (self.embed, "embed"), (self.head, "head"), (self.final_norm, "final_norm"),
+        ) if n}  # fmt: skip
+        for layer in self.layers:
+            for role, name in layer.names.items():
+                if name:
+                    out[name] = f"layers.{layer.index}.{role}"
+                    view = self.views.get(name)
+                    if view is not None and view.source != name:
+                        out.setdefault(view.source, f"layers.{layer.index}.{role.rpartition('.')[0] or role}")
+        return out
 
     @property
     def num_layers(self) -> int:
@@ -98,31 +105,129 @@ def _find(names: set[str], candidates: tuple[str, ...], prefix: str) -> str | No
     return None
 
 
-def _layer_names(spec: ArchSpec, rests: set[str]) -> dict[str, str | None]:
+def _bias(template: str | None, rests: set[str]) -> str | None:
+    bias = template[: -len("weight")] + "bias" if template and template.endswith("weight") else None
+    return bias if bias and bias in rests else None
+
+
+def _dense_ffn(spec: ArchSpec) -> tuple[str, ...]:
+    return tuple(t for t in (spec.gate, spec.up, spec.gate_up, spec.down) if t)
+
+
+def _expert_count(spec: ArchSpec, rests: set[str]) -> int:
+    """How many routed experts a layer holds under `spec` (0: none). A stacked tensor's count is its first
+    dimension, read later; here 1 stands for "present"."""
+    ex = spec.experts
+    if ex is None or ex.router not in rests:
+        return 0
+    if ex.stacked:
+        return int(all(t in rests for t in (ex.gate_up or ex.gate, ex.down)))
+    first = ex.gate or ex.up or ex.gate_up
+    count = 0
+    while all(t.format(e=count) in rests for t in (first, ex.down) if t):
+        count += 1
+    return count
+
+
+def _has_attention(spec: ArchSpec, rests: set[str]) -> bool:
+    if not all(t in rests for t in _required(spec)):
+        return False
+    lat = spec.latent
+    return not lat or all(t in rests for t in (lat.q_a, lat.q_a_norm, lat.q_b)) or "self_attn.q_proj.weight" in rests
+
+
+def _mixer_only(spec: ArchSpec, rests: set[str]) -> bool:
+    """A hybrid's layer whose attention is another mixer (Mamba, a short convolution, linear attention)."""
+    if spec.mixer is None or not any(re.search(spec.mixer[0], r) for r in rests):
+        return False
+    norms = (spec.attn_norm, spec.ffn_norm, *spec.marks)
+    return all(t in rests for t in norms if t)
+
+
+def _layer_ok(spec: ArchSpec, rests: set[str]) -> bool:
+    """Whether a layer holds every template of `spec`'s attention (or its mixer, in a hybrid) and norms, and a
+    dense FFN or its experts."""
+    if not (_has_attention(spec, rests) or _mixer_only(spec, rests)):
+        return False
+    if all(t in rests for t in _dense_ffn(spec)):
+        return True
+    ex = spec.experts
+    if ex is None:
+        return False
+    shared = ex.shared is None or ex.shared_optional or all(t in rests for t in ex.shared)
+    return _expert_count(spec, rests) > 0 and shared
+
+
+def _layer_names(
+    spec: ArchSpec, rests: set[str], full: str, shapes  # noqa: ANN001 - name -> stored shape
+) -> tuple[dict[str, str | None], int, dict[str, View]]:
+    """`(role -> full tensor name, expert count, views)` of one layer; `full` is the layer's name prefix."""
+    attention = _has_attention(spec, rests)
     roles = {
-        "attn_norm": spec.attn_norm, "ffn_norm": spec.ffn_norm, "o": spec.o, "down": spec.down,
-        "up": spec.up, "gate": spec.gate, "gate_up": spec.gate_up, "q": spec.q, "k": spec.k, "v": spec.v,
+        "attn_norm": spec.attn_norm, "ffn_norm": spec.ffn_norm, "o": spec.o, "q": spec.q, "k": spec.k, "v": spec.v,
         "qkv": spec.qkv, "qkv_interleaved": spec.qkv_interleaved, "q_norm": spec.q_norm, "k_norm": spec.k_norm,
         "attn_post_norm": spec.attn_post_norm, "ffn_post_norm": spec.ffn_post_norm,
+        "attn_sub_norm": spec.attn_sub_norm, "ffn_sub_norm": spec.ffn_sub_norm,
     }  # fmt: skip
-    out: dict[str, str | None] = {role: (t if t in rests else None) for role, t in roles.items()}
-    for role in ("q", "k", "v", "qkv", "qkv_interleaved", "o", "up", "down", "gate_up"):
-        t = roles[role]
-        bias = t[: -len("weight")] + "bias" if t else None
-        out[f"{role}_bias"] = bias if bias and bias in rests else None
+    roles |= {f"act.{i}": t for i, t in enumerate(spec.activation_params)}
+    if spec.latent:
+        lat = spec.latent
+        roles |= {"kv_a": lat.kv_a, "kv_a_norm": lat.kv_a_norm, "kv_b": lat.kv_b, "q_a": lat.q_a,
+                  "q_a_norm": lat.q_a_norm, "q_b": lat.q_b, "q": "self_attn.q_proj.weight"}  # fmt: skip
+    if all(t in rests for t in _dense_ffn(spec)):
+        roles |= {"gate": spec.gate, "up": spec.up, "gate_up": spec.gate_up, "down": spec.down}
+    if not attention:  # a hybrid's mixer layer: its norms and FFN only
+        keep = ("attn_norm", "ffn_norm", "ffn_post_norm", "ffn_sub_norm", "gate", "up", "gate_up", "down")
+        roles = {r: t for r, t in roles.items() if r in keep or r.startswith("act.")}
+    out: dict[str, str | None] = {role: (t if t and t in rests else None) for role, t in roles.items()}
+    for role in ("q", "k", "v", "qkv", "qkv_interleaved", "o", "up", "down", "gate_up", "gate"):
+        out[f"{role}_bias"] = _bias(roles.get(role), rests) if role in roles else None
+        out.setdefault(role, None)
     for role in ("attn_norm", "ffn_norm"):  # LayerNorm biases (GPT-NeoX)
-        t = roles[role]
-        bias = t[: -len("weight")] + "bias"
-        out[f"{role}_bias"] = bias if bias in rests else None
-    return out
+        out[f"{role}_bias"] = _bias(roles[role], rests)
+    views: dict[str, View] = {}
+    count = _expert_count(spec, rests)
+    ex = spec.experts
+    if count:
+        out |= {"router": ex.router, "router_bias": ex.router_bias if ex.router_bias in rests else None}
+        if ex.shared and all(t in rests for t in ex.shared):
+            out |= {f"shared.{r}": t for r, t in zip(("gate", "up", "down"), ex.shared)}
+            out |= {f"shared.{r}_bias": _bias(t, rests) for r, t in zip(("gate", "up", "down"), ex.shared)}
+        if ex.shared_router:
+            out["shared_router"] = ex.shared_router if ex.shared_router in rests else None
+        if ex.stacked:
+            count = int(shapes(full + ex.down)[0])
+            for e in range(count):
+                for role, t, inter in (("gate_up", ex.gate_up, ex.interleaved), ("gate", ex.gate, False),
+                                       ("up", ex.up, False), ("down", ex.down, False),
+                                       ("gate_up_bias", ex.gate_up_bias, ex.interleaved),
+                                       ("down_bias", ex.down_bias, False)):  # fmt: skip
+                    if t and t in rests:
+                        name = expert_name(full + t, e)
+                        views[name] = View(full + t, e, ex.transposed and not role.endswith("bias"), inter)
+                        out[f"expert.{e}.{role}"] = name
+        else:
+            for e in range(count):
+                for role, t in (("gate", ex.gate), ("up", ex.up), ("gate_up", ex.gate_up), ("down", ex.down)):
+                    if t:
+                        out[f"expert.{e}.{role}"] = t.format(e=e)
+                        out[f"expert.{e}.{role}_bias"] = _bias(t.format(e=e), rests)
+    named = {role: (t if t is None or t.startswith(full) or t in views else full + t) for role, t in out.items()}
+    for t in spec.transposed:
+        if full + t in named.values():
+            views[full + t] = View(full + t, transpose=True)
+    return named, count, views
 
 
 def _required(spec: ArchSpec) -> tuple[str, ...]:
     # Every template the layout names must be there: Gemma 3's extra norms tell it from Llama.
     templates = (
-        spec.q, spec.k, spec.v, spec.qkv, spec.qkv_interleaved, spec.o, spec.gate, spec.up, spec.gate_up,
-        spec.down, spec.attn_norm, spec.ffn_norm, spec.q_norm, spec.k_norm, spec.attn_post_norm, spec.ffn_post_norm,
+        spec.q, spec.k, spec.v, spec.qkv, spec.qkv_interleaved, spec.o, spec.attn_norm, spec.ffn_norm,
+        spec.q_norm, spec.k_norm, spec.attn_post_norm, spec.ffn_post_norm, spec.attn_sub_norm, spec.ffn_sub_norm,
+        *spec.marks, *spec.activation_params,
     )  # fmt: skip
+    if spec.latent:
+        templates += (spec.latent.kv_a, spec.latent.kv_a_norm, spec.latent.kv_b)
     return tuple(t for t in templates if t)
 
 
@@ -139,11 +244,11 @@ def resolve_model(reader: _NamedShapes) -> ResolvedModel:
         UnsupportedArchitectureError: no known layout matches the tensor names.
     """
     names = set(reader.names())
-    by_prefix: dict[str, dict[int, set[str]]] = defaultdict(lambda: defaultdict(set))
+    by_prefix: dict[tuple[str, str], dict[int, set[str]]] = defaultdict(lambda: defaultdict(set))
     for name in names:
         m = _LAYER_RE.match(name)
         if m:
-            by_prefix[m["prefix"]][int(m["index"])].add(m["rest"])
+            by_prefix[(m["prefix"], m["stem"])][int(m["index"])].add(m["rest"])
     scaled = sorted(n for n in names if n.endswith(("weight_scale", "weight_scale_inv")))
     if scaled:
         raise CheckpointError(
@@ -151,41 +256,99 @@ def resolve_model(reader: _NamedShapes) -> ResolvedModel:
             f"block-scaled (FP8) weights such as '{scaled[0]}': lineage reads weights without their scales; "
             "dequantize the checkpoint to BF16 first",
         )
-    mixed = _mixed_layout(names, by_prefix)
-    if mixed is not None:
-        prefix, index, kind, rest = mixed
-        raise UnsupportedArchitectureError(
-            f"{model_location(reader)}: layer {index}: {kind} layout is not supported "
-            f"('{prefix}layers.{index}.{rest}'); lineage probes dense decoder layers only"
-        )
-    model_type = text_config(reader).get("model_type")
+    cfg = text_config(reader)
+    model_type = cfg.get("model_type")
+    # Every layout that reads the layers is a candidate; the one that gives the most of their tensors a role
+    # wins (ties: the table's order), so a layout whose names are a subset of another's never shadows it.
+    best, truncated = None, None
     for spec in ARCHITECTURES:
-        if spec.model_types and model_type not in spec.model_types:
+        found = _match(reader, spec, names, by_prefix, model_type)
+        if found is None:
             continue
-        # Most layers first; ties broken by name, so the choice never depends on set order.
-        for prefix, layers in sorted(by_prefix.items(), key=lambda kv: (-len(kv[1]), kv[0])):
-            embed = _find(names, spec.embed, prefix)
-            if embed is None or len(reader.info(embed).shape) != 2:
-                continue
-            required = _required(spec)
-            indices = sorted(i for i, rests in layers.items() if all(t in rests for t in required))
-            if not indices:
-                continue
-            broken = sorted(set(layers) - set(indices))
-            if broken:
-                missing = sorted(t for t in required if t not in layers[broken[0]])
-                raise CheckpointError(
-                    model_location(reader),
-                    f"layer {broken[0]} lacks {', '.join(missing)} ({len(broken)} incomplete layer(s)): "
-                    "a shard is missing or the checkpoint is truncated",
-                )
-            _check_numbering(reader, prefix, indices)
-            check_model_type(reader, spec, model_type)
-            return _build(reader, spec, prefix, embed, {i: layers[i] for i in indices}, names)
-    raise UnsupportedArchitectureError(
-        f"{model_location(reader)}: tensor names match no known layout "
-        f"({', '.join(s.name for s in ARCHITECTURES)}); lineage cannot probe this architecture"
-    )
+        prefix, stem, embed, layers, indices, score = found
+        if len(indices) < len(layers):
+            truncated = truncated if truncated and truncated[0] >= score else (score, spec, layers, indices)
+        elif best is None or score > best[0]:
+            best = (score, spec, prefix, stem, embed, {i: layers[i] for i in indices})
+    if truncated and (best is None or truncated[0] > best[0]):
+        _refuse_layers(reader, names, by_prefix)
+        _, spec, layers, indices = truncated
+        broken = sorted(set(layers) - set(indices))
+        required = (*_required(spec), *_dense_ffn(spec))
+        missing = sorted(t for t in required if t not in layers[broken[0]])
+        raise CheckpointError(
+            model_location(reader),
+            f"layer {broken[0]} lacks {', '.join(missing)} ({len(broken)} incomplete layer(s)): "
+            "a shard is missing or the checkpoint is truncated",
+        )
+    if best is None:
+        _refuse_layers(reader, names, by_prefix)
+        raise UnsupportedArchitectureError(
+            f"{model_location(reader)}: tensor names match no known layout "
+            f"({', '.join(s.name for s in ARCHITECTURES)}); lineage cannot probe this architecture"
+        )
+    _, spec, prefix, stem, embed, layers = best
+    _check_numbering(reader, f"{prefix}{stem}.", sorted(layers))
+    check_model_type(reader, spec, model_type)
+    for key, value, what in spec.refuse:
+        if cfg.get(key, not value) == value:
+            raise UnsupportedArchitectureError(
+                f"{model_location(reader)}: {what} is not supported ({key} is {value!r} in the config)"
+            )
+    return _build(reader, spec, prefix, embed, layers, names)
+
+
+def _match(reader, spec: ArchSpec, names: set[str], by_prefix: dict, model_type: str | None):  # noqa: ANN001, ANN202
+    """`(prefix, stem, embed, layers, indices of the layers it reads, coverage)` of the first prefix whose layers
+    `spec` reads, or None. Coverage is the share of those layers' tensors that get a role (or a named reason to
+    be left unread)."""
+    if spec.model_types and model_type not in spec.model_types:
+        return None
+    # Most layers first; ties broken by name, so the choice never depends on set order.
+    for (prefix, stem), layers in sorted(by_prefix.items(), key=lambda kv: (-len(kv[1]), kv[0])):
+        if stem != spec.stem:
+            continue
+        embed = _find(names, spec.embed, prefix)
+        if embed is None or len(reader.info(embed).shape) != 2:
+            continue
+        indices = sorted(i for i, rests in layers.items() if _layer_ok(spec, rests))
+        if not indices or (spec.experts and not any(_expert_count(spec, layers[i]) for i in indices)):
+            continue
+        if spec.mixer and spec.mixer[2] and not any(_mixer_only(spec, layers[i]) for i in indices):
+            continue  # a hybrid's layout reads a model with its other mixer only
+        covered = total = 0
+        unread = {t for t, _ in spec.unread}
+        for i in indices:
+            full = f"{prefix}{stem}.{i}."
+            roles, _, views = _layer_names(spec, layers[i], full, lambda n: reader.info(n).shape)
+            probed = {views[n].source if n in views else n for n in roles.values() if n}
+            for rest in layers[i]:
+                total += 1
+                covered += (full + rest in probed or rest in unread
+                            or bool(spec.mixer and re.search(spec.mixer[0], rest)))  # fmt: skip
+        return prefix, stem, embed, layers, indices, covered / max(1, total)
+    return None
+
+
+class _Viewed:
+    """`reader` with the logical shapes of `views` (names and shapes only: the checks read no tensor)."""
+
+    def __init__(self, reader, views: dict[str, View]) -> None:  # noqa: ANN001
+        self._reader, self._views = reader, views
+
+    def info(self, name: str):  # noqa: ANN201
+        view = self._views.get(name)
+        if view is None:
+            return self._reader.info(name)
+        src = self._reader.info(view.source)
+        return replace(src, name=name, shape=view.shape(tuple(src.shape)))
+
+    def file_of(self, name: str):  # noqa: ANN201
+        view = self._views.get(name)
+        return self._reader.file_of(view.source if view else name)
+
+    def __getattr__(self, attr: str):  # noqa: ANN204
+        return getattr(self._reader, attr)
 
 
 def _check_numbering(reader, prefix: str, indices: list[int]) -> None:  # noqa: ANN001
@@ -197,7 +360,7 @@ def _check_numbering(reader, prefix: str, indices: list[int]) -> None:  # noqa: 
     shown = ", ".join(str(i) for i in indices[:8]) + (", ..." if len(indices) > 8 else "")
     raise CheckpointError(
         model_location(reader),
-        f"the layers under '{prefix}layers.' are numbered {shown}, not 0 to {len(indices) - 1} "
+        f"the layers under '{prefix}' are numbered {shown}, not 0 to {len(indices) - 1} "
         f"(layer {missing} is missing): a shard is missing or the tensor names are corrupt",
     )
 
@@ -206,12 +369,19 @@ def _build(reader, spec, prefix, embed, layers, names) -> ResolvedModel:  # noqa
     vocab, hidden = (int(x) for x in reader.info(embed).shape)
     head = _find(names, spec.head, prefix)
     head = head if head != embed else None
-    final_norm = _find(names, spec.final_norm, prefix)
+    final_norm = _find(names, spec.final_norm, prefix) if spec.final_norm else None
+    final_bias = final_norm[: -len("weight")] + "bias" if final_norm and final_norm.endswith("weight") else None
+    final_bias = final_bias if final_bias in names else None
     cfg = text_config(reader)
-    resolved_layers = tuple(
-        LayerTensors(i, {r: (f"{prefix}layers.{i}.{t}" if t else None) for r, t in _layer_names(spec, rests).items()})
-        for i, rests in sorted(layers.items())
-    )
+    views: dict[str, View] = {}
+    built = []
+    for i, rests in sorted(layers.items()):
+        full = f"{prefix}{spec.stem}.{i}."
+        roles, count, layer_views = _layer_names(spec, rests, full, lambda n: reader.info(n).shape)
+        views |= layer_views
+        built.append(LayerTensors(i, roles, count))
+    resolved_layers = tuple(built)
+    reader = _Viewed(reader, views) if views else reader
     # Header facts first (dtypes, ranks), so that nothing below indexes a shape that is not there.
     check_dtypes(reader, [n for n in (embed, head, final_norm) if n] + [
         n for lt in resolved_layers for n in lt.names.values() if n
@@ -221,16 +391,34 @@ def _build(reader, spec, prefix, embed, layers, names) -> ResolvedModel:  # noqa
             check_rank(reader, name, rank)
     for layer in resolved_layers:
         for role, name in layer.names.items():
-            if name:
-                check_rank(reader, name, 2 if role in MATRIX_ROLES else 1)
+            if name and not role.startswith("act."):  # an activation's parameters may be scalars
+                check_rank(reader, name, 2 if is_matrix(role) else 1)
     check_sizes(reader, embed, hidden, vocab, len(resolved_layers))
-    first = resolved_layers[0]
-    num_heads, num_kv, head_dim = _attention_geometry(reader, spec, cfg, first, hidden)
+    first = next(lt for lt in resolved_layers if lt["o"])
+    latent = None
+    if spec.latent:
+        num_heads, num_kv, head_dim, latent = latent_geometry(reader, cfg, first)
+    else:
+        num_heads, num_kv, head_dim = attention_geometry(reader, spec, cfg, first, hidden)
     eps = config_eps(reader, cfg)
     check_shape(reader, head, (None, hidden), hidden)
     check_shape(reader, final_norm, (hidden,), hidden)
     for layer in resolved_layers:
-        _check_shapes(reader, layer, hidden, num_heads * head_dim, num_kv * head_dim, head_dim)
+        if not layer["o"]:
+            check_shapes(reader, None, layer, hidden, 0, 0, 0, attention=False)
+        elif latent:
+            check_latent_shapes(reader, layer, hidden, num_heads, head_dim, latent)
+        else:
+            check_shapes(reader, spec, layer, hidden, num_heads * head_dim, num_kv * head_dim, head_dim)
+    probed = {n for lt in resolved_layers for n in lt.names.values() if n}
+    # The head sketch reads the probes through the final gain alone (as every fingerprint before it did).
+    unread = {final_bias: "the final LayerNorm's bias (a shift every token shares)"} if final_bias else {}
+    if spec.mixer:
+        stem = f"{prefix}{spec.stem}."
+        unread |= {n: spec.mixer[1] for n in names if n.startswith(stem) and
+                   re.search(spec.mixer[0], n[len(stem):].partition(".")[2]) and n not in probed}  # fmt: skip
+    for template, why in spec.unread:
+        unread |= {n: why for n in names if n == prefix + template or n.endswith("." + template) or n == template}
     return ResolvedModel(
         spec=spec,
         prefix=prefix,
@@ -244,116 +432,35 @@ def _build(reader, spec, prefix, embed, layers, names) -> ResolvedModel:  # noqa
         num_kv_heads=num_kv,
         head_dim=head_dim,
         norm_eps=eps,
+        latent=latent,
+        views=views,
+        unread=unread,
     )
 
 
-def _attention_geometry(reader, spec: ArchSpec, cfg: dict, layer: LayerTensors, hidden: int) -> tuple[int, int, int]:  # noqa: ANN001
-    """Heads, kv heads and head size: from config.json checked against the shapes, from the shapes alone when
-    config.json gives no head count. A config that contradicts the shapes is refused with both numbers: a
-    silent regrouping of the heads would change the sketches (and an edited config would be a disguise)."""
-    keys = ("num_attention_heads", "num_key_value_heads", "head_dim")
-    heads, kv_cfg, head_cfg = (config_int(reader, cfg, k) for k in keys)
-    if spec.qkv_interleaved:
-        rows = int(reader.info(layer["qkv_interleaved"]).shape[0])
-        if heads is None:
-            heads = max(1, rows // (3 * spec.default_head_dim))
-        elif rows % (3 * heads):
-            contradiction(reader, f"num_attention_heads {heads}", f"'{layer['qkv_interleaved']}' has {rows} rows, "
-                           f"not 3 x {heads} heads x a head size")  # fmt: skip
-        return heads, heads, rows // (3 * heads)
-    if spec.qkv:
-        total = int(reader.info(layer["qkv"]).shape[0])
-    else:
-        q_rows = int(reader.info(layer["q"]).shape[0])
-        kv_rows = int(reader.info(layer["k"]).shape[0])
-    head_dim = head_cfg
-    if layer["q_norm"]:
-        norm = int(reader.info(layer["q_norm"]).shape[0])  # the per-head norm's size is the head size
-        if head_cfg is not None and head_cfg != norm:
-            contradiction(reader, f"head_dim {head_cfg}", f"the per-head norm '{layer['q_norm']}' has {norm} entries")
-        head_dim = norm
-    if head_dim is None and heads is None:
-        if not spec.qkv and q_rows != kv_rows:
-            # Grouped-query attention: which query heads share a key head cannot be read off the shapes,
-            # and a guess would change the sketches. Stripping config.json must not be a disguise.
-            raise CheckpointError(
-                model_location(reader),
-                "config.json gives no attention head count (num_attention_heads / head_dim) and the key "
-                "projection is narrower than the query (grouped-query attention): restore config.json",
-            )
-        # No head count at all: the layout's usual head size, else one head of the whole width.
-        head_dim = spec.default_head_dim
-        if spec.qkv:
-            q_rows = head_dim * (hidden // head_dim)
-            kv_rows = (total - q_rows) // 2
-        if q_rows % head_dim or kv_rows % head_dim or kv_rows <= 0:
-            return 1, 1, q_rows if q_rows == kv_rows else min(q_rows, kv_rows)
-        if (q_rows // head_dim) % (kv_rows // head_dim):
-            return 1, 1, min(q_rows, kv_rows)
-        return q_rows // head_dim, kv_rows // head_dim, head_dim
-    if head_dim is None:
-        width = hidden if spec.qkv else q_rows
-        if width % heads:
-            what = "the hidden size" if spec.qkv else f"'{layer['q']}'"
-            contradiction(reader, f"num_attention_heads {heads}", f"{what} has {width} rows, not a multiple of it")
-        head_dim = width // heads
-    if spec.qkv:
-        q_rows = head_dim * (heads if heads is not None else hidden // head_dim)
-        rest = total - q_rows
-        if rest <= 0 or rest % (2 * head_dim):
-            contradiction(reader, f"{q_rows // head_dim} query heads of head_dim {head_dim} ({q_rows} rows)",
-                           f"'{layer['qkv']}' has {total} rows, leaving {rest} for keys and values")  # fmt: skip
-        kv_rows = rest // 2
-    q_name, k_name = layer["q"] or layer["qkv"], layer["k"] or layer["qkv"]
-    if q_rows % head_dim:
-        contradiction(reader, f"head_dim {head_dim}", f"'{q_name}' has {q_rows} query rows, not a multiple of it")
-    if kv_rows % head_dim or kv_rows <= 0:
-        contradiction(reader, f"head_dim {head_dim}", f"'{k_name}' has {kv_rows} key rows, not a multiple of it")
-    num_heads, num_kv = q_rows // head_dim, kv_rows // head_dim
-    if heads is not None and heads != num_heads:
-        contradiction(reader, f"num_attention_heads {heads} x head_dim {head_dim} = {heads * head_dim} query rows",
-                       f"'{q_name}' has {q_rows}")  # fmt: skip
-    if kv_cfg is not None and kv_cfg != num_kv:
-        contradiction(reader, f"num_key_value_heads {kv_cfg} x head_dim {head_dim} = {kv_cfg * head_dim} key rows",
-                       f"'{k_name}' has {kv_rows}")  # fmt: skip
-    if num_heads % num_kv:
-        contradiction(reader, f"{num_heads} query heads", f"{num_kv} key/value heads, which do not divide them")
-    return num_heads, num_kv, head_dim
+def _refuse_layers(reader, names: set[str], by_prefix: dict) -> None:  # noqa: ANN001
+    """Raise, naming the kind of layer, when a layer no layout reads is of a kind lineage does not probe."""
+    refused = _refused_layer(names, by_prefix)
+    if refused is not None:
+        prefix, index, kind, why, rest = refused
+        raise UnsupportedArchitectureError(
+            f"{model_location(reader)}: layer {index}: {kind} layout is not supported "
+            f"('{prefix}{index}.{rest}'): {why}"
+        )
 
 
-def _mixed_layout(names: set[str], by_prefix: dict[str, dict[int, set[str]]]) -> tuple[str, int, str, str] | None:
-    """The first layer of a language model (a prefix with a token embedding) whose layout lineage cannot probe:
-    `(prefix, layer, kind, tensor rest)`, or None."""
-    embeds = {cand for spec in ARCHITECTURES for cand in spec.embed}
-    for prefix, layers in sorted(by_prefix.items()):
+def _refused_layer(
+    names: set[str], by_prefix: dict[tuple[str, str], dict[int, set[str]]]
+) -> tuple[str, int, str, str, str] | None:
+    """The first layer of a language model (a prefix with a token embedding) of a kind lineage does not probe
+    (`lineage.arch.spec.REFUSED_LAYERS`): `(prefix.stem., layer, kind, why, tensor rest)`, or None."""
+    embeds = {cand for spec in ARCHITECTURES for cand in spec.embed} | set(REFUSED_EMBEDS)
+    for (prefix, stem), layers in sorted(by_prefix.items()):
         if not any(prefix + cand in names for cand in embeds):
             continue  # a vision tower or other encoder: not the model probed
         for index in sorted(layers):
             for rest in sorted(layers[index]):
-                for kind, pattern in _UNSUPPORTED_LAYOUTS:
+                for kind, why, pattern in _REFUSED:
                     if pattern.search(rest):
-                        return prefix, index, kind, rest
+                        return f"{prefix}{stem}.", index, kind, why, rest
     return None
-
-
-def _check_shapes(reader, layer: LayerTensors, hidden: int, q_rows: int, kv_rows: int, head_dim: int) -> None:  # noqa: ANN001
-    """Every tensor of a layer must fit the model's widths: a wrong shape is named with its file, never left
-    to fail deep inside a matrix product."""
-    ffn = None
-    for role in ("gate", "up", "gate_up"):
-        if layer[role]:
-            rows = int(reader.info(layer[role]).shape[0])
-            ffn = rows // 2 if role == "gate_up" else rows
-            break
-    expected = {
-        "q": (q_rows, hidden), "k": (kv_rows, hidden), "v": (kv_rows, hidden),
-        "qkv": (q_rows + 2 * kv_rows, hidden), "qkv_interleaved": (q_rows + 2 * kv_rows, hidden),
-        "o": (hidden, q_rows), "gate": (ffn, hidden), "up": (ffn, hidden), "gate_up": (2 * (ffn or 0), hidden),
-        "down": (hidden, ffn), "attn_norm": (hidden,), "ffn_norm": (hidden,),
-        "attn_post_norm": (hidden,), "ffn_post_norm": (hidden,), "q_norm": (head_dim,), "k_norm": (head_dim,),
-        "attn_norm_bias": (hidden,), "ffn_norm_bias": (hidden,),
-    }  # fmt: skip
-    # A bias has one entry per output row of its matrix.
-    expected |= {f"{role}_bias": shape[:1] for role, shape in expected.items() if role in MATRIX_ROLES}
-    for role, shape in expected.items():
-        check_shape(reader, layer[role], shape, hidden)

@@ -33,6 +33,7 @@ from lineage.io.checkpoint import Checkpoint
 from lineage.io.digest import files_sha256
 from lineage.io.hub import HubModel
 from lineage.io.open import open_checkpoint
+from lineage.io.views import ViewedCheckpoint
 from lineage.io.vocab import TOKENIZER_FILE
 from lineage.probe.anchors import Anchors, choose_anchors
 from lineage.probe.circuits import CircuitProbe
@@ -334,8 +335,9 @@ def fingerprint_model(
         (4, 64, 64)
     """
     options = options or FingerprintOptions()
-    with open_checkpoint(path) as reader, torch.no_grad():
-        model = resolve_model(reader)
+    with open_checkpoint(path) as stored, torch.no_grad():
+        model = resolve_model(stored)
+        reader = ViewedCheckpoint(stored, model.views) if model.views else stored
         run = _Run(reader, model, options, progress)
         anchors = _anchors(reader, model, options)
         sketches, identity = _probe(run, anchors, options.probe_seed)
@@ -356,7 +358,8 @@ def fingerprint_model(
         )
         features = tensorguard.aggregate(run.stats, model.num_layers, reader.num_parameters)
         _check_finite_numbers(reader, run, features, sketches, identity)
-    layout = {"layout": model.spec.name, "layers": [lt.index for lt in model.layers], "symmetry": _symmetry(model)}
+    layers = [lt.index for lt in model.layers]
+    layout = {"layout": model.spec.name, "layers": layers, "symmetry": list(model.spec.symmetries)}
     return Fingerprint(
         name=reader.name,
         tensorguard=features,
@@ -393,16 +396,6 @@ def _check_finite_numbers(
         )
 
 
-def _symmetry(model: ResolvedModel) -> list[str]:
-    """The sign symmetries of the layout the weight test may use (`lineage.probe.identity`)."""
-    out = ["value"]  # a value dimension's sign, with the o_proj columns reading it: every layout
-    if model.spec.norm == "rms":
-        out.append("residual")  # RMSNorm commutes with a coordinate's sign flip; LayerNorm's mean does not
-    if model.spec.gate or model.spec.gate_up:
-        out.append("ffn")  # act(gate) * up: the sign of (up row, down column) is free; not so without a gate
-    return out
-
-
 def _probe(run: _Run, anchors: Anchors, seed: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Every layer's sketches and identity responses, plus the model-level ones (embedding, head)."""
     model, ids = run.model, anchors.ids
@@ -411,7 +404,8 @@ def _probe(run: _Run, anchors: Anchors, seed: int) -> tuple[dict[str, np.ndarray
     coords = residual_coordinates(model.hidden_size, seed)
     mixing = put(torch.from_numpy(mixing_weights(anchors, seed)))
     circuits = CircuitProbe(
-        model, embed_rows, mixing, put(torch.from_numpy(coords)), lambda n: put(torch.from_numpy(unit_sample(n, seed)))
+        model, embed_rows, mixing, put(torch.from_numpy(coords)),
+        lambda n, k: put(torch.from_numpy(unit_sample(n, seed, k))),
     )
     per_layer, identity = [], {}
     for layer in model.layers:

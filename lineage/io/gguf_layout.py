@@ -31,22 +31,11 @@ import numpy as np
 from gguf.constants import MODEL_ARCH, MODEL_ARCH_NAMES, MODEL_TENSOR
 from gguf.tensor_mapping import TensorNameMap
 
+from lineage.arch.gguf import BYTE_LEVEL_TOKENIZER, GGUF_ARCHITECTURES, GGUFArch
 from lineage.arch.spec import ARCHITECTURES, ArchSpec
 from lineage.errors import CheckpointError
 from lineage.io.vocab import Vocabulary, canonical_token
 
-#: GGUF `general.architecture` -> (transformers `model_type`, name of the `lineage.arch` layout).
-MODEL_TYPES: dict[str, tuple[str, str]] = {
-    "llama": ("llama", "llama"),
-    "qwen2": ("qwen2", "llama"),
-    "qwen3": ("qwen3", "qwen3"),
-    "gemma": ("gemma", "gemma"),
-    "gemma2": ("gemma2", "gemma2"),
-    "gemma3": ("gemma3_text", "gemma3"),
-    "phi3": ("phi3", "phi3"),
-}
-_PERMUTED_QK = frozenset({"llama"})  # the architectures whose converter class applies LlamaModel.permute
-_NORM_PLUS_ONE = frozenset({"gemma", "gemma2", "gemma3"})
 _T = MODEL_TENSOR
 _COMPUTED = frozenset({_T.ROPE_FREQS, _T.ROPE_FACTORS_LONG, _T.ROPE_FACTORS_SHORT, _T.ATTN_ROT_EMBD})
 _BLOCK = re.compile(r"^blk\.(\d+)\.")
@@ -125,10 +114,11 @@ def gguf_layout(path: Path, metadata: dict[str, Any], shapes: dict[str, tuple[in
         raise CheckpointError(
             path, f"GGUF general.architecture {arch!r} is unknown to the installed gguf package; update gguf"
         )
-    model_type, layout = MODEL_TYPES.get(arch, (arch, ""))
+    known = GGUF_ARCHITECTURES.get(arch, GGUFArch(arch, ""))
+    model_type, layout = known.model_type, known.layout
     label = f"{metadata.get('general.basename', '')} {metadata.get('general.name', '')}".lower()
-    if arch == "llama" and "mistral" in label:
-        model_type = "mistral"  # Mistral converts as `llama`; the name is the only trace of it
+    if known.renamed and known.renamed[0] in label:
+        model_type = known.renamed[1]
     blocks = 1 + max((int(m[1]) for n in shapes if (m := _BLOCK.match(n))), default=-1)
     if blocks > len(shapes):  # every block holds tensors: a larger index is a corrupt name, not 10^9 layers
         raise CheckpointError(path, f"GGUF tensor names reach block {blocks - 1} with {len(shapes)} tensors: corrupt")
@@ -149,7 +139,7 @@ def gguf_layout(path: Path, metadata: dict[str, Any], shapes: dict[str, tuple[in
             raise CheckpointError(path, f"GGUF tensors '{taken[hf]}' and '{name}' both map to '{hf}': corrupt file")
         taken[hf] = name
         plans[name] = TensorPlan(name, hf, _head_groups(path, arch, kind, name, shapes[name], config),
-                                 1.0 if arch in _NORM_PLUS_ONE and hf.endswith("norm.weight") else 0.0)  # fmt: skip
+                                 1.0 if known.norm_plus_one and hf.endswith("norm.weight") else 0.0)  # fmt: skip
     return GGUFLayout(arch, config, plans)
 
 
@@ -171,7 +161,7 @@ def gguf_vocabulary(metadata: dict[str, Any]) -> Vocabulary | None:
     types = metadata.get("tokenizer.ggml.token_type", [1] * len(tokens))
     if not isinstance(types, list) or len(types) != len(tokens) or not all(isinstance(t, int) for t in types):
         raise ValueError(f"tokenizer.ggml.token_type is not one integer for each of the {len(tokens)} tokens")
-    byte_level = metadata.get("tokenizer.ggml.model") == "gpt2"
+    byte_level = metadata.get("tokenizer.ggml.model") == BYTE_LEVEL_TOKENIZER
     special = frozenset(i for i, t in enumerate(types) if t in _SPECIAL_TOKEN_TYPES)
     return Vocabulary(tuple(canonical_token(t, byte_level) for t in tokens), special, "gguf")
 
@@ -231,7 +221,8 @@ def _pick(candidates: tuple[str, ...], wanted: frozenset[str], stem: str) -> str
 def _head_groups(
     path: Path, arch: str, kind: MODEL_TENSOR | None, name: str, dims: tuple[int, ...], config: dict
 ) -> int | None:
-    if arch not in _PERMUTED_QK or kind not in (MODEL_TENSOR.ATTN_Q, MODEL_TENSOR.ATTN_K):
+    permuted = GGUF_ARCHITECTURES.get(arch, GGUFArch(arch, "")).permuted_qk
+    if not permuted or kind not in (MODEL_TENSOR.ATTN_Q, MODEL_TENSOR.ATTN_K):
         return None
     groups = config.get("num_attention_heads" if kind == MODEL_TENSOR.ATTN_Q else "num_key_value_heads")
     rows = dims[-1] if len(dims) > 1 else dims[0]

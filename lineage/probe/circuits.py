@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from lineage.arch import LayerTensors, ResolvedModel
+from lineage.probe.identity import UNIT_SAMPLE
 from lineage.probe.profiles import Profiles
 
 
@@ -72,12 +73,33 @@ def rms_unit(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)
 
 
+#: gpt-oss's SwiGLU: `(clamp(up) + 1) * g * sigmoid(1.702 g)` with `g = min(gate, 7)` (transformers' GptOssExperts).
+_OSS_ALPHA, _OSS_LIMIT = 1.702, 7.0
+
+
 def _activation(name: str, x: torch.Tensor) -> torch.Tensor:
     if name == "silu":
         return F.silu(x)
     if name == "gelu_tanh":
         return F.gelu(x, approximate="tanh")
+    if name == "relu2":
+        return F.relu(x).square()
     return F.gelu(x)
+
+
+def _xielu(x: torch.Tensor, alpha_p: torch.Tensor, alpha_n: torch.Tensor, beta: torch.Tensor,
+           eps: torch.Tensor) -> torch.Tensor:  # fmt: skip
+    """xIELU (Apertus; transformers' `XIELUActivation`) with its learned parameters."""
+    a_p, a_n = F.softplus(alpha_p), beta + F.softplus(alpha_n)
+    return torch.where(x > 0, a_p * x * x + beta * x, (torch.expm1(torch.minimum(x, eps)) - x) * a_n + beta * x)
+
+
+def _gated(name: str, gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
+    """A gated FFN's hidden units: `act(gate) * up`, or gpt-oss's clamped form."""
+    if name == "swiglu_oss":
+        g = gate.clamp(max=_OSS_LIMIT)
+        return (up.clamp(-_OSS_LIMIT, _OSS_LIMIT) + 1) * g * torch.sigmoid(_OSS_ALPHA * g)
+    return _activation(name, gate) * up
 
 
 class CircuitProbe:
@@ -88,7 +110,7 @@ class CircuitProbe:
         embed_rows: [P, d] float32 anchor rows of the token embedding, on the device.
         mixing: [P, M] weights of the anchor mixtures (`lineage.probe.identity.mixing_weights`), on the device.
         coordinates: residual coordinates kept (int64, on the device).
-        units: `units(ffn_width)` -> the FFN units profiled (int64, on the device).
+        units: `units(ffn_width, count)` -> at most `count` FFN units profiled (int64, on the device).
     """
 
     def __init__(self, model: ResolvedModel, embed_rows: torch.Tensor, mixing: torch.Tensor,
@@ -141,7 +163,11 @@ class CircuitProbe:
             w: the weights; its `matmul` may also record per-tensor responses, so each matrix is read once.
         """
         out = LayerProbe()
-        self._attention(layer, w, out)
+        if layer["o"]:
+            self._attention(layer, w, out)
+        else:  # a hybrid's Mamba, convolution or linear-attention layer: no attention to probe
+            zero = self.probes.new_zeros(self.probes.shape[0], self.probes.shape[0])
+            out.sketches |= {"qk": zero, "vo": zero}
         self._ffn(layer, w, out)
         return out
 
@@ -181,21 +207,67 @@ class CircuitProbe:
         m, p = self.model, self.probes
         n, hd = p.shape[0], m.head_dim
         h = self._norm(self.inputs, w.vector(layer["attn_norm"]), w.vector(layer["attn_norm_bias"]))
+        if m.latent is not None:
+            qk, o = self._latent_attention(layer, w, h, out)
+            self._attention_out(layer, w, qk, o, out)
+            return
         q, k, v, v_profile = self._qkv(layer, w, h[:n], h[n:])
         out.identity["v"] = v_profile.T  # each value dimension's profile on the mixtures
+        if layer["q_norm"] and not self.spec.qk_norm_per_head:  # one norm over every head (OLMo 2)
+            q = self._norm(q, w.vector(layer["q_norm"]), None)
+            k = self._norm(k, w.vector(layer["k_norm"]), None)
         q, k = q.reshape(n, m.num_heads, hd), k.reshape(n, m.num_kv_heads, hd)
-        if layer["q_norm"]:
+        if layer["q_norm"] and self.spec.qk_norm_per_head:
             q = self._norm(q, w.vector(layer["q_norm"]), None)
             k = self._norm(k, w.vector(layer["k_norm"]), None)
         group = m.num_heads // m.num_kv_heads
         k = k.repeat_interleave(group, dim=1)
         v_heads = v.reshape(n, m.num_kv_heads, hd).repeat_interleave(group, dim=1)
         qk = torch.einsum("ahd,bhd->ab", q, k) / math.sqrt(hd)
-        o, read = w.matmul_profiled(layer["o"], v_heads.reshape(n, -1), Profiles(self.mixtures, "out"))
+        heads_out = v_heads.reshape(n, -1)
+        if layer["attn_sub_norm"]:  # BitNet: a norm on o's input (a value dimension's sign commutes with it)
+            heads_out = self._norm(heads_out, w.vector(layer["attn_sub_norm"]), None)
+        o, read = w.matmul_profiled(layer["o"], heads_out, Profiles(self.mixtures, "out"))
         b = w.vector(layer["o_bias"])
         o = o if b is None else o + b
         # A value dimension's sign flip flips the o_proj columns of every query head of its group: summed.
         out.identity["o"] = read.reshape(-1, m.num_kv_heads, group, hd).sum(2).reshape(read.shape[0], -1).T
+        self._attention_out(layer, w, qk, o, out)
+
+    def _latent_attention(self, layer: LayerTensors, w: Weights, h: torch.Tensor,
+                          out: LayerProbe) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+        """Multi-head latent attention (DeepSeek-V2/V3): `(qk, o)` on the probes, the value profiles stored.
+
+        Queries come through a low-rank path (`q_a`, its norm, `q_b`) or one `q` matrix; keys and values
+        through one shared latent (`kv_a`, its norm, `kv_b`), plus one rotary key slice all heads share. The
+        value dimensions are `kv_b`'s value rows: separate rows read by their own `o` columns, so a value
+        dimension's sign is as free as in any attention.
+        """
+        m, n = self.model, self.probes.shape[0]
+        nope, rope, rank = m.latent
+        heads, vd = m.num_heads, m.head_dim
+        if layer["q_b"]:
+            q = self._norm(w.matmul(layer["q_a"], h[:n]), w.vector(layer["q_a_norm"]), None)
+            q = w.matmul(layer["q_b"], q)
+        else:
+            q = w.matmul(layer["q"], h[:n])
+        latent = w.matmul(layer["kv_a"], h)  # probes and mixtures in one product
+        c = self._norm(latent[:, :rank], w.vector(layer["kv_a_norm"]), None)
+        per_head = torch.arange(heads, device=h.device)[:, None] * (nope + vd)
+        v_rows = (per_head + nope + torch.arange(vd, device=h.device)).reshape(-1)
+        kv, v_profile = self._affine(w, layer["kv_b"], None, c[:n], c[n:], v_rows)
+        out.identity["v"] = v_profile.T
+        kv = kv.view(n, heads, nope + vd)
+        k = torch.cat([kv[..., :nope], latent[:n, None, rank:].expand(n, heads, rope)], dim=-1)
+        qk = torch.einsum("ahd,bhd->ab", q.view(n, heads, nope + rope), k) / math.sqrt(nope + rope)
+        o, read = w.matmul_profiled(layer["o"], kv[..., nope:].reshape(n, -1), Profiles(self.mixtures, "out"))
+        out.identity["o"] = read.T
+        b = w.vector(layer["o_bias"])
+        return qk, (o if b is None else o + b)
+
+    def _attention_out(self, layer: LayerTensors, w: Weights, qk: torch.Tensor, o: torch.Tensor,
+                       out: LayerProbe) -> None:  # fmt: skip
+        p = self.probes
         if layer["attn_post_norm"]:
             o = self._norm(o, w.vector(layer["attn_post_norm"]), None)
         out.sketches["qk"] = qk
@@ -203,31 +275,66 @@ class CircuitProbe:
         out.identity["resid_vo"] = o[:, self.coordinates]
 
     def _ffn(self, layer: LayerTensors, w: Weights, out: LayerProbe) -> None:
-        p, spec, n = self.probes, self.spec, self.probes.shape[0]
+        """The FFN block: a dense FFN, or every routed expert and the shared expert, each probed as an FFN.
+
+        A mixture's output here is the plain sum of its experts (and shared expert): the router picks experts
+        per token, but the sum is what the experts' weights compute, whatever the routing, and it is the same
+        for any order of the experts. The router's rows give their own response. The units of every expert
+        are profiled as one FFN's, so the weight test pairs (expert, unit) by their gate profiles: expert order
+        is one more symmetry the pairing does not see.
+        """
+        p, n = self.probes, self.probes.shape[0]
         h = self._norm(self.inputs, w.vector(layer["ffn_norm"]), w.vector(layer["ffn_norm_bias"]))
         h, mix = h[:n], h[n:]
-        if layer["gate_up"]:
-            width = w.shape(layer["gate_up"])[0] // 2
-            units = self.units(width)
-            both = torch.cat([units, units + width])
-            y, prof = self._affine(w, layer["gate_up"], layer["gate_up_bias"], h, mix, both)
-            (gate, up), (gate_prof, up_prof) = y.chunk(2, dim=1), prof.chunk(2, dim=1)
-        elif layer["gate"]:
-            units = self.units(w.shape(layer["gate"])[0])
-            gate, gate_prof = w.matmul_profiled(layer["gate"], h, Profiles(mix, "in", units))
-            up, up_prof = w.matmul_profiled(layer["up"], h, Profiles(mix, "in", units))
-        else:  # no gate, no sign symmetry of the units: nothing to profile
-            up, _ = self._affine(w, layer["up"], layer["up_bias"], h)
-            gate = None
-        a = _activation(spec.activation, up) if gate is None else _activation(spec.activation, gate) * up
-        if gate is None:
-            y = w.matmul(layer["down"], a)
-        else:  # a gated unit's (up, down) sign flip is exact: its profile carries a sign
-            y, down_prof = w.matmul_profiled(layer["down"], a, Profiles(self.mixtures, "out", units))
-            out.identity.update({"gate": gate_prof.T, "up": up_prof.T, "down": down_prof.T})
-        b = w.vector(layer["down_bias"])
-        y = y if b is None else y + b
+        experts = [f"expert.{e}." for e in range(layer.experts)]
+        ffns = ["", *experts, "shared."]
+        share = UNIT_SAMPLE // len(experts) if experts else UNIT_SAMPLE
+        y, profiles = None, []
+        for ffn in ffns:
+            if not layer[ffn + "down"]:
+                continue
+            out_f, prof = self._one_ffn(layer, w, ffn, h, mix, share if ffn in experts else UNIT_SAMPLE)
+            y = out_f if y is None else y + out_f
+            if prof is not None:
+                profiles.append(prof)
+        for router in ("router", "shared_router"):
+            if layer[router]:
+                self._affine(w, layer[router], layer[f"{router}_bias"] if router == "router" else None, h)
+        if profiles:
+            out.identity.update({k: torch.cat([pr[k] for pr in profiles]) for k in ("gate", "up", "down")})
         if layer["ffn_post_norm"]:
             y = self._norm(y, w.vector(layer["ffn_post_norm"]), None)
         out.sketches["ffn"] = y @ p.T / math.sqrt(p.shape[1])
         out.identity["resid_ffn"] = y[:, self.coordinates]
+
+    def _one_ffn(self, layer: LayerTensors, w: Weights, ffn: str, h: torch.Tensor, mix: torch.Tensor,
+                 count: int) -> tuple[torch.Tensor, dict[str, torch.Tensor] | None]:  # fmt: skip
+        """One FFN's output on the probes and, when gated, its units' profiles `{gate, up, down: [U, M]}`."""
+        spec = self.spec
+        if layer[ffn + "gate_up"]:
+            width = w.shape(layer[ffn + "gate_up"])[0] // 2
+            units = self.units(width, count)
+            both = torch.cat([units, units + width])
+            y, prof = self._affine(w, layer[ffn + "gate_up"], layer[ffn + "gate_up_bias"], h, mix, both)
+            (gate, up), (gate_prof, up_prof) = y.chunk(2, dim=1), prof.chunk(2, dim=1)
+        elif layer[ffn + "gate"]:
+            units = self.units(w.shape(layer[ffn + "gate"])[0], count)
+            gate, gate_prof = self._affine(w, layer[ffn + "gate"], layer[ffn + "gate_bias"], h, mix, units)
+            up, up_prof = self._affine(w, layer[ffn + "up"], layer[ffn + "up_bias"], h, mix, units)
+        else:  # no gate, no sign symmetry of the units: nothing to profile
+            up, _ = self._affine(w, layer[ffn + "up"], layer[ffn + "up_bias"], h)
+            gate = None
+        if gate is None:
+            if spec.activation == "xielu":
+                act = _xielu(up, *(w.vector(layer[f"act.{i}"]) for i in range(4)))
+            else:
+                act = _activation(spec.activation, up)
+            y, profiles = w.matmul(layer[ffn + "down"], act), None
+        else:  # a gated unit's (up, down) sign flip is exact: its profile carries a sign
+            a = _gated(spec.activation, gate, up)
+            if layer[ffn + "ffn_sub_norm"]:  # BitNet: a norm on down's input (a unit's sign commutes with it)
+                a = self._norm(a, w.vector(layer[ffn + "ffn_sub_norm"]), None)
+            y, down_prof = w.matmul_profiled(layer[ffn + "down"], a, Profiles(self.mixtures, "out", units))
+            profiles = {"gate": gate_prof.T, "up": up_prof.T, "down": down_prof.T}
+        b = w.vector(layer[ffn + "down_bias"])
+        return (y if b is None else y + b), profiles

@@ -53,11 +53,14 @@ def residual_coordinates(width: int, seed: int) -> np.ndarray:
     return np.sort(_generator(seed, f"coordinates:{width}").choice(width, RESIDUAL_COORDINATES, replace=False))
 
 
-def unit_sample(units: int, seed: int) -> np.ndarray:
-    """The FFN units profiled in an FFN of `units` units: sorted, the same for every FFN of that width."""
-    if units <= UNIT_SAMPLE:
+def unit_sample(units: int, seed: int, count: int = UNIT_SAMPLE) -> np.ndarray:
+    """The (at most `count`) FFN units profiled in an FFN of `units` units: sorted, the same for every FFN of that
+    width. An expert of a mixture profiles its share of `UNIT_SAMPLE`, so a layer stores about as many units as
+    a dense one."""
+    if units <= count:
         return np.arange(units, dtype=np.int64)
-    return np.sort(_generator(seed, f"units:{units}").choice(units, UNIT_SAMPLE, replace=False))
+    purpose = f"units:{units}" if count == UNIT_SAMPLE else f"units:{units}:{count}"
+    return np.sort(_generator(seed, purpose).choice(units, count, replace=False))
 
 
 def mixing_weights(anchors: Anchors, seed: int, count: int = MIXTURES) -> np.ndarray:

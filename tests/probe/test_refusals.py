@@ -1,6 +1,6 @@
-"""Honest refusals on real layouts lineage cannot probe: a mixture-of-experts or cross-attention layer is named
-as such (not taken for a missing shard), and a config.json that contradicts the tensor shapes is refused with
-both numbers instead of the heads being silently regrouped."""
+"""Honest refusals on real layouts lineage cannot probe: a cross-attention layer is named as such (not taken for
+a missing shard), routed experts in some layers are read as FFNs beside the dense ones, and a config.json that
+contradicts the tensor shapes is refused with both numbers instead of the heads being silently regrouped."""
 
 from __future__ import annotations
 
@@ -48,17 +48,20 @@ def test_the_dense_checkpoint_resolves(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("style", ["qwen", "mixtral"])
 @pytest.mark.parametrize("layer", [0, 1])
-def test_experts_in_some_layers_are_named(tmp_path: Path, style: str, layer: int) -> None:
-    folder = write_checkpoint(tmp_path / "moe", _experts(tiny_llama_tensors(0), layer, style))
-    with pytest.raises(
-        UnsupportedArchitectureError, match=rf"layer {layer}: mixture-of-experts layout is not supported"
-    ):
-        _resolve(folder)
+def test_experts_in_some_layers_are_read_as_ffns(tmp_path: Path, style: str, layer: int) -> None:
+    # DeepSeek's dense first layers: a layer has a dense FFN or routed experts, each expert read as an FFN.
+    config = {**TINY_LLAMA_CONFIG, "model_type": "qwen2_moe" if style == "qwen" else "mixtral"}
+    model = _resolve(write_checkpoint(tmp_path / "moe", _experts(tiny_llama_tensors(0), layer, style), config=config))
+    assert [lt.experts for lt in model.layers] == [2 if i == layer else 0 for i in range(2)]
+    moe = model.layers[layer]
+    w1 = "mlp.experts.1.gate_proj.weight" if style == "qwen" else "block_sparse_moe.experts.1.w1.weight"
+    assert moe["expert.1.gate"] == f"model.layers.{layer}.{w1}" and moe["gate"] is None and moe["router"]
+    assert model.layers[1 - layer]["gate"] == f"model.layers.{1 - layer}.mlp.gate_proj.weight"
 
 
-def test_experts_in_every_layer_are_named(tmp_path: Path) -> None:
+def test_experts_under_a_dense_model_type_contradict_the_config(tmp_path: Path) -> None:
     tensors = _experts(_experts(tiny_llama_tensors(0), 0, "mixtral"), 1, "mixtral")
-    with pytest.raises(UnsupportedArchitectureError, match="layer 0: mixture-of-experts"):
+    with pytest.raises(CheckpointError, match="model_type 'llama', but the tensors are laid out as mixtral"):
         _resolve(write_checkpoint(tmp_path / "mixtral", tensors))
 
 
