@@ -181,3 +181,21 @@ def _declared(outcome: ModelOutcome, index: ReferenceIndex) -> tuple[str | None,
         found = index.resolve(base)
         out.append(found[0].name if found else None)
     return tuple(out)
+
+
+def evaluate_tree(
+    manifest: str | Path | Manifest,
+    options: ScanOptions | None = None,
+    progress: Progress | None = None,
+    tree_options: TreeOptions | None = None,
+) -> dict:
+    """Recover the tree of a labelled manifest's models with no label given, then score it against the
+    manifest's `parents` and `derivation` columns (`lineage.tree.score`).
+
+    Returns:
+        The scores (`score_tree`) with the job's summary under `summary`.
+    """
+    from lineage.tree.score import score_tree
+
+    result = tree_job(manifest, options, tree_options, progress=progress)
+    return {**score_tree(result.tree, result.rows), "summary": result.summary}
