@@ -50,11 +50,11 @@ class TreeOptions:
 
     alpha: float = DEFAULT_TREE_ALPHA
     neighbours: int = DEFAULT_NEIGHBOURS
-    raw_weight: float = 0.05
+    raw_weight: float = 1.0
     max_failed: int = 2
     merge_min_weight: float = 0.15
     merge_max_parents: int = 4
-    merge_max_ratio: float = 0.5
+    merge_max_ratio: float = 0.65
     embedding: EmbeddingOptions = field(default_factory=EmbeddingOptions)
 
     def __post_init__(self) -> None:

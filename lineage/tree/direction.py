@@ -7,18 +7,21 @@ facts say `b` is the child of `a`, -1 for the reverse, and `weight` is how sure 
   whose sketches correlate above `DUPLICATE_LAYERS`: SOLAR-style up-scaling copies layers), else the
   shallower one is the pruned child.
 * **Width**: the narrower model is the pruned child.
-* **Vocabulary size**: the larger vocabulary is the child (extension is what the hub does; trimming, the
-  reverse, is rarer, so this vote is weak).
-* **Stored precision**: the model stored in fewer bits is the child (a cast or quantisation).
-* **Growth of the weights** (`PairFacts.growth`, raw responses): training and rounding add a change nearly
-  orthogonal to the parent, so the child's weights are the larger, by the change's own energy; pruning and
-  abliteration remove weight (the change is orthogonal to the child), so the child is the smaller. Which
-  of the two applies is read from the relation (`lineage.tree.relation`): pruned, or only the residual
-  writers changed. The vote's weight grows with `|growth|`: 1 for a clean `+-1`.
+* **Vocabulary size**: with the weights otherwise the same, the smaller vocabulary is the trimmed child (rows
+  dropped); with the weights trained too, the larger is the extended child (weak: the reverse happens).
+* **Stored precision**: with the weights otherwise the same (a cast), the model stored in fewer bits.
+* **Growth of the weights** (`PairFacts.growth`, raw responses): training adds a change nearly orthogonal to
+  the parent, so the child's weights are the larger, by the change's own energy; abliteration projects a
+  direction out of the residual writers (`o`, `down`: the only tensors it changes), so the child is the
+  smaller. A copy that kept its embedding (quantised, pruned) gives no vote: rounding adds noise and
+  pruning removes weight, mirror images that the raw responses alone cannot tell apart, so the rest of the
+  tree roots it. The vote's weight grows with `|growth|`: 1 for a clean `+-1`.
 * **Disguise**: a model that computes its relative's very function in another weight basis (a rotation,
-  MergeLock maps, rescaled norms) was made from it. The disguised side is the one whose weight statistics
-  moved away from what training leaves: TensorGuard's gradient kurtosis (`global_kurtosis`) rises when
-  per-head invertible maps or rotations mix the trained coordinates.
+  MergeLock maps, rescaled norms) was made from it. A rotation changes the embedding: the rotated side's
+  embedding energy is spread more unevenly over the kept residual coordinates. Rescaled norm gains change
+  only the projections that read the residual stream, and grow them. Otherwise (MergeLock maps, a neuron
+  permutation) TensorGuard's gradient kurtosis (`global_kurtosis`) decides: per-head invertible maps raise
+  it; a neuron permutation leaves every statistic as it was, and its edge stays undirected.
 
 `orient` then picks, per tree, the root that agrees best with the weighted votes of every edge (rerooting:
 moving the root across an edge flips that edge alone); merge edges point at the merge whatever the root.
@@ -34,13 +37,15 @@ from collections.abc import Sequence
 import numpy as np
 
 from lineage.fingerprint import Fingerprint
-from lineage.tree.evidence import PairFacts
-from lineage.tree.relation import SAME_FUNCTION, precision, relation
+from lineage.tree.evidence import CAST, UNCHANGED, PairFacts
+from lineage.tree.relation import ADAPTER_CHANGE, SAME_FUNCTION, precision
 
 #: Correlation of two layers' sketches above which they are copies of one layer (up-scaling).
 DUPLICATE_LAYERS = 0.98
 #: The least total vote, in favour of one orientation over the other, that decides an edge.
 MIN_MARGIN = 0.25
+#: Tensor kinds that read the residual stream (after a norm): a norm-gain rescaling changes these alone.
+READERS = frozenset({"q", "k", "v", "gate", "up", "qkv", "gate_up"})
 
 Vote = tuple[float, int, str]  # (weight, +1: b child / -1: a child, why)
 
@@ -72,29 +77,65 @@ def edge_votes(a: Fingerprint, b: Fingerprint, facts: PairFacts) -> list[Vote]:
     if ha is not None and hb is not None and ha != hb:
         votes.append((3.0, 1 if hb < ha else -1, "the narrower model is the pruned one"))
     if va is not None and vb is not None and va != vb:
-        votes.append((0.5, 1 if vb > va else -1, "the larger vocabulary is the extended one"))
+        if facts.raw is not None and facts.raw < CAST:  # rows dropped, nothing trained: a trimmed vocabulary
+            votes.append((1.0, 1 if vb < va else -1, "the same weights with fewer tokens: trimmed"))
+        else:
+            votes.append((0.5, 1 if vb > va else -1, "the larger vocabulary is the extended one"))
     pa, pb = precision(facts.dtypes[0]), precision(facts.dtypes[1])
-    if pa is not None and pb is not None and pa != pb:
-        votes.append((3.0, 1 if pb < pa else -1, "the model stored in fewer bits is the cast"))
-    if facts.distance < SAME_FUNCTION and (not facts.same_basis or (facts.raw or 0.0) > 0.3):
-        ka, kb = a.tensorguard.get("global_kurtosis"), b.tensorguard.get("global_kurtosis")
-        if ka is not None and kb is not None and math.isfinite(ka) and math.isfinite(kb) and ka != kb:
-            gap = abs(math.log(max(kb, 1e-9) / max(ka, 1e-9)))
-            votes.append((min(2.0, 10 * gap), 1 if kb > ka else -1, "the disguised side's weight kurtosis rose"))
-    elif facts.growth is not None and facts.raw is not None and facts.raw > 0:
-        # A subtractive edit read either way round: the relation rules as if `b` were the child, and as if
-        # `a` were (swapped facts); either says "pruned" or "an edit of the residual writers" only if it is one.
-        subtractive = _subtractive(facts) or _subtractive(facts.swapped())
-        says = (1 if facts.growth > 0 else -1) * (-1 if subtractive else 1)
-        votes.append((min(1.0, abs(facts.growth)), says, "weights removed: the smaller is the child" if subtractive
-                      else "a change added: the larger is the child"))  # fmt: skip
+    if pa is not None and pb is not None and pa != pb and facts.raw is not None and facts.raw < CAST:
+        votes.append((3.0, 1 if pb < pa else -1, "the same weights stored in fewer bits: the cast"))
+    same_shape = la == lb and ha == hb and va == vb
+    changed = {k for k, v in facts.changed.items() if v >= UNCHANGED}
+    embed_kept = facts.embed_changed is not None and facts.embed_changed < UNCHANGED
+    if same_shape and facts.distance < SAME_FUNCTION and (not facts.same_basis or (facts.raw or 0.0) > 0.3):
+        votes += _disguise_votes(a, b, facts, changed, embed_kept)
+    elif facts.growth is not None and facts.raw and (facts.raw >= CAST or pa == pb):  # a cast's change is rounding
+        grew = 1 if facts.growth > 0 else -1
+        weight = min(1.0, abs(facts.growth))
+        if changed and changed <= {"o", "down"}:
+            # Abliteration projects a direction out of the residual writers: the child is the smaller.
+            votes.append((weight, -grew, "a direction projected out of the residual writers: the smaller is the child"))
+        elif not embed_kept:
+            votes.append((weight, grew, "a change added by training: the larger is the child"))
+        else:
+            # Embedding kept: a merged adapter or a quantisation adds a change (the larger is the child), pruning
+            # removes weight (the mirror image); adapters change far more than rounding does, so their vote is
+            # sure, a small change's weak (the rest of the tree roots a pruned copy).
+            mean = sum(facts.changed.values()) / max(1, len(facts.changed))
+            sure = mean >= ADAPTER_CHANGE
+            why = "a change added to the decoder: the larger is the child"
+            votes.append((weight * (1.0 if sure else 0.3), grew, why))
     return votes
 
 
-def _subtractive(facts: PairFacts) -> bool:
-    rel, _ = relation(facts)
-    changed = {k for k, v in facts.changed.items() if v >= 1e-3}
-    return rel == "pruned" or (bool(changed) and changed <= {"o", "down"})
+def _embed_spread(fp: Fingerprint) -> float | None:
+    """Coefficient of variation of the embedding's energy over the kept residual coordinates."""
+    if "embed" not in fp.identity:
+        return None
+    norms = np.linalg.norm(np.asarray(fp.identity["embed"], dtype=np.float64), axis=0)
+    return float(norms.std() / norms.mean()) if norms.mean() > 0 else None
+
+
+def _disguise_votes(
+    a: Fingerprint, b: Fingerprint, facts: PairFacts, changed: set[str], embed_kept: bool
+) -> list[Vote]:
+    """Which side of a function-preserving pair is the disguise (see the module docstring)."""
+    if not embed_kept:
+        # A rotation of the residual stream: the rotated embedding's energy is spread unevenly over the kept
+        # coordinates (every rotation of the catalog's seed 0 raised it, by 40-140%).
+        sa, sb = _embed_spread(a), _embed_spread(b)
+        if sa and sb and abs(math.log(sb / sa)) > 0.1:
+            return [(2.0, 1 if sb > sa else -1, "the rotated side's embedding energy is the more uneven")]
+        return []
+    if changed and changed <= READERS and facts.growth is not None:
+        # Norm gains folded into the projections that read them: the rescaled projections are the larger.
+        return [(min(1.0, abs(facts.growth)), 1 if facts.growth > 0 else -1,
+                 "norm gains folded into the readers of the residual stream: the larger is the child")]  # fmt: skip
+    ka, kb = a.tensorguard.get("global_kurtosis"), b.tensorguard.get("global_kurtosis")
+    if ka is None or kb is None or not (math.isfinite(ka) and math.isfinite(kb)) or ka <= 0 or kb <= 0 or ka == kb:
+        return []
+    gap = abs(math.log(kb / ka))
+    return [(min(2.0, 10 * gap), 1 if kb > ka else -1, "the disguised side's gradient kurtosis rose")]
 
 
 def orient(

@@ -33,10 +33,15 @@ from lineage.compare.identity import WeightTest, weight_test
 from lineage.compare.similarity import sketch_distance_matrix
 from lineage.decide.fdr import benjamini_hochberg_log10
 from lineage.fingerprint import Fingerprint
+from lineage.tree.evidence import anchors_moved
 
 #: The raw distance given to two models whose raw responses do not compare (other tensor shapes): that of
 #: unrelated weights, `sqrt(2)` (two independent vectors of one norm).
 RAW_FAR = math.sqrt(2.0)
+#: Added to the length of two models whose vocabularies are numbered apart (another size, or shared tokens at
+#: other ids): a vocabulary-permuted copy has its parent's very weights, so without it the two tie, and the
+#: parent's children, which keep the parent's numbering, could hang from the copy.
+RENUMBERED = 1e-3
 
 
 @dataclass(frozen=True)
@@ -78,6 +83,13 @@ def raw_distance(a: Fingerprint, b: Fingerprint) -> float | None:
     return float(np.linalg.norm(x - y)) / scale if scale > 0 else None
 
 
+def _renumbered(a: Fingerprint, b: Fingerprint) -> bool:
+    """Whether the two hold their vocabularies in other sizes or their shared anchor tokens at other ids."""
+    if a.summary is not None and b.summary is not None and a.summary.vocab_size != b.summary.vocab_size:
+        return True
+    return anchors_moved(a, b)
+
+
 def measure_pairs(
     fps: Sequence[Fingerprint], pairs: Sequence[tuple[int, int]], raw_weight: float
 ) -> list[PairTest]:
@@ -91,6 +103,7 @@ def measure_pairs(
         for j, d in zip(js, dist):
             raw = raw_distance(fps[i], fps[j])
             length = float(d) + raw_weight * min(RAW_FAR, RAW_FAR if raw is None else raw)
+            length += RENUMBERED * _renumbered(fps[i], fps[j])
             out.append(PairTest(i, j, float(d), raw, length))
     return sorted(out, key=lambda p: (p.length, p.a, p.b))
 

@@ -29,8 +29,10 @@ from lineage.fingerprint import Fingerprint
 
 #: Tensor kinds of the raw responses (`layers.N.<kind>`).
 KINDS: tuple[str, ...] = ("q", "k", "v", "o", "gate", "up", "down")
-#: A relative change below this is none (float16 identity responses, float32 raw responses round-tripped).
-UNCHANGED = 1e-3
+#: A relative change below this is none: rounding to bfloat16 moves weights by about 0.2-0.4%.
+UNCHANGED = 0.01
+#: A raw response distance below this is a copy in another precision (a cast), not a change of the weights.
+CAST = 0.02
 
 
 @dataclass(frozen=True)
@@ -109,7 +111,7 @@ def pair_facts(a: Fingerprint, b: Fingerprint, distance: float, raw: float | Non
         changed=changed,
         embed_changed=_embed_change(a, b),
         growth=growth,
-        anchors_moved=_anchors_moved(a, b),
+        anchors_moved=anchors_moved(a, b),
     )
 
 
@@ -128,7 +130,7 @@ def _embed_change(a: Fingerprint, b: Fingerprint) -> float | None:
     return float(np.linalg.norm(x - y)) / scale if scale > 0 else None
 
 
-def _anchors_moved(a: Fingerprint, b: Fingerprint) -> bool:
+def anchors_moved(a: Fingerprint, b: Fingerprint) -> bool:
     """Whether tokens both models hold as anchors sit at other row ids in them (a renumbered vocabulary)."""
     if not (a.anchor_tokens and b.anchor_tokens) or a.anchors is None or b.anchors is None:
         return False
