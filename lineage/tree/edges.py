@@ -42,6 +42,10 @@ RAW_FAR = math.sqrt(2.0)
 #: other ids): a vocabulary-permuted copy has its parent's very weights, so without it the two tie, and the
 #: parent's children, which keep the parent's numbering, could hang from the copy.
 RENUMBERED = 1e-3
+#: A raw distance from which two models are in other weight bases (disguised: MergeLock alone moves them
+#: about 1 apart, a rotation about `sqrt(2)`; a merged LoRA adapter, the largest change within one basis in
+#: the catalog, 0.86): beyond it the value is noise around `RAW_FAR`, and ties are left to the sketches.
+OTHER_BASES = 0.95
 
 
 @dataclass(frozen=True)
@@ -102,7 +106,8 @@ def measure_pairs(
         dist = sketch_distance_matrix([fps[i]], [fps[j] for j in js])[0]
         for j, d in zip(js, dist):
             raw = raw_distance(fps[i], fps[j])
-            length = float(d) + raw_weight * min(RAW_FAR, RAW_FAR if raw is None else raw)
+            far = raw is None or raw >= OTHER_BASES
+            length = float(d) + raw_weight * (RAW_FAR if far else raw)
             length += RENUMBERED * _renumbered(fps[i], fps[j])
             out.append(PairTest(i, j, float(d), raw, length))
     return sorted(out, key=lambda p: (p.length, p.a, p.b))
