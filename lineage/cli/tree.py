@@ -130,7 +130,8 @@ def _print(result, fmt: OutputFormat) -> None:  # noqa: ANN001 - a TreeResult
     s = result.summary
     typer.echo("")
     typer.echo(f"{s['fingerprinted']} models, {s['edges']} edges, {s['roots']} roots, {s['undirected']} undirected; "
-               f"{s['tested']} weight tests on {s['candidates']} candidate pairs, Benjamini-Hochberg at {s['alpha']}")  # fmt: skip
+               f"{s['tested']} weight tests on {s['candidates']} candidate pairs, Benjamini-Hochberg at "
+               f"{s['alpha']}")  # fmt: skip
     for name in s["license_conflicts"]:
         c = result.checks[name]
         typer.echo(f"licence: {name} declares {c.licence}, inherits {', '.join(x for x in c.inherited_licences if x)}")

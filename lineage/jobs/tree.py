@@ -16,7 +16,7 @@ from pathlib import Path
 from lineage.errors import ClassificationError, LineageError
 from lineage.fingerprint.gather import ModelOutcome
 from lineage.fingerprint.inputs import expand_inputs
-from lineage.io.declared import MODEL_CARD, front_matter
+from lineage.io.declared import card_licence
 from lineage.io.names import unique_names
 from lineage.jobs.options import Progress, ScanOptions
 from lineage.refs.manifest import Manifest, ManifestRow, manifest_of_models
@@ -73,9 +73,10 @@ class TreeResult:
         merge, and `base_model_relation` in the hub's words; lineage's own relation in a comment)."""
         ups = [e for e in self.tree.parents_of(name) if e.direction == "directed"]
         if not ups:
-            undirected = bool(self.tree.parents_of(name)) or any(e.parent == name for e in self.tree.edges)
-            why = "an edge whose direction the weights do not decide" if undirected else "no parent recovered"
+            undirected = bool(self.tree.parents_of(name))  # only undirected edges lead to it
+            why = "an edge whose direction the weights do not decide" if undirected else "no parent recovered (a root)"
             return f"# {name}: {why}\n"
+        ups.sort(key=lambda e: -(e.merge_weight or 0.0))  # a merge's parents, the largest weight first
         ids = [self.hub_ids.get(e.parent) or e.parent for e in ups]
         rel = ups[0].relation
         lines = [f"# {name}: recovered from the weights by lineage"]
@@ -158,16 +159,11 @@ def _named_apart(rows: list[ManifestRow]) -> list[ManifestRow]:
 
 
 def _card_licence(row: ManifestRow) -> str | None:
-    """The `license` of the model card's front matter (None when there is no card or no licence)."""
-    path = Path(row.path)
-    card = (path if path.is_dir() else path.parent) / MODEL_CARD
-    if not card.is_file():
-        return None
+    """The `license` of the model card's front matter (None when there is none, or the card is unreadable)."""
     try:
-        value = front_matter(card).get("license")
+        return card_licence(row.path)
     except LineageError:  # an unreadable card declares no licence
         return None
-    return str(value) if value else None
 
 
 def _declared(outcome: ModelOutcome, index: ReferenceIndex) -> tuple[str | None, ...]:

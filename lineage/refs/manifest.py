@@ -8,7 +8,8 @@ score; a reference without one stands for a family of its own, its name), `base`
 derives from), `role` (`base` rows are the references; others are suspects, `outsider` marks a model whose
 family is not among the references, `independent` one trained from scratch), `derivation` (how it was
 made: finetune, merge, quantized...), `parents` (the names of its parents, separated by `;` or `|`) and
-`license` (the licence its terms are under: what its derivatives inherit, `lineage.tree.licence`). A `path` of the form `hf://org/name[@revision]` is a model hub model, fetched when fingerprinted
+`license` (the licence its terms are under: what its derivatives inherit, `lineage.tree.licence`). A
+`path` of the form `hf://org/name[@revision]` is a model hub model, fetched when fingerprinted
 (`lineage.io.hub`). A reference pack or `builtin` is read through `lineage.refs.open.open_references`,
 which finds the CSV inside it; this module reads CSV files only.
 

@@ -54,7 +54,7 @@ class TreeOptions:
     max_failed: int = 2
     merge_min_weight: float = 0.15
     merge_max_parents: int = 4
-    merge_max_ratio: float = 0.65
+    merge_max_ratio: float = 0.5
     embedding: EmbeddingOptions = field(default_factory=EmbeddingOptions)
 
     def __post_init__(self) -> None:

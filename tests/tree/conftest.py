@@ -69,13 +69,19 @@ def family(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="session")
-def family_fingerprints(family: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> list:
-    """The family's fingerprints, named by folder (cached in a session folder)."""
+def tree_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One fingerprint cache for the tree tests (each model is fingerprinted once per session)."""
+    return tmp_path_factory.mktemp("tree_cache")
+
+
+@pytest.fixture(scope="session")
+def family_fingerprints(family: dict[str, Path], tree_cache: Path) -> list:
+    """The family's fingerprints, named by folder (cached in the session's tree cache)."""
     from dataclasses import replace
 
     from lineage.jobs.options import ScanOptions
 
-    options = ScanOptions(device="cpu", cache_dir=tmp_path_factory.mktemp("tree_cache"))
+    options = ScanOptions(device="cpu", cache_dir=tree_cache)
     outcomes = options.source.gather([(n, p, n) for n, p in family.items()])
     assert all(o.ok for o in outcomes), [o.error for o in outcomes]
     return [replace(o.fingerprint, name=o.key) for o in outcomes]
