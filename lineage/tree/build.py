@@ -54,7 +54,7 @@ class TreeOptions:
     max_failed: int = 2
     merge_min_weight: float = 0.15
     merge_max_parents: int = 4
-    merge_max_ratio: float = 0.5
+    merge_max_ratio: float = 0.4
     embedding: EmbeddingOptions = field(default_factory=EmbeddingOptions)
 
     def __post_init__(self) -> None:
@@ -221,7 +221,7 @@ def _attach_rest(n: int, tested: Sequence[PairTest], forest: Sequence[PairTest],
     for m, fit in merges.items():
         joined |= {i for i, _ in fit.parents}
     extra = []
-    for p in sorted(tested, key=lambda p: (p.length, p.a, p.b)):
+    for p in sorted(tested, key=lambda p: p.order):
         if not p.significant:
             continue
         for new, old in ((p.a, p.b), (p.b, p.a)):

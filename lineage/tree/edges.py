@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -46,6 +46,8 @@ RENUMBERED = 1e-3
 #: about 1 apart, a rotation about `sqrt(2)`; a merged LoRA adapter, the largest change within one basis in
 #: the catalog, 0.86): beyond it the value is noise around `RAW_FAR`, and ties are left to the sketches.
 OTHER_BASES = 0.95
+#: Length under which two models are near relatives in one weight basis (a fine-tune and its base: 0.2-0.5).
+NEAR = 0.6
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,8 @@ class PairTest:
         length: the edge length the forest minimises.
         test: the weight test of `b` against `a`; None when the pair was not tested.
         significant: whether it passed Benjamini-Hochberg across the pairs tested.
+        ties: how pairs of equal length are ordered (`order`): minus the two models' near relatives, so a
+            model's disguised copies hang from the model with relatives of its own, not from each other.
     """
 
     a: int
@@ -69,6 +73,12 @@ class PairTest:
     length: float
     test: WeightTest | None = None
     significant: bool = False
+    ties: int = 0
+
+    @property
+    def order(self) -> tuple:
+        """Kruskal's order: shortest first, then ties broken (`ties`), then by index."""
+        return (round(self.length, 6), self.ties, self.a, self.b)
 
     @property
     def log10_p(self) -> float | None:
@@ -110,7 +120,13 @@ def measure_pairs(
             length = float(d) + raw_weight * (RAW_FAR if far else raw)
             length += RENUMBERED * _renumbered(fps[i], fps[j])
             out.append(PairTest(i, j, float(d), raw, length))
-    return sorted(out, key=lambda p: (p.length, p.a, p.b))
+    near: dict[int, int] = {}
+    for p in out:
+        if p.length < NEAR:
+            near[p.a] = near.get(p.a, 0) + 1
+            near[p.b] = near.get(p.b, 0) + 1
+    out = [replace(p, ties=-(near.get(p.a, 0) + near.get(p.b, 0))) for p in out]
+    return sorted(out, key=lambda p: p.order)
 
 
 class _Forest:
@@ -178,13 +194,13 @@ def tested_in_order(
             failed[key] = failed.get(key, 0) + 1
     tests = [done.get((p.a, p.b)) for p in measured]
     passed = benjamini_hochberg_log10([None if t is None else t.log10_p for t in tests], alpha)
-    return [PairTest(p.a, p.b, p.distance, p.raw, p.length, t, ok) for p, t, ok in zip(measured, tests, passed)]
+    return [replace(p, test=t, significant=ok) for p, t, ok in zip(measured, tests, passed)]
 
 
 def spanning_forest(n: int, pairs: Sequence[PairTest], exclude: set[int] = frozenset()) -> list[PairTest]:
     """Kruskal's minimum spanning forest over the significant pairs, models in `exclude` left out."""
     forest = _Forest(n)
-    return [p for p in sorted(pairs, key=lambda p: (p.length, p.a, p.b))
+    return [p for p in sorted(pairs, key=lambda p: p.order)
             if p.significant and p.a not in exclude and p.b not in exclude and forest.union(p.a, p.b)]  # fmt: skip
 
 

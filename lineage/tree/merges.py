@@ -14,9 +14,10 @@ changes of one size `s`) lies at `s / sqrt(k)` from the mean of `k` of them, aga
 the ratio is `1 / sqrt(k)`, so a base with many children is nearly their average, but each child then
 weighs `1 / k`, under `min_weight` once `k` passes `1 / min_weight`, more than `max_parents` weigh more
 than it in between, and a subset of at most `max_parents` leaves `1 / sqrt(max_parents)` or more: hence
-`max_ratio` 0.5 with `max_parents` 4. A linear merge leaves 0, task arithmetic and SLERP 0.1-0.2 (the
-catalog's seed 0); TIES and DARE, which drop part of each parent's change at random or by magnitude, leave
-0.6-0.9, as much as a fine-tune: they are not found, and join the tree through one parent.
+`max_ratio` 0.4 with `max_parents` 4, a margin under 0.5 for the noise of real changes. A linear merge
+leaves 0, task arithmetic and SLERP 0.1-0.2 (the catalog's seed 0); TIES and DARE, which drop part of each
+parent's change at random or by magnitude, leave 0.6-0.9, as much as a fine-tune: they are not found, and
+join the tree through one parent.
 A fine-tune is never the convex combination of its own merges: they all carry their other parents.
 """
 
