@@ -5,7 +5,7 @@ downloaded), and classify anywhere else without them: a fingerprint is all class
 
     PACK/
       pack.json                  format and lineage versions, who made it, sha256 of every other file
-      manifest.csv               name,path,family,base,role,hub_id,license (paths relative to the pack)
+      manifest.csv               name,path,family,base,role,license,hub_id (paths relative to the pack)
       settings.json              the probe settings every fingerprint of the pack was made with
       fingerprints/<name>.fingerprint.safetensors
 
@@ -45,7 +45,7 @@ PACK_FILE = "pack.json"
 MANIFEST_FILE = "manifest.csv"
 SETTINGS_FILE = "settings.json"
 FINGERPRINT_DIR = "fingerprints"
-MANIFEST_COLUMNS: tuple[str, ...] = ("name", "path", "family", "base", "role", "hub_id", "license")
+MANIFEST_COLUMNS: tuple[str, ...] = ("name", "path", "family", "base", "role", "license", "hub_id")
 #: Settings that describe one model rather than how the probes ran: they differ between references of one pack.
 MODEL_SETTINGS: frozenset[str] = frozenset({"layout", "layers", "symmetry", "source", "source_revision"})
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -126,8 +126,8 @@ def write_pack(
         stem = _file_stem(ref.name, used)
         rel = fingerprint_path(FINGERPRINT_DIR, stem)
         save_fingerprint(ref.fingerprint, tmp / rel)
-        rows.append([ref.name, rel.as_posix(), ref.family, ref.base or ref.name, "base", ref.hub_id or "",
-                     ref.license or ""])  # fmt: skip
+        rows.append([ref.name, rel.as_posix(), ref.family, ref.base or ref.name, "base", ref.license or "",
+                     ref.hub_id or ""])  # fmt: skip
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(MANIFEST_COLUMNS)
