@@ -197,12 +197,15 @@ def build_tree(
     measured = measure_pairs(fps, pairs, options.raw_weight)
     done: dict = {}
     tested = tested_in_order(fps, measured, options.alpha, options.max_failed, progress, done=done)
-    merges: dict[int, MergeFit] = {}
+    fits: list[MergeFit] = []
     for comp in components(len(fps), tested):
         if len(comp) >= 3:
-            for fit in find_merges(fps, comp, options.merge_min_weight, options.merge_max_parents,
-                                   options.merge_max_ratio):  # fmt: skip
-                merges[fit.child] = fit
+            fits += find_merges(fps, comp, options.merge_min_weight, options.merge_max_parents, options.merge_max_ratio)
+    merges: dict[int, MergeFit] = {}
+    for fit in sorted(fits, key=lambda f: (f.ratio, f.child)):  # the best explained first
+        # Two models that would each be the other's merge parent: the better explained one is the merge.
+        if not any(fit.child in {i for i, _ in merges[p].parents} for p, _ in fit.parents if p in merges):
+            merges[fit.child] = fit
     if merges:
         tested = tested_in_order(fps, measured, options.alpha, options.max_failed, progress,
                                  frozenset(merges), done)  # fmt: skip
