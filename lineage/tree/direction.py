@@ -38,7 +38,7 @@ import numpy as np
 
 from lineage.fingerprint import Fingerprint
 from lineage.tree.evidence import CAST, UNCHANGED, PairFacts
-from lineage.tree.relation import ADAPTER_CHANGE, SAME_FUNCTION, precision
+from lineage.tree.relation import ADAPTER_CHANGE, OTHER_BASIS, SAME_FUNCTION, precision
 
 #: Correlation of two layers' sketches above which they are copies of one layer (up-scaling).
 DUPLICATE_LAYERS = 0.98
@@ -87,7 +87,7 @@ def edge_votes(a: Fingerprint, b: Fingerprint, facts: PairFacts) -> list[Vote]:
     same_shape = la == lb and ha == hb and va == vb
     changed = {k for k, v in facts.changed.items() if v >= UNCHANGED}
     embed_kept = facts.embed_changed is not None and facts.embed_changed < UNCHANGED
-    if same_shape and facts.distance < SAME_FUNCTION and (not facts.same_basis or (facts.raw or 0.0) > 0.3):
+    if same_shape and facts.distance < SAME_FUNCTION and (not facts.same_basis or (facts.raw or 0.0) > OTHER_BASIS):
         votes += _disguise_votes(a, b, facts, changed, embed_kept)
     elif facts.growth is not None and facts.raw and (facts.raw >= CAST or pa == pb):  # a cast's change is rounding
         grew = 1 if facts.growth > 0 else -1
