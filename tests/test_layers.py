@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1] / "lineage"
 #: higher; `report` renders what the jobs return, and the jobs fill their rows and scores with its helpers.
 LAYERS: tuple[str, ...] = (
     "errors", "lineage", "data", "arch", "io", "probe", "features", "fingerprint", "catalog", "compare",
-    "decide", "refs", "store", "attribute", "verify", "report", "jobs", "cli",
+    "decide", "refs", "store", "attribute", "verify", "tree", "report", "jobs", "cli",
 )  # fmt: skip
 
 

@@ -82,9 +82,9 @@ def _main(
 
 def _register() -> None:
     # Explicit registration, no import-time magic: each module adds its commands to `app`.
-    from lineage.cli import attribute, catalog, classify, evaluate, fingerprint, refs, scan, store, verify
+    from lineage.cli import attribute, catalog, classify, evaluate, fingerprint, refs, scan, store, tree, verify
 
-    for module in (fingerprint, classify, scan, attribute, evaluate, catalog, refs, store, verify):
+    for module in (fingerprint, classify, scan, tree, attribute, evaluate, catalog, refs, store, verify):
         module.register(app)
 
 

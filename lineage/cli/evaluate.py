@@ -24,6 +24,7 @@ def register(app: typer.Typer) -> None:
     group.command("null")(null)
     group.command("calibration")(calibration)
     group.command("verify")(verify)
+    group.command("tree")(tree)
     app.add_typer(group, name="evaluate")
 
 
@@ -246,3 +247,24 @@ def verify(
     for key, acc in result["summary"].items():
         typer.echo(f"{key:13s} {acc['correct']}/{acc['total']}")
 
+
+
+def tree(
+    manifest: ManifestArg = Path("models_manifest.csv"),
+    device: DeviceOpt = DeviceChoice.auto,
+    cache: CacheDirOpt = None,
+    no_cache: NoCacheOpt = False,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Recover the tree of the manifest's models from the weights alone (no label given), then score it
+    against the manifest's parents column: edge recall and precision, direction and relation accuracy on the
+    recovered true edges, and every miss."""
+    from lineage.jobs.tree import evaluate_tree
+    from lineage.tree.score import score_text
+
+    options = scan_options(Method.lineage, "calibrated", device, cache, no_cache)
+    result = _run(evaluate_tree, quiet, as_json, manifest, options)
+    if result is None:
+        return
+    typer.echo(score_text(result))

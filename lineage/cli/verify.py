@@ -89,6 +89,9 @@ def verify(
     A reference checked against itself is consistent however it is given (manifest, pack, builtin).
     error: the model could not be read; it is still a row (an ML-BOM component with the error).
 
+    A model card whose `license` differs from the one its base carries (the reference's `license` column) is
+    flagged (`license_conflict`; a line under the table, a property of the ML-BOM) and counts as a finding.
+
     Exit code 0 all consistent, 1 a finding, 2 an error.
     """
     use_threads(threads)
@@ -119,7 +122,7 @@ def verify(
         typer.echo(f"error: {error}" if name in error else f"error: {name}: {error}", err=True)
     if result.errors:
         raise typer.Exit(EXIT_ERROR)
-    if any(o.is_finding for o in result.outcomes):
+    if any(o.is_finding or o.license_conflict for o in result.outcomes):
         raise typer.Exit(EXIT_FINDING)
 
 
@@ -147,4 +150,6 @@ def _render(result, fmt: VerifyFormat) -> str:  # noqa: ANN001 - a VerifyResult,
         return buf.getvalue().rstrip("\n")
     widths = [max(len(str(r[i])) for r in (head, *rows)) for i in range(5)]
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(r[:5], widths)) + "  " + r[5] for r in (head, *rows)]
+    lines += [f"licence: {o.model} declares {o.license}, but its base's is {o.inherited_license}"
+              for o in result.outcomes if o.license_conflict]  # fmt: skip
     return "\n".join(lines)

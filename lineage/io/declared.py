@@ -140,6 +140,23 @@ def front_matter(path: Path) -> dict[str, Any]:
     return data
 
 
+def card_licence(path: str | Path) -> str | None:
+    """The `license` a model's card declares in its front matter (None: no card, or no licence in it).
+
+    Args:
+        path: a model folder, a `.gguf` file or a weights file (its folder's card is read).
+
+    Raises:
+        CheckpointError: a card whose front matter is not valid YAML or not a mapping.
+    """
+    path = Path(path)
+    card = (path if path.is_dir() else path.parent) / MODEL_CARD
+    if not card.is_file():
+        return None
+    value = front_matter(card).get("license")
+    return str(value).strip() or None if value else None
+
+
 def _model_card(path: Path) -> DeclaredSource | None:
     if not path.is_file():
         return None

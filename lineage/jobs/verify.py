@@ -4,9 +4,11 @@ with what its model declares (`lineage.verify`: the declarations, the rule, the 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from lineage.fingerprint.gather import error_text
+from lineage.io.declared import card_licence
 from lineage.jobs.options import ScanOptions
 from lineage.jobs.paths import classify_paths
 from lineage.refs.manifest import Manifest
@@ -50,6 +52,7 @@ def verify_paths(
     verdicts = dict(zip(map(id, [o for o in result.suspects if o.ok]), result.results))
     refs = [(row, o.fingerprint) for row, o in zip(manifest.references, result.references) if o.ok]
     errors = [(f.name, f.error or "failed") for f in result.failures]
+    licences = {r.name: r.license for r in manifest.rows}
     outcomes = []
     for o in result.suspects:
         if not o.ok:
@@ -57,11 +60,15 @@ def verify_paths(
             continue
         try:
             declaration = declared_lineage(o.path, index)
+            licence = card_licence(o.path)
         except Exception as exc:  # noqa: BLE001 - one unreadable card is that model's error, not the run's
             errors.append((o.name, error_text(exc)))
             outcomes.append(error_outcome(o.name, o.path, error_text(exc)))
             continue
         verdict = verdicts[id(o)]
         itself = reference_itself(o.fingerprint, verdict, refs)
-        outcomes.append(judge(verdict.model, o.path, declaration, weights_view(verdict), index, itself))
+        outcome = judge(verdict.model, o.path, declaration, weights_view(verdict), index, itself)
+        base = itself.name if itself is not None else outcome.weights.derived_from
+        inherited = licences.get(base) if base else None
+        outcomes.append(replace(outcome, license=licence, inherited_license=inherited))
     return VerifyResult(outcomes, errors, {r.name: r.hub_id for r in manifest.references})

@@ -46,7 +46,8 @@ def build_pack(
     if failed:
         raise PackError(f"{manifest}: {len(failed)} reference(s) could not be fingerprinted: " + "; ".join(failed))
     packed = [
-        PackReference(o.key.name, o.key.family, o.fingerprint, o.key.base, _hub_id(o.key, o.fingerprint))
+        PackReference(o.key.name, o.key.family, o.fingerprint, o.key.base, _hub_id(o.key, o.fingerprint),
+                      getattr(o.key, "license", None))
         for o in outcomes
     ]
     return write_pack(packed, out, created_by=" ".join(["lineage refs build", str(manifest)]), force=force)

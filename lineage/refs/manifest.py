@@ -7,8 +7,9 @@ The labels are optional too: `family` (a suspect without one is unlabelled, and 
 score; a reference without one stands for a family of its own, its name), `base` (the known base the model
 derives from), `role` (`base` rows are the references; others are suspects, `outsider` marks a model whose
 family is not among the references, `independent` one trained from scratch), `derivation` (how it was
-made: finetune, merge, quantized...) and `parents` (the names of a merge's parents, separated by `;` or
-`|`). A `path` of the form `hf://org/name[@revision]` is a model hub model, fetched when fingerprinted
+made: finetune, merge, quantized...), `parents` (the names of its parents, separated by `;` or `|`) and
+`license` (the licence its terms are under: what its derivatives inherit, `lineage.tree.licence`). A
+`path` of the form `hf://org/name[@revision]` is a model hub model, fetched when fingerprinted
 (`lineage.io.hub`). A reference pack or `builtin` is read through `lineage.refs.open.open_references`,
 which finds the CSV inside it; this module reads CSV files only.
 
@@ -34,7 +35,9 @@ from lineage.io.hub import HUB_SCHEME, is_hub_path
 from lineage.io.names import model_name, unique_names
 
 REQUIRED_COLUMNS: tuple[str, ...] = ("path",)
-OPTIONAL_COLUMNS: tuple[str, ...] = ("name", "family", "base", "role", "derivation", "parents", "hub_id", "declared")
+OPTIONAL_COLUMNS: tuple[str, ...] = (
+    "name", "family", "base", "role", "derivation", "parents", "hub_id", "declared", "license",
+)  # fmt: skip
 #: Roles: the known bases (the references), their derivatives, models of no reference's family, models trained
 #: from scratch (with a family's tokenizer, perhaps: never derived).
 BASE_ROLE, DERIVATIVE_ROLE, OUTSIDER_ROLE, INDEPENDENT_ROLE = "base", "derivative", "outsider", "independent"
@@ -63,6 +66,7 @@ class ManifestRow:
         parents: names of its parents (merges), possibly empty.
         hub_id: `org/name[@revision]` of a model hub model (an `hf://` path or a pack's `hub_id` column).
         declared: the hub ids its model card declares as `base_model` (column `declared`, `;`-separated).
+        license: its licence (column `license`: an SPDX id or the hub's licence name), None when not given.
     """
 
     name: str
@@ -74,6 +78,7 @@ class ManifestRow:
     parents: tuple[str, ...] = ()
     hub_id: str | None = None
     declared: tuple[str, ...] = ()
+    license: str | None = None
 
     @property
     def is_outsider(self) -> bool:
@@ -198,6 +203,7 @@ def _row(path: Path, line_no: int, cells: dict[str, str], has_role: bool) -> Man
         parents=tuple(p.strip() for p in _PARENT_SEPARATORS.split(cells.get("parents", "")) if p.strip()),
         hub_id=cells.get("hub_id") or (cells["path"][len(HUB_SCHEME) :] if hub else None),
         declared=tuple(d.strip() for d in cells.get("declared", "").split(";") if d.strip()),
+        license=cells.get("license") or None,
     )
 
 

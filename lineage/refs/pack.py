@@ -5,7 +5,7 @@ downloaded), and classify anywhere else without them: a fingerprint is all class
 
     PACK/
       pack.json                  format and lineage versions, who made it, sha256 of every other file
-      manifest.csv               name,path,family,base,role,hub_id (paths relative to the pack)
+      manifest.csv               name,path,family,base,role,license,hub_id (paths relative to the pack)
       settings.json              the probe settings every fingerprint of the pack was made with
       fingerprints/<name>.fingerprint.safetensors
 
@@ -45,7 +45,7 @@ PACK_FILE = "pack.json"
 MANIFEST_FILE = "manifest.csv"
 SETTINGS_FILE = "settings.json"
 FINGERPRINT_DIR = "fingerprints"
-MANIFEST_COLUMNS: tuple[str, ...] = ("name", "path", "family", "base", "role", "hub_id")
+MANIFEST_COLUMNS: tuple[str, ...] = ("name", "path", "family", "base", "role", "license", "hub_id")
 #: Settings that describe one model rather than how the probes ran: they differ between references of one pack.
 MODEL_SETTINGS: frozenset[str] = frozenset({"layout", "layers", "symmetry", "source", "source_revision"})
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -61,6 +61,7 @@ class PackReference:
         fingerprint: its fingerprint.
         base: its base label (the name when None).
         hub_id: `org/name@commit` when it came from a model hub.
+        license: its licence (the manifest's `license` column), kept so that derivatives inherit it.
     """
 
     name: str
@@ -68,6 +69,7 @@ class PackReference:
     fingerprint: Fingerprint
     base: str | None = None
     hub_id: str | None = None
+    license: str | None = None
 
     def __post_init__(self) -> None:
         if not self.name or not self.family:
@@ -124,7 +126,8 @@ def write_pack(
         stem = _file_stem(ref.name, used)
         rel = fingerprint_path(FINGERPRINT_DIR, stem)
         save_fingerprint(ref.fingerprint, tmp / rel)
-        rows.append([ref.name, rel.as_posix(), ref.family, ref.base or ref.name, "base", ref.hub_id or ""])
+        rows.append([ref.name, rel.as_posix(), ref.family, ref.base or ref.name, "base", ref.license or "",
+                     ref.hub_id or ""])  # fmt: skip
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(MANIFEST_COLUMNS)

@@ -24,6 +24,10 @@ from lineage.report.tables import display_path, verdict_words
 MAX_HTML_ROWS = 5000
 #: The verdicts table's columns (the first table of the page; a test reads it from the DOM).
 VERDICT_HEADERS: tuple[str, ...] = ("model", "verdict", "p-value", "nearest reference", "distance", "path")
+#: The tree section's tables (`tree_section`).
+EDGE_HEADERS = ("parent", "child", "relation", "direction", "p-value", "distance", "evidence")
+NODE_HEADERS = ("model", "parents", "relation", "roots", "declared base_model", "declared check", "license",
+                "inherited license")  # fmt: skip
 LABEL_HEADERS: tuple[str, ...] = ("model", "verdict", "true family", "true base", "role", "derivation", "cluster")
 
 _STYLE = """
@@ -234,6 +238,52 @@ def write_html(
         parts += [f"<h2>{html.escape(caption)}</h2>", _image(image, caption)]
     parts += _scores(summary, rows)
     parts.append("</body></html>\n")
+    path = Path(path)
+    path.write_text("".join(parts), encoding="utf-8")
+    return path
+
+
+def tree_section(doc: Mapping, image: Path | None) -> list[str]:
+    """The tree as a section of a report page: the drawing, the edges, the models' checks."""
+    s = doc["summary"]
+    parts = [
+        "<h2 id='tree'>Model tree</h2>",
+        f"<p>{_e(s.get('fingerprinted'))} models, {_e(s.get('edges'))} edges, {_e(s.get('roots'))} roots; "
+        f"{_e(s.get('tested'))} weight tests on {_e(s.get('candidates'))} candidate pairs, Benjamini-Hochberg at "
+        f"{_e(s.get('alpha'))}; {_e(s.get('undirected'))} undirected edges.</p>",
+    ]
+    if s.get("license_conflicts"):
+        conflicts = ", ".join(s["license_conflicts"])
+        parts.append(f"<p class='note'>Licence differs from the inherited one: {_e(conflicts)}</p>")
+    if s.get("declared_contradicted"):
+        parts.append(f"<p class='note'>Declared base_model contradicted by the weights: "
+                     f"{_e(', '.join(s['declared_contradicted']))}</p>")  # fmt: skip
+    if image is not None:
+        parts.append(_image(image, "model tree"))
+    body = [[e["parent"], e["child"], e["relation"], f"{e['direction']} ({e['direction_confidence']:.2f})",
+             f"{e['p_value']:.1e}" if e["p_value"] > 0 else f"1e{e['log10_p']:.0f}", e["distance"],
+             f"{e['relation_evidence']}; " + "; ".join(e["direction_evidence"])] for e in doc["edges"]]  # fmt: skip
+    parts += ["<h3>Edges</h3>", _table(EDGE_HEADERS, body, table_id="tree-edges")]
+    nodes = [n for n in doc["nodes"] if n["status"] == "ok"]
+    body = [[n["name"], ", ".join(n["parents"]) or None, n["relation"], ", ".join(n["roots"]),
+             ", ".join(d or "(not in the tree)" for d in n["declared_base_model"]) or None, n["declared_check"],
+             n["license"], ", ".join(n["inherited_license"] or []) or None] for n in nodes]  # fmt: skip
+    classes = ["miss" if n["license_conflict"] or n["declared_check"] == "contradicted" else "" for n in nodes]
+    parts += ["<h3>Models</h3>", _table(NODE_HEADERS, body, classes=classes, table_id="tree-models")]
+    failed = [n for n in doc["nodes"] if n["status"] != "ok"]
+    if failed:
+        parts += ["<h3>Failed</h3>", _table(("model", "error"), [[n["name"], n["error"]] for n in failed])]
+    return parts
+
+
+def write_tree_html(path: str | Path, doc: Mapping, image: Path | None) -> Path:
+    """Write the page of `lineage tree`: a title and the tree section (`tree_section`) of a `tree.json` doc."""
+    parts = [
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>lineage tree</title>",
+        f"<style>{_STYLE}</style></head><body><h1>lineage tree</h1>",
+        *tree_section(doc, image),
+        "</body></html>\n",
+    ]
     path = Path(path)
     path.write_text("".join(parts), encoding="utf-8")
     return path

@@ -92,6 +92,9 @@ def _component(o: VerifyOutcome, hub_ids: dict[str, str | None]):  # noqa: ANN20
         "p_value": _num(w.p_value),
         "p_value_text": p_value_text(w.p_value, w.log10_p),
         "path": str(o.path),
+        "license": o.license,
+        "inherited_license": o.inherited_license,
+        "license_conflict": None if o.license_conflict is None else str(o.license_conflict).lower(),
     }
     ancestors = []
     if w.derived_from:

@@ -73,6 +73,8 @@ class VerifyOutcome:
         declaration: what was declared (its `source` None when nothing).
         resolved: the lineages the declared ids stand for (None for an id naming no known lineage).
         weights: the weights' verdict (None for `error`).
+        license: the licence its model card declares (None when none).
+        inherited_license: the `license` of the reference the weights derive it from (None when unknown).
     """
 
     model: str
@@ -82,6 +84,16 @@ class VerifyOutcome:
     declaration: Declaration
     resolved: tuple[str | None, ...]
     weights: WeightsView | None
+    license: str | None = None
+    inherited_license: str | None = None
+
+    @property
+    def license_conflict(self) -> bool | None:
+        """Whether the declared licence differs from the one inherited from the base the weights found (None:
+        one of them is unknown)."""
+        if self.license is None or self.inherited_license is None:
+            return None
+        return self.license.strip().lower() != self.inherited_license.strip().lower()
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -113,6 +125,9 @@ class VerifyOutcome:
             "nearest": w.nearest,
             "distance": w.distance,
             "error": self.reason if self.status == ERROR else None,
+            "license": self.license,
+            "inherited_license": self.inherited_license,
+            "license_conflict": self.license_conflict,
         }
 
 

@@ -35,7 +35,7 @@ def test_pack_is_self_describing(pack: Path) -> None:
     assert listed == on_disk
     assert {"manifest.csv", "settings.json"} <= listed
     manifest = (pack / "manifest.csv").read_text().splitlines()
-    assert manifest[0] == "name,path,family,base,role,hub_id"
+    assert manifest[0] == "name,path,family,base,role,license,hub_id"  # license: what derivatives inherit
     assert {line.split(",")[0] for line in manifest[1:]} == {"llama-8b", "mistral-7b"}
     from lineage.fingerprint.pipeline import FingerprintOptions
 

@@ -1,0 +1,301 @@
+"""The model tree from weights alone: candidates, tested edges, merges, a spanning forest, directions and
+relations, as one frozen result.
+
+Steps (each its own module): compact vectors give each model's nearest neighbours (`candidates`); the
+candidate pairs are measured and tested in Kruskal's order, and Benjamini-Hochberg at `alpha` runs across
+the pairs tested (`edges`); in each connected component of significant pairs the merges are found
+(`merges`) and left out of the minimum spanning forest, then attached to their parents; each tree is rooted
+where its edges' direction votes agree best (`direction`) and each edge gets its relation (`relation`).
+
+Example:
+    >>> tree = build_tree(fingerprints)  # doctest: +SKIP
+    >>> [(e.parent, e.child, e.relation) for e in tree.edges]  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from lineage.errors import ClassificationError
+from lineage.fingerprint import Fingerprint
+from lineage.store.embed import EmbeddingOptions
+from lineage.tree.candidates import DEFAULT_NEIGHBOURS, candidate_pairs, compact_vectors
+from lineage.tree.direction import MIN_MARGIN, edge_votes, orient
+from lineage.tree.edges import PairTest, components, measure_pairs, spanning_forest, tested_in_order
+from lineage.tree.evidence import pair_facts
+from lineage.tree.merges import MergeFit, find_merges
+from lineage.tree.relation import relation
+
+DEFAULT_TREE_ALPHA = 0.001
+UNDIRECTED = "undirected"
+DIRECTED = "directed"
+
+
+@dataclass(frozen=True)
+class TreeOptions:
+    """Settings of `build_tree` (every constant chosen on the catalog's seed 0).
+
+    Attributes:
+        alpha: Benjamini-Hochberg's level across the pairs tested (the false discovery rate of edges).
+        neighbours: nearest neighbours per model that are candidate pairs.
+        raw_weight: weight of the raw response distance in an edge's length (`lineage.tree.edges`).
+        max_failed: failed tests between two parts of the forest before they are held apart.
+        merge_min_weight, merge_max_parents, merge_max_ratio: the merge rule (`lineage.tree.merges`).
+        embedding: the compact vectors' options.
+    """
+
+    alpha: float = DEFAULT_TREE_ALPHA
+    neighbours: int = DEFAULT_NEIGHBOURS
+    raw_weight: float = 1.0
+    max_failed: int = 2
+    merge_min_weight: float = 0.15
+    merge_max_parents: int = 4
+    merge_max_ratio: float = 0.4
+    embedding: EmbeddingOptions = field(default_factory=EmbeddingOptions)
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.alpha < 1.0:
+            raise ValueError("alpha must be in (0, 1)")
+        if self.neighbours < 1 or self.max_failed < 1 or self.merge_max_parents < 2:
+            raise ValueError("neighbours and max_failed must be >= 1, merge_max_parents >= 2")
+        if self.raw_weight < 0 or not 0 < self.merge_min_weight < 0.5 or not 0 < self.merge_max_ratio <= 1:
+            raise ValueError("raw_weight >= 0, merge_min_weight in (0, 0.5), merge_max_ratio in (0, 1]")
+
+
+@dataclass(frozen=True)
+class TreeEdge:
+    """One edge of the tree, from parent to child.
+
+    Attributes:
+        parent, child: model names (when `direction` is "undirected", the order is the better guess).
+        log10_p: log10 of the weight test's p-value; p_value its float (0.0 below the float range).
+        group: the weight test's deciding group.
+        distance, raw: sketch and raw response distances.
+        relation, relation_evidence: the child's relation to the parent and why.
+        direction: "directed" or "undirected"; direction_confidence in [0, 1); direction_evidence: the votes.
+        merge_weight: the parent's weight in the merge, when the child is a merge.
+    """
+
+    parent: str
+    child: str
+    log10_p: float
+    group: str | None
+    distance: float
+    raw: float | None
+    relation: str
+    relation_evidence: str
+    direction: str
+    direction_confidence: float
+    direction_evidence: tuple[str, ...]
+    merge_weight: float | None = None
+
+    @property
+    def p_value(self) -> float:
+        return 10.0**self.log10_p
+
+    @property
+    def confidence(self) -> float:
+        """The edge's confidence: one minus its p-value."""
+        return 1.0 - self.p_value
+
+    def to_dict(self) -> dict:
+        return {
+            "parent": self.parent, "child": self.child, "p_value": self.p_value, "log10_p": self.log10_p,
+            "confidence": self.confidence, "group": self.group, "distance": self.distance, "raw_distance": self.raw,
+            "relation": self.relation, "relation_evidence": self.relation_evidence, "direction": self.direction,
+            "direction_confidence": self.direction_confidence, "direction_evidence": list(self.direction_evidence),
+            "merge_weight": self.merge_weight,
+        }  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ModelTree:
+    """The recovered forest.
+
+    Attributes:
+        names: every model, in the order given.
+        edges: the tree edges (a merge has one per parent).
+        tested: pairs the weight test ran on; candidates: candidate pairs measured.
+        significant: pairs that passed Benjamini-Hochberg.
+        alpha: the level.
+    """
+
+    names: tuple[str, ...]
+    edges: tuple[TreeEdge, ...]
+    tested: int
+    candidates: int
+    significant: int
+    alpha: float
+
+    def parents_of(self, name: str) -> list[TreeEdge]:
+        return [e for e in self.edges if e.child == name]
+
+    def roots_of(self, name: str) -> list[str]:
+        """The roots `name` descends from (itself when it has no parent; several for a merge), following
+        every edge whatever its direction confidence."""
+        out: list[str] = []
+        stack, seen = [name], {name}
+        while stack:
+            n = stack.pop()
+            ups = self.parents_of(n)
+            if not ups:
+                out.append(n)
+            for e in ups:
+                if e.parent not in seen:
+                    seen.add(e.parent)
+                    stack.append(e.parent)
+        return sorted(out)
+
+    @property
+    def roots(self) -> list[str]:
+        return [n for n in self.names if not self.parents_of(n)]
+
+    def to_dict(self) -> dict:
+        return {
+            "alpha": self.alpha, "candidates": self.candidates, "tested": self.tested,
+            "significant": self.significant, "edges": [e.to_dict() for e in self.edges],
+        }  # fmt: skip
+
+
+def build_tree(
+    fps: Sequence[Fingerprint],
+    options: TreeOptions | None = None,
+    vectors: np.ndarray | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> ModelTree:
+    """Recover the forest of `fps` from their weights alone.
+
+    Args:
+        fps: fingerprints made by lineage (sketches and identity responses), uniquely named.
+        options: settings.
+        vectors: their compact vectors (a store's rows, in order); computed when None.
+        progress: called with 1 after each weight test.
+
+    Returns:
+        The tree.
+
+    Raises:
+        ClassificationError: a fingerprint without sketches or identity responses, or two of one name.
+    """
+    options = options or TreeOptions()
+    names = [fp.name for fp in fps]
+    if len(set(names)) != len(names):
+        raise ClassificationError("two models share a name: name them apart before building a tree")
+    for fp in fps:
+        if not fp.has_sketches or not fp.identity:
+            raise ClassificationError(
+                f"'{fp.name}' has no sketches or weight responses (a published feature file?): a tree needs "
+                "fingerprints made by lineage from the weights"
+            )
+    if vectors is None:
+        vectors = compact_vectors(fps, options.embedding)
+    pairs = candidate_pairs(vectors, options.neighbours)
+    measured = measure_pairs(fps, pairs, options.raw_weight)
+    done: dict = {}
+    tested = tested_in_order(fps, measured, options.alpha, options.max_failed, progress, done=done)
+    fits: list[MergeFit] = []
+    for comp in components(len(fps), tested):
+        if len(comp) >= 3:
+            fits += find_merges(fps, comp, options.merge_min_weight, options.merge_max_parents, options.merge_max_ratio)
+    merges: dict[int, MergeFit] = {}
+    for fit in sorted(fits, key=lambda f: (f.ratio, f.child)):  # the best explained first
+        # Two models that would each be the other's merge parent: the better explained one is the merge.
+        if not any(fit.child in {i for i, _ in merges[p].parents} for p, _ in fit.parents if p in merges):
+            merges[fit.child] = fit
+    if merges:
+        tested = tested_in_order(fps, measured, options.alpha, options.max_failed, progress,
+                                 frozenset(merges), done)  # fmt: skip
+    by_pair = {(p.a, p.b): p for p in tested}
+    forest = spanning_forest(len(fps), tested, exclude=set(merges))
+    forest += _attach_rest(len(fps), tested, forest, merges)
+    edges = _orient_all(fps, forest, merges, by_pair, options)
+    return ModelTree(tuple(names), tuple(edges), len(done), len(tested),
+                     sum(p.significant for p in tested), options.alpha)  # fmt: skip
+
+
+def _attach_rest(n: int, tested: Sequence[PairTest], forest: Sequence[PairTest], merges: dict) -> list[PairTest]:
+    """Models left out of the forest that are not merges (a merge's own children) join it by their shortest
+    significant pair to a model other than a merge's parent chain; merges are attached by `_orient_all`."""
+    joined = {x for p in forest for x in (p.a, p.b)} | set(merges)
+    for m, fit in merges.items():
+        joined |= {i for i, _ in fit.parents}
+    extra = []
+    for p in sorted(tested, key=lambda p: p.order):
+        if not p.significant:
+            continue
+        for new, old in ((p.a, p.b), (p.b, p.a)):
+            if new not in joined and old in joined:
+                extra.append(p)
+                joined.add(new)
+                break
+    return extra
+
+
+def _orient_all(
+    fps: Sequence[Fingerprint],
+    forest: Sequence[PairTest],
+    merges: dict[int, MergeFit],
+    by_pair: dict[tuple[int, int], PairTest],
+    options: TreeOptions,
+) -> list[TreeEdge]:
+    facts = {(p.a, p.b): pair_facts(fps[p.a], fps[p.b], p.distance, p.raw) for p in forest}
+    votes = {(p.a, p.b): edge_votes(fps[p.a], fps[p.b], facts[(p.a, p.b)]) for p in forest}
+    out: list[TreeEdge] = []
+    for nodes, edges in _trees(forest):
+        _, oriented = orient(nodes, edges, votes)
+        for e in edges:
+            parent, child, margin = oriented[e]
+            f = facts[e] if (parent, child) == e else facts[e].swapped()
+            rel, why = relation(f)
+            says = [f"{why_} ({w:.2f})" for w, s, why_ in votes[e] if (s > 0) == ((parent, child) == e)]
+            decided = margin >= MIN_MARGIN
+            out.append(_edge(fps, by_pair[e], parent, child, rel, why, decided, margin, tuple(says)))
+    for m, fit in merges.items():
+        for i, w in fit.parents:
+            pair = by_pair.get((min(i, m), max(i, m)))
+            test = pair.test if pair is not None else None
+            f = pair_facts(fps[i], fps[m], pair.distance if pair else math.nan, pair.raw if pair else None)
+            _, why = relation(f, merged=True)
+            out.append(TreeEdge(
+                fps[i].name, fps[m].name, test.log10_p if test else 0.0, test.group if test else None,
+                f.distance, f.raw, "merge", f"{why}: weight {w:.2f}, residual {fit.residual:.3f}", DIRECTED,
+                0.99, (f"the merge is the child of its parents (residual ratio {fit.ratio:.2f})",), w,
+            ))  # fmt: skip
+    return sorted(out, key=lambda e: (e.parent, e.child))
+
+
+def _edge(fps, pair: PairTest, parent: int, child: int, rel: str, why: str, decided: bool, margin: float,
+          says: tuple[str, ...]) -> TreeEdge:  # fmt: skip # noqa: ANN001
+    test = pair.test
+    return TreeEdge(
+        fps[parent].name, fps[child].name, test.log10_p if test else 0.0, test.group if test else None,
+        pair.distance, pair.raw, rel, why, DIRECTED if decided else UNDIRECTED,
+        round(margin / (1.0 + margin), 4), says,
+    )
+
+
+def _trees(forest: Sequence[PairTest]) -> list[tuple[list[int], list[tuple[int, int]]]]:
+    """The trees of a forest: `(nodes, edges)` each."""
+    adj: dict[int, set[int]] = {}
+    for p in forest:
+        adj.setdefault(p.a, set()).add(p.b)
+        adj.setdefault(p.b, set()).add(p.a)
+    seen: set[int] = set()
+    out = []
+    for start in sorted(adj):
+        if start in seen:
+            continue
+        comp, stack = {start}, [start]
+        while stack:
+            for y in adj[stack.pop()]:
+                if y not in comp:
+                    comp.add(y)
+                    stack.append(y)
+        seen |= comp
+        edges = [(p.a, p.b) for p in forest if p.a in comp]
+        out.append((sorted(comp), edges))
+    return out
