@@ -252,6 +252,7 @@ def verify(
 def tree(
     manifest: ManifestArg = Path("models_manifest.csv"),
     device: DeviceOpt = DeviceChoice.auto,
+    threads: ThreadsOpt = None,
     cache: CacheDirOpt = None,
     no_cache: NoCacheOpt = False,
     as_json: JsonOpt = False,
@@ -260,6 +261,7 @@ def tree(
     """Recover the tree of the manifest's models from the weights alone (no label given), then score it
     against the manifest's parents column: edge recall and precision, direction and relation accuracy on the
     recovered true edges, and every miss."""
+    use_threads(threads)
     from lineage.jobs.tree import evaluate_tree
     from lineage.tree.score import score_text
 

@@ -15,6 +15,7 @@ from lineage.cli._options import (
     DeviceOpt,
     ExecutorChoice,
     ExecutorOpt,
+    ForceOpt,
     FormatOpt,
     JobsOpt,
     KeyOpt,
@@ -25,7 +26,10 @@ from lineage.cli._options import (
     OutputFormat,
     QuietOpt,
     RayAddressOpt,
+    ThreadsOpt,
+    VerifyWeightsOpt,
     executor_options,
+    use_threads,
 )
 from lineage.cli._progress import ScanProgress
 from lineage.cli.classify import scan_options
@@ -57,13 +61,16 @@ def tree(
     models: ModelsArg,
     reference: TreeReferenceOpt = None,
     out: OutDirOpt = None,
+    force: ForceOpt = False,
     alpha: TreeAlphaOpt = 0.001,
     neighbours: NeighboursOpt = 16,
     fmt: FormatOpt = OutputFormat.table,
     device: DeviceOpt = DeviceChoice.auto,
+    threads: ThreadsOpt = None,
     cache: CacheDirOpt = None,
     no_cache: NoCacheOpt = False,
     no_verify: NoVerifyOpt = False,
+    verify_weights: VerifyWeightsOpt = False,
     key: KeyOpt = None,
     quiet: QuietOpt = False,
     executor: ExecutorOpt = ExecutorChoice.local,
@@ -82,12 +89,19 @@ def tree(
     tree.svg and report.html. A model whose licence differs from the one it inherits from its root, or whose
     declared base_model the weights contradict, is flagged. Exit code 1 when a model failed.
     """
+    use_threads(threads)
     from dataclasses import replace
 
     from lineage.jobs.tree import tree_job
+    from lineage.report.destination import check_out_folder, write_folder
     from lineage.tree import TreeOptions
 
-    options = scan_options(Method.lineage, "calibrated", device, cache, no_cache, no_verify=no_verify, key=key)
+    if out is not None:
+        check_out_folder(out, force=force)  # before any work
+    options = scan_options(
+        Method.lineage, "calibrated", device, cache, no_cache, no_verify=no_verify, key=key,
+        verify_weights=verify_weights,
+    )  # fmt: skip
     options = replace(options, executor=executor_options(executor, jobs, ray_address))
     try:
         tree_options = TreeOptions(alpha=alpha, neighbours=neighbours)
@@ -100,7 +114,8 @@ def tree(
     if out is not None:
         from lineage.report.tree import write_tree_report
 
-        write_tree_report(result, out)
+        write_folder(out, lambda folder: write_tree_report(result, folder), force=force)
+        typer.echo(f"wrote {out}", err=True)
     for name, error in result.failed:
         typer.echo(f"error: {error}" if name in error else f"error: {name}: {error}", err=True)
     if result.failed:

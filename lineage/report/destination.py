@@ -24,12 +24,15 @@ from lineage.errors import OutputError
 from lineage.refs.pack import PACK_FILE
 
 #: Every file a report folder of `scan`, `classify` or `distance` may hold (`lineage.report.writers`).
-REPORT_FILES: frozenset[str] = frozenset(
+SCAN_FILES: frozenset[str] = frozenset(
     {
         "results.csv", "results.parquet", "results.json", "distances.csv", "distances.parquet", "summary.json",
         "map.png", "heatmap.png", "report.html",
     }
 )  # fmt: skip
+TREE_FILES: frozenset[str] = frozenset({"tree.json", "tree.png", "tree.svg", "report.html"})
+REPORT_FILES: frozenset[str] = SCAN_FILES | TREE_FILES  # a previous report of either kind may be replaced
+REPORT_FOLDERS: frozenset[str] = frozenset({"model-cards"})  # `lineage tree`'s model-card snippets
 
 
 def check_out_folder(path: str | Path, *, force: bool = False) -> Path:
@@ -129,6 +132,9 @@ def write_folder(path: str | Path, write: Callable[[Path], list[Path]], *, force
         if path.is_dir() and foreign_files(path):  # only with force: leave what is not ours alone
             for name in REPORT_FILES:
                 (path / name).unlink(missing_ok=True)  # a previous report's file this one does not write
+            for name in REPORT_FOLDERS:
+                if (path / name).is_dir():
+                    shutil.rmtree(path / name)
             for f in sorted(tmp.iterdir()):
                 os.replace(f, path / f.name)
             tmp.rmdir()
@@ -147,7 +153,10 @@ def write_folder(path: str | Path, write: Callable[[Path], list[Path]], *, force
 
 def foreign_files(folder: Path) -> list[str]:
     """The names in `folder` that are not a report's files (sorted)."""
-    return sorted(p.name for p in folder.iterdir() if p.name not in REPORT_FILES or not p.is_file())
+    return sorted(
+        p.name for p in folder.iterdir()
+        if not (p.name in REPORT_FILES and p.is_file() or p.name in REPORT_FOLDERS and p.is_dir())
+    )  # fmt: skip
 
 
 def _existing_parent(path: Path) -> Path:

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from lineage.cli.app import app
 from lineage.data import DEMO_MANIFEST
 from lineage.errors import OutputError
-from lineage.report.destination import REPORT_FILES, check_out_folder, write_folder
+from lineage.report.destination import SCAN_FILES, check_out_folder, write_folder
 
 runner = CliRunner()
 
@@ -71,7 +71,7 @@ def test_scan_out_into_another_folder_needs_force(tmp_path: Path) -> None:
     assert sorted(p.name for p in folder.iterdir()) == ["notes.txt"]
     result = _scan(folder, "--force")
     assert result.exit_code == 0, result.output
-    assert {p.name for p in folder.iterdir()} == REPORT_FILES | {"notes.txt"}
+    assert {p.name for p in folder.iterdir()} == SCAN_FILES | {"notes.txt"}
     assert (folder / "notes.txt").read_text() == "mine"
 
 
@@ -83,7 +83,7 @@ def test_scan_replaces_a_previous_report_as_a_whole_and_says_where(tmp_path: Pat
     result = _scan(out)
     assert result.exit_code == 0, result.output
     assert f"wrote {out}/" in result.stderr
-    assert {p.name for p in out.iterdir()} == REPORT_FILES
+    assert {p.name for p in out.iterdir()} == SCAN_FILES
     assert (out / "map.png").stat().st_size > 0 and "old page" not in (out / "report.html").read_text()
     assert [p.name for p in tmp_path.iterdir()] == ["report"]  # no temporary folder left
 

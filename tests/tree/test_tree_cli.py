@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from lineage.report.destination import TREE_FILES
 from tests.tree.conftest import TRUE_EDGES
 
 
@@ -61,6 +62,30 @@ def test_tree_writes_every_output(manifest: Path, tmp_path: Path, tree_cache: Pa
     assert "<svg" in (out / "tree.svg").read_text()
     page = (out / "report.html").read_text()
     assert "id='tree'" in page and 'id="tree-edges"' in page and "data:image/png;base64," in page
+
+    # A second run replaces the tree report as a whole (model-cards/ included), without --force.
+    res = _run("tree", str(manifest), "--out", str(out), "--quiet", "--cache", str(tree_cache))
+    assert res.exit_code == 0, res.output
+    assert {p.name for p in out.iterdir()} == TREE_FILES | {"model-cards"}
+
+
+def test_tree_out_is_checked_before_any_work(manifest: Path, tmp_path: Path, tree_cache: Path) -> None:
+    # --out at a file, or at a folder that is not a previous report, is one line and exit 1 before anything
+    # is fingerprinted (the cache stays as it was), and with --force the tree's files go beside the others.
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    before = sorted(tree_cache.rglob("*"))
+    res = _run("tree", str(manifest), "--out", str(a_file), "--quiet", "--cache", str(tree_cache))
+    assert res.exit_code == 1 and "Traceback" not in res.output and str(a_file) in res.output
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "mine.txt").write_text("keep")
+    res = _run("tree", str(manifest), "--out", str(other), "--quiet", "--cache", str(tree_cache))
+    assert res.exit_code == 1 and "--force" in res.output
+    assert sorted(tree_cache.rglob("*")) == before
+    res = _run("tree", str(manifest), "--out", str(other), "--force", "--quiet", "--cache", str(tree_cache))
+    assert res.exit_code == 0, res.output
+    assert (other / "mine.txt").read_text() == "keep" and (other / "tree.json").is_file()
 
 
 def test_declared_base_contradicted_is_flagged(family: dict[str, Path], tree_cache: Path) -> None:
