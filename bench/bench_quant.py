@@ -12,14 +12,20 @@ fingerprint CKPT --no-cache --quiet --device cpu` in its own child process (as a
 folders were read once to warm the page cache; peak RSS is the child's own (`harness.measure`). With `--repeat N`
 the rows run interleaved N times and medians are reported.
 
+With `--cold` the page cache is dropped (`/proc/sys/vm/drop_caches`, root only) before every row, so each row
+reads its bytes from the disk, as a scan of freshly stored or never-cached checkpoints does (a 70B does not fit
+any page cache): the warm rows measure what dequantising costs in CPU, the cold ones what reading 4 bits a
+weight instead of 16 saves.
+
 Usage:
-    python bench/bench_quant.py [--repeat 1]
+    python bench/bench_quant.py [--repeat 1] [--cold]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import sys
@@ -85,9 +91,19 @@ def ensure_gptq(source: Path, folder: Path) -> Path:
     return folder
 
 
+def drop_page_cache() -> None:
+    """Write dirty pages back, then drop the page cache (Linux, root): the next read comes from the disk."""
+    os.sync()
+    try:
+        Path("/proc/sys/vm/drop_caches").write_text("3\n")
+    except OSError as exc:
+        sys.exit(f"bench_quant: --cold needs root on Linux to drop the page cache: {exc}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=1, help="interleaved runs of each row (medians reported)")
+    parser.add_argument("--cold", action="store_true", help="drop the page cache before every row (root)")
     parser.add_argument("--lineage", default=None, help="the lineage executable (default: the one on PATH)")
     args = parser.parse_args()
     exe = args.lineage or shutil.which("lineage") or str(Path(sys.executable).parent / "lineage")
@@ -95,8 +111,9 @@ def main() -> None:
     quant = ensure_gptq(source, SHAPE_FOLDERS["1b"].with_name("llama-3.2-1b-shape-gptq4"))
     folders = {"bf16": source, "gptq": quant}
     sizes = {k: sum(p.stat().st_size for p in checkpoint_files(f)) / 1e9 for k, f in folders.items()}
-    for folder in (source, quant):
-        measure(read_command(checkpoint_files(folder)))  # warm the page cache for both rows alike
+    if not args.cold:
+        for folder in (source, quant):
+            measure(read_command(checkpoint_files(folder)))  # warm the page cache for both rows alike
     runs: dict[str, list] = {"bf16": [], "gptq": []}
     out = Path(tempfile.mkdtemp(prefix="lineage-bench-quant-"))
     try:
@@ -104,6 +121,8 @@ def main() -> None:
             for key, folder in (("bf16", source), ("gptq", quant)):
                 cmd = [exe, "fingerprint", str(folder), "--out", str(out / f"{key}-{i}"), "--device", "cpu",
                        "--no-cache", "--quiet"]  # fmt: skip
+                if args.cold:
+                    drop_page_cache()
                 run = measure(cmd)
                 if run.returncode:
                     sys.exit(f"bench_quant: fingerprinting {folder} failed:\n{run.stderr[-2000:]}")
@@ -111,7 +130,9 @@ def main() -> None:
     finally:
         shutil.rmtree(out, ignore_errors=True)
     print(machine_line())
-    print(f"runs: {args.repeat} interleaved, medians; lineage fingerprint --device cpu --no-cache, end to end")
+    cache = "page cache dropped before every row (cold)" if args.cold else "warm page cache"
+    print(f"runs: {args.repeat} interleaved, medians; lineage fingerprint --device cpu --no-cache, end to end; "
+          f"{cache}")  # fmt: skip
     print(f"{'row':<40} {'GB':>6} {'wall s':>8} {'peak RSS MB':>12}   (every run: wall s)")
     med = {}
     for key, label in (("bf16", "1B shape, bf16"), ("gptq", "1B shape, GPTQ 4-bit (group 128)")):
