@@ -18,14 +18,14 @@ from pathlib import Path
 
 import pytest
 
-from lineage.fingerprint.threads import POOL_VARIABLES, SPIN_COUNT, WAIT_POLICY
+from lineage.fingerprint.threads import POOL_VARIABLES, WAIT_POLICY
 
 
 @pytest.fixture(autouse=True)
 def _thread_pools_restored() -> Iterator[None]:
     import torch
 
-    names = (*POOL_VARIABLES, WAIT_POLICY[0], SPIN_COUNT[0])
+    names = (*POOL_VARIABLES, WAIT_POLICY[0])
     saved_env, saved_threads = {name: os.environ.get(name) for name in names}, torch.get_num_threads()
     yield
     for name, value in saved_env.items():

@@ -15,15 +15,9 @@ few statistics, in the BLAS numpy loaded (OpenBLAS). Left to themselves, both go
   spinning threads take the cores the working ones need: on 2 shared cores beside a 2-thread matrix
   product loop, a fingerprint took several times longer with the default wait than with
   `OMP_WAIT_POLICY=PASSIVE` (threads sleep at once); `bench/bench_fingerprint.py --contrast` prints both,
-  quiet and beside the loop. Sleeping at once costs the quiet machine, though: a fingerprint runs thousands
-  of short parallel regions (one per 2 MB block and probe product), and waking a sleeping thread for each
-  made the 1B shape's in-process fingerprint 30% slower on a quiet machine. So a short spin is kept
-  (`GOMP_SPINCOUNT=100000`, GNU OpenMP's spin before it sleeps, a fraction of a millisecond; its default is
-  300,000, 30 billion under `ACTIVE`): quiet, as fast as the default wait; beside the loop, about as good as
-  sleeping at once (`python bench/bench_fingerprint.py` prints both rows). OpenMP reads the variables once,
-  when torch's runtime loads, so `prepare_process` sets them before torch is imported, unless the user set
-  either (GNU and LLVM/Intel OpenMP both honour `OMP_WAIT_POLICY`; a user's `GOMP_SPINCOUNT` or
-  `KMP_BLOCKTIME` wins over it in its runtime).
+  quiet and beside the loop. OpenMP reads the variable once, when torch's runtime loads, so
+  `prepare_process` sets it before torch is imported, unless the user set it (GNU and LLVM/Intel OpenMP
+  both honour it; a user's `GOMP_SPINCOUNT` or `KMP_BLOCKTIME` still wins over it in its runtime).
 
 The process executor divides the count among its workers (`Cores.per_worker`), and each worker starts
 with its share in its environment (`worker_environment`), so its pools are that size from the moment they
@@ -47,10 +41,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-#: Set for the user when unset: threads waiting at the end of a parallel region sleep instead of spinning...
+#: Set for the user when unset: threads waiting at the end of a parallel region sleep instead of spinning.
 WAIT_POLICY = ("OMP_WAIT_POLICY", "PASSIVE")
-#: ...after a short spin (GNU OpenMP; it wins over the policy's zero): see the module docstring.
-SPIN_COUNT = ("GOMP_SPINCOUNT", "100000")
 #: The variables a user sets to fix the thread count, in the order they are read.
 COUNT_VARIABLES: tuple[str, ...] = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 #: The pools a worker's environment sizes before they exist: OpenMP (torch), MKL, and numpy's OpenBLAS.
@@ -232,7 +224,7 @@ def prepare_process(threads: int | None = None) -> Cores:
     """
     if threads is not None and threads < 1:
         raise ValueError("threads must be >= 1")
-    os.environ.update(wait_settings(os.environ))
+    os.environ.setdefault(*WAIT_POLICY)
     if threads is not None:
         for name in COUNT_VARIABLES:
             os.environ[name] = str(threads)
@@ -248,15 +240,10 @@ def worker_environment(threads: int, environ: Mapping[str, str] | None = None) -
     """The variables a worker process of `threads` threads starts with: every pool sized to its share, and
     the wait policy unless `environ` (the driver's, by default) already has one."""
     environ = os.environ if environ is None else environ
-    return {name: str(threads) for name in POOL_VARIABLES} | wait_settings(environ)
-
-
-def wait_settings(environ: Mapping[str, str]) -> dict[str, str]:
-    """The wait variables to set: the passive policy with a short spin, or nothing when `environ` already
-    says how threads wait (either variable set by the user)."""
-    if WAIT_POLICY[0] in environ or SPIN_COUNT[0] in environ:
-        return {}
-    return dict((WAIT_POLICY, SPIN_COUNT))
+    out = {name: str(threads) for name in POOL_VARIABLES}
+    if WAIT_POLICY[0] not in environ:
+        out[WAIT_POLICY[0]] = WAIT_POLICY[1]
+    return out
 
 
 def limit_threads(threads: int, import_torch: bool = True) -> None:
@@ -291,11 +278,7 @@ def pool_sizes() -> dict[str, object]:
     import torch
     from threadpoolctl import threadpool_info
 
-    sizes: dict[str, object] = {
-        WAIT_POLICY[0]: os.environ.get(WAIT_POLICY[0]),
-        SPIN_COUNT[0]: os.environ.get(SPIN_COUNT[0]),
-        "torch": torch.get_num_threads(),
-    }
+    sizes: dict[str, object] = {"OMP_WAIT_POLICY": os.environ.get(WAIT_POLICY[0]), "torch": torch.get_num_threads()}
     for pool in threadpool_info():
         if pool.get("user_api") == "blas":
             sizes[f"blas:{pool.get('internal_api')}"] = pool.get("num_threads")

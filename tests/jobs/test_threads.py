@@ -19,7 +19,6 @@ from lineage.fingerprint.executors import ExecutorOptions, gather
 from lineage.fingerprint.executors import tasks as executor_tasks
 from lineage.fingerprint.threads import (
     POOL_VARIABLES,
-    SPIN_COUNT,
     WAIT_POLICY,
     Cores,
     cgroup_quota,
@@ -181,21 +180,18 @@ def test_detect_reads_affinity_quota_and_environment(monkeypatch: pytest.MonkeyP
     assert Cores.detect({"OMP_NUM_THREADS": "2"}).threads == 2
 
 
-def test_a_worker_starts_with_its_share_and_the_passive_wait_after_a_short_spin() -> None:
+def test_a_worker_starts_with_its_share_and_the_passive_wait() -> None:
     env = worker_environment(3, environ={})
-    assert env == {name: "3" for name in POOL_VARIABLES} | {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": "100000"}
-    # The user's way of waiting stays, whichever of the two variables says it.
-    for users in ({"OMP_WAIT_POLICY": "ACTIVE"}, {"GOMP_SPINCOUNT": "0"}):
-        env = worker_environment(1, environ=users)
-        assert "OMP_WAIT_POLICY" not in env and "GOMP_SPINCOUNT" not in env
+    assert env == {name: "3" for name in POOL_VARIABLES} | {"OMP_WAIT_POLICY": "PASSIVE"}
+    assert "OMP_WAIT_POLICY" not in worker_environment(1, environ={"OMP_WAIT_POLICY": "ACTIVE"})  # the user's stays
 
 
 def test_prepare_process_sets_the_wait_policy_and_the_count(pools: None, monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in (*POOL_VARIABLES, WAIT_POLICY[0], SPIN_COUNT[0]):
+    for name in (*POOL_VARIABLES, WAIT_POLICY[0]):
         os.environ.pop(name, None)
     monkeypatch.setattr("lineage.fingerprint.threads.cgroup_quota", lambda: None)
     cores = prepare_process(1)
-    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE" and os.environ["GOMP_SPINCOUNT"] == "100000"
+    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
     assert os.environ["OMP_NUM_THREADS"] == os.environ["MKL_NUM_THREADS"] == "1"
     assert cores.threads == 1 and torch.get_num_threads() == 1
     assert all(p["num_threads"] == 1 for p in threadpool_info() if p["user_api"] == "blas")
@@ -204,10 +200,9 @@ def test_prepare_process_sets_the_wait_policy_and_the_count(pools: None, monkeyp
 def test_prepare_process_respects_the_users_settings(pools: None, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("lineage.fingerprint.threads.cgroup_quota", lambda: None)
     os.environ["OMP_WAIT_POLICY"] = "ACTIVE"
-    os.environ.pop("GOMP_SPINCOUNT", None)
     os.environ["OMP_NUM_THREADS"] = "1"
     assert prepare_process().threads == 1
-    assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE" and "GOMP_SPINCOUNT" not in os.environ
+    assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
     assert torch.get_num_threads() == 1
 
 
@@ -271,7 +266,6 @@ def test_process_workers_run_their_share_with_the_passive_wait(
 ) -> None:
     models = [write_checkpoint(tmp_path / f"m{i}", tiny_llama_tensors(seed=i)) for i in range(2)]
     os.environ.pop("OMP_WAIT_POLICY", None)
-    os.environ.pop("GOMP_SPINCOUNT", None)
     monkeypatch.setattr(Cores, "detect", classmethod(lambda cls, environ=None: Cores(affinity=4, quota=2.0)))
     seen = []
     finish = executor_tasks.Plan.finish
@@ -288,7 +282,6 @@ def test_process_workers_run_their_share_with_the_passive_wait(
     assert len(seen) == 2
     for pools_seen in seen:
         assert pools_seen["torch"] == 1 and pools_seen["OMP_WAIT_POLICY"] == "PASSIVE"
-        assert pools_seen["GOMP_SPINCOUNT"] == "100000"
         blas = [v for k, v in pools_seen.items() if k.startswith("blas:")]
         assert blas and set(blas) == {1}
     assert pool_sizes()["OMP_WAIT_POLICY"] is None  # the driver's own environment is left as it was
