@@ -30,6 +30,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from multiprocessing import resource_tracker
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -123,9 +124,20 @@ class _Worker:
         process = ctx.Process(
             target=_worker_main, args=(theirs, threads, os.getpid()), daemon=True, name="lineage-worker"
         )
-        # Started with SIGINT blocked, which the new interpreter inherits: a Ctrl-C while it imports stays
-        # pending until the worker ignores it (`_die_with_parent`), never a traceback. Blocked here, not ignored,
-        # so a Ctrl-C meanwhile is only delayed for the driver, never lost.
+        # Started with SIGINT blocked in this thread, a mask the new interpreter inherits: a Ctrl-C while it
+        # starts and imports stays pending until the worker ignores it (`_die_with_parent`), never a traceback.
+        # Two things would undo that. multiprocessing's resource tracker unblocks SIGINT once it has spawned
+        # itself (on the first start), so it is started first. And a Ctrl-C reaches whichever of the driver's
+        # threads (torch's, the progress bar's) does not block it, and Python raises it in the main thread
+        # anyway: between the spawn and the hand-over of the child's start-up data it would leave the child
+        # to die on end-of-file with a traceback. So for the start the driver only notes a Ctrl-C, and raises
+        # it once the child has what it needs; none is lost.
+        resource_tracker.ensure_running()
+        noted: list[int] = []
+        try:
+            previous = signal.signal(signal.SIGINT, lambda signum, frame: noted.append(signum))
+        except ValueError:  # not the main thread: Python delivers no signal here
+            previous = None
         blocked = _block_sigint(True)
         try:
             with _environment(worker_environment(threads)):  # a spawned child takes the driver's environment
@@ -133,8 +145,15 @@ class _Worker:
         except OSError as exc:
             raise ExecutorError(f"cannot start a worker process: {exc}") from exc
         finally:
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
             if blocked:
                 _block_sigint(False)
+        if noted:
+            theirs.close()
+            worker = cls(process, ours)
+            worker.kill()
+            raise KeyboardInterrupt
         theirs.close()  # only the child holds its end now: its death reads as end-of-file here
         return cls(process, ours)
 
