@@ -21,7 +21,12 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="re
 
 _CONFIG = {**TINY_LLAMA_CONFIG, "hidden_size": 128, "intermediate_size": 384, "num_hidden_layers": 4,
            "head_dim": 32, "vocab_size": 2048}  # fmt: skip
-_CLI = "import sys; from lineage.cli.app import main; sys.argv[0] = 'lineage'; main()"
+# Ctrl-C's default, as a terminal's foreground job has it: a test runner started in the background of a
+# non-interactive shell (as CI may be) passes SIGINT on ignored, and Python keeps an inherited SIG_IGN.
+_CLI = (
+    "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "from lineage.cli.app import main; sys.argv[0] = 'lineage'; main()"
+)
 
 
 @pytest.fixture(scope="module")
