@@ -248,7 +248,6 @@ def verify(
         typer.echo(f"{key:13s} {acc['correct']}/{acc['total']}")
 
 
-
 def tree(
     manifest: ManifestArg = Path("models_manifest.csv"),
     device: DeviceOpt = DeviceChoice.auto,
