@@ -24,7 +24,7 @@ With `--profile` (one more, profiled run; cProfile slows Python-level code a lit
   allows.
 
 Usage:
-    python bench/inprocess.py CHECKPOINT [--device cpu] [--profile] [--no-policy] [--out FILE]
+    python bench/inprocess.py CHECKPOINT [--device cpu] [--profile] [--no-policy] [--block-mb MB] [--out FILE]
 """
 
 from __future__ import annotations
@@ -126,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", action="store_true", help="add the breakdown and the compute floor")
     parser.add_argument("--out", type=Path, default=None, help="also write the fingerprint here")
     parser.add_argument("--no-policy", action="store_true", help="torch's own pools and wait, not lineage's")
+    parser.add_argument("--block-mb", type=float, default=None, help="the engine's block size in MB (default: its own)")
     args = parser.parse_args(argv)
 
     t0 = time.perf_counter()
@@ -135,8 +136,12 @@ def main(argv: list[str] | None = None) -> int:
     cores = Cores.detect() if args.no_policy else prepare_process()
     import torch
 
+    from lineage.fingerprint import pipeline
     from lineage.fingerprint.format import save_fingerprint
     from lineage.fingerprint.pipeline import FingerprintOptions, fingerprint_model
+
+    if args.block_mb:  # what `lineage.probe.engine.block_bytes` chose its size from
+        pipeline.block_bytes = lambda device: int(args.block_mb * (1 << 20))
 
     result = {"import_s": time.perf_counter() - t0, "threads": "no policy" if args.no_policy else cores.describe()}
     options = FingerprintOptions(device=args.device)

@@ -4,7 +4,8 @@ Opening a checkpoint reads only headers (a few KB per file), so a 70B model open
 tensors are then read one at a time. A whole tensor is read with one positioned read (`os.pread`) at the
 offsets our own header checks validated, into a fresh buffer: no memory map, so the pages of tensors
 already probed are not counted in the process's resident memory, which stays near the largest tensor
-however large the model. `rows` reads a handful of embedding rows through `safe_open(...).get_slice`
+however large the model; `row_blocks` maps one block of rows at a time instead (`lineage.io.blocks.map_rows`),
+unmapped when the next is asked for. `rows` reads a handful of embedding rows through `safe_open(...).get_slice`
 without touching the rest of the matrix; the reader keeps one `safe_open` handle per file for that,
 opened on first use, and holds no tensor data between calls.
 """
@@ -22,7 +23,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 
 from lineage.errors import CheckpointError
-from lineage.io.blocks import check_finite_values, open_weights, pread_tensor, torch_dtype
+from lineage.io.blocks import check_finite_values, map_rows, open_weights, pread_tensor, torch_dtype
 from lineage.io.checkpoint import Checkpoint, row_runs
 from lineage.io.constants import CONFIG_FILE
 from lineage.io.header import FileHeader, TensorInfo, read_header
@@ -134,8 +135,8 @@ class CheckpointReader(Checkpoint):
     ) -> Iterator[tuple[int, torch.Tensor]]:
         """Read a tensor as consecutive blocks of whole rows, each at most about `max_bytes`.
 
-        Lets a caller stream a matrix larger than the memory it may use (a 128k-token embedding). Every block
-        is read into one buffer, reused: a block is valid until the next one is asked for.
+        Lets a caller stream a matrix larger than the memory it may use (a 128k-token embedding). Each block
+        is mapped from the file (`map_rows`) and valid until the next one is asked for.
 
         Args:
             name: tensor name.
@@ -161,14 +162,11 @@ class CheckpointReader(Checkpoint):
         if not info.shape:
             yield 0, self.tensor(name, dtype=dtype, check_finite=check_finite)
             return
-        # One read buffer serves every block (a fresh buffer per block would pay page faults on every first
-        # touch).
-        scratch = torch.empty(0, dtype=torch.uint8)
         fd = open_weights(path)
         try:
             for start in range(0, rows, step):
                 stop = min(rows, start + step)
-                block = pread_tensor(path, info, source, (start, stop), scratch, fd).to(dtype)
+                block = map_rows(path, info, source, (start, stop), fd).to(dtype)
                 if check_finite:
                     check_finite_values(path, info, block)
                 yield start, block

@@ -98,12 +98,15 @@ Blocks = Callable[[], Iterator[tuple[int, torch.Tensor]]]
 def block_bytes(device: torch.device) -> int:
     """How many stored bytes of a weight to read at a time on `device`.
 
-    On the CPU, 2 MB: its float32 copy (4 MB from bf16) stays in the cache between the conversion and the
-    product, so no float32 copy of the model ever travels through memory (on a 2-core machine, 1 MB was
-    slower by its Python overhead per block, 16 MB by its trips to memory). On CUDA, 64 MB: fewer, larger
-    host-to-device copies.
+    On the CPU, 8 MB, mapped from the page cache (`CheckpointReader.row_blocks`) and converted to float32 in
+    one pass: every block costs a few parallel regions (conversion, product, profiles), and each region wakes
+    the pool's sleeping threads (they sleep rather than spin: `lineage.fingerprint.threads`), so fewer,
+    larger blocks win until the float32 copy stops fitting the cache. On the 2-core machine of
+    `bench/README.md` the 1B shape took 3.0 s in 2 MB blocks, 2.5 s in 4 MB, 2.3 s in 8 MB and in 16 MB
+    (`bench/inprocess.py CKPT --block-mb N`, three runs each). On CUDA, 64 MB: fewer, larger host-to-device
+    copies.
     """
-    return (64 << 20) if device.type == "cuda" else (2 << 20)
+    return (64 << 20) if device.type == "cuda" else (8 << 20)
 
 
 def _padded_columns(x_t: torch.Tensor, multiple: int = 16) -> torch.Tensor:
