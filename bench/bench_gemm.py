@@ -4,7 +4,7 @@ Every weight block of the fingerprint meets its probes in one product `W_block @
 The number of probe columns is set by the recipe (64 anchors + 12 probes = 76 for most weights, 15 for the
 embedding), and a GEMM kernel works in whole register tiles of columns: a ragged last tile can cost more than
 the zero columns that would fill it. This prints GFLOP/s of `torch.mm(W_block, X^T, out=Y)` (float32, the
-engine's CPU block of 2 MB of bf16 weights) for the column counts the engine makes and their padded widths,
+engine's CPU block of 8 MB of bf16 weights) for the column counts the engine makes and their padded widths,
 so the choice can be re-checked on any machine.
 
 Usage:
@@ -20,7 +20,7 @@ import time
 
 import torch
 
-SHAPES = ((512, 2048), (128, 8192))  # a 2 MB bf16 block of a 2048-wide and of an 8192-wide weight
+SHAPES = ((2048, 2048), (512, 8192))  # an 8 MB bf16 block of a 2048-wide and of an 8192-wide weight
 COLUMNS = ((15, 16), (76, 80), (79, 80), (92, 96), (95, 96))  # (as the recipe makes them, padded)
 
 

@@ -112,8 +112,9 @@ def block_bytes(device: torch.device) -> int:
 def _padded_columns(x_t: torch.Tensor, multiple: int = 16) -> torch.Tensor:
     """`x_t` `[in, k]` as a contiguous `[in, k']` with zero columns appended up to a multiple of `multiple`.
 
-    GEMM kernels work in whole register tiles of columns: on the 2-core machine of `bench/README.md`, a block
-    met 76 probe columns at 156 GFLOP/s and 80 at 184, 15 columns at 46 and 16 at 134 (`bench/bench_gemm.py`),
+    GEMM kernels work in whole register tiles of columns: on the 2-core machine of `bench/README.md`, an 8 MB
+    block of a 8192-wide weight met 76 probe columns at 141 GFLOP/s and 80 at 233, 15 columns at 124 and 16
+    at 138 (`bench/bench_gemm.py`),
     so the zero columns cost less than the ragged tile they fill. Their outputs are zero and never read.
     """
     k = x_t.shape[1]
