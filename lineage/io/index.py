@@ -81,7 +81,7 @@ def locate_files(path: str | Path) -> ModelFiles:
     index = folder / INDEX_FILE
     if index.is_file():
         weight_map = read_index(inside_folder(folder, index), folder)
-        files = tuple(sorted({_shard_path(folder, index, rel) for rel in weight_map.values()}))
+        files = tuple(sorted({_shard_path(folder, index, rel) for rel in set(weight_map.values())}))  # each name once
         return ModelFiles(folder, files, weight_map, index, config_path)
 
     single = folder / SINGLE_FILE
