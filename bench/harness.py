@@ -23,7 +23,11 @@ from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
 TIME_BIN = "/usr/bin/time"
-SHAPE_FOLDERS = {"1b": BENCH / "out" / "llama-3.2-1b-shape", "7b": BENCH / "out" / "llama-2-7b-shape"}
+SHAPE_FOLDERS = {
+    "1b": BENCH / "out" / "llama-3.2-1b-shape",
+    "7b": BENCH / "out" / "llama-2-7b-shape",
+    "olmoe": BENCH / "out" / "olmoe-1b-7b-shape",
+}
 
 # The floor: read every shard fully into one reused 64 MB buffer, unbuffered, so the cost is the kernel's copy
 # out of the page cache and nothing else (no allocation per chunk, no parsing).

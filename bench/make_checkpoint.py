@@ -15,10 +15,12 @@ their sizes match, so a second run costs a fraction of a second.
 
 `--shape 7b` writes Llama-2-7B's layout instead (vocab 32000, hidden 4096, 32 layers of 32 heads without
 GQA, intermediate 11008, an untied `lm_head`; 6,738,415,616 parameters, 13.5 GB in 3 shards), so that the
-benchmark measures how the cost grows with the model rather than assuming it.
+benchmark measures how the cost grows with the model rather than assuming it. `--shape olmoe` writes
+OLMoE-1B-7B's mixture of experts (64 experts a layer, stored one by one; 6,919,161,856 parameters, 13.8 GB
+in 6 shards): thousands of small matrices instead of a hundred large ones.
 
 Usage:
-    python bench/make_checkpoint.py [--shape 1b|7b] [--out DIR] [--force]
+    python bench/make_checkpoint.py [--shape 1b|7b|olmoe] [--out DIR] [--force]
 """
 
 from __future__ import annotations
@@ -97,10 +99,44 @@ CONFIG_7B = {
     "vocab_size": 32000,
 }
 
+# OLMoE-1B-7B (allenai/OLMoE-1B-7B-0924, config.json as published): a mixture of experts, 64 experts of
+# intermediate 1024 in each of 16 layers (8 routed per token), q/k RMSNorms over the whole projection, an
+# untied lm_head; experts stored one by one (`mlp.experts.<j>.*`), as the published checkpoint stores them.
+CONFIG_OLMOE = {
+    "architectures": ["OlmoeForCausalLM"],
+    "attention_bias": False,
+    "attention_dropout": 0.0,
+    "bos_token_id": None,
+    "clip_qkv": None,
+    "eos_token_id": 50279,
+    "hidden_act": "silu",
+    "hidden_size": 2048,
+    "initializer_range": 0.02,
+    "intermediate_size": 1024,
+    "max_position_embeddings": 4096,
+    "model_type": "olmoe",
+    "norm_topk_prob": False,
+    "num_attention_heads": 16,
+    "num_experts": 64,
+    "num_experts_per_tok": 8,
+    "num_hidden_layers": 16,
+    "num_key_value_heads": 16,
+    "output_router_logits": False,
+    "pad_token_id": 1,
+    "rms_norm_eps": 1e-05,
+    "rope_scaling": None,
+    "rope_theta": 10000.0,
+    "router_aux_loss_coef": 0.01,
+    "tie_word_embeddings": False,
+    "torch_dtype": "bfloat16",
+    "vocab_size": 50304,
+}
+
 #: `--shape`: (config, default folder, shards).
 SHAPES = {
     "1b": (CONFIG, DEFAULT_OUT, N_SHARDS),
     "7b": (CONFIG_7B, OUT_ROOT / "llama-2-7b-shape", 3),
+    "olmoe": (CONFIG_OLMOE, OUT_ROOT / "olmoe-1b-7b-shape", 6),
 }
 
 BF16_BYTES = 2
@@ -117,9 +153,10 @@ def tensor_specs(config: dict = CONFIG) -> list[tuple[str, tuple[int, ...]]]:
     """
     hidden = config["hidden_size"]
     inter = config["intermediate_size"]
-    head_dim = config["head_dim"]
+    head_dim = config.get("head_dim") or hidden // config["num_attention_heads"]
     q_out = config["num_attention_heads"] * head_dim
     kv_out = config["num_key_value_heads"] * head_dim
+    experts = config.get("num_experts", 0)
     specs: list[tuple[str, tuple[int, ...]]] = [("model.embed_tokens.weight", (config["vocab_size"], hidden))]
     for i in range(config["num_hidden_layers"]):
         p = f"model.layers.{i}"
@@ -128,9 +165,23 @@ def tensor_specs(config: dict = CONFIG) -> list[tuple[str, tuple[int, ...]]]:
             (f"{p}.self_attn.k_proj.weight", (kv_out, hidden)),
             (f"{p}.self_attn.v_proj.weight", (kv_out, hidden)),
             (f"{p}.self_attn.o_proj.weight", (hidden, q_out)),
-            (f"{p}.mlp.gate_proj.weight", (inter, hidden)),
-            (f"{p}.mlp.up_proj.weight", (inter, hidden)),
-            (f"{p}.mlp.down_proj.weight", (hidden, inter)),
+        ]
+        if experts:  # OLMoE: q/k norms over the whole projection, a router, then the experts one by one
+            specs += [(f"{p}.self_attn.q_norm.weight", (q_out,)), (f"{p}.self_attn.k_norm.weight", (kv_out,))]
+            specs.append((f"{p}.mlp.gate.weight", (experts, hidden)))
+            for j in range(experts):
+                specs += [
+                    (f"{p}.mlp.experts.{j}.gate_proj.weight", (inter, hidden)),
+                    (f"{p}.mlp.experts.{j}.up_proj.weight", (inter, hidden)),
+                    (f"{p}.mlp.experts.{j}.down_proj.weight", (hidden, inter)),
+                ]
+        else:
+            specs += [
+                (f"{p}.mlp.gate_proj.weight", (inter, hidden)),
+                (f"{p}.mlp.up_proj.weight", (inter, hidden)),
+                (f"{p}.mlp.down_proj.weight", (hidden, inter)),
+            ]
+        specs += [
             (f"{p}.input_layernorm.weight", (hidden,)),
             (f"{p}.post_attention_layernorm.weight", (hidden,)),
         ]
