@@ -29,6 +29,7 @@ from lineage.errors import CheckpointError
 from lineage.features import tensorguard
 from lineage.features.sketch import stack_layers
 from lineage.fingerprint.format import Fingerprint, ModelSummary
+from lineage.fingerprint.heap import keep_heap_small
 from lineage.io.checkpoint import Checkpoint
 from lineage.io.digest import files_sha256
 from lineage.io.hub import HubModel
@@ -335,6 +336,7 @@ def fingerprint_model(
         (4, 64, 64)
     """
     options = options or FingerprintOptions()
+    keep_heap_small()  # thousands of freed response buffers must not pile up in the C heap
     with open_checkpoint(path) as stored, torch.no_grad():
         model = resolve_model(stored)
         reader = ViewedCheckpoint(stored, model.views) if model.views else stored
