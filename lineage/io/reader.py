@@ -222,6 +222,14 @@ class CheckpointReader(Checkpoint):
             check_finite_values(path, info, raw)
         return raw.to(dtype)[inverse]
 
+    def quantisation_noise(self, name: str) -> torch.Tensor | None:
+        """Per row of a quantised weight, the expected squared error its rounding left (float64 [out]); None for a
+        weight stored unquantised."""
+        if self._quant is None or name not in self._quant.weights:
+            return None
+        self._check_open()
+        return self._quant.noise(name, self._read_stored)
+
     def _quant_blocks(
         self, name: str, max_bytes: int, dtype: torch.dtype, check_finite: bool
     ) -> Iterator[tuple[int, torch.Tensor]]:

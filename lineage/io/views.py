@@ -98,6 +98,15 @@ class ViewedCheckpoint(Checkpoint):
         for start in range(0, x.shape[0], step):
             yield start, x[start : start + step]
 
+    def quantisation_noise(self, name: str) -> torch.Tensor | None:
+        if name not in self.views:
+            return self.base.quantisation_noise(name)
+        view = self.views[name]
+        if view.transpose or view.index is not None:  # a row of the view is no row of the stored tensor
+            return None
+        noise = self.base.quantisation_noise(view.source)
+        return None if noise is None else apply_view(view, noise)
+
     def rows(
         self, name: str, index: Sequence[int] | torch.Tensor, *, dtype: torch.dtype = torch.float32,
         check_finite: bool = True,

@@ -8,6 +8,11 @@ model the quantiser started from, and the bytes read stay the quantised ones. A 
 (the parts' values, once per read of the weight: scales checked for NaN, zero points unpacked) and `rows`
 (dequantise a block of output rows from what `load` returned). GGUF's reader works the same way with
 gguf-py's `dequantize`; here the formulas are the formats' own, each module citing its source.
+
+A format also says how much its rounding moved each row (`noise`): the expected squared error a round to the
+nearest stored value leaves, `w^2 / 12` a value (`w` the width of the rounding cell the stored value stands
+for: the scale for integers, the gap between neighbouring codes for a codebook or a float format). The verdict
+compares it with how far a suspect's responses lie from a reference's (`lineage.compare.quantised`).
 """
 
 from __future__ import annotations
@@ -107,6 +112,18 @@ class QuantFormat(ABC):
         """Logical rows `[lo, hi)` dequantised: float32 of shape [hi - lo, in], written into `out` where the format
         can (a buffer the caller reuses block after block), else into a new tensor."""
 
+    def noise(self, weight: QuantWeight, read: Callable[[str], torch.Tensor], stored: Stored) -> torch.Tensor:
+        """Per logical row, the expected squared rounding error of its values, summed: float64 [out].
+
+        Reads what it needs through `read` (stored name -> tensor). This default loads every part and asks
+        `state_noise`; formats whose cells are their scales (integers) read the scales alone.
+        """
+        return self.state_noise(weight, self.load(weight, {r: read(s) for r, s in weight.parts.items()}, stored))
+
+    def state_noise(self, weight: QuantWeight, state: Any) -> torch.Tensor:
+        """`noise` from what `load` returned."""
+        raise NotImplementedError(f"{self.label} does not say its rounding noise")
+
     # -- helpers for the formats ---------------------------------------------------------------------
 
     def refuse(self, path: Path, problem: str) -> CheckpointError:
@@ -137,6 +154,36 @@ class QuantFormat(ABC):
         if bad:
             raise self.refuse(stored.path(name), f"tensor '{name}' holds {bad} NaN/Inf scales; {FIX}")
         return values
+
+
+def cell_variances(code: torch.Tensor) -> torch.Tensor:
+    """`w^2 / 12` for each value of a codebook (float64, in the code's order): the variance of the rounding error
+    of a value that rounded to it, uniform over its cell, which reaches half way to each neighbouring value (an
+    end value's outer half mirrors its inner one). Equal values (+0 and -0) share one cell; NaN codes get 0."""
+    values = code.double()
+    finite = torch.isfinite(values)
+    distinct = torch.unique(values[finite])  # sorted
+    gaps = distinct.diff()
+    if distinct.numel() < 2:
+        return torch.zeros_like(values)
+    below = torch.cat([gaps[:1], gaps])  # to the lower neighbour (mirrored at the bottom end)
+    above = torch.cat([gaps, gaps[-1:]])
+    width = (below + above) / 2
+    where = torch.searchsorted(distinct, values.nan_to_num(0.0).clamp(distinct[0], distinct[-1]))
+    return torch.where(finite, width[where] ** 2 / 12, torch.zeros_like(values))
+
+
+def row_chunks(rows: int, cols: int, per_rows: Callable[[int, int], torch.Tensor]) -> torch.Tensor:
+    """`per_rows(lo, hi)` ([hi - lo] float64) over every row, a few MB of values at a time, concatenated."""
+    step = max(1, (4 << 20) // max(1, cols))
+    return torch.cat([per_rows(lo, min(rows, lo + step)) for lo in range(0, rows, step)])
+
+
+def group_counts(cols: int, size: int) -> torch.Tensor:
+    """How many of `cols` inputs each consecutive group of `size` holds (the last may be partial), float64."""
+    counts = torch.full((-(-cols // size),), float(size), dtype=torch.float64)
+    counts[-1] = cols - size * (counts.numel() - 1)
+    return counts
 
 
 def groups_of(columns: int, group_size: int | None) -> int:

@@ -12,11 +12,12 @@ values across word boundaries: refused by name, as llama.cpp does.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import torch
 
-from lineage.io.quant.base import FIX, QuantFormat, QuantWeight, Stored, groups_of
+from lineage.io.quant.base import FIX, QuantFormat, QuantWeight, Stored, group_counts, groups_of
 
 _SCALES = ("F16", "BF16", "F32")
 _BITS = (2, 4, 8)
@@ -121,6 +122,18 @@ class GPTQ(QuantFormat):
         # Per output row, as the rows are made: [out, groups].
         zeros = zeros.T.contiguous().to(torch.int16 if bits == 8 else torch.int8)
         return parts["qweight"], zeros, scales.T.contiguous(), g_idx, size, {}
+
+    def noise(self, weight: QuantWeight, read: Callable[[str], torch.Tensor], stored: Stored) -> torch.Tensor:
+        # Every value of a group is one scale step wide: the scales (and how many inputs each group has) suffice.
+        scales = self.finite(stored, weight.parts["scales"], read(weight.parts["scales"])).double()
+        groups, cols = weight.extra["groups"], weight.shape[1]
+        if "g_idx" in weight.parts:
+            g_idx = read(weight.parts["g_idx"]).long().clamp(0, groups - 1)  # ranges are checked where it is read
+            counts = torch.bincount(g_idx, minlength=groups).double()
+        else:
+            size = self.config.group_size if self.config.group_size not in (None, -1) else cols
+            counts = group_counts(cols, size)
+        return (scales.square() * counts.unsqueeze(1)).sum(0) / 12
 
     def rows(self, weight: QuantWeight, state: Any, lo: int, hi: int, out: torch.Tensor | None = None) -> torch.Tensor:
         qweight, zeros, scales, g_idx, size, scratch = state

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from lineage.io.quant.base import FIX, QuantFormat, QuantWeight, Stored
+from lineage.io.quant.base import FIX, QuantFormat, QuantWeight, Stored, cell_variances, row_chunks
 
 FP4_VALUES = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, -0.0, -0.5, -1.0, -1.5, -2.0, -3.0, -4.0, -6.0)
 
@@ -44,6 +44,18 @@ class MXFP4(QuantFormat):
             raise self.refuse(stored.path(weight.parts["scales"]), f"tensor '{weight.parts['scales']}' holds NaN "
                               f"scales (255); {FIX}")  # fmt: skip
         return parts["blocks"], exponents.unsqueeze(-1), torch.tensor(FP4_VALUES)
+
+    def state_noise(self, weight: QuantWeight, state: Any) -> torch.Tensor:
+        blocks, exponents, lut = state
+        cells = cell_variances(lut)
+
+        def per_rows(lo: int, hi: int) -> torch.Tensor:
+            raw = blocks[lo:hi]
+            var = cells.index_select(0, torch.stack((raw & 0x0F, raw >> 4), dim=-1).reshape(-1).long())
+            scale2 = torch.exp2(2 * exponents[lo:hi].squeeze(-1).double())  # exact: powers of two
+            return (var.view(hi - lo, -1, 32).sum(-1) * scale2).sum(1)
+
+        return row_chunks(*weight.shape, per_rows)
 
     def rows(self, weight: QuantWeight, state: Any, lo: int, hi: int, out: torch.Tensor | None = None) -> torch.Tensor:
         blocks, exponents, lut = state

@@ -93,6 +93,12 @@ class QuantLayout:
         pieces = [fmt.rows(weight, state, a, b) for a, b in runs]
         return torch.cat(pieces) if pieces else torch.empty((0, weight.shape[1]))
 
+    def noise(self, name: str, read: Callable[[str], torch.Tensor]) -> torch.Tensor:
+        """Per logical row of the weight `name`, the expected squared rounding error of its values (float64 [out]):
+        what its quantisation alone moved it by (`QuantFormat.noise`)."""
+        fmt, weight = self.weights[name]
+        return fmt.noise(weight, read, self.stored)
+
     def _load(self, fmt: QuantFormat, weight: QuantWeight, read: Callable[[str], torch.Tensor]) -> Any:
         return fmt.load(weight, {role: read(stored) for role, stored in weight.parts.items()}, self.stored)
 
