@@ -121,9 +121,10 @@ class Checkpoint(ABC):
     ) -> torch.Tensor:  # fmt: skip
         """Read the given rows (first-dimension entries) of a tensor."""
 
-    def quantisation_noise(self, name: str) -> torch.Tensor | None:
+    def quantisation_noise(self, name: str, expert: int | None = None) -> torch.Tensor | None:
         """Per row of `name`, the expected squared error its quantisation's rounding left in the values read
-        (float64 [out], `lineage.io.quant`); None where the reader stores it unquantised or cannot say."""
+        (float64 [out], `lineage.io.quant`; of a stack of experts stored `[E, in, out]`, expert `expert`'s per
+        output); None where the reader stores it unquantised or cannot say."""
         return None
 
     @abstractmethod

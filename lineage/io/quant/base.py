@@ -50,7 +50,7 @@ class QuantWeight:
 
     Attributes:
         name: the logical tensor's name (`model.layers.0.mlp.up_proj.weight`).
-        shape: its logical [out, in] shape.
+        shape: its logical [out, in] shape ([experts, in, out] for a stack of experts stored transposed).
         dtype: the format's label for `Checkpoint.dtypes` (`GPTQ-4bit`).
         parts: role -> stored tensor name (`{"qweight": "...qweight", "scales": "...scales"}`).
         extra: facts read at plan time (bits, a bitsandbytes quant state...).
@@ -58,7 +58,7 @@ class QuantWeight:
     """
 
     name: str
-    shape: tuple[int, int]
+    shape: tuple[int, ...]
     dtype: str
     parts: dict[str, str]
     extra: dict[str, Any] = field(default_factory=dict)
