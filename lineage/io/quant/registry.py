@@ -86,12 +86,17 @@ class QuantLayout:
         state = self._load(fmt, weight, read)
         rows, cols = weight.shape
         chunk = max(step, CHUNK_BYTES // (4 * cols) // step * step)
-        buffer = torch.empty(min(chunk, rows) * cols)  # one output buffer for every chunk: no page faults per block
-        for first in range(0, rows, chunk):
-            last = min(rows, first + chunk)
-            values = fmt.rows(weight, state, first, last, buffer[: (last - first) * cols].view(last - first, cols))
-            for lo in range(first, last, step):
-                yield lo, values[lo - first : min(last, lo + step) - first]
+        # One output buffer for every chunk, and for every weight: no page faults per block, nor per weight.
+        buffer = self.stored.take("chunk", min(chunk, rows) * cols, torch.float32)
+        try:
+            for first in range(0, rows, chunk):
+                last = min(rows, first + chunk)
+                values = fmt.rows(weight, state, first, last, buffer[: (last - first) * cols].view(last - first, cols))
+                for lo in range(first, last, step):
+                    yield lo, values[lo - first : min(last, lo + step) - first]
+        finally:
+            self.stored.give("chunk", buffer)
+            fmt.release(state, self.stored)
 
     def runs(self, name: str, runs: list[tuple[int, int]], read: Read) -> torch.Tensor:
         """The rows of `[start, stop)` runs of the weight `name`, dequantised and concatenated (for a stack of
@@ -102,6 +107,7 @@ class QuantLayout:
         else:
             state = self._load(fmt, weight, read)
             pieces = [fmt.rows(weight, state, a, b) for a, b in runs]
+            fmt.release(state, self.stored)
         return torch.cat(pieces) if pieces else torch.empty((0, *weight.shape[1:]))
 
     def noise(self, name: str, read: Read, expert: int | None = None) -> torch.Tensor:
