@@ -12,13 +12,17 @@ fingerprint CKPT --no-cache --quiet --device cpu` in its own child process (as a
 folders were read once to warm the page cache; peak RSS is the child's own (`harness.measure`). With `--repeat N`
 the rows run interleaved N times and medians are reported.
 
+With `--dequant` it measures the reader alone, in process, on one thread: the CPU seconds of reading every decoder
+matrix of each folder as float32 blocks (bf16: read and convert; GPTQ: read and dequantise), interleaved
+`--repeat` times, medians: the cost the quantised format adds or saves, without the probes' products.
+
 With `--cold` the page cache is dropped (`/proc/sys/vm/drop_caches`, root only) before every row, so each row
 reads its bytes from the disk, as a scan of freshly stored or never-cached checkpoints does (a 70B does not fit
 any page cache): the warm rows measure what dequantising costs in CPU, the cold ones what reading 4 bits a
 weight instead of 16 saves.
 
 Usage:
-    python bench/bench_quant.py [--repeat 1] [--cold]
+    python bench/bench_quant.py [--repeat 1] [--cold | --dequant]
 """
 
 from __future__ import annotations
@@ -100,16 +104,46 @@ def drop_page_cache() -> None:
         sys.exit(f"bench_quant: --cold needs root on Linux to drop the page cache: {exc}")
 
 
+def dequant_rows(folders: dict[str, Path], repeat: int) -> None:
+    """`--dequant`: CPU seconds of reading every decoder matrix as float32 blocks, per folder (module docstring)."""
+    import time
+
+    from lineage.io import open_checkpoint
+
+    torch.set_num_threads(1)
+    times: dict[str, list[float]] = {k: [] for k in folders}
+    for _ in range(max(1, repeat)):
+        for key, folder in folders.items():
+            start, values = time.process_time(), 0
+            with open_checkpoint(folder) as ckpt:
+                for name in ckpt.names():
+                    if ".layers." in name and name.endswith("proj.weight"):
+                        for _, block in ckpt.row_blocks(name, 2 << 20, dtype=None, check_finite=False):
+                            values += block.float().numel()
+            times[key].append(time.process_time() - start)
+    print(machine_line())
+    print(f"reading every decoder matrix as float32 blocks, in process, one thread; {repeat} interleaved runs, medians")
+    for key, label in (("bf16", "1B shape, bf16"), ("gptq", "1B shape, GPTQ 4-bit (group 128)")):
+        every = ", ".join(f"{t:.2f}" for t in times[key])
+        print(f"{label:<40} {statistics.median(times[key]):>8.2f} CPU s   ({every})")
+    print(f"gptq / bf16 CPU time: {statistics.median(times['gptq']) / statistics.median(times['bf16']):.2f}x "
+          f"({values / 1e9:.2f}G values)")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=1, help="interleaved runs of each row (medians reported)")
     parser.add_argument("--cold", action="store_true", help="drop the page cache before every row (root)")
     parser.add_argument("--lineage", default=None, help="the lineage executable (default: the one on PATH)")
+    parser.add_argument("--dequant", action="store_true", help="the reader alone, in process, one thread (CPU s)")
     args = parser.parse_args()
     exe = args.lineage or shutil.which("lineage") or str(Path(sys.executable).parent / "lineage")
     source = ensure_checkpoint("1b")
     quant = ensure_gptq(source, SHAPE_FOLDERS["1b"].with_name("llama-3.2-1b-shape-gptq4"))
     folders = {"bf16": source, "gptq": quant}
+    if args.dequant:
+        dequant_rows(folders, args.repeat)
+        return
     sizes = {k: sum(p.stat().st_size for p in checkpoint_files(f)) / 1e9 for k, f in folders.items()}
     if not args.cold:
         for folder in (source, quant):

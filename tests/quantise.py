@@ -49,8 +49,9 @@ def _asymmetric(w: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tensor]
 
 
 def gptq_pack(w: torch.Tensor, bits: int, group: int, *, act_order: bool = False, v2: bool = False,
-              seed: int = 0) -> dict[str, torch.Tensor]:  # fmt: skip
-    """`qweight`, `qzeros`, `scales`, `g_idx` of `w` [out, in] (act-order: groups over a permuted input order)."""
+              seed: int = 0, symmetric: bool = False) -> dict[str, torch.Tensor]:  # fmt: skip
+    """`qweight`, `qzeros`, `scales`, `g_idx` of `w` [out, in] (act-order: groups over a permuted input order;
+    symmetric: every zero point the middle of the range, AutoGPTQ's `sym=True`)."""
     out, cols = w.shape
     maxq = (1 << bits) - 1
     order = torch.randperm(cols, generator=torch.Generator().manual_seed(seed)) if act_order else torch.arange(cols)
@@ -60,7 +61,12 @@ def gptq_pack(w: torch.Tensor, bits: int, group: int, *, act_order: bool = False
     scales = torch.empty(groups, out, dtype=torch.float16)
     zeros = torch.empty(groups, out)
     for g in range(groups):
-        s, z = _asymmetric(w.index_select(1, order[g * group : (g + 1) * group]), bits)
+        block = w.index_select(1, order[g * group : (g + 1) * group])
+        if symmetric:
+            s = (block.abs().amax(1) * 2 / maxq).clamp(min=1e-8).half()
+            z = torch.full((out,), float((maxq + 1) // 2))
+        else:
+            s, z = _asymmetric(block, bits)
         scales[g], zeros[g] = s, z.clamp(min=0 if v2 else 1)  # v1 stores zero - 1: a zero of 0 cannot be stored
     g = g_idx.long()  # index_select: plain tensor indexing is slow on CPU
     q = torch.round(w.T / scales.float().index_select(0, g) + zeros.index_select(0, g)).clamp(0, maxq)  # [in, out]

@@ -29,6 +29,7 @@ from lineage.compare import Method, get_method
 from lineage.compare.evidence import basis, circuit_similarities, family_evidence
 from lineage.compare.identity import WeightTest, weight_test
 from lineage.compare.lineage import uses_sketches
+from lineage.compare.quantised import QUANTISED_COPY, quantised_fit
 from lineage.compare.similarity import vocabulary_overlap
 from lineage.decide.calibrate import RELATED_ALPHA, UNCALIBRATED, Calibration
 from lineage.decide.pvalues import format_p, p_from_log10, sidak_log10
@@ -262,9 +263,26 @@ class FamilyClassifier:
                 f"derived: weight test ({tests[best].group}) p={format_p(tests[best].p_value, logs[best])} against "
                 f"{self.names_[best]}, {p} for the best of {len(self.references_)} references < alpha {self.alpha:g}"
             )
+            relation = None
+            fit = quantised_fit(fp, self.references_[best])
+            if fit is not None:
+                evidence["quantisation"] = fit.to_dict()
+                formats = ", ".join(fit.formats) or "quantised"
+                if fit.copy:
+                    relation = QUANTISED_COPY
+                    rule = (f"derived, {QUANTISED_COPY} ({formats}): its responses lie {fit.ratio:.3g}x the rounding "
+                            f"noise of its quantisation from {self.names_[best]}'s (<= {fit.limit:g}); "
+                            + rule.removeprefix("derived: "))  # fmt: skip
+                else:
+                    how = (f"its responses lie {fit.ratio:.3g}x the rounding noise of its quantisation from "
+                           f"{self.names_[best]}'s (> {fit.limit:g})" if math.isfinite(fit.ratio)
+                           else f"it has weight matrices {self.names_[best]} has not")  # fmt: skip
+                    rule += (f"; more than a {QUANTISED_COPY} ({formats}): {how}: changed before or after quantising "
+                             "(fine-tuned, or by a quantiser that also rescales weights)")
             return Verdict(
                 verdict=DERIVED, derived_from=self.bases_[best], family=str(self.families_[best]),
-                p_value=p_from_log10(log10_p), log10_p=log10_p, evidence=evidence, rule=rule, **common,
+                p_value=p_from_log10(log10_p), log10_p=log10_p, evidence=evidence, rule=rule, relation=relation,
+                **common,
             )  # fmt: skip
         return self._family_verdict(fp, d, order, cluster_family, log10_p, evidence, common)
 

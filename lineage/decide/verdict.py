@@ -51,6 +51,8 @@ class Verdict:
         cluster: the K-Means cluster (named by the family of the base that seeded it).
         distances: every reference's distance (the family-level distance of `lineage.compare`).
         log10_p: log10 of the p-value, exact where the float would underflow (None with no test).
+        relation: how a derived suspect relates to its base where the weights tell: `quantised copy` (its own
+            quantisation's rounding explains every difference, `lineage.compare.quantised`), else None.
     """
 
     model: str
@@ -68,12 +70,15 @@ class Verdict:
     cluster: str
     distances: dict[str, float] = field(default_factory=dict)
     log10_p: float | None = None
+    relation: str | None = None
 
     def __post_init__(self) -> None:
         if self.verdict not in VERDICTS:
             raise ValueError(f"verdict must be one of {VERDICTS}")
         if (self.verdict == DERIVED) != (self.derived_from is not None):
             raise ValueError("derived_from is set exactly for a derived verdict")
+        if self.relation is not None and self.verdict != DERIVED:
+            raise ValueError("only a derived verdict has a relation")
 
     @property
     def base(self) -> str | None:
@@ -93,7 +98,7 @@ class Verdict:
     def words(self) -> str:
         """The verdict as a short phrase for a table."""
         if self.verdict == DERIVED:
-            return f"derived from {self.derived_from}"
+            return f"derived from {self.derived_from}" + (f" ({self.relation})" if self.relation else "")
         if self.verdict == RELATED:
             return f"related to {self.family} (not derived)"
         if self.threshold.get("related_calibrated") is False:
@@ -106,6 +111,7 @@ class Verdict:
             "model": self.model,
             "verdict": self.verdict,
             "derived_from": self.derived_from,
+            "relation": self.relation,
             "family": self.family,
             "p_value": self.p_value,
             "log10_p": self.log10_p,

@@ -78,6 +78,9 @@ class Fingerprint:
             `embed`, `head` `[P, C]` (anchor rows at the kept residual coordinates), and per layer
             `layers.N.resid_vo`, `layers.N.resid_ffn` `[P, C]`, `layers.N.v`, `layers.N.o` `[kv_dim, M]`,
             `layers.N.gate`, `layers.N.up`, `layers.N.down` `[U, M]` (gated FFNs).
+        quant_noise: for a quantised checkpoint, role key -> the expected energy (sum of squares) that its
+            quantisation's rounding puts into that tensor's raw `responses` (`ProbeEngine.response_noise`);
+            empty for unquantised weights. What `lineage.compare.quantised` weighs a residual against.
         settings: probe settings and seeds used.
         device: where the probes ran.
         source: "checkpoint" or "tensorguard-json".
@@ -97,6 +100,7 @@ class Fingerprint:
     anchor_tokens: tuple[str, ...] = ()
     anchor_basis: str = "ids"
     identity: dict[str, np.ndarray] = field(default_factory=dict)
+    quant_noise: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -110,6 +114,8 @@ class Fingerprint:
             raise ValueError(f"anchor basis {self.anchor_basis!r}: use one of {ANCHOR_BASES}")
         if (self.anchor_basis == "tokens") != bool(self.anchor_tokens):
             raise ValueError("anchor tokens are given exactly when the anchor basis is 'tokens'")
+        if any(not (math.isfinite(v) and v >= 0) for v in self.quant_noise.values()):
+            raise ValueError("quantisation noise energies must be finite and >= 0")
         if self.anchor_tokens and (self.anchors is None or len(self.anchor_tokens) > len(self.anchors)):
             raise ValueError("more anchor tokens than anchors")
 
@@ -181,6 +187,8 @@ def fingerprint_bytes(fp: Fingerprint, extra: dict[str, str] | None = None) -> b
         "anchor_basis": fp.anchor_basis,
         "anchor_tokens": list(fp.anchor_tokens),
     }
+    if fp.quant_noise:  # only quantised checkpoints have it: every other file stays as it was, byte for byte
+        doc["quant_noise"] = {k: float(v) for k, v in fp.quant_noise.items()}
     # sort_keys: the JSON, and so the file, must not depend on dict insertion order. ASCII escapes (the
     # default) keep any token string, even a lone surrogate, valid in the header.
     meta = json.dumps(doc, sort_keys=True, separators=(",", ":"), allow_nan=False)
@@ -304,6 +312,7 @@ def fingerprint_from_bytes(data: bytes, origin: str | Path = "<fingerprint bytes
             lineage_version=doc.get("lineage_version", "?"),
             anchor_tokens=tuple(str(t) for t in doc.get("anchor_tokens", [])),
             anchor_basis=doc.get("anchor_basis", "ids"),
+            quant_noise={str(k): float(v) for k, v in (doc.get("quant_noise") or {}).items()},
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise FingerprintFormatError(origin, f"malformed fingerprint metadata ({exc})") from None

@@ -189,6 +189,7 @@ class _Run:
         )
         self.stats: list[tuple[str, np.ndarray]] = []
         self.responses: dict[str, np.ndarray] = {}
+        self.quant_noise: dict[str, float] = {}  # role -> what its quantisation's rounding puts into its responses
         self.done: set[str] = set()
         # Progress in bytes as stored (what a reader pays for): each tensor counts once, on its first pass.
         self.progress = progress
@@ -239,6 +240,9 @@ class _Run:
             self.stats.append((name, product.response.gradient_stats))
         if name not in (self.model.embed, self.model.head):
             self.responses[role] = product.response.responses
+            noise = self.reader.quantisation_noise(name)
+            if noise is not None and role not in self.quant_noise:
+                self.quant_noise[role] = self.engine.response_noise(role, tuple(info.shape), noise)
         return product.out, product.profile
 
     def _not_constant(
@@ -371,6 +375,7 @@ def fingerprint_model(
         anchor_basis=anchors.basis,
         sketches=sketches,
         responses=dict(sorted(run.responses.items())),
+        quant_noise=dict(sorted(run.quant_noise.items())),
         identity=identity,
         settings={**options.settings(), **layout},
         device=run.device.type,

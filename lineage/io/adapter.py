@@ -270,6 +270,11 @@ class AdapterReader(Checkpoint):
             values = values + self._delta(name, 0, 0, check_finite, rows=idx)
         return values.to(dtype)
 
+    def quantisation_noise(self, name: str, expert: int | None = None) -> torch.Tensor | None:
+        """The quantised base's rounding noise (QLoRA): the delta on top is no rounding (see `Checkpoint`)."""
+        source, key = self._source(name)
+        return source.quantisation_noise(key, expert)
+
     def _source(self, name: str) -> tuple[Checkpoint, str]:
         # A tensor the adapter stores whole (`modules_to_save`, an embedding's `base_layer`) replaces the base's;
         # a LoRA on that module still adds its delta on top, as peft's merge does.

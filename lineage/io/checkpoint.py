@@ -121,6 +121,12 @@ class Checkpoint(ABC):
     ) -> torch.Tensor:  # fmt: skip
         """Read the given rows (first-dimension entries) of a tensor."""
 
+    def quantisation_noise(self, name: str, expert: int | None = None) -> torch.Tensor | None:
+        """Per row of `name`, the expected squared error its quantisation's rounding left in the values read
+        (float64 [out], `lineage.io.quant`; of a stack of experts stored `[E, in, out]`, expert `expert`'s per
+        output); None where the reader stores it unquantised or cannot say."""
+        return None
+
     @abstractmethod
     def close(self) -> None:
         """Release file handles; the reader cannot read tensors afterwards."""

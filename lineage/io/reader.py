@@ -12,6 +12,7 @@ opened on first use, and holds no tensor data between calls.
 
 from __future__ import annotations
 
+import math
 import os
 import struct
 from collections.abc import Iterator, Sequence
@@ -220,6 +221,14 @@ class CheckpointReader(Checkpoint):
             check_finite_values(path, info, raw)
         return raw.to(dtype)[inverse]
 
+    def quantisation_noise(self, name: str, expert: int | None = None) -> torch.Tensor | None:
+        """Per row of a quantised weight, the expected squared error its rounding left (float64 [out]; for a stack
+        of experts, expert `expert`'s per output); None for a weight stored unquantised."""
+        if self._quant is None or name not in self._quant.weights:
+            return None
+        self._check_open()
+        return self._quant.noise(name, self._read_stored, expert)
+
     def _quant_blocks(
         self, name: str, max_bytes: int, dtype: torch.dtype, check_finite: bool
     ) -> Iterator[tuple[int, torch.Tensor]]:
@@ -227,19 +236,19 @@ class CheckpointReader(Checkpoint):
         are read once, whole (a fraction of the float matrix)."""
         info = self.info(name)
         path = self.folder / info.file
-        step = max(1, max_bytes // (info.shape[1] * torch.empty((), dtype=dtype).element_size()))
+        step = max(1, max_bytes // (math.prod(info.shape[1:]) * torch.empty((), dtype=dtype).element_size()))
         for start, block in self._quant.blocks(name, step, self._read_stored):
             block = block.to(dtype)
             if check_finite:
                 check_finite_values(path, info, block)
             yield start, block
 
-    def _read_stored(self, name: str) -> torch.Tensor:
-        """One stored tensor whole, as stored (a quantised layer's part)."""
+    def _read_stored(self, name: str, rows: tuple[int, int] | None = None) -> torch.Tensor:
+        """One stored tensor, as stored (a quantised layer's part): whole, or its first-dimension entries `rows`."""
         self._check_open()
         info = self._stored[name]
         path = self.folder / info.file
-        return pread_tensor(path, info, torch_dtype(path, info))
+        return pread_tensor(path, info, torch_dtype(path, info), rows)
 
     # -- lifetime ------------------------------------------------------------------------------------
 

@@ -98,6 +98,17 @@ class ViewedCheckpoint(Checkpoint):
         for start in range(0, x.shape[0], step):
             yield start, x[start : start + step]
 
+    def quantisation_noise(self, name: str, expert: int | None = None) -> torch.Tensor | None:
+        if name not in self.views:
+            return self.base.quantisation_noise(name, expert)
+        view = self.views[name]
+        # A stacked expert's noise comes per output, the rows of its transposed view; a plain matrix's per row,
+        # which a transposed view makes columns.
+        if view.transpose != (view.index is not None):
+            return None
+        noise = self.base.quantisation_noise(view.source, view.index)
+        return None if noise is None else apply_view(replace(view, transpose=False), noise)
+
     def rows(
         self, name: str, index: Sequence[int] | torch.Tensor, *, dtype: torch.dtype = torch.float32,
         check_finite: bool = True,

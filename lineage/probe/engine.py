@@ -244,6 +244,18 @@ class ProbeEngine:
         u = torch.cat([unit(fixed_resp), unit(adv_resp)]).double()
         return _gradient_moments(u, torch.cat([fixed, adv_probes]).double()).mean(0).cpu().numpy()
 
+    def response_noise(self, role: str, shape: tuple[int, int], row_noise: torch.Tensor) -> float:
+        """The expected energy (sum of squares) that independent zero-mean errors of per-row summed variance
+        `row_noise` ([out]) put into the tensor's raw responses.
+
+        A raw response is `sum_i Psi_ik sum_j E_ij x_pj`; over such errors its variance is `sum_i Psi_ik^2
+        sum_j var_ij x_pj^2`. Every probe has unit RMS, so over the probes `sum_p x_pj^2` is their count on
+        average: the energy is `count * sum_i (sum_k Psi_ik^2) row_noise_i`.
+        """
+        fixed, _ = self._probes(role, shape)
+        weight = self._basis(shape[0], role).double().square().sum(1).cpu()
+        return float(len(fixed) * (weight * row_noise.double()).sum())
+
     def tensor_response(self, weight: torch.Tensor, role: str) -> TensorResponse:
         """`respond` for a weight already in memory (one block), with statistics."""
         return self.respond(lambda: iter([(0, weight)]), tuple(weight.shape), role).response

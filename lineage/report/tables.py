@@ -125,7 +125,8 @@ def verdict_words(row: dict) -> str | None:
     if verdict is None and row.get("status") == "error":
         return "error"
     if verdict == "derived":
-        return f"derived from {row.get('derived_from')}"
+        relation = f" ({row['relation']})" if row.get("relation") else ""
+        return f"derived from {row.get('derived_from')}{relation}"
     if verdict == "related":
         return f"related to {row.get('family')}"
     return verdict

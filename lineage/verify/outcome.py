@@ -60,6 +60,7 @@ class WeightsView:
     nearest: str | None
     distance: float | None
     log10_p: float | None = None
+    relation: str | None = None  # `quantised copy` where the weights tell (`Verdict.relation`)
 
 
 @dataclass(frozen=True)
@@ -120,6 +121,7 @@ class VerifyOutcome:
             "declared_lineage": list(self.resolved),
             "verdict": w.verdict,
             "derived_from": w.derived_from,
+            "weights_relation": w.relation,
             "family": w.family,
             "p_value": w.p_value,
             "nearest": w.nearest,
@@ -218,14 +220,15 @@ def weights_view(result: Verdict) -> WeightsView:
     top = result.nearest[0] if result.nearest else {}
     return WeightsView(
         result.verdict, result.derived_from, result.family, result.p_value, top.get("reference"), top.get("distance"),
-        getattr(result, "log10_p", None),
+        getattr(result, "log10_p", None), getattr(result, "relation", None),
     )  # fmt: skip
 
 
 def _weights_say(w: WeightsView) -> str:
     p = f", p={format_p(w.p_value, w.log10_p)}" if w.p_value is not None else ""
     if w.verdict == DERIVED:
-        return f"the weights derive from {w.derived_from}{p}"
+        how = f"are a {w.relation} of" if w.relation else "derive from"
+        return f"the weights {how} {w.derived_from}{p}"
     if w.verdict == RELATED:
         return f"the weights only relate to the {w.family} family (nearest {w.nearest}{p})"
     return f"the weights derive from no reference (nearest {w.nearest}{p})"

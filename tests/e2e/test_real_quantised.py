@@ -69,3 +69,12 @@ def test_a_quantised_copy_of_the_real_fine_tune_is_derived(verdicts: dict, fmt: 
     v = verdicts[fmt]
     assert (v.verdict, v.derived_from) == ("derived", "SmolLM2-135M-Instruct"), v.rule
     assert v.log10_p < -20, v.rule
+
+
+@pytest.mark.parametrize("fmt", list(COPIES))
+def test_the_real_copies_weigh_their_residual_against_their_rounding(verdicts: dict, fmt: str) -> None:
+    """The 4-step fine-tune changed the weights far less than 4-bit rounding does: its copies' residual against
+    SmolLM2 is what their rounding explains, and the verdict says quantised copy (README, Limits)."""
+    q = verdicts[fmt].evidence["quantisation"]
+    print(f"{fmt}: sqrt(observed / expected) = {q['ratio']:.3f} (limit {q['limit']:g})")
+    assert q["ratio"] is not None and q["tensors"] == 30 * 7, q

@@ -156,10 +156,16 @@ def test_mxfp4_experts_and_nan_scales(tmp_path: Path) -> None:
     from tests.quantise import mxfp4_pack
 
     parts = mxfp4_pack(_w())
-    experts = {"model.layers.0.mlp.experts.down_proj_blocks": parts["weight_blocks"][None].contiguous(),
-               "model.layers.0.mlp.experts.down_proj_scales": parts["weight_scales"][None].contiguous()}  # fmt: skip
+    # A stack of experts needs one more dimension than a dense matrix: 3-D blocks under an expert name are refused.
+    experts = {"model.layers.0.mlp.experts.down_proj_blocks": parts["weight_blocks"],
+               "model.layers.0.mlp.experts.down_proj_scales": parts["weight_scales"]}  # fmt: skip
     folder = write_checkpoint(tmp_path / "experts", experts, {"quantization_config": {"quant_method": "mxfp4"}})
-    with pytest.raises(CheckpointError, match=r"MXFP4: .*stacked expert tensor.* mixture-of-experts"):
+    with pytest.raises(CheckpointError, match=r"MXFP4: .*down_proj_blocks' has shape \[48, 3, 16\], not \[experts"):
+        open_checkpoint(folder)
+    experts["model.layers.0.mlp.experts.down_proj_scales"] = parts["weight_scales"][None, :, :2].contiguous()
+    experts["model.layers.0.mlp.experts.down_proj_blocks"] = parts["weight_blocks"][None].contiguous()
+    folder = write_checkpoint(tmp_path / "experts-scales", experts, {"quantization_config": {"quant_method": "mxfp4"}})
+    with pytest.raises(CheckpointError, match=r"MXFP4: .*down_proj_scales' has shape \[1, 48, 2\]"):
         open_checkpoint(folder)
     parts["weight_scales"][3, 1] = 255  # E8M0's NaN
     _refused(tmp_path, {"." + k: v for k, v in parts.items()}, {"quant_method": "mxfp4"}, "model.safetensors",

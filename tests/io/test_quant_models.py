@@ -54,6 +54,10 @@ def test_a_quantised_copy_is_derived_from_its_source(
     (verdict,) = classifier.predict([fp])
     assert (verdict.verdict, verdict.derived_from) == ("derived", "tiny-bf16"), verdict.rule
     assert verdict.log10_p < -20, verdict.rule
+    # Its own rounding explains every difference from the source: a quantised copy, in the rule and the JSON.
+    assert verdict.relation == "quantised copy" and verdict.rule.startswith("derived, quantised copy"), verdict.rule
+    assert verdict.to_dict()["relation"] == "quantised copy"
+    assert verdict.evidence["quantisation"]["quantised_copy"] is True
 
 
 def _lora(folder: Path, base: Path, tensors: dict[str, torch.Tensor]) -> tuple[Path, dict[str, torch.Tensor]]:

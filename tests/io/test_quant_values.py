@@ -128,11 +128,15 @@ def test_fp8_block_scales_equal_llama_cpp(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("bits", "fmt", "act_order"), [(4, "gptq", True), (4, "gptq_v2", False), (8, "gptq_v2", True), (2, "gptq", False)]
-)
-def test_gptq_equals_llama_cpp(tmp_path: Path, bits: int, fmt: str, act_order: bool) -> None:
+    ("bits", "fmt", "act_order", "symmetric"),
+    [(4, "gptq", True, False), (4, "gptq_v2", False, False), (4, "gptq", False, True), (8, "gptq_v2", True, False),
+     (2, "gptq", False, False)],
+)  # fmt: skip
+def test_gptq_equals_llama_cpp(tmp_path: Path, bits: int, fmt: str, act_order: bool, symmetric: bool) -> None:
     w = _weight(48, 96, seed=bits)
-    parts = gptq_pack(w, bits, 32, act_order=act_order, v2=fmt == "gptq_v2")
+    parts = gptq_pack(w, bits, 32, act_order=act_order, v2=fmt == "gptq_v2", symmetric=symmetric)
+    zeros = torch.unique(parts["qzeros"])
+    assert (zeros.numel() == 1) == symmetric  # one zero-point page (the 4-bit fast path's common case) or many
     if act_order:
         assert not torch.equal(parts["g_idx"], torch.arange(96) // 32)  # the gather path is the one tested
     want = llama_cpp_dequant_gptq(parts["g_idx"], parts["qweight"], parts["qzeros"], parts["scales"], bits, fmt)
@@ -222,3 +226,23 @@ def test_mxfp4_equals_transformers(tmp_path: Path) -> None:
     want = convert_moe_packed_tensors(parts["weight_blocks"][None], parts["weight_scales"][None], dtype=torch.float32)
     got = _check(tmp_path, {"." + k: v for k, v in parts.items()}, {"quant_method": "mxfp4"}, want[0].T)
     assert float((got - w).abs().max()) <= float(w.abs().max()) / 4  # E2M1: the widest gap is 2 of 6
+
+
+def test_two_quantised_weights_read_at_once_keep_their_own_values(tmp_path: Path) -> None:
+    """The scratch tensors a weight's dequantisation borrows (its chunk buffer, its row-major words, its byte
+    indices) are lent to one reader at a time: blocks of two weights taken in turn stay each their own."""
+    tensors = {}
+    for i in (0, 1):
+        parts = gptq_pack(_weight(48, 96, seed=10 + i), 4, 32, symmetric=True)
+        tensors |= {f"model.layers.{i}.mlp.up_proj.{k}": v for k, v in parts.items()}
+    qc = {"quant_method": "gptq", "bits": 4, "group_size": 32, "desc_act": False, "checkpoint_format": "gptq"}
+    write_checkpoint(tmp_path, tensors, {"model_type": "llama", "quantization_config": qc})
+    names = [f"model.layers.{i}.mlp.up_proj.weight" for i in (0, 1)]
+    with open_checkpoint(tmp_path) as ckpt, patch.object(registry, "CHUNK_BYTES", 16 * 96 * 4):
+        want = [ckpt.tensor(n) for n in names]
+        a, b = (ckpt.row_blocks(n, 8 * 96 * 4) for n in names)
+        got: list[list[torch.Tensor]] = [[], []]
+        for (_, x), (_, y) in zip(a, b):  # one block of each in turn: a chunk of each is live at once
+            got[0].append(x.clone())
+            got[1].append(y.clone())
+    assert all(torch.equal(torch.cat(g), w) for g, w in zip(got, want))

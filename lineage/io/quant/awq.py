@@ -10,6 +10,7 @@ by name.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -64,6 +65,10 @@ class AWQ(QuantFormat):
     def load(self, weight: QuantWeight, parts: dict[str, torch.Tensor], stored: Stored) -> Any:
         scales = self.finite(stored, weight.parts["scales"], parts["scales"]).float()
         return parts["qweight"], unpack_columns(parts["qzeros"]), scales
+
+    def noise(self, weight: QuantWeight, read: Callable[[str], torch.Tensor], stored: Stored) -> torch.Tensor:
+        scales = self.finite(stored, weight.parts["scales"], read(weight.parts["scales"])).double()
+        return scales.square().sum(0) * weight.extra["size"] / 12  # one scale step a value
 
     def rows(self, weight: QuantWeight, state: Any, lo: int, hi: int, out: torch.Tensor | None = None) -> torch.Tensor:
         qweight, zeros, scales = state

@@ -8,6 +8,11 @@ model the quantiser started from, and the bytes read stay the quantised ones. A 
 (the parts' values, once per read of the weight: scales checked for NaN, zero points unpacked) and `rows`
 (dequantise a block of output rows from what `load` returned). GGUF's reader works the same way with
 gguf-py's `dequantize`; here the formulas are the formats' own, each module citing its source.
+
+A format also says how much its rounding moved each row (`noise`): the expected squared error a round to the
+nearest stored value leaves, `w^2 / 12` a value (`w` the width of the rounding cell the stored value stands
+for: the scale for integers, the gap between neighbouring codes for a codebook or a float format). The verdict
+compares it with how far a suspect's responses lie from a reference's (`lineage.compare.quantised`).
 """
 
 from __future__ import annotations
@@ -45,7 +50,7 @@ class QuantWeight:
 
     Attributes:
         name: the logical tensor's name (`model.layers.0.mlp.up_proj.weight`).
-        shape: its logical [out, in] shape.
+        shape: its logical [out, in] shape ([experts, in, out] for a stack of experts stored transposed).
         dtype: the format's label for `Checkpoint.dtypes` (`GPTQ-4bit`).
         parts: role -> stored tensor name (`{"qweight": "...qweight", "scales": "...scales"}`).
         extra: facts read at plan time (bits, a bitsandbytes quant state...).
@@ -53,7 +58,7 @@ class QuantWeight:
     """
 
     name: str
-    shape: tuple[int, int]
+    shape: tuple[int, ...]
     dtype: str
     parts: dict[str, str]
     extra: dict[str, Any] = field(default_factory=dict)
@@ -62,18 +67,36 @@ class QuantWeight:
 
 class Stored:
     """The checkpoint's stored tensors as a format sees them while planning: header facts, the file that holds
-    each (for messages), and a reader of small tensors (`weight_shape`, a bitsandbytes quant state)."""
+    each (for messages), and a reader of small tensors (`weight_shape`, a bitsandbytes quant state). It also
+    lends the formats scratch tensors (`take`, `give`) that outlive one weight."""
 
     def __init__(
         self, infos: dict[str, TensorInfo], folder: Path, read: Callable[[str], torch.Tensor]
     ) -> None:
         self.infos, self.folder, self._read = infos, folder, read
+        self._free: dict[str, torch.Tensor] = {}
 
     def path(self, name: str) -> Path:
         return self.folder / self.infos[name].file
 
     def read(self, name: str) -> torch.Tensor:
         return self._read(name)
+
+    def take(self, key: str, numel: int, dtype: torch.dtype) -> torch.Tensor:
+        """A 1-D scratch tensor of `numel` values, lent until `give` brings it back: the one given back last,
+        reused, where it is large enough (a fresh tensor of several MB for every weight pays the kernel's page
+        faults and zeroing each time: about a tenth of dequantising a GPTQ model). One taken and not yet given
+        back is never lent twice."""
+        free = self._free.pop(key, None)
+        if free is None or free.dtype != dtype or free.numel() < numel:
+            free = torch.empty(numel, dtype=dtype)
+        return free[:numel]
+
+    def give(self, key: str, tensor: torch.Tensor) -> None:
+        """Take back a scratch tensor lent by `take`."""
+        base = tensor._base if tensor._base is not None else tensor
+        if key not in self._free or self._free[key].numel() < base.numel():
+            self._free[key] = base.view(-1)
 
 
 class QuantFormat(ABC):
@@ -107,6 +130,21 @@ class QuantFormat(ABC):
         """Logical rows `[lo, hi)` dequantised: float32 of shape [hi - lo, in], written into `out` where the format
         can (a buffer the caller reuses block after block), else into a new tensor."""
 
+    def noise(self, weight: QuantWeight, read: Callable[[str], torch.Tensor], stored: Stored) -> torch.Tensor:
+        """Per logical row, the expected squared rounding error of its values, summed: float64 [out].
+
+        Reads what it needs through `read` (stored name -> tensor). This default loads every part and asks
+        `state_noise`; formats whose cells are their scales (integers) read the scales alone.
+        """
+        return self.state_noise(weight, self.load(weight, {r: read(s) for r, s in weight.parts.items()}, stored))
+
+    def release(self, state: Any, stored: Stored) -> None:
+        """Give back the scratch tensors `load` took (`Stored.take`) once no row of `state` is read any more."""
+
+    def state_noise(self, weight: QuantWeight, state: Any) -> torch.Tensor:
+        """`noise` from what `load` returned."""
+        raise NotImplementedError(f"{self.label} does not say its rounding noise")
+
     # -- helpers for the formats ---------------------------------------------------------------------
 
     def refuse(self, path: Path, problem: str) -> CheckpointError:
@@ -137,6 +175,36 @@ class QuantFormat(ABC):
         if bad:
             raise self.refuse(stored.path(name), f"tensor '{name}' holds {bad} NaN/Inf scales; {FIX}")
         return values
+
+
+def cell_variances(code: torch.Tensor) -> torch.Tensor:
+    """`w^2 / 12` for each value of a codebook (float64, in the code's order): the variance of the rounding error
+    of a value that rounded to it, uniform over its cell, which reaches half way to each neighbouring value (an
+    end value's outer half mirrors its inner one). Equal values (+0 and -0) share one cell; NaN codes get 0."""
+    values = code.double()
+    finite = torch.isfinite(values)
+    distinct = torch.unique(values[finite])  # sorted
+    gaps = distinct.diff()
+    if distinct.numel() < 2:
+        return torch.zeros_like(values)
+    below = torch.cat([gaps[:1], gaps])  # to the lower neighbour (mirrored at the bottom end)
+    above = torch.cat([gaps, gaps[-1:]])
+    width = (below + above) / 2
+    where = torch.searchsorted(distinct, values.nan_to_num(0.0).clamp(distinct[0], distinct[-1]))
+    return torch.where(finite, width[where] ** 2 / 12, torch.zeros_like(values))
+
+
+def row_chunks(rows: int, cols: int, per_rows: Callable[[int, int], torch.Tensor]) -> torch.Tensor:
+    """`per_rows(lo, hi)` ([hi - lo] float64) over every row, a few MB of values at a time, concatenated."""
+    step = max(1, (4 << 20) // max(1, cols))
+    return torch.cat([per_rows(lo, min(rows, lo + step)) for lo in range(0, rows, step)])
+
+
+def group_counts(cols: int, size: int) -> torch.Tensor:
+    """How many of `cols` inputs each consecutive group of `size` holds (the last may be partial), float64."""
+    counts = torch.full((-(-cols // size),), float(size), dtype=torch.float64)
+    counts[-1] = cols - size * (counts.numel() - 1)
+    return counts
 
 
 def groups_of(columns: int, group_size: int | None) -> int:

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from lineage.io.quant.base import FIX, QuantFormat, QuantWeight, Stored
+from lineage.io.quant.base import FIX, QuantFormat, QuantWeight, Stored, cell_variances, row_chunks
 
 _STATE = ".weight.quant_state.bitsandbytes__"
 _INV_127 = 7.874015718698502e-3  # bitsandbytes' own constant for 1/127
@@ -98,6 +98,22 @@ class BitsAndBytes(QuantFormat):
             absmax = values * per_block + weight.extra["offset"]
         absmax = self.finite(stored, weight.parts["absmax"], absmax)
         return parts["weight"].reshape(-1), code, absmax
+
+    def state_noise(self, weight: QuantWeight, state: Any) -> torch.Tensor:
+        rows, cols = weight.shape
+        if "scb" in weight.parts:  # int8: one step of SCB / 127 a value
+            return (state[1].double() * _INV_127).square() * cols / 12
+        packed, code, absmax = state
+        cells, size = cell_variances(code), weight.extra["size"]
+
+        def per_rows(lo: int, hi: int) -> torch.Tensor:
+            first, last = lo * cols, hi * cols
+            raw = packed[first // 2 : -(-last // 2)]
+            idx = torch.stack((raw >> 4, raw & 0xF), dim=1).reshape(-1)[first % 2 :][: last - first]
+            scale = absmax.double().index_select(0, torch.arange(first, last) // size)
+            return (cells.index_select(0, idx.long()) * scale.square()).view(hi - lo, cols).sum(1)
+
+        return row_chunks(rows, cols, per_rows)
 
     def rows(self, weight: QuantWeight, state: Any, lo: int, hi: int, out: torch.Tensor | None = None) -> torch.Tensor:
         if "scb" in weight.parts:

@@ -15,7 +15,8 @@ from typing import Any
 
 import torch
 
-from lineage.io.quant.base import FIX, QuantFormat, QuantWeight, Stored, groups_of
+from lineage.io.quant.base import FIX, QuantFormat, QuantWeight, Stored, groups_of, row_chunks
+from lineage.io.quant.fp8 import float8_cells
 from lineage.io.quant.gptq import unpack_rows
 
 _SCALES = ("F16", "BF16", "F32")
@@ -94,6 +95,21 @@ class CompressedTensors(QuantFormat):
             zero = zero.to(scale.dtype)
         values = parts.get("packed", parts.get("weight"))
         return values, scale.reshape(-1, 1) if scale.numel() == 1 else scale, zero
+
+    def state_noise(self, weight: QuantWeight, state: Any) -> torch.Tensor:
+        values, scale, _ = state
+        rows, cols = weight.shape
+        groups = weight.extra["groups"]
+        s2 = scale.double().square().expand(rows, groups) if scale.shape[0] == 1 else scale.double().square()
+        if "packed" in weight.parts or values.dtype == torch.int8:  # integers: one scale step a value
+            return s2.sum(1) * (cols // groups) / 12
+        cells = float8_cells(values.dtype)
+
+        def per_rows(lo: int, hi: int) -> torch.Tensor:
+            var = cells.index_select(0, values[lo:hi].view(torch.uint8).reshape(-1).long())
+            return (var.view(hi - lo, groups, -1).sum(-1) * s2[lo:hi]).sum(1)
+
+        return row_chunks(rows, cols, per_rows)
 
     def rows(self, weight: QuantWeight, state: Any, lo: int, hi: int, out: torch.Tensor | None = None) -> torch.Tensor:
         values, scale, zero = state

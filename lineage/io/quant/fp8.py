@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from lineage.io.quant.base import FIX, QuantFormat, QuantWeight, Stored
+from lineage.io.quant.base import FIX, QuantFormat, QuantWeight, Stored, cell_variances, row_chunks
 
 _FLOAT8 = ("F8_E4M3", "F8_E5M2")
 _SCALES = ("F32", "BF16", "F16")
@@ -54,6 +54,22 @@ class FP8Block(QuantFormat):
         scale = self.finite(stored, weight.parts["scale"], parts["scale"]).float()
         return parts["weight"], scale
 
+    def state_noise(self, weight: QuantWeight, state: Any) -> torch.Tensor:
+        values, scale = state
+        cells = float8_cells(values.dtype)
+        block = weight.extra["block"]
+        rows, cols = weight.shape
+
+        def per_rows(lo: int, hi: int) -> torch.Tensor:
+            var = cells.index_select(0, values[lo:hi].view(torch.uint8).reshape(-1).long()).view(hi - lo, cols)
+            if block is None:
+                return var.sum(1) * float(scale.reshape(())) ** 2
+            per_block = torch.nn.functional.pad(var, (0, -cols % block[1])).view(hi - lo, -1, block[1]).sum(-1)
+            s = scale.double().index_select(0, torch.arange(lo, hi) // block[0])
+            return (per_block * s.square()).sum(1)
+
+        return row_chunks(rows, cols, per_rows)
+
     def rows(self, weight: QuantWeight, state: Any, lo: int, hi: int, out: torch.Tensor | None = None) -> torch.Tensor:
         values, scale = state
         block = weight.extra["block"]
@@ -61,3 +77,8 @@ class FP8Block(QuantFormat):
             return values[lo:hi].float() * scale.reshape(())
         rows = scale.index_select(0, torch.arange(lo, hi) // block[0])  # each logical row's row of scales
         return values[lo:hi].float() * rows.repeat_interleave(block[1], dim=1)[:, : weight.shape[1]]
+
+
+def float8_cells(dtype: torch.dtype) -> torch.Tensor:
+    """`cell_variances` of the 256 values of a float8 dtype, by byte (float64 [256])."""
+    return cell_variances(torch.arange(256, dtype=torch.uint8).view(dtype).double())

@@ -12,11 +12,12 @@ values across word boundaries: refused by name, as llama.cpp does.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import torch
 
-from lineage.io.quant.base import FIX, QuantFormat, QuantWeight, Stored, groups_of
+from lineage.io.quant.base import FIX, QuantFormat, QuantWeight, Stored, group_counts, groups_of
 
 _SCALES = ("F16", "BF16", "F32")
 _BITS = (2, 4, 8)
@@ -56,6 +57,18 @@ def unpack_bytes(words: torch.Tensor, bits: int, scratch: dict | None = None) ->
     mask = (1 << bits) - 1
     values = torch.stack([(raw >> (bits * j)) & mask for j in range(8 // bits)], dim=-1)
     return values.view(words.shape[0], -1).view(torch.int8)
+
+
+def _pair_table() -> torch.Tensor:
+    """For every zero point z in 0..16 and byte b: the two 4-bit values of b minus z, as float32 in memory order
+    (low nibble first), stored as one int64: `[17 * 256]`. One gather of it turns a row of packed bytes into the
+    row's values minus their zero point, exactly, in the order they belong."""
+    b = torch.arange(256)
+    pairs = torch.stack((b & 0xF, b >> 4), dim=1).float().unsqueeze(0) - torch.arange(17).float().view(17, 1, 1)
+    return pairs.contiguous().view(torch.int64).view(-1)
+
+
+_PAIRS = _pair_table() if sys.byteorder == "little" else None  # a word's bytes are its nibbles in order
 
 
 class GPTQ(QuantFormat):
@@ -120,13 +133,44 @@ class GPTQ(QuantFormat):
             g_idx = ordered
         # Per output row, as the rows are made: [out, groups].
         zeros = zeros.T.contiguous().to(torch.int16 if bits == 8 else torch.int8)
-        return parts["qweight"], zeros, scales.T.contiguous(), g_idx, size, {}
+        scratch: dict[str, Any] = {}
+        if bits == 4 and g_idx is None and _PAIRS is not None and size % 2 == 0:
+            # The 4-bit fast path reads each zero point as the page of the pair table it selects: one page for
+            # all (symmetric GPTQ, the common case), else an offset added to each group's byte indices.
+            first = int(zeros.flatten()[0])
+            same = bool((zeros == first).all())
+            scratch["page"] = _PAIRS[first * 256 : (first + 1) * 256] if same else None
+            scratch["offsets"] = None if same else zeros.to(torch.int32).mul_(256)
+        # The words made row-major once, whole: a whole matrix transposes in blocks, a slice of rows at a time
+        # strides (seven times slower).
+        packed = parts["qweight"]
+        qweight = stored.take("words", packed.numel(), torch.int32).view(packed.shape[::-1]).copy_(packed.T)
+        return qweight, zeros, scales.T.contiguous(), g_idx, size, scratch | {"stored": stored}
+
+    def release(self, state: Any, stored: Stored) -> None:
+        stored.give("words", state[0])
+        if "index" in state[5]:
+            stored.give("index", state[5].pop("index"))
+
+    def noise(self, weight: QuantWeight, read: Callable[[str], torch.Tensor], stored: Stored) -> torch.Tensor:
+        # Every value of a group is one scale step wide: the scales (and how many inputs each group has) suffice.
+        scales = self.finite(stored, weight.parts["scales"], read(weight.parts["scales"])).double()
+        groups, cols = weight.extra["groups"], weight.shape[1]
+        if "g_idx" in weight.parts:
+            g_idx = read(weight.parts["g_idx"]).long().clamp(0, groups - 1)  # ranges are checked where it is read
+            counts = torch.bincount(g_idx, minlength=groups).double()
+        else:
+            size = self.config.group_size if self.config.group_size not in (None, -1) else cols
+            counts = group_counts(cols, size)
+        return (scales.square() * counts.unsqueeze(1)).sum(0) / 12
 
     def rows(self, weight: QuantWeight, state: Any, lo: int, hi: int, out: torch.Tensor | None = None) -> torch.Tensor:
         qweight, zeros, scales, g_idx, size, scratch = state
+        if "page" in scratch:
+            return self._rows4(weight, state, lo, hi, out)
         n = hi - lo
         # [n, in] integers, in a scratch buffer that is this call's to change.
-        q = unpack_bytes(qweight[:, lo:hi].T.contiguous(), weight.extra["bits"], scratch)
+        q = unpack_bytes(qweight[lo:hi], weight.extra["bits"], scratch)
         out = torch.empty(n, weight.shape[1]) if out is None else out
         # (q - z) is exact in integers; then one float32 product per value, as the reference computes it.
         if g_idx is not None:  # index_select: plain indexing with a tensor is far slower on CPU
@@ -134,5 +178,31 @@ class GPTQ(QuantFormat):
             return out.mul_(scales[lo:hi].index_select(1, g_idx))
         grouped = out.view(n, -1, size)
         grouped.copy_(q.view(n, -1, size).sub_(zeros[lo:hi].unsqueeze(-1)))
+        grouped.mul_(scales[lo:hi].unsqueeze(-1))
+        return out
+
+    def _rows4(self, weight: QuantWeight, state: Any, lo: int, hi: int, out: torch.Tensor | None) -> torch.Tensor:
+        """4-bit rows in groups of consecutive inputs: four passes, where bit twiddling takes nine.
+
+        The packed words of the rows (made row-major by `load`) are read as bytes and widened to int32 indices
+        (plus each group's zero-point page); one gather of the pair table writes every value minus its zero point
+        as float32 straight into the output, two a byte; one product applies the scales. Exact: `(q - z)` is a
+        small integer, then one float32 product per value, as the reference computes it.
+        """
+        qweight, _, scales, _, size, scratch = state
+        n, cols = hi - lo, weight.shape[1]
+        if scratch.get("rows") != n:  # a buffer for this many rows, reused chunk after chunk and weight after weight
+            if "index" in scratch:
+                scratch["stored"].give("index", scratch["index"])
+            scratch |= {"rows": n, "index": scratch["stored"].take("index", n * cols // 2, torch.int32).view(n, -1)}
+        index = scratch["index"]
+        index.copy_(qweight[lo:hi].view(torch.uint8).view(n, cols // 2))
+        table = scratch["page"]
+        if table is None:
+            index.view(n, -1, size // 2).add_(scratch["offsets"][lo:hi].unsqueeze(-1))
+            table = _PAIRS
+        out = torch.empty(n, cols) if out is None else out
+        torch.index_select(table, 0, index.view(-1), out=out.view(-1).view(torch.int64))
+        grouped = out.view(n, -1, size)
         grouped.mul_(scales[lo:hi].unsqueeze(-1))
         return out

@@ -45,6 +45,8 @@ _SIGNS = (
     (".SCB", "bitsandbytes"),
     ("_blocks", "MXFP4"),
 )
+#: Reads one stored tensor whole, or the entries `[a, b)` of its first dimension when given `(a, b)`.
+Read = Callable[..., torch.Tensor]
 CHUNK_BYTES = 8 << 20  # float32 values dequantised at once: few chunks a matrix, and they stay in cache
 # Activation scales and format flags: nothing a weight is made of; hidden with the parts.
 _AUXILIARY = (".input_scale", ".input_zero_point", ".output_scale", ".activation_scale", ".weight_format",
@@ -68,33 +70,60 @@ class QuantLayout:
     config: QuantConfig | None
     stored: Stored
 
-    def blocks(self, name: str, step: int, read: Callable[[str], torch.Tensor]) -> Iterator[tuple[int, torch.Tensor]]:
+    def blocks(self, name: str, step: int, read: Read) -> Iterator[tuple[int, torch.Tensor]]:
         """The weight `name` dequantised in blocks of `step` rows; its parts are read once.
 
         Rows are dequantised a chunk of up to `CHUNK_BYTES` at a time into one buffer, reused, and handed out a
         block at a time: a format's dozen small tensor operations then run a few times a matrix rather than a
         few hundred (each is a parallel region: on a busy machine it waits for its threads, whatever its size).
+        A stack of experts is read and dequantised a block of experts at a time.
         """
         fmt, weight = self.weights[name]
+        if weight.extra.get("stacked"):
+            for first in range(0, weight.shape[0], step):
+                yield first, self.runs(name, [(first, min(weight.shape[0], first + step))], read)
+            return
         state = self._load(fmt, weight, read)
         rows, cols = weight.shape
         chunk = max(step, CHUNK_BYTES // (4 * cols) // step * step)
-        buffer = torch.empty(min(chunk, rows) * cols)  # one output buffer for every chunk: no page faults per block
-        for first in range(0, rows, chunk):
-            last = min(rows, first + chunk)
-            values = fmt.rows(weight, state, first, last, buffer[: (last - first) * cols].view(last - first, cols))
-            for lo in range(first, last, step):
-                yield lo, values[lo - first : min(last, lo + step) - first]
+        # One output buffer for every chunk, and for every weight: no page faults per block, nor per weight.
+        buffer = self.stored.take("chunk", min(chunk, rows) * cols, torch.float32)
+        try:
+            for first in range(0, rows, chunk):
+                last = min(rows, first + chunk)
+                values = fmt.rows(weight, state, first, last, buffer[: (last - first) * cols].view(last - first, cols))
+                for lo in range(first, last, step):
+                    yield lo, values[lo - first : min(last, lo + step) - first]
+        finally:
+            self.stored.give("chunk", buffer)
+            fmt.release(state, self.stored)
 
-    def runs(self, name: str, runs: list[tuple[int, int]], read: Callable[[str], torch.Tensor]) -> torch.Tensor:
-        """The rows of `[start, stop)` runs of the weight `name`, dequantised and concatenated."""
+    def runs(self, name: str, runs: list[tuple[int, int]], read: Read) -> torch.Tensor:
+        """The rows of `[start, stop)` runs of the weight `name`, dequantised and concatenated (for a stack of
+        experts, each run's experts read alone)."""
         fmt, weight = self.weights[name]
-        state = self._load(fmt, weight, read)
-        pieces = [fmt.rows(weight, state, a, b) for a, b in runs]
-        return torch.cat(pieces) if pieces else torch.empty((0, weight.shape[1]))
+        if weight.extra.get("stacked"):
+            pieces = [fmt.rows(weight, self._load(fmt, weight, read, (a, b)), 0, b - a) for a, b in runs]
+        else:
+            state = self._load(fmt, weight, read)
+            pieces = [fmt.rows(weight, state, a, b) for a, b in runs]
+            fmt.release(state, self.stored)
+        return torch.cat(pieces) if pieces else torch.empty((0, *weight.shape[1:]))
 
-    def _load(self, fmt: QuantFormat, weight: QuantWeight, read: Callable[[str], torch.Tensor]) -> Any:
-        return fmt.load(weight, {role: read(stored) for role, stored in weight.parts.items()}, self.stored)
+    def noise(self, name: str, read: Read, expert: int | None = None) -> torch.Tensor:
+        """Per logical row of the weight `name`, the expected squared rounding error of its values (float64 [out]):
+        what its quantisation alone moved it by (`QuantFormat.noise`). For a stack of experts, expert `expert`'s
+        per output ([E, out] for all of them when None)."""
+        fmt, weight = self.weights[name]
+        if weight.extra.get("stacked"):
+            if expert is None:
+                return torch.cat([self.noise(name, read, e)[None] for e in range(weight.shape[0])])
+            return fmt.state_noise(weight, self._load(fmt, weight, read, (expert, expert + 1)))[0]
+        return fmt.noise(weight, read, self.stored)
+
+    def _load(self, fmt: QuantFormat, weight: QuantWeight, read: Read, rows: tuple[int, int] | None = None) -> Any:
+        parts = {role: read(stored) if rows is None else read(stored, rows) for role, stored in weight.parts.items()}
+        return fmt.load(weight, parts, self.stored)
 
 
 def quantized_layout(
