@@ -150,16 +150,17 @@ def model_identity(path: str | Path, options: FingerprintOptions, *, verify_weig
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest(), headers
 
 
-def _role_key(name: str, model: ResolvedModel) -> str:
-    if name == model.embed:
-        return "embed"
-    if name == model.head:
-        return "head"
+def _role_keys(model: ResolvedModel) -> dict[str, str]:
+    """Each tensor's role key (`embed`, `head`, `layers.{i}.{role}`: the first layer and role naming it), by
+    name, made once per model: a mixture of experts streams thousands of tensors."""
+    keys: dict[str, str] = {}
     for layer in model.layers:
         for role, tensor in layer.names.items():
-            if tensor == name:
-                return f"layers.{layer.index}.{role}"
-    return name
+            keys.setdefault(tensor, f"layers.{layer.index}.{role}")
+    if model.head:
+        keys[model.head] = "head"
+    keys[model.embed] = "embed"
+    return keys
 
 
 class _Run:
@@ -187,6 +188,7 @@ class _Run:
                 seed=options.seed,
             )
         )
+        self.role_keys = _role_keys(model)
         self.stats: list[tuple[str, np.ndarray]] = []
         self.responses: dict[str, np.ndarray] = {}
         self.quant_noise: dict[str, float] = {}  # role -> what its quantisation's rounding puts into its responses
@@ -223,7 +225,7 @@ class _Run:
     ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """`(inputs @ W.T, the unit profiles)` in one streamed pass; records W's responses like `matmul`."""
         info = self.reader.info(name)
-        role = _role_key(name, self.model)
+        role = self.role_keys.get(name, name)
 
         def blocks() -> Iterator[tuple[int, torch.Tensor]]:
             stored = self.reader.row_blocks(name, self.block_bytes, dtype=None, check_finite=False)

@@ -16,7 +16,7 @@ is kept off the memory bus. Weights arrive in their stored dtype in small blocks
 each block is converted to float32 into a second reused buffer on the device: on the CPU both stay in the
 cache, so a float32 copy of the model never travels through memory and no block pays page faults. Each
 block meets all its probes in one matrix product written in place into the response matrix, the probe
-columns padded with zeros to whole kernel tiles (`_padded_columns`).
+columns padded with zeros to whole kernel tiles (`_padded_width`).
 """
 
 from __future__ import annotations
@@ -109,18 +109,15 @@ def block_bytes(device: torch.device) -> int:
     return (64 << 20) if device.type == "cuda" else (8 << 20)
 
 
-def _padded_columns(x_t: torch.Tensor, multiple: int = 16) -> torch.Tensor:
-    """`x_t` `[in, k]` as a contiguous `[in, k']` with zero columns appended up to a multiple of `multiple`.
+def _padded_width(k: int, multiple: int = 16) -> int:
+    """`k` probe columns rounded up to a multiple of `multiple`, the zero columns appended to the product.
 
     GEMM kernels work in whole register tiles of columns: on the 2-core machine of `bench/README.md`, an 8 MB
     block of a 8192-wide weight met 76 probe columns at 141 GFLOP/s and 80 at 233, 15 columns at 124 and 16
-    at 138 (`bench/bench_gemm.py`),
-    so the zero columns cost less than the ragged tile they fill. Their outputs are zero and never read.
+    at 138 (`bench/bench_gemm.py`), so the zero columns cost less than the ragged tile they fill. Their
+    outputs are zero and never read.
     """
-    k = x_t.shape[1]
-    padded = x_t.new_zeros(x_t.shape[0], -(-k // multiple) * multiple)
-    padded[:, :k] = x_t
-    return padded
+    return -(-k // multiple) * multiple
 
 
 class ProbeEngine:
@@ -139,6 +136,7 @@ class ProbeEngine:
         # Buffers reused for every weight: a fresh buffer per weight would pay page faults on every first touch.
         self._scratch = torch.empty(0, dtype=torch.float32, device=device)  # one float32 block
         self._picked: torch.Tensor | None = None  # the sampled units' rows or columns of one weight
+        self._columns_buffers: dict[tuple[int, int], torch.Tensor] = {}  # probe columns by (in, padded width)
 
     def put(self, tensor: torch.Tensor) -> torch.Tensor:
         """Move a CPU float32 tensor to the engine's device."""
@@ -151,6 +149,24 @@ class ProbeEngine:
         if key not in self._probe_cache:
             self._probe_cache[key] = tuple(self.put(t) for t in make_probes(role_kind(role), shape, self.seed))
         return self._probe_cache[key]
+
+    def _columns(self, parts: list[torch.Tensor]) -> torch.Tensor:
+        """The rows of `parts` (each `[k_i, in]`) as the columns of one contiguous `[in, k']` matrix, zero-padded
+        to whole kernel tiles (`_padded_width`), in a buffer reused by every weight of that width and padded
+        width: a mixture of experts streams thousands of small weights, and a fresh matrix for each cost
+        more than its product. Valid until the next call."""
+        k = sum(p.shape[0] for p in parts)
+        key = (parts[0].shape[1], _padded_width(k))
+        x_t = self._columns_buffers.get(key)
+        if x_t is None:
+            x_t = self._columns_buffers[key] = torch.zeros(key, dtype=torch.float32, device=self.device)
+        elif k < key[1]:
+            x_t[:, k:].zero_()  # an earlier call of the same padded width may have filled more columns
+        col = 0
+        for part in parts:
+            x_t[:, col : col + part.shape[0]].copy_(part.T)
+            col += part.shape[0]
+        return x_t
 
     def _basis(self, rows: int, role: str) -> torch.Tensor:
         kind = role_kind(role)
@@ -206,7 +222,7 @@ class ProbeEngine:
         self._picked = reader.buffer if reader is not None else self._picked
         # The adversarial starts only matter for the statistics: other tensors skip their rows.
         parts = [t for t in (inputs, joined, fixed, adv if with_stats else None) if t is not None]
-        x_t = _padded_columns(torch.cat(parts).T)
+        x_t = self._columns(parts)
         y_t = torch.empty(shape[0], x_t.shape[1], dtype=torch.float32, device=self.device)  # (X W^T)^T, by block
         n, m = (0 if t is None else t.shape[0] for t in (inputs, joined))
         start = n + m + len(fixed)  # the first adversarial start's row in y (the padding follows them)

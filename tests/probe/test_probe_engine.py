@@ -65,3 +65,18 @@ def test_responses_are_linear_in_the_weights():
     r2 = engine.tensor_response(w2, "layers.0.o").responses
     mix = engine.tensor_response(0.3 * w1 + 0.7 * w2, "layers.0.o").responses
     np.testing.assert_allclose(mix, 0.3 * r1 + 0.7 * r2, rtol=1e-4, atol=1e-5)
+
+
+def test_a_reused_probe_matrix_never_carries_an_earlier_weights_columns():
+    # The probe columns live in a buffer reused by every weight of the same width; a weight with fewer
+    # columns than the one before it must see zeros (and its own probes) there, as a fresh engine does.
+    g = torch.Generator().manual_seed(3)
+    w = torch.randn(40, 32, generator=g)
+    wide, narrow = torch.randn(30, 32, generator=g), torch.randn(27, 32, generator=g)  # 42 and 39 columns: both 48
+    used = ProbeEngine(torch.device("cpu"), seed=0)
+    used.respond(lambda: iter([(0, w)]), (40, 32), "layers.0.q", inputs=wide)
+    again = used.respond(lambda: iter([(0, w)]), (40, 32), "layers.0.q", inputs=narrow)
+    fresh = ProbeEngine(torch.device("cpu"), seed=0).respond(lambda: iter([(0, w)]), (40, 32), "layers.0.q", inputs=narrow)
+    assert torch.equal(again.out, fresh.out) and torch.allclose(again.out, narrow @ w.T, atol=1e-5)
+    assert np.array_equal(again.response.responses, fresh.response.responses)
+    assert np.array_equal(again.response.gradient_stats, fresh.response.gradient_stats)

@@ -49,7 +49,7 @@ def test_padding_the_probe_columns_changes_no_number(pinned_model, monkeypatch):
     # The engine pads each product's probe columns to whole kernel tiles; the adversarial starts and the
     # fixed probes are found by position, so a slice that took in a padded column would move the statistics.
     default = fingerprint_model(pinned_model, OPTIONS)
-    monkeypatch.setattr(engine, "_padded_columns", lambda x_t, multiple=16: x_t.contiguous())
+    monkeypatch.setattr(engine, "_padded_width", lambda k, multiple=16: k)
     assert_same_numbers(fingerprint_model(pinned_model, OPTIONS), default)
 
 
