@@ -1,46 +1,54 @@
-"""The C heap of a fingerprinting process: large blocks go back to the system when freed.
+"""The C heap of a fingerprinting process: what a fingerprint freed goes back to the system.
 
 A fingerprint allocates thousands of response and probe buffers of a few hundred kilobytes to a few
 megabytes (one set per weight matrix: thousands for a mixture of experts), with small allocations between
 them. glibc serves a request above its mmap threshold (128 KB at start) with a fresh mapping, returned to
 the system when freed; but the first time such a block is freed it raises the threshold to that block's
 size (up to 32 MB), and from then on blocks below it come from the heap, where one small allocation above
-them keeps the freed space from ever going back. On OLMoE-1B-7B's shape (`bench/bench_fingerprint.py
---shape olmoe`) the process's anonymous memory grew to 674 MB that way, against 206 MB with the threshold
-fixed. `keep_heap_small` fixes it at 128 KB with `mallopt(M_MMAP_THRESHOLD)`, which also turns the raising
-off; a fresh mapping per large block costs its page faults, a small price beside the products that fill it.
+them keeps the freed space from going back. On OLMoE-1B-7B's shape (`bench/bench_fingerprint.py --shape
+olmoe`) the process's anonymous memory grew to 674 MB that way, and it depends on the order of allocations,
+not on the model's size alone.
 
-Other C libraries (musl, macOS) have no such call or no such growth: the function does nothing there.
+`release_free_memory` calls glibc's `malloc_trim(0)`, which hands the free pages inside the heap back to
+the system (their address space stays, so the heap keeps serving blocks fast); the pipeline calls it every
+`TRIM_EVERY` weights. Fixing the threshold instead (`mallopt(M_MMAP_THRESHOLD)`) kept the memory down too
+but made every large buffer a fresh mapping with its page faults: the 1B shape's fingerprint 10-15% slower.
+Other C libraries (musl, macOS) have no such call: the function does nothing there.
 """
 
 from __future__ import annotations
 
 import ctypes
 import sys
+from collections.abc import Callable
 
-M_MMAP_THRESHOLD = -3  # glibc's <malloc.h>
-THRESHOLD = 128 << 10  # glibc's own starting value, kept for good
+#: Weights streamed between two trims: a layer of a dense model, a few experts' worth of a mixture.
+TRIM_EVERY = 32
 
-_done: list[bool] = []
+_trim: list[Callable[[int], int] | None] = []
 
 
-def keep_heap_small() -> bool:
-    """Fix glibc's mmap threshold at 128 KB for this process (once; later calls return the first answer).
+def release_free_memory() -> bool:
+    """Give the heap's free pages back to the system (glibc's `malloc_trim(0)`).
 
     Returns:
-        True when the threshold is set (glibc), False where there is no such allocator.
+        True when glibc did it, False where there is no such call.
     """
-    if not _done:
-        _done.append(_set_threshold())
-    return _done[0]
+    if not _trim:
+        _trim.append(_malloc_trim())
+    trim = _trim[0]
+    if trim is None:
+        return False
+    trim(0)  # 1 when memory went back, 0 when there was none to give: either way, done
+    return True
 
 
-def _set_threshold() -> bool:
+def _malloc_trim() -> Callable[[int], int] | None:
     if not sys.platform.startswith("linux"):
-        return False
+        return None
     try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):  # no C library to load, or one without mallopt (musl)
-        return False
-    mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
-    return bool(mallopt(M_MMAP_THRESHOLD, THRESHOLD))
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):  # no C library to load, or one without malloc_trim (musl)
+        return None
+    trim.argtypes, trim.restype = (ctypes.c_size_t,), ctypes.c_int
+    return trim

@@ -29,7 +29,7 @@ from lineage.errors import CheckpointError
 from lineage.features import tensorguard
 from lineage.features.sketch import stack_layers
 from lineage.fingerprint.format import Fingerprint, ModelSummary
-from lineage.fingerprint.heap import keep_heap_small
+from lineage.fingerprint.heap import TRIM_EVERY, release_free_memory
 from lineage.io.checkpoint import Checkpoint
 from lineage.io.digest import files_sha256
 from lineage.io.hub import HubModel
@@ -238,6 +238,8 @@ class _Run:
         except NonFiniteResponse:
             raise self._non_finite(name) from None
         self.done.add(name)
+        if len(self.done) % TRIM_EVERY == 0:  # thousands of freed buffers must not pile up in the C heap
+            release_free_memory()
         if name in self.selected:
             self.stats.append((name, product.response.gradient_stats))
         if name not in (self.model.embed, self.model.head):
@@ -342,7 +344,6 @@ def fingerprint_model(
         (4, 64, 64)
     """
     options = options or FingerprintOptions()
-    keep_heap_small()  # thousands of freed response buffers must not pile up in the C heap
     with open_checkpoint(path) as stored, torch.no_grad():
         model = resolve_model(stored)
         reader = ViewedCheckpoint(stored, model.views) if model.views else stored
