@@ -251,8 +251,8 @@ class CircuitProbe:
 
     def _latent_attention(self, layer: LayerTensors, w: Weights, h: torch.Tensor,
                           out: LayerProbe) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
-        """Multi-head latent attention (DeepSeek-V2/V3): `(qk` on the probes, `o` on the probes and seeded inputs),
-        the value profiles stored.
+        """Multi-head latent attention (DeepSeek-V2/V3): `(qk, o)`, `qk` on the probes and `o` on the probes and
+        the seeded inputs; the value profiles stored.
 
         Queries come through a low-rank path (`q_a`, its norm, `q_b`) or one `q` matrix; keys and values
         through one shared latent (`kv_a`, its norm, `kv_b`), plus one rotary key slice all heads share. The
