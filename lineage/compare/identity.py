@@ -25,14 +25,20 @@ not odd). Conditional on those choices the signs are still fair coins, so the p-
 for the search, however large: every layer of the suspect picks its best layer of the reference, so
 pruned, duplicated (up-scaled) and reordered layers line up, at any two depths.
 
-**Five groups, one Bonferroni correction.** Residual coordinates over the embedding and head rows, over
+**Six groups, one Bonferroni correction.** Residual coordinates over the embedding and head rows, over
 the attention blocks' value-output writes and over the FFN blocks' writes (these survive every edit of
 heads and units: MergeLock maps, neuron permutations and rescaling, norm folding); FFN units, matched by
 their gate profile (these follow a rotation of the residual stream, and a neuron permutation); value
-dimensions (rotation again). The pair's p-value is the smallest group's times the number of groups tested.
-Only a disguise that at once rotates the residual stream and redraws every unit's sign or basis (a
-rotation, plus per-head invertible maps, plus FFN sign flips) leaves all five blind: no exact test can see
-through every symmetry of the architecture, because each one is also a free disguise.
+dimensions (rotation again); and the *seeded* residual group: per read coordinate, the attention and FFN
+writes of every layer on seeded residual inputs that are zero at the read coordinates
+(`lineage.probe.identity.seeded_split`). A flip of read coordinates leaves those inputs alone and flips only
+the writes there, so its terms are fair coins under the same symmetry; it is the one group that does not
+start from the model's embedding, so layers under a replaced embedding, or behind a vocabulary that shares
+too few anchors for the other residual groups, are still tested. The pair's p-value is the smallest group's
+times the number of groups tested. Only a disguise that at once rotates the residual stream and redraws
+every unit's sign or basis (a rotation, plus per-head invertible maps, plus FFN sign flips) leaves all six
+blind: no exact test can see through every symmetry of the architecture, because each one is also a free
+disguise.
 """
 
 from __future__ import annotations
@@ -52,7 +58,7 @@ MIN_SIGNS = 8  # a group with fewer independent signs is not tested
 SELECT_UNITS = 64  # suspect units whose matches choose the reference layer of the FFN-unit test
 TEST_UNITS = 256  # suspect units per layer the FFN-unit test sums over
 CANDIDATES = 3  # reference layers per suspect layer scored by unit matching (preselected by gate Gram)
-GROUPS: tuple[str, ...] = ("embedding", "attention", "ffn", "ffn units", "value units")
+GROUPS: tuple[str, ...] = ("embedding", "attention", "ffn", "ffn units", "value units", "seeded residual")
 
 
 @dataclass(frozen=True)
@@ -129,12 +135,15 @@ def weight_test(a: Fingerprint, b: Fingerprint) -> WeightTest:
         return NO_MATCH
     keep_a, keep_b = shared_positions(a, b)
     groups: list[GroupResult] = []
-    if len(keep_a) >= MIN_SHARED_ANCHORS and _symmetric(a, b, "residual") and _width(a) == _width(b):
+    residual = _symmetric(a, b, "residual") and _width(a) == _width(b)
+    if len(keep_a) >= MIN_SHARED_ANCHORS and residual:
         groups += _residual_groups(a, b, keep_a, keep_b)
     if a.anchor_basis == b.anchor_basis:  # unit profiles are read on mixtures of one kind of anchor
         if _symmetric(a, b, "ffn"):
             groups += _ffn_units(a, b)
         groups += _value_units(a, b)
+    if residual:  # read on seeded inputs: no anchor needs to be shared
+        groups += _seeded_residual(a, b)
     groups = [g for g in groups if g.test.signs >= MIN_SIGNS]
     if not groups:
         return NO_MATCH
@@ -198,21 +207,47 @@ def _residual_groups(a: Fingerprint, b: Fingerprint, keep_a: np.ndarray, keep_b:
     vb, fb = _layers(b, "resid_vo"), _layers(b, "resid_ffn")
     if not (va and vb and fa and fb):
         return out
-    ia, ib = list(va), list(vb)
-
-    def stacked(v: dict, f: dict, layers: list[int], keep: np.ndarray) -> np.ndarray:  # [L, C, 2P]
-        return np.stack([np.concatenate([_frobenius(v[i][keep]), _frobenius(f[i][keep])]).T for i in layers])
-
-    sa, sb = _unit_rows(stacked(va, fa, ia, keep_a)), _unit_rows(stacked(vb, fb, ib, keep_b))
-    score = np.abs(np.einsum("ick,jck->ijc", sa, sb)).sum(-1)  # |cos| per coordinate: blind to the signs
-    pick = score.argmax(1)
-    pairs = [(ia[p], ib[q]) for p, q in enumerate(pick)]
+    va, fa = ({i: x[keep_a] for i, x in d.items()} for d in (va, fa))
+    vb, fb = ({j: x[keep_b] for j, x in d.items()} for d in (vb, fb))
+    pairs = _paired_layers((va, fa), (vb, fb))
     for name, da, db in (("attention", va, vb), ("ffn", fa, fb)):
-        per_layer = [_coordinate_terms([da[i][keep_a]], [db[j][keep_b]]) for i, j in pairs]
-        terms = _coordinate_terms([da[i][keep_a] for i, _ in pairs], [db[j][keep_b] for _, j in pairs])
+        per_layer = [_coordinate_terms([da[i]], [db[j]]) for i, j in pairs]
+        terms = _coordinate_terms([da[i] for i, _ in pairs], [db[j] for _, j in pairs])
         layers = tuple((i, j, stable(float(t.mean()))) for (i, j), t in zip(pairs, per_layer))
         out.append(GroupResult(name, sign_test(terms), layers))
     return out
+
+
+def _paired_layers(blocks_a: tuple[dict, ...], blocks_b: tuple[dict, ...]) -> list[tuple[int, int]]:
+    """`(suspect layer, reference layer)` for every suspect layer: the reference layer whose responses (each
+    block's `[rows, C]` per layer, stacked) agree best in `|cos|` per residual coordinate, summed over them.
+
+    `|cos|` is blind to every coordinate's sign, so the choice costs the sign test no correction.
+    """
+    ia = [i for i in blocks_a[0] if all(i in d for d in blocks_a)]
+    ib = [j for j in blocks_b[0] if all(j in d for d in blocks_b)]
+
+    def stacked(blocks: tuple[dict, ...], layers: list[int]) -> np.ndarray:  # [L, C, rows of every block]
+        return np.stack([np.concatenate([_frobenius(d[i]) for d in blocks]).T for i in layers])
+
+    sa, sb = _unit_rows(stacked(blocks_a, ia)), _unit_rows(stacked(blocks_b, ib))
+    score = np.abs(np.einsum("ick,jck->ijc", sa, sb)).sum(-1)  # |cos| per coordinate: blind to the signs
+    return [(ia[p], ib[q]) for p, q in enumerate(score.argmax(1))]
+
+
+def _seeded_residual(a: Fingerprint, b: Fingerprint) -> list[GroupResult]:
+    """One term per read coordinate: the cosine of the two models' attention and FFN writes there, on the seeded
+    inputs, over every matched layer. No anchor enters, so the embedding in front of the layers does not."""
+    va, fa = _layers(a, "seeded_vo"), _layers(a, "seeded_ffn")
+    vb, fb = _layers(b, "seeded_vo"), _layers(b, "seeded_ffn")
+    if not (va and vb and fa and fb) or next(iter(fa.values())).shape != next(iter(fb.values())).shape:
+        return []
+    pairs = _paired_layers((va, fa), (vb, fb))
+    per_layer = [_coordinate_terms([va[i], fa[i]], [vb[j], fb[j]]) for i, j in pairs]
+    terms = _coordinate_terms([*(va[i] for i, _ in pairs), *(fa[i] for i, _ in pairs)],
+                              [*(vb[j] for _, j in pairs), *(fb[j] for _, j in pairs)])  # fmt: skip
+    layers = tuple((i, j, stable(float(t.mean()))) for (i, j), t in zip(pairs, per_layer))
+    return [GroupResult("seeded residual", sign_test(terms), layers)]
 
 
 # -- units --------------------------------------------------------------------------------------------

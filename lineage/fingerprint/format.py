@@ -76,8 +76,9 @@ class Fingerprint:
             merge attribution.
         identity: the sign-carrying responses of the weight test (`lineage.probe.identity`), float16:
             `embed`, `head` `[P, C]` (anchor rows at the kept residual coordinates), and per layer
-            `layers.N.resid_vo`, `layers.N.resid_ffn` `[P, C]`, `layers.N.v`, `layers.N.o` `[kv_dim, M]`,
-            `layers.N.gate`, `layers.N.up`, `layers.N.down` `[U, M]` (gated FFNs).
+            `layers.N.resid_vo`, `layers.N.resid_ffn` `[P, C]`, `layers.N.seeded_vo`, `layers.N.seeded_ffn`
+            `[K, R]` (the blocks' writes on seeded residual inputs at the read coordinates), `layers.N.v`,
+            `layers.N.o` `[kv_dim, M]`, `layers.N.gate`, `layers.N.up`, `layers.N.down` `[U, M]` (gated FFNs).
         quant_noise: for a quantised checkpoint, role key -> the expected energy (sum of squares) that its
             quantisation's rounding puts into that tensor's raw `responses` (`ProbeEngine.response_noise`);
             empty for unquantised weights. What `lineage.compare.quantised` weighs a residual against.

@@ -40,7 +40,14 @@ from lineage.probe.anchors import Anchors, choose_anchors
 from lineage.probe.circuits import CircuitProbe
 from lineage.probe.device import select_device
 from lineage.probe.engine import RESPONSE_RANK, NonFiniteResponse, ProbeEngine, block_bytes
-from lineage.probe.identity import STORE_DTYPE, mixing_weights, residual_coordinates, unit_sample
+from lineage.probe.identity import (
+    STORE_DTYPE,
+    mixing_weights,
+    residual_coordinates,
+    seeded_inputs,
+    seeded_split,
+    unit_sample,
+)
 from lineage.probe.perturbations import PERTURBATIONS
 from lineage.probe.profiles import Profiles
 
@@ -48,8 +55,9 @@ from lineage.probe.profiles import Profiles
 Progress = Callable[[int, int], None]
 #: Bumped whenever the numbers a fingerprint holds change for the same settings: it is part of the settings,
 #: so fingerprints of different pipelines never compare and cache entries of an older one are not reused.
-#: 3-5: anchors chosen by token string when the model has a tokenizer; 6: sign-carrying identity responses.
-PIPELINE_VERSION = 6
+#: 3-5: anchors chosen by token string when the model has a tokenizer; 6: sign-carrying identity responses;
+#: 7: the blocks' writes on seeded residual inputs (`seeded_vo`, `seeded_ffn`).
+PIPELINE_VERSION = 7
 #: A weight entry this large overflows float32 products on its own (float32 tops out at 3.4e38): real weights
 #: stay below 1e4, so the threshold only separates corrupt values from inputs that overflowed upstream.
 _OVERFLOWING = 1e30
@@ -413,9 +421,11 @@ def _probe(run: _Run, anchors: Anchors, seed: int) -> tuple[dict[str, np.ndarray
     put = run.engine.put
     coords = residual_coordinates(model.hidden_size, seed)
     mixing = put(torch.from_numpy(mixing_weights(anchors, seed)))
+    read, _ = seeded_split(model.hidden_size, seed)
     circuits = CircuitProbe(
         model, embed_rows, mixing, put(torch.from_numpy(coords)),
         lambda n, k: put(torch.from_numpy(unit_sample(n, seed, k))),
+        put(torch.from_numpy(seeded_inputs(model.hidden_size, seed))), put(torch.from_numpy(read)),
     )
     per_layer, identity = [], {}
     for layer in model.layers:

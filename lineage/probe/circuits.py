@@ -15,7 +15,9 @@ block of one weight matrix is alive on the device.
 The same products give the weight test its sign-carrying responses (`lineage.probe.identity`): what the
 value-output path and the FFN write to the residual stream for each anchor, at the kept residual
 coordinates, and each unit's profile on the anchor mixtures, appended to the probes as extra rows (the
-writers' profiles read back from their output side in the same pass).
+writers' profiles read back from their output side in the same pass). A few seeded residual vectors ride in
+the same products as the probes (`lineage.probe.identity.seeded_inputs`): what each block writes for them at
+the read coordinates is the weight test's one response that does not start from the model's embedding.
 """
 
 from __future__ import annotations
@@ -60,8 +62,8 @@ class LayerProbe:
 
     Attributes:
         sketches: `qk`, `vo`, `ffn`.
-        identity: `resid_vo`, `resid_ffn` `[P, C]`; `v`, `o` `[kv_dim, M]`; for a gated FFN `gate`, `up`,
-            `down` `[U, M]` (see `lineage.probe.identity`).
+        identity: `resid_vo`, `resid_ffn` `[P, C]`; `seeded_vo`, `seeded_ffn` `[K, R]`; `v`, `o` `[kv_dim, M]`;
+            for a gated FFN `gate`, `up`, `down` `[U, M]` (see `lineage.probe.identity`).
     """
 
     sketches: dict[str, torch.Tensor] = field(default_factory=dict)
@@ -111,17 +113,28 @@ class CircuitProbe:
         mixing: [P, M] weights of the anchor mixtures (`lineage.probe.identity.mixing_weights`), on the device.
         coordinates: residual coordinates kept (int64, on the device).
         units: `units(ffn_width, count)` -> at most `count` FFN units profiled (int64, on the device).
+        seeded: `[K, d]` seeded residual inputs, zero at `read` (`lineage.probe.identity.seeded_inputs`).
+        read: the residual coordinates their writes are kept at (int64, on the device).
     """
 
     def __init__(self, model: ResolvedModel, embed_rows: torch.Tensor, mixing: torch.Tensor,
-                 coordinates: torch.Tensor, units) -> None:  # noqa: ANN001 - a callable
+                 coordinates: torch.Tensor, units, seeded: torch.Tensor,
+                 read: torch.Tensor) -> None:  # noqa: ANN001 - a callable
         self.model = model
         self.spec = model.spec
         self.probes = rms_unit(embed_rows, model.norm_eps)  # also the read-out directions
         self.mixtures = rms_unit(mixing.T @ self.probes, model.norm_eps)  # [M, d]
-        self.inputs = torch.cat([self.probes, self.mixtures])  # every reader meets both in one product
+        # Every reader meets probes, mixtures and seeded inputs in one product.
+        self.inputs = torch.cat([self.probes, self.mixtures, seeded])
         self.coordinates = coordinates
         self.units = units
+        self.read = read
+
+    def _split(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`(probes then seeded inputs, mixtures)`: the rows of `h` (normed `inputs`) a block computes on, and the
+        rows only unit profiles are read on."""
+        n, end = self.probes.shape[0], self.probes.shape[0] + self.mixtures.shape[0]
+        return torch.cat([h[:n], h[end:]]), h[n:end]
 
     def _norm(self, x: torch.Tensor, gain: torch.Tensor | None, bias: torch.Tensor | None) -> torch.Tensor:
         eps = self.model.norm_eps
@@ -211,7 +224,9 @@ class CircuitProbe:
             qk, o = self._latent_attention(layer, w, h, out)
             self._attention_out(layer, w, qk, o, out)
             return
-        q, k, v, v_profile = self._qkv(layer, w, h[:n], h[n:])
+        rows, mix = self._split(h)
+        q, k, v, v_profile = self._qkv(layer, w, rows, mix)
+        q, k = q[:n], k[:n]  # a seeded input is one token alone: its attention is its own value
         out.identity["v"] = v_profile.T  # each value dimension's profile on the mixtures
         if layer["q_norm"] and not self.spec.qk_norm_per_head:  # one norm over every head (OLMo 2)
             q = self._norm(q, w.vector(layer["q_norm"]), None)
@@ -222,9 +237,9 @@ class CircuitProbe:
             k = self._norm(k, w.vector(layer["k_norm"]), None)
         group = m.num_heads // m.num_kv_heads
         k = k.repeat_interleave(group, dim=1)
-        v_heads = v.reshape(n, m.num_kv_heads, hd).repeat_interleave(group, dim=1)
+        v_heads = v.reshape(v.shape[0], m.num_kv_heads, hd).repeat_interleave(group, dim=1)
         qk = torch.einsum("ahd,bhd->ab", q, k) / math.sqrt(hd)
-        heads_out = v_heads.reshape(n, -1)
+        heads_out = v_heads.reshape(v.shape[0], -1)
         if layer["attn_sub_norm"]:  # BitNet: a norm on o's input (a value dimension's sign commutes with it)
             heads_out = self._norm(heads_out, w.vector(layer["attn_sub_norm"]), None)
         o, read = w.matmul_profiled(layer["o"], heads_out, Profiles(self.mixtures, "out"))
@@ -236,7 +251,8 @@ class CircuitProbe:
 
     def _latent_attention(self, layer: LayerTensors, w: Weights, h: torch.Tensor,
                           out: LayerProbe) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
-        """Multi-head latent attention (DeepSeek-V2/V3): `(qk, o)` on the probes, the value profiles stored.
+        """Multi-head latent attention (DeepSeek-V2/V3): `(qk, o)`, `qk` on the probes and `o` on the probes and
+        the seeded inputs; the value profiles stored.
 
         Queries come through a low-rank path (`q_a`, its norm, `q_b`) or one `q` matrix; keys and values
         through one shared latent (`kv_a`, its norm, `kv_b`), plus one rotary key slice all heads share. The
@@ -251,28 +267,31 @@ class CircuitProbe:
             q = w.matmul(layer["q_b"], q)
         else:
             q = w.matmul(layer["q"], h[:n])
-        latent = w.matmul(layer["kv_a"], h)  # probes and mixtures in one product
+        latent = w.matmul(layer["kv_a"], h)  # probes, mixtures and seeded inputs in one product
         c = self._norm(latent[:, :rank], w.vector(layer["kv_a_norm"]), None)
         per_head = torch.arange(heads, device=h.device)[:, None] * (nope + vd)
         v_rows = (per_head + nope + torch.arange(vd, device=h.device)).reshape(-1)
-        kv, v_profile = self._affine(w, layer["kv_b"], None, c[:n], c[n:], v_rows)
+        rows, mix = self._split(c)
+        kv, v_profile = self._affine(w, layer["kv_b"], None, rows, mix, v_rows)
         out.identity["v"] = v_profile.T
-        kv = kv.view(n, heads, nope + vd)
-        k = torch.cat([kv[..., :nope], latent[:n, None, rank:].expand(n, heads, rope)], dim=-1)
+        kv = kv.view(rows.shape[0], heads, nope + vd)
+        k = torch.cat([kv[:n, :, :nope], latent[:n, None, rank:].expand(n, heads, rope)], dim=-1)
         qk = torch.einsum("ahd,bhd->ab", q.view(n, heads, nope + rope), k) / math.sqrt(nope + rope)
-        o, read = w.matmul_profiled(layer["o"], kv[..., nope:].reshape(n, -1), Profiles(self.mixtures, "out"))
+        values = kv[..., nope:].reshape(rows.shape[0], -1)
+        o, read = w.matmul_profiled(layer["o"], values, Profiles(self.mixtures, "out"))
         out.identity["o"] = read.T
         b = w.vector(layer["o_bias"])
         return qk, (o if b is None else o + b)
 
     def _attention_out(self, layer: LayerTensors, w: Weights, qk: torch.Tensor, o: torch.Tensor,
                        out: LayerProbe) -> None:  # fmt: skip
-        p = self.probes
+        p, n = self.probes, self.probes.shape[0]
         if layer["attn_post_norm"]:
             o = self._norm(o, w.vector(layer["attn_post_norm"]), None)
         out.sketches["qk"] = qk
-        out.sketches["vo"] = o @ p.T / math.sqrt(p.shape[1])
-        out.identity["resid_vo"] = o[:, self.coordinates]
+        out.sketches["vo"] = o[:n] @ p.T / math.sqrt(p.shape[1])
+        out.identity["resid_vo"] = o[:n, self.coordinates]
+        out.identity["seeded_vo"] = o[n:, self.read]
 
     def _ffn(self, layer: LayerTensors, w: Weights, out: LayerProbe) -> None:
         """The FFN block: a dense FFN, or every routed expert and the shared expert, each probed as an FFN.
@@ -285,7 +304,7 @@ class CircuitProbe:
         """
         p, n = self.probes, self.probes.shape[0]
         h = self._norm(self.inputs, w.vector(layer["ffn_norm"]), w.vector(layer["ffn_norm_bias"]))
-        h, mix = h[:n], h[n:]
+        h, mix = self._split(h)
         experts = [f"expert.{e}." for e in range(layer.experts)]
         ffns = ["", *experts, "shared."]
         share = UNIT_SAMPLE // len(experts) if experts else UNIT_SAMPLE
@@ -299,13 +318,14 @@ class CircuitProbe:
                 profiles.append(prof)
         for router in ("router", "shared_router"):
             if layer[router]:
-                self._affine(w, layer[router], layer[f"{router}_bias"] if router == "router" else None, h)
+                self._affine(w, layer[router], layer[f"{router}_bias"] if router == "router" else None, h[:n])
         if profiles:
             out.identity.update({k: torch.cat([pr[k] for pr in profiles]) for k in ("gate", "up", "down")})
         if layer["ffn_post_norm"]:
             y = self._norm(y, w.vector(layer["ffn_post_norm"]), None)
-        out.sketches["ffn"] = y @ p.T / math.sqrt(p.shape[1])
-        out.identity["resid_ffn"] = y[:, self.coordinates]
+        out.sketches["ffn"] = y[:n] @ p.T / math.sqrt(p.shape[1])
+        out.identity["resid_ffn"] = y[:n, self.coordinates]
+        out.identity["seeded_ffn"] = y[n:, self.read]
 
     def _one_ffn(self, layer: LayerTensors, w: Weights, ffn: str, h: torch.Tensor, mix: torch.Tensor,
                  count: int) -> tuple[torch.Tensor, dict[str, torch.Tensor] | None]:  # fmt: skip

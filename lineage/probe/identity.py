@@ -8,8 +8,8 @@ row and `down` column) or one value dimension (its `v` row and the `o` columns t
 that changes sign with such a flip, compared between two models, therefore has an *exact* null: under
 independence its signs are fair coins (`lineage.compare.identity`). A derivative keeps the signs.
 
-So the fingerprint stores, besides the sketches, two kinds of sign-carrying responses, all to the model's
-own normalised anchor embeddings (so two models of one tokenizer meet the same tokens):
+So the fingerprint stores, besides the sketches, three kinds of sign-carrying responses; the first two are
+read on the model's own normalised anchor embeddings (so two models of one tokenizer meet the same tokens):
 
 - **residual responses** (`resid_vo`, `resid_ffn` per layer; `embed`, `head`): what each block writes to
   the residual stream for each anchor, and the anchor rows of the embedding and head, at a seeded subset of
@@ -24,6 +24,20 @@ own normalised anchor embeddings (so two models of one tokenizer meet the same t
 
 Mixture weights are seeded by each anchor's token string (or id), so models that share only part of their
 anchors still share that part of every mixture.
+
+The third kind does not rest on the embedding at all:
+
+- **seeded responses** (`seeded_vo`, `seeded_ffn` per layer): what each block writes, at the *read*
+  coordinates `R` (`seeded_split`), for `SEEDED_INPUTS` seeded random residual vectors that are zero on `R`
+  and Gaussian on the other coordinates. A model whose embedding (and head) were replaced, but whose layers
+  are another's, writes the same numbers there: the inputs are the same vectors for every model of a width.
+  Why their signs are fair coins under the residual symmetry: flipping residual coordinates `S` maps a
+  block `f` to `x -> S f(S x)`. For a flip of read coordinates only, `S x = x` (the input is zero there), so
+  the block's write on `x` becomes `S f(x)`: its value at read coordinate `i` changes sign with `s_i` and
+  with nothing else. The flips of the read coordinates alone are a symmetry of independent training (a
+  subgroup of all flips), so under independence the terms the test sums per read coordinate are fair coins,
+  exactly as for the anchor-based responses. (An input that were not zero on `R` would be flipped too, and
+  the response would change by more than a sign.)
 """
 
 from __future__ import annotations
@@ -37,6 +51,10 @@ from lineage.probe.anchors import Anchors
 RESIDUAL_COORDINATES = 128  # residual coordinates kept (all of a narrower model)
 UNIT_SAMPLE = 1024  # FFN units profiled per layer (all of a narrower FFN)
 MIXTURES = 16  # anchor mixtures a unit's profile is read on
+#: Seeded residual inputs the blocks are read on. Four fit the zero columns that pad every product of a
+#: reader or writer of the residual stream to whole kernel tiles (`lineage.probe.engine._padded_columns`:
+#: 64 anchors + 12 fixed probes = 76, padded to 80), so they cost no multiplication.
+SEEDED_INPUTS = 4
 #: Stored dtype of the responses: the test needs their signs and rough sizes, not their last digits.
 STORE_DTYPE = np.float16
 
@@ -76,4 +94,29 @@ def mixing_weights(anchors: Anchors, seed: int, count: int = MIXTURES) -> np.nda
         keys = [f"id:{int(i)}" for i in anchors.ids]
     for row, key in enumerate(keys):
         out[row] = _generator(seed, f"mix:{key}").standard_normal(count)
+    return out
+
+
+def seeded_split(width: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """`(read, support)`: the residual coordinates the seeded responses are read at, and the rest, on which the
+    seeded inputs live (sorted int64 each; one model of `width` gets the same as any other).
+
+    The read coordinates are the kept ones (`residual_coordinates`) when at least an eighth of the width (and
+    `SEEDED_INPUTS` coordinates) is left for the inputs; a narrower model reads all but a seeded eighth of its
+    coordinates (every read coordinate is one more sign for the test).
+    """
+    support = min(width - 1, max(SEEDED_INPUTS, -(-width // 8)))
+    if width - RESIDUAL_COORDINATES >= support:
+        read = residual_coordinates(width, seed)
+    else:
+        read = np.sort(_generator(seed, f"seeded-read:{width}").choice(width, width - support, replace=False))
+    return read.astype(np.int64), np.setdiff1d(np.arange(width, dtype=np.int64), read)
+
+
+def seeded_inputs(width: int, seed: int, count: int = SEEDED_INPUTS) -> np.ndarray:
+    """`[count, width]` float32 seeded residual vectors: standard Gaussian on the support of `seeded_split`,
+    exactly zero on its read coordinates (the module docstring says why)."""
+    _, support = seeded_split(width, seed)
+    out = np.zeros((count, width), dtype=np.float32)
+    out[:, support] = _generator(seed, f"seeded-inputs:{width}").standard_normal((count, len(support)))
     return out

@@ -5,7 +5,7 @@ from __future__ import annotations
 from lineage.arch.spec import ARCHITECTURES, ArchSpec
 
 #: The weight test's groups each symmetry allows (`lineage.compare.identity`).
-GROUPS = {"residual": "embedding, attention, ffn", "ffn": "ffn units", "value": "value units"}
+GROUPS = {"residual": "embedding, attention, ffn, seeded residual", "ffn": "ffn units", "value": "value units"}
 
 
 def _reads(spec: ArchSpec) -> str:

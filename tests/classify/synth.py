@@ -19,8 +19,9 @@ from lineage.fingerprint import TENSORGUARD_FEATURES, Fingerprint
 from tests.checkpoints import tiny_llama_tensors, write_checkpoint
 
 P, LAYERS = 16, 2
-#: Sizes of the synthetic identity responses: residual coordinates, FFN units, value dimensions, mixtures.
-COORDS, UNITS, VALUES, MIXTURES = 32, 64, 16, 16
+#: Sizes of the synthetic identity responses: residual coordinates, FFN units, value dimensions, mixtures, seeded
+#: inputs (read at the COORDS coordinates too).
+COORDS, UNITS, VALUES, MIXTURES, SEEDED = 32, 64, 16, 16, 4
 #: The sign symmetries a synthetic fingerprint declares (those of an RMSNorm model with a gated FFN).
 SYMMETRY = ["value", "residual", "ffn"]
 
@@ -56,6 +57,9 @@ def random_responses(rng: np.random.Generator, layers: int = LAYERS) -> dict[str
     out = {f"layers.{i}.{kind}": rng.normal(size=shape).astype(np.float32)
            for i in range(layers) for kind, shape in shapes.items()}  # fmt: skip
     out["embed"] = rng.normal(size=(P, COORDS)).astype(np.float32)
+    # Drawn last, so every response above is what it was before the seeded ones existed.
+    out |= {f"layers.{i}.{kind}": rng.normal(size=(SEEDED, COORDS)).astype(np.float32)
+            for i in range(layers) for kind in ("seeded_vo", "seeded_ffn")}  # fmt: skip
     return out
 
 

@@ -17,7 +17,7 @@ import pytest
 from typer.testing import CliRunner
 
 from lineage import __version__
-from lineage.compare.identity import NO_MATCH, weight_test
+from lineage.compare.identity import GROUPS, NO_MATCH, weight_test
 from lineage.compare.signs import log10_rademacher_tail, sign_test
 from lineage.decide.kmeans import FamilyClassifier
 from lineage.decide.pvalues import format_p, sidak, sidak_log10
@@ -157,7 +157,7 @@ def _check_schema(doc: dict, references: list[str]) -> None:
     evidence = doc["evidence"]
     assert {"weight", "circuits", "family", "basis"} <= set(evidence)
     weight = evidence["weight"]
-    assert {g["group"] for g in weight["groups"]} <= {"embedding", "attention", "ffn", "ffn units", "value units"}
+    assert {g["group"] for g in weight["groups"]} <= set(GROUPS)
     assert weight["group"] in {g["group"] for g in weight["groups"]}
     layers = weight["layers"]  # the per-layer agreement with the best reference
     assert all({"layer", "reference_layer", "agreement"} == set(layer) for layer in layers)
@@ -343,7 +343,7 @@ def test_weight_test_of_a_derivative_finds_every_group():
     base = _identity_fp("base", random_responses(rng, layers=4))
     derived = weight_test(_identity_fp("ft", perturbed(base.identity, rng, 0.3)), base)
     assert derived.log10_p < -12
-    assert {g.name for g in derived.groups} == {"embedding", "attention", "ffn", "ffn units", "value units"}
+    assert {g.name for g in derived.groups} == set(GROUPS)
     for g in derived.groups:
         assert g.test.log10_p < -3 and 0.7 < g.test.mean < 1.0, g
     attention = next(g for g in derived.groups if g.name == "attention")

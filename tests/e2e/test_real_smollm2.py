@@ -7,6 +7,8 @@ embeddings), so the verdict rules are checked here on the real model the test su
   lineage knows (FFN permutation, MergeLock per-head maps, norm-gain rescaling, a residual rotation) and then
   quantised to int4; the base with a quarter of its layers removed (depth pruning); the base up-scaled to 40
   layers the SOLAR way (layers 0-19, then 10-29): all `derived`, from SmolLM2, with tiny p-values;
+* SmolLM2's 30 layers under a random embedding (a transplant that keeps no row): `derived`, through the weight
+  test's seeded residual group;
 * innocents: models of SmolLM2's very width, heads and tokenizer that never saw its weights: one randomly
   initialised at 32 layers and briefly trained on the same text (the issue's reproduction: the old test
   called it derived at p = 1.3e-4), one randomly initialised at its own depth of 30: never `derived`.
@@ -112,7 +114,7 @@ def test_real_derivatives_are_derived(verdicts, name):
 def test_the_disguise_is_seen_through_by_the_unit_test_and_only_by_it(verdicts):
     weight = verdicts["finetune-disguised-int4"].evidence["weight"]
     assert weight["group"] == "ffn units"  # matched by gate profile, after a rotation of the residual stream
-    residual = [g for g in weight["groups"] if g["group"] in ("embedding", "attention", "ffn")]
+    residual = [g for g in weight["groups"] if g["group"] in ("embedding", "attention", "ffn", "seeded residual")]
     assert residual and all(g["log10_p"] > -3 for g in residual)  # the rotation redrew every coordinate
 
 
@@ -134,13 +136,13 @@ def test_the_disguised_fine_tune_is_the_base_in_function(fps):
     assert sketch_distance_matrix([fps["finetune-disguised-int4"]], [fps["base"]])[0, 0] < 0.05
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,  # the known limit is a wrong verdict; any other exception is a failure
-    reason="known limit (README): identity responses are read on the model's own embedding",
-)
-def test_a_replaced_embedding_hides_the_layers_it_feeds(verdicts):
-    # Every layer is SmolLM2's bit for bit, but the probes start from the suspect's own (random) embedding
-    # rows: the day this passes, the README's limit is gone and the xfail must go with it.
+def test_a_replaced_embedding_hides_not_the_layers_it_feeds(verdicts):
+    # Every layer is SmolLM2's bit for bit under a random embedding: the anchor-based groups start from the
+    # suspect's own embedding rows and see nothing; the seeded residual group reads the layers on seeded
+    # inputs, whatever embedding sits in front of them.
     v = verdicts["embedding-replaced"]
     assert (v.verdict, v.derived_from) == ("derived", "SmolLM2-135M-Instruct"), v.rule
+    weight = v.evidence["weight"]
+    assert weight["group"] == "seeded residual" and v.log10_p < -20, v.rule
+    seeded = next(g for g in weight["groups"] if g["group"] == "seeded residual")
+    assert [layer["reference_layer"] for layer in seeded["layers"]] == list(range(30))

@@ -35,7 +35,7 @@ DISGUISES = {
     "rescale_ffn": disguise.rescale_ffn,
     "all": disguise.disguise_all,  # the rotation skipped where it cannot preserve the function (Gemma 3)
 }
-RESIDUAL = ("embedding", "attention", "ffn")
+RESIDUAL = ("embedding", "attention", "ffn", "seeded residual")
 #: The weight test's groups each disguise leaves exactly as they were (`lineage.compare.identity`).
 INVARIANT = {
     "permute_ffn": GROUPS,  # units matched by their gate profiles

@@ -1,9 +1,10 @@
 """Keyed probes: a secret seeds the anchors, probes, kept coordinates, units and mixtures.
 
 A forger who knows the public probes can edit a stolen model against them: here every matrix that reads the
-residual stream loses the subspace of the public anchors' embeddings and every writer its output there, and
-the public anchors' embedding rows are redrawn. Against the public key the copy then looks unrelated; a
-key the forger does not know probes other tokens and other mixtures, and sees the copy for what it is.
+residual stream loses the subspace of the public anchors' embeddings and of the public seeded inputs, every
+writer its output there, and the public anchors' embedding rows are redrawn. Against the public key the copy
+then looks unrelated; a key the forger does not know probes other tokens, mixtures and seeded inputs, and sees
+the copy for what it is.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from lineage.compare.similarity import sketch_distance_matrix
 from lineage.errors import ClassificationError
 from lineage.fingerprint.pipeline import FingerprintOptions, fingerprint_model, key_id
 from lineage.probe.anchors import anchor_ids
+from lineage.probe.identity import seeded_inputs
 from tests.checkpoints import write_checkpoint
 
 CONFIG = {
@@ -50,10 +52,13 @@ def _model(seed: int) -> dict[str, torch.Tensor]:
 
 
 def _forge(tensors: dict[str, torch.Tensor], seed: int) -> dict[str, torch.Tensor]:
-    """Edit the model against the public anchors (ids of the public seed: the model has no tokenizer)."""
+    """Edit the model against the public anchors (ids of the public seed: the model has no tokenizer) and the
+    public seeded inputs."""
     ids = torch.from_numpy(anchor_ids(CONFIG["vocab_size"], ANCHORS, seed))
     embed = tensors["model.embed_tokens.weight"]
-    basis, _ = torch.linalg.qr(embed[ids].T)  # the public anchors' span (gains are 1: no norm to fold)
+    seeded = torch.from_numpy(seeded_inputs(CONFIG["hidden_size"], seed))
+    # The public probes' span (gains are 1: no norm to fold).
+    basis, _ = torch.linalg.qr(torch.cat([embed[ids], seeded]).T)
     keep = torch.eye(basis.shape[0]) - basis @ basis.T
     out = dict(tensors)
     for name, w in tensors.items():

