@@ -113,7 +113,9 @@ def _renumbered(a: Fingerprint, b: Fingerprint) -> bool:
 def _copy_side(a: Fingerprint, b: Fingerprint) -> int:
     """Which of two near-exact copies (same shapes and numbering) is the copy: +1 for `b`, -1 for `a`, 0 when
     nothing tells. The one stored in fewer bits is the cast; else rounding (an int8 round trip) added noise
-    nearly orthogonal to the weights, so the copy is the larger (`lineage.tree.evidence` on growth)."""
+    nearly orthogonal to the weights, so the copy is the larger (`lineage.tree.evidence` on growth). That last
+    call is weak: at an int8 round trip's raw distance (0.005) the noise's own energy is smaller than its chance
+    overlap with the weights' responses, so it is right about half the time."""
     pa = precision(a.summary.dtypes) if a.summary else None
     pb = precision(b.summary.dtypes) if b.summary else None
     if pa is not None and pb is not None and pa != pb:
