@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -25,9 +25,16 @@ from lineage.fingerprint import Fingerprint
 from lineage.store.embed import EmbeddingOptions
 from lineage.tree.candidates import DEFAULT_NEIGHBOURS, candidate_pairs, compact_vectors
 from lineage.tree.direction import MIN_MARGIN, edge_votes, orient
-from lineage.tree.edges import PairTest, components, measure_pairs, spanning_forest, tested_in_order
+from lineage.tree.edges import (
+    PairTest,
+    components,
+    copy_originals,
+    measure_pairs,
+    spanning_forest,
+    tested_in_order,
+)
 from lineage.tree.evidence import pair_facts
-from lineage.tree.merges import MergeFit, find_merges
+from lineage.tree.merges import MergeFit, MergeOptions, find_merges
 from lineage.tree.relation import relation
 
 DEFAULT_TREE_ALPHA = 0.001
@@ -44,7 +51,7 @@ class TreeOptions:
         neighbours: nearest neighbours per model that are candidate pairs.
         raw_weight: weight of the raw response distance in an edge's length (`lineage.tree.edges`).
         max_failed: failed tests between two parts of the forest before they are held apart.
-        merge_min_weight, merge_max_parents, merge_max_ratio: the merge rule (`lineage.tree.merges`).
+        merge: the merge rules (`lineage.tree.merges`).
         embedding: the compact vectors' options.
     """
 
@@ -52,18 +59,16 @@ class TreeOptions:
     neighbours: int = DEFAULT_NEIGHBOURS
     raw_weight: float = 1.0
     max_failed: int = 2
-    merge_min_weight: float = 0.15
-    merge_max_parents: int = 4
-    merge_max_ratio: float = 0.4
+    merge: MergeOptions = field(default_factory=MergeOptions)
     embedding: EmbeddingOptions = field(default_factory=EmbeddingOptions)
 
     def __post_init__(self) -> None:
         if not 0.0 < self.alpha < 1.0:
             raise ValueError("alpha must be in (0, 1)")
-        if self.neighbours < 1 or self.max_failed < 1 or self.merge_max_parents < 2:
-            raise ValueError("neighbours and max_failed must be >= 1, merge_max_parents >= 2")
-        if self.raw_weight < 0 or not 0 < self.merge_min_weight < 0.5 or not 0 < self.merge_max_ratio <= 1:
-            raise ValueError("raw_weight >= 0, merge_min_weight in (0, 0.5), merge_max_ratio in (0, 1]")
+        if self.neighbours < 1 or self.max_failed < 1:
+            raise ValueError("neighbours and max_failed must be >= 1")
+        if self.raw_weight < 0:
+            raise ValueError("raw_weight must be >= 0")
 
 
 @dataclass(frozen=True)
@@ -197,15 +202,14 @@ def build_tree(
     measured = measure_pairs(fps, pairs, options.raw_weight)
     done: dict = {}
     tested = tested_in_order(fps, measured, options.alpha, options.max_failed, progress, done=done)
-    fits: list[MergeFit] = []
+    merges: dict[int, MergeFit] = {}
+    originals = copy_originals(fps, measured)
     for comp in components(len(fps), tested):
         if len(comp) >= 3:
-            fits += find_merges(fps, comp, options.merge_min_weight, options.merge_max_parents, options.merge_max_ratio)
-    merges: dict[int, MergeFit] = {}
-    for fit in sorted(fits, key=lambda f: (f.ratio, f.child)):  # the best explained first
-        # Two models that would each be the other's merge parent: the better explained one is the merge.
-        if not any(fit.child in {i for i, _ in merges[p].parents} for p, _ in fit.parents if p in merges):
-            merges[fit.child] = fit
+            for fit in find_merges(fps, comp, options.merge):
+                # A parent that is a near-exact copy stands for its original (the merge holds both's weights).
+                ups = tuple((originals.get(i, i), w) for i, w in fit.parents)
+                merges[fit.child] = replace(fit, parents=ups)
     if merges:
         tested = tested_in_order(fps, measured, options.alpha, options.max_failed, progress,
                                  frozenset(merges), done)  # fmt: skip
@@ -260,10 +264,16 @@ def _orient_all(
             test = pair.test if pair is not None else None
             f = pair_facts(fps[i], fps[m], pair.distance if pair else math.nan, pair.raw if pair else None)
             _, why = relation(f, merged=True)
+            if fit.base is None:
+                why = f"{why}: weight {w:.2f}, residual {fit.residual:.3f}"
+                says = f"the merge is the child of its parents (residual ratio {fit.ratio:.2f})"
+            else:
+                why = (f"changes from {fps[fit.base].name} explained together (TIES/DARE): coefficient {w:.2f}, "
+                       f"{fit.ratio:.2f} of the change unexplained")
+                says = f"the merge is the child of its parents ({fit.ratio:.2f} of its change unexplained)"
             out.append(TreeEdge(
                 fps[i].name, fps[m].name, test.log10_p if test else 0.0, test.group if test else None,
-                f.distance, f.raw, "merge", f"{why}: weight {w:.2f}, residual {fit.residual:.3f}", DIRECTED,
-                0.99, (f"the merge is the child of its parents (residual ratio {fit.ratio:.2f})",), w,
+                f.distance, f.raw, "merge", why, DIRECTED, 0.99, (says,), w,
             ))  # fmt: skip
     return sorted(out, key=lambda e: (e.parent, e.child))
 

@@ -33,7 +33,8 @@ from lineage.compare.identity import WeightTest, weight_test
 from lineage.compare.similarity import sketch_distance_matrix
 from lineage.decide.fdr import benjamini_hochberg_log10
 from lineage.fingerprint import Fingerprint
-from lineage.tree.evidence import anchors_moved
+from lineage.tree.evidence import CAST, anchors_moved
+from lineage.tree.relation import precision
 
 #: The raw distance given to two models whose raw responses do not compare (other tensor shapes): that of
 #: unrelated weights, `sqrt(2)` (two independent vectors of one norm).
@@ -48,6 +49,11 @@ RENUMBERED = 1e-3
 OTHER_BASES = 0.95
 #: Length under which two models are near relatives in one weight basis (a fine-tune and its base: 0.2-0.5).
 NEAR = 0.6
+#: Added to the length of a pair that joins a near-exact copy (raw distance under `CAST`: a cast, an int8 round
+#: trip) to a model other than its original. A copy is as near its original's relatives as the original is, to
+#: within its own distance from it (under `CAST`), so without it the tree hangs them from either at random; what
+#: was made from a copy holds its original's weights as well.
+COPY = 2 * CAST
 
 
 @dataclass(frozen=True)
@@ -104,6 +110,44 @@ def _renumbered(a: Fingerprint, b: Fingerprint) -> bool:
     return anchors_moved(a, b)
 
 
+def _copy_side(a: Fingerprint, b: Fingerprint) -> int:
+    """Which of two near-exact copies (same shapes and numbering) is the copy: +1 for `b`, -1 for `a`, 0 when
+    nothing tells. The one stored in fewer bits is the cast; else rounding (an int8 round trip) added noise
+    nearly orthogonal to the weights, so the copy is the larger (`lineage.tree.evidence` on growth). That last
+    call is weak: at an int8 round trip's raw distance (0.005) the noise's own energy is smaller than its chance
+    overlap with the weights' responses, so it is right about half the time."""
+    pa = precision(a.summary.dtypes) if a.summary else None
+    pb = precision(b.summary.dtypes) if b.summary else None
+    if pa is not None and pb is not None and pa != pb:
+        return 1 if pb < pa else -1
+    keys = sorted(a.responses)
+    xa = sum(float((a.responses[k].astype(np.float64) ** 2).sum()) for k in keys)
+    xb = sum(float((b.responses[k].astype(np.float64) ** 2).sum()) for k in keys)
+    return 0 if xa == xb else (1 if xb > xa else -1)
+
+
+def copy_originals(fps: Sequence[Fingerprint], measured: Sequence[PairTest]) -> dict[int, int]:
+    """copy -> its original, for the measured pairs of near-exact copies (raw distance under `CAST`, the same
+    vocabulary numbering: a renumbered copy is told apart by `RENUMBERED`), followed to the first original."""
+    parent: dict[int, int] = {}
+    for p in sorted(measured, key=lambda p: (p.raw if p.raw is not None else math.inf, p.a, p.b)):
+        if p.raw is None or p.raw >= CAST or _renumbered(fps[p.a], fps[p.b]):
+            continue
+        side = _copy_side(fps[p.a], fps[p.b])
+        if side == 0:
+            continue
+        copy, original = (p.b, p.a) if side > 0 else (p.a, p.b)
+        if copy not in parent and _top(parent, original) != copy:
+            parent[copy] = original
+    return {c: _top(parent, c) for c in parent}
+
+
+def _top(parent: dict[int, int], i: int) -> int:
+    while i in parent:
+        i = parent[i]
+    return i
+
+
 def measure_pairs(
     fps: Sequence[Fingerprint], pairs: Sequence[tuple[int, int]], raw_weight: float
 ) -> list[PairTest]:
@@ -120,6 +164,10 @@ def measure_pairs(
             length = float(d) + raw_weight * (RAW_FAR if far else raw)
             length += RENUMBERED * _renumbered(fps[i], fps[j])
             out.append(PairTest(i, j, float(d), raw, length))
+    originals = copy_originals(fps, out)
+    for k, p in enumerate(out):
+        if any(c in originals and originals[c] != o for c, o in ((p.a, p.b), (p.b, p.a))):
+            out[k] = replace(p, length=p.length + COPY)
     near: dict[int, int] = {}
     for p in out:
         if p.length < NEAR:

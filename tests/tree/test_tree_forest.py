@@ -52,7 +52,11 @@ def test_orient_roots_where_the_votes_agree() -> None:
 
 def test_tree_options_are_checked() -> None:
     from lineage.tree import TreeOptions
+    from lineage.tree.merges import MergeOptions
 
-    for bad in ({"alpha": 0.0}, {"neighbours": 0}, {"merge_max_parents": 1}, {"merge_min_weight": 0.6}):
+    for bad in ({"alpha": 0.0}, {"neighbours": 0}, {"raw_weight": -1.0}):
         with pytest.raises(ValueError):
             TreeOptions(**bad)
+    for bad in ({"max_parents": 1}, {"min_weight": 0.6}, {"max_unexplained": 0.0}):
+        with pytest.raises(ValueError):
+            MergeOptions(**bad)
