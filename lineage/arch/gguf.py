@@ -67,11 +67,11 @@ GGUF_ARCHITECTURES: dict[str, GGUFArch] = {
     "deepseek2": GGUFArch("deepseek_v2", "deepseek_v3", marked=(("exp_probs_b", "deepseek_v3", "deepseek_v3"),)),
 }  # fmt: skip
 
-#: The GGUF kinds that stack every routed expert of a layer in one tensor `[E, out, in]`, with the `Experts`
-#: field (`lineage.arch.spec`) whose per-expert template each expert's slice is read under.
-EXPERT_STACKS: dict[MODEL_TENSOR, str] = {
-    MODEL_TENSOR.FFN_GATE_EXP: "gate", MODEL_TENSOR.FFN_UP_EXP: "up", MODEL_TENSOR.FFN_DOWN_EXP: "down",
-}  # fmt: skip
+#: The GGUF kinds that stack every routed expert of a layer in one tensor `[E, out, in]`; each expert's slice is
+#: read under the layout's per-expert template (`Experts.gate`, `up`, `down` in `lineage.arch.spec`).
+EXPERT_STACKS: frozenset[MODEL_TENSOR] = frozenset(
+    {MODEL_TENSOR.FFN_GATE_EXP, MODEL_TENSOR.FFN_UP_EXP, MODEL_TENSOR.FFN_DOWN_EXP}
+)
 #: A Hugging Face tensor the converter split in two: its GGUF kind -> (the first part, stored transposed head by
 #: head, `[heads, in, rows]`; the second part, `[heads, rows, in]`). Each head's rows are the first part's, then
 #: the second's (`DeepseekV2Model.modify_tensors`: `kv_b.view(heads, key + value, rank)` split on dim 1).

@@ -136,8 +136,8 @@ def gguf_layout(path: Path, metadata: dict[str, Any], shapes: dict[str, tuple[in
     label = f"{metadata.get('general.basename', '')} {metadata.get('general.name', '')}".lower()
     if known.renamed and known.renamed[0] in label:
         model_type = known.renamed[1]
-    kinds = {n.split(".")[2] for n in shapes if _BLOCK.match(n) and n.count(".") >= 2}
-    model_type, layout = next(((t, lay) for mark, t, lay in known.marked if mark in kinds), (model_type, layout))
+    held = {n.split(".")[2] for n in shapes if _BLOCK.match(n) and n.count(".") >= 2}  # `ffn_gate_inp`...
+    model_type, layout = next(((t, lay) for mark, t, lay in known.marked if mark in held), (model_type, layout))
     blocks = 1 + max((int(m[1]) for n in shapes if (m := _BLOCK.match(n))), default=-1)
     if blocks > len(shapes):  # every block holds tensors: a larger index is a corrupt name, not 10^9 layers
         raise CheckpointError(path, f"GGUF tensor names reach block {blocks - 1} with {len(shapes)} tensors: corrupt")
@@ -173,10 +173,11 @@ def gguf_layout(path: Path, metadata: dict[str, Any], shapes: dict[str, tuple[in
                        1.0 if known.norm_plus_one and hf.endswith("norm.weight") else 0.0))  # fmt: skip
     for whole, (first, second) in JOINED.items():
         for block in range(blocks):
-            names = [_gguf_name(k, block) + ".weight" for k in (whole, first, second)]
-            if names[0] not in shapes and names[1] in shapes and names[2] in shapes:  # else: stored whole, or absent
-                _, candidates = table.get(names[0].removesuffix(".weight"), (None, ()))
-                add(TensorPlan(names[1], _pick(candidates, wanted, names[0], ".weight"), joined=names[2]))
+            stem = _gguf_name(whole, block)
+            names = [_gguf_name(k, block) + ".weight" for k in (first, second)]
+            if stem + ".weight" not in shapes and all(n in shapes for n in names):  # else: stored whole, or absent
+                _, candidates = table.get(stem, (None, ()))
+                add(TensorPlan(names[0], _pick(candidates, wanted, stem, ".weight"), joined=names[1]))
     return GGUFLayout(arch, config, plans)
 
 
