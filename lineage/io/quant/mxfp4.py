@@ -29,8 +29,8 @@ class MXFP4(QuantFormat):
         blocks, scales = prefix + marker, prefix + "_scales"
         info = self.part(stored, blocks, ("U8",), None, blocks)
         if not prefix.endswith(".weight"):
-            raise self.refuse(stored.path(blocks), f"tensor '{blocks}' is a stacked expert tensor: stacked MXFP4 "
-                              "experts are not read yet; dequantize the checkpoint to BF16 first")  # fmt: skip
+            raise self.refuse(stored.path(blocks), f"tensor '{blocks}' is a stacked expert tensor: MXFP4 experts "
+                              "(gpt-oss) need mixture-of-experts layouts, which lineage does not read yet")  # fmt: skip
         if len(info.shape) != 3 or info.shape[2] != 16:
             raise self.refuse(stored.path(blocks), f"tensor '{blocks}' has shape {list(info.shape)}, not [out, "
                               f"in / 32, 16]; {FIX}")  # fmt: skip
