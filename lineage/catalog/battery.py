@@ -223,7 +223,7 @@ def build_battery(out: str | Path, *, size: str = "full", seed: int = 0,
 
     Args:
         out: destination folder (models are replaced).
-        size: `full` (141 models) or `small` (66 models, a few minutes, for tests).
+        size: `full` (141 models) or `small` (74 models, a few minutes, for tests).
         seed: the battery seed.
         progress: called with each model's name once it is saved.
 
