@@ -133,7 +133,7 @@ def _has_attention(spec: ArchSpec, rests: set[str]) -> bool:
     if not all(t in rests for t in _required(spec)):
         return False
     lat = spec.latent
-    return not lat or all(t in rests for t in (lat.q_a, lat.q_a_norm, lat.q_b)) or "self_attn.q_proj.weight" in rests
+    return not lat or all(t in rests for t in (lat.q_a, lat.q_a_norm, lat.q_b)) or lat.q in rests
 
 
 def _mixer_only(spec: ArchSpec, rests: set[str]) -> bool:
@@ -173,7 +173,7 @@ def _layer_names(
     if spec.latent:
         lat = spec.latent
         roles |= {"kv_a": lat.kv_a, "kv_a_norm": lat.kv_a_norm, "kv_b": lat.kv_b, "q_a": lat.q_a,
-                  "q_a_norm": lat.q_a_norm, "q_b": lat.q_b, "q": "self_attn.q_proj.weight"}  # fmt: skip
+                  "q_a_norm": lat.q_a_norm, "q_b": lat.q_b, "q": lat.q}  # fmt: skip
     if all(t in rests for t in _dense_ffn(spec)):
         roles |= {"gate": spec.gate, "up": spec.up, "gate_up": spec.gate_up, "down": spec.down}
     if not attention:  # a hybrid's mixer layer: its norms and FFN only

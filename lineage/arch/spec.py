@@ -54,6 +54,7 @@ class Latent:
         kv_a / kv_a_norm / kv_b: the shared key-value latent `[rank + rope, hidden]`, its norm, and its
             expansion to every head's key (no rope) and value rows `[heads * (nope + v), rank]`.
         q_a / q_a_norm / q_b: the query's latent path; a layout may instead have one `q` (V2-Lite).
+        q: the query's projection when it has no latent path.
     """
 
     kv_a: str = "self_attn.kv_a_proj_with_mqa.weight"
@@ -62,6 +63,7 @@ class Latent:
     q_a: str = "self_attn.q_a_proj.weight"
     q_a_norm: str = "self_attn.q_a_layernorm.weight"
     q_b: str = "self_attn.q_b_proj.weight"
+    q: str = "self_attn.q_proj.weight"
 
 
 @dataclass(frozen=True)

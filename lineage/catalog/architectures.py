@@ -3,7 +3,8 @@
 Each builder returns the genuine transformers model class of its family, shrunk: the tensor *names*,
 layouts and quirks are those of the real checkpoints (Qwen2's q/k/v biases, Phi-3's fused ``qkv_proj``
 and ``gate_up_proj``, Gemma 3's four norms per layer, ``q_norm``/``k_norm`` and ``(1 + w)`` gains,
-GQA where the real model has it, tied embeddings on the small sizes). Only the widths are small.
+GQA where the real model has it, tied embeddings on the small sizes, Mixtral's routed experts). Only the widths
+are small.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from transformers import PretrainedConfig, PreTrainedModel
 
-ARCHITECTURES = ("llama", "qwen2", "gemma3", "phi3", "mistral", "gpt_neox")
+ARCHITECTURES = ("llama", "qwen2", "gemma3", "phi3", "mistral", "gpt_neox", "mixtral")
 
 
 @dataclass(frozen=True)
@@ -118,6 +119,15 @@ def _gpt_neox(s: Shape, **ids: int) -> PretrainedConfig:
         "rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.25})
 
 
+def _mixtral(s: Shape, **ids: int) -> PretrainedConfig:
+    from transformers import MixtralConfig
+
+    # Four experts of the FFN's width, two of them active per token (Mixtral's ratio of eight to two, halved).
+    return MixtralConfig(**_common(s, **ids), num_key_value_heads=s.kv_heads, head_dim=s.head_dim,
+                         num_local_experts=4, num_experts_per_tok=2, sliding_window=None,
+                         rope_parameters={"rope_type": "default", "rope_theta": 1000000.0})
+
+
 _CONFIGS: dict[str, Callable[..., PretrainedConfig]] = {
     "llama": _llama,
     "mistral": _mistral,
@@ -125,6 +135,7 @@ _CONFIGS: dict[str, Callable[..., PretrainedConfig]] = {
     "gemma3": _gemma3,
     "phi3": _phi3,
     "gpt_neox": _gpt_neox,
+    "mixtral": _mixtral,
 }
 
 

@@ -20,9 +20,13 @@ if TYPE_CHECKING:
 
 
 def _projection_weights(model: PreTrainedModel) -> list[torch.Tensor]:
-    """The weights of every linear layer inside the decoder blocks (not embeddings, not lm_head)."""
-    return [mod.weight.data for name, mod in model.named_modules()
-            if isinstance(mod, torch.nn.Linear) and ".layers." in f".{name}"]
+    """The weights of every linear layer inside the decoder blocks (not embeddings, not lm_head), and each
+    expert's matrix of a stack of experts (transformers keeps a mixture's experts as 3-D parameters)."""
+    linear = [mod.weight.data for name, mod in model.named_modules()
+              if isinstance(mod, torch.nn.Linear) and ".layers." in f".{name}"]  # fmt: skip
+    stacked = [p.data[e] for name, p in model.named_parameters()
+               if p.dim() == 3 and ".layers." in f".{name}" for e in range(p.shape[0])]  # fmt: skip
+    return linear + stacked
 
 
 def quantize_groupwise(w: torch.Tensor, *, bits: int, group_size: int) -> torch.Tensor:

@@ -132,9 +132,10 @@ def calibration(
     """Measure `derived`: false-positive rate on known-unrelated pairs (with 95% intervals) and power.
 
     The battery (lineage.catalog.battery) holds models of one width and one tokenizer but no shared weights
-    (random and trained, depths 2-40, Llama/Qwen2/Gemma 3 layouts, distilled students) and derivatives of
-    three of them (fine-tune, LoRA, merges, int4, depth pruning and up-scaling, a vocabulary permutation,
-    every disguise at once + int4). Building the full battery (93 models) takes about 13 minutes on one CPU core.
+    (random and trained, depths 2-40, Llama/Qwen2/Gemma 3/Mixtral (experts)/GPT-NeoX (LayerNorm) layouts,
+    distilled students) and derivatives of four of them (fine-tune, LoRA, merges, int4, depth pruning and
+    up-scaling, a vocabulary permutation, every disguise at once + int4 on the dense ones). The full battery
+    holds 141 models.
     """
     use_threads(threads)
     from lineage.catalog.battery import BLIND_SPOTS, MANIFEST, build_battery
@@ -168,12 +169,16 @@ def _print_calibration(result: dict, manifest: Path, plot: Path | None) -> None:
     for kind, k in null["by_kind"].items():
         hits = " / ".join(str(r["hits"]) for r in k["rates"])
         typer.echo(f"    {kind:<36} {k['pairs']:>5} pairs: {hits}")
+    typer.echo("  by layout (pairs with a model of it; false positives at 0.05 / 0.01 / 0.001):")
+    for family, k in null.get("by_family", {}).items():
+        hits = " / ".join(str(r["hits"]) for r in k["rates"])
+        typer.echo(f"    {family:<36} {k['pairs']:>5} pairs: {hits}")
     typer.echo("power (derivatives against their base, derived at 0.05 / 0.01 / 0.001; largest log10 p):")
     for kind, p in result["power"].items():
-        hits = " / ".join(f"{n}/{len(p['models'])}" for n in p["derived_at"].values())
-        worst = max(m["log10_p"] for m in p["models"])
-        note = "  (blind spot: no exact test can see it)" if p["blind_spot"] else ""
-        typer.echo(f"    {kind:<20} {hits:<16} {worst:8.1f}{note}")
+        typer.echo(_power_line(kind, p))
+    typer.echo("power by layout (blind spots aside):")
+    for family, p in result.get("power_by_family", {}).items():
+        typer.echo(_power_line(family, p))
     v = result["verdicts"]
     if v:
         typer.echo(
@@ -190,6 +195,13 @@ def _print_calibration(result: dict, manifest: Path, plot: Path | None) -> None:
             typer.echo(f"    blind spots derived: {v['blind_spots_derived']}/{v['blind_spots']}")
     if plot is not None:
         typer.echo(f"QQ plot: {plot}")
+
+
+def _power_line(label: str, p: dict) -> str:
+    hits = " / ".join(f"{n}/{len(p['models'])}" for n in p["derived_at"].values())
+    worst = max(m["log10_p"] for m in p["models"])
+    note = "  (blind spot: no exact test can see it)" if p["blind_spot"] else ""
+    return f"    {label:<20} {hits:<16} {worst:8.1f}{note}"
 
 
 def merges(

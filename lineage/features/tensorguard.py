@@ -16,6 +16,8 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from lineage.arch.groups import TENSOR_GROUPS
+
 _LAYER_INDEX = re.compile(r"layers\.(\d+)\.")
 STAT_NAMES = ("mean", "std", "norm", "skewness", "kurtosis")
 #: The paper's 15 features, in its order (`total_params` is kept aside: the paper does not classify on it).
@@ -39,15 +41,9 @@ TENSORGUARD_FEATURES: tuple[str, ...] = (
 
 
 def tensor_group(name: str) -> str:
-    """The paper's name group of a tensor: embedding, attention, ffn or other."""
+    """The paper's name group of a tensor: embedding, attention, ffn or other (`lineage.arch.groups`)."""
     lowered = name.lower()
-    if "embed" in lowered or "wte" in lowered or "lm_head" in lowered:
-        return "embedding"
-    if any(k in lowered for k in ("attn", "attention", "q_proj", "k_proj", "v_proj", "o_proj", "qkv")):
-        return "attention"
-    if any(k in lowered for k in ("mlp", "ffn", "feed_forward", "gate_proj", "up_proj", "down_proj", "dense_h")):
-        return "ffn"
-    return "other"
+    return next((group for group, words in TENSOR_GROUPS if any(w in lowered for w in words)), "other")
 
 
 def select_tensors(shapes: dict[str, tuple[int, ...]], *, max_layer: int, count: int, seed: int) -> list[str]:

@@ -12,6 +12,9 @@ changes a few of them on the way; lineage probes Hugging Face names and values, 
 - Gemma, Gemma 2 and Gemma 3 store every `*norm.weight` as `w + 1` (the gain the kernel multiplies by).
 - Rotary tables (`rope_freqs`, `rope_factors_*`) are computed from the config in Hugging Face, not stored:
   they are left out, so parameter counts agree with the original checkpoint.
+- A mixture of experts' stacked tensors (`ffn_gate_exps`, `[E, out, in]`) are read expert by expert, each
+  expert's slice of the stack under the layout's per-expert name (`mlp.experts.{e}.gate_proj`); latent
+  attention's split `attn_k_b`/`attn_v_b` are joined back into `kv_b_proj` (`lineage.arch.gguf`).
 
 Gemma 3's embedding is truncated by the converter to the real vocabulary; the padding rows are gone, so the
 reader reports the shorter matrix (and `vocab_size` from it): nothing to undo.
@@ -28,12 +31,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from gguf.constants import MODEL_ARCH, MODEL_ARCH_NAMES, MODEL_TENSOR
+from gguf.constants import MODEL_ARCH, MODEL_ARCH_NAMES, MODEL_TENSOR, TENSOR_NAMES
 from gguf.tensor_mapping import TensorNameMap
 
-from lineage.arch.gguf import BYTE_LEVEL_TOKENIZER, GGUF_ARCHITECTURES, GGUFArch
+from lineage.arch.gguf import BYTE_LEVEL_TOKENIZER, EXPERT_STACKS, GGUF_ARCHITECTURES, JOINED
 from lineage.arch.spec import ARCHITECTURES, ArchSpec
-from lineage.errors import CheckpointError
+from lineage.errors import CheckpointError, UnsupportedArchitectureError
 from lineage.io.vocab import Vocabulary, canonical_token
 
 _T = MODEL_TENSOR
@@ -52,16 +55,23 @@ class TensorPlan:
         hf_name: the Hugging Face name.
         head_groups: for a permuted Q or K, the number of heads the converter permuted by; else None.
         norm_shift: subtracted from the stored values (1.0 for Gemma norms, else 0.0).
+        expert: the entry of the stacked tensor's first dimension read (one expert of `ffn_*_exps`), or None.
+        joined: the GGUF name of the second part of a tensor the converter split in two (`attn_v_b` beside
+            `gguf_name`'s `attn_k_b`), or None.
     """
 
     gguf_name: str
     hf_name: str
     head_groups: int | None = None
     norm_shift: float = 0.0
+    expert: int | None = None
+    joined: str | None = None
 
     def __post_init__(self) -> None:
         if self.head_groups is not None and self.head_groups <= 0:
             raise ValueError("head_groups must be positive")
+        if self.expert is not None and self.expert < 0:
+            raise ValueError("expert must be a non-negative index")
 
     def row_map(self, rows: int) -> np.ndarray | None:
         """For each Hugging Face row, the stored row it comes from (None when rows are not permuted).
@@ -85,7 +95,7 @@ class GGUFLayout:
     Attributes:
         arch: GGUF `general.architecture`.
         config: a transformers-style config synthesised from the metadata.
-        plans: GGUF tensor name -> its `TensorPlan`, for every tensor kept.
+        plans: Hugging Face name -> its `TensorPlan`, for every tensor kept (an expert's slice of a stack, too).
     """
 
     arch: str
@@ -107,6 +117,7 @@ def gguf_layout(path: Path, metadata: dict[str, Any], shapes: dict[str, tuple[in
     Raises:
         CheckpointError: no or an unknown `general.architecture`, Q/K shapes that do not fit the head counts,
             or two GGUF tensors that map to one name.
+        UnsupportedArchitectureError: an architecture gguf-py knows and `lineage.arch.gguf` does not map.
     """
     arch = metadata.get("general.architecture")
     by_name = {v: k for k, v in MODEL_ARCH_NAMES.items()}
@@ -114,11 +125,19 @@ def gguf_layout(path: Path, metadata: dict[str, Any], shapes: dict[str, tuple[in
         raise CheckpointError(
             path, f"GGUF general.architecture {arch!r} is unknown to the installed gguf package; update gguf"
         )
-    known = GGUF_ARCHITECTURES.get(arch, GGUFArch(arch, ""))
+    known = GGUF_ARCHITECTURES.get(arch)
+    if known is None:  # read under a guess, a converter's value changes would go undone: a wrong answer
+        raise UnsupportedArchitectureError(
+            f"{path}: GGUF architecture '{arch}' is not mapped to a lineage layout yet (its converter's value "
+            f"changes are unchecked); read the Hugging Face checkpoint instead (mapped: "
+            f"{', '.join(sorted(GGUF_ARCHITECTURES))})"
+        )
     model_type, layout = known.model_type, known.layout
     label = f"{metadata.get('general.basename', '')} {metadata.get('general.name', '')}".lower()
     if known.renamed and known.renamed[0] in label:
         model_type = known.renamed[1]
+    held = {n.split(".")[2] for n in shapes if _BLOCK.match(n) and n.count(".") >= 2}  # `ffn_gate_inp`...
+    model_type, layout = next(((t, lay) for mark, t, lay in known.marked if mark in held), (model_type, layout))
     blocks = 1 + max((int(m[1]) for n in shapes if (m := _BLOCK.match(n))), default=-1)
     if blocks > len(shapes):  # every block holds tensors: a larger index is a corrupt name, not 10^9 layers
         raise CheckpointError(path, f"GGUF tensor names reach block {blocks - 1} with {len(shapes)} tensors: corrupt")
@@ -128,18 +147,37 @@ def gguf_layout(path: Path, metadata: dict[str, Any], shapes: dict[str, tuple[in
     config = _config(arch, model_type, metadata, shapes)
     plans: dict[str, TensorPlan] = {}
     taken: dict[str, str] = {}
+
+    def add(plan: TensorPlan) -> None:
+        if plan.hf_name in taken:
+            raise CheckpointError(
+                path, f"GGUF tensors '{taken[plan.hf_name]}' and '{plan.gguf_name}' both map to '{plan.hf_name}': "
+                "corrupt file"
+            )  # fmt: skip
+        taken[plan.hf_name] = plan.gguf_name
+        plans[plan.hf_name] = plan
+
+    parts = {part for pair in JOINED.values() for part in pair}
     for name in shapes:
         stem, dot, suffix = name.rpartition(".")
         stem, suffix = (stem, dot + suffix) if suffix in ("weight", "bias") else (name, "")
         kind, candidates = table.get(stem, (None, ()))
-        if kind in _COMPUTED:
+        if kind in _COMPUTED or kind in parts:
             continue
-        hf = _pick(candidates, wanted, stem) + suffix
-        if hf in taken:
-            raise CheckpointError(path, f"GGUF tensors '{taken[hf]}' and '{name}' both map to '{hf}': corrupt file")
-        taken[hf] = name
-        plans[name] = TensorPlan(name, hf, _head_groups(path, arch, kind, name, shapes[name], config),
-                                 1.0 if known.norm_plus_one and hf.endswith("norm.weight") else 0.0)  # fmt: skip
+        hf = _pick(candidates, wanted, stem, suffix)
+        if kind in EXPERT_STACKS and wanted.get(hf.removesuffix(suffix)):
+            for e in range(_expert_count(path, name, shapes[name])):
+                add(TensorPlan(name, wanted[hf.removesuffix(suffix)].format(e=e) + suffix, expert=e))
+            continue
+        add(TensorPlan(name, hf, _head_groups(path, arch, kind, name, shapes[name], config),
+                       1.0 if known.norm_plus_one and hf.endswith("norm.weight") else 0.0))  # fmt: skip
+    for whole, (first, second) in JOINED.items():
+        for block in range(blocks):
+            stem = _gguf_name(whole, block)
+            names = [_gguf_name(k, block) + ".weight" for k in (first, second)]
+            if stem + ".weight" not in shapes and all(n in shapes for n in names):  # else: stored whole, or absent
+                _, candidates = table.get(stem, (None, ()))
+                add(TensorPlan(names[0], _pick(candidates, wanted, stem, ".weight"), joined=names[1]))
     return GGUFLayout(arch, config, plans)
 
 
@@ -192,36 +230,62 @@ def _name_table(arch: MODEL_ARCH, blocks: int) -> dict[str, tuple[MODEL_TENSOR, 
     return {g: (kind, tuple(spellings[g])) for g, (kind, _) in table.items()}
 
 
-def _wanted_stems(spec: ArchSpec | None, blocks: int) -> frozenset[str]:
-    """The Hugging Face names (without `.weight`) that lineage's layout for this architecture uses."""
+def _wanted_stems(spec: ArchSpec | None, blocks: int) -> dict[str, str | None]:
+    """The Hugging Face names (without `.weight`) that lineage's layout for this architecture uses, each with
+    None, or for a stack of experts (`model.layers.0.mlp.experts.gate_proj`, the converter's name for the stack)
+    the per-expert name its slices are read under (`model.layers.0.mlp.experts.{e}.gate_proj`)."""
     if spec is None:
-        return frozenset()
+        return {}
     top = [f"model.{t}" for t in (*spec.embed, *spec.final_norm)] + list(spec.head)
-    per_layer = [
-        t for t in (spec.attn_norm, spec.ffn_norm, spec.o, spec.down, spec.up, spec.gate, spec.gate_up, spec.q,
-                    spec.k, spec.v, spec.qkv, spec.qkv_interleaved, spec.q_norm, spec.k_norm, spec.attn_post_norm,
-                    spec.ffn_post_norm) if t
-    ]  # fmt: skip
-    stems = {n.removesuffix(".weight") for n in top}
-    stems |= {f"model.layers.{i}.{t.removesuffix('.weight')}" for i in range(blocks) for t in per_layer}
-    return frozenset(stems)
+    per_layer = [spec.attn_norm, spec.ffn_norm, spec.o, spec.down, spec.up, spec.gate, spec.gate_up, spec.q, spec.k,
+                 spec.v, spec.qkv, spec.qkv_interleaved, spec.q_norm, spec.k_norm, spec.attn_post_norm,
+                 spec.ffn_post_norm, *(t for t, _ in spec.unread)]  # fmt: skip
+    if spec.latent:
+        lat = spec.latent
+        per_layer += [lat.kv_a, lat.kv_a_norm, lat.kv_b, lat.q_a, lat.q_a_norm, lat.q_b, lat.q]
+    stacks: list[str] = []
+    if spec.experts:
+        ex = spec.experts
+        per_layer += [ex.router, ex.router_bias, *(ex.shared or ()), ex.shared_router]
+        stacks = [t for t in (ex.gate, ex.up, ex.down) if t and "{e}" in t]
+    stems: dict[str, str | None] = {n.removesuffix(".weight"): None for n in top}
+    for i in range(blocks):
+        stems |= {f"model.layers.{i}.{t.removesuffix('.weight')}": None for t in per_layer if t}
+        stems |= {f"model.layers.{i}.{t.removesuffix('.weight').replace('.{e}', '')}":
+                  f"model.layers.{i}.{t.removesuffix('.weight')}" for t in stacks}  # fmt: skip
+    return stems
 
 
-def _pick(candidates: tuple[str, ...], wanted: frozenset[str], stem: str) -> str:
+def _pick(candidates: tuple[str, ...], wanted: dict[str, str | None], stem: str, suffix: str) -> str:
+    """The Hugging Face name (with `suffix`) of a GGUF tensor whose spellings are `candidates`."""
     for cand in candidates:
         if cand in wanted:
-            return cand
-    # Outside lineage's layouts: transformers' own spelling is the `model.`-rooted one the tables list first.
+            return cand + suffix
+        if suffix and cand + "_" + suffix[1:] in wanted:  # `e_score_correction_bias`: the converter adds the dot
+            return cand + "_" + suffix[1:]
+    # A tensor the layout does not name: transformers' own spelling is the `model.`-rooted one listed first.
     for cand in candidates:
-        if cand.startswith(("model.", "lm_head")):
-            return cand
-    return candidates[0] if candidates else stem
+        if cand.startswith("model."):
+            return cand + suffix
+    return (candidates[0] if candidates else stem) + suffix
+
+
+def _gguf_name(kind: MODEL_TENSOR, block: int) -> str:
+    return TENSOR_NAMES[kind].format(bid=block)
+
+
+def _expert_count(path: Path, name: str, dims: tuple[int, ...]) -> int:
+    """The number of experts a stacked tensor holds (GGML order: `[in, out, E]`)."""
+    if len(dims) != 3 or dims[-1] <= 0:
+        raise CheckpointError(path, f"tensor '{name}' stacks experts but has dimensions {list(dims)}, not "
+                              "[in, out, experts]: corrupt file; re-convert the model")  # fmt: skip
+    return int(dims[-1])
 
 
 def _head_groups(
     path: Path, arch: str, kind: MODEL_TENSOR | None, name: str, dims: tuple[int, ...], config: dict
 ) -> int | None:
-    permuted = GGUF_ARCHITECTURES.get(arch, GGUFArch(arch, "")).permuted_qk
+    permuted = GGUF_ARCHITECTURES[arch].permuted_qk
     if not permuted or kind not in (MODEL_TENSOR.ATTN_Q, MODEL_TENSOR.ATTN_K):
         return None
     groups = config.get("num_attention_heads" if kind == MODEL_TENSOR.ATTN_Q else "num_key_value_heads")

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType
+from gguf.constants import GGML_QUANT_SIZES, MODEL_TENSOR, TENSOR_NAMES, GGMLQuantizationType
 from gguf.quants import dequantize
 
 from lineage.errors import CheckpointError
@@ -36,6 +36,7 @@ from lineage.io.names import model_name
 from lineage.io.vocab import Vocabulary
 
 _INTEGER_TYPES = frozenset({"I8", "I16", "I32", "I64"})
+_TOKEN_EMBEDDING = TENSOR_NAMES[MODEL_TENSOR.TOKEN_EMBD] + ".weight"
 
 
 @dataclass(frozen=True)
@@ -102,17 +103,13 @@ class GGUFCheckpoint(Checkpoint):
         self.metadata: dict[str, Any] = plain_metadata(self._meta)
         self._infos: dict[str, TensorInfo] = {}
         self._entries: dict[str, _Entry] = {}
-        for gguf_name, plan in layout.plans.items():
-            file, rec = records[gguf_name]
-            if not rec.dims:  # llama.cpp writes at least one dimension; a scalar weight is a corrupt record
-                raise CheckpointError(file, f"tensor '{gguf_name}' has no dimensions: corrupt header; re-convert it")
-            shape = tuple(reversed(rec.dims))
-            self._infos[plan.hf_name] = GGUFTensorInfo(
-                plan.hf_name, rec.type_name, shape, file.name, rec.start,
-                rec.start + rec.nbytes, gguf_name=gguf_name,
-            )  # fmt: skip
-            row_map = plan.row_map(shape[0])  # Q/K biases are permuted like the weights' rows
-            self._entries[plan.hf_name] = _Entry(rec, plan, row_map)
+        self._joined: dict[str, tuple[GGUFTensorInfo, _Entry, GGUFTensorInfo, _Entry]] = {}
+        for plan in layout.plans.values():
+            info, entry = _stored(records, plan, plan.gguf_name)
+            if plan.joined is not None:
+                info, entry = self._join(records, plan, info, entry)
+            self._infos[plan.hf_name] = info
+            self._entries[plan.hf_name] = entry
         self._fds: dict[Path, int] = {}
         self._closed = False
 
@@ -127,7 +124,7 @@ class GGUFCheckpoint(Checkpoint):
             vocabulary = gguf_vocabulary(self._meta)
         except ValueError as exc:
             raise CheckpointError(self.files[0], f"{exc}: the metadata is corrupt or edited; {_RECONVERT}") from None
-        embed = self._infos.get("model.embed_tokens.weight")
+        embed = next((i for i in self._infos.values() if i.gguf_name == _TOKEN_EMBEDDING), None)
         if vocabulary is not None and embed is not None and embed.shape and len(vocabulary) != embed.shape[0]:
             raise CheckpointError(
                 self.files[0],
@@ -171,6 +168,8 @@ class GGUFCheckpoint(Checkpoint):
         """
         info, entry = self.info(name), self._entries.get(name)
         self._check_open()
+        if name in self._joined:
+            return self._finish(info, entry, self._joined_values(name), dtype, check_finite)
         rows = info.shape[0] if len(info.shape) > 1 else 1
         values = self._stored_rows(info, entry, 0, rows).reshape(info.shape)
         if entry.row_map is not None:
@@ -194,8 +193,11 @@ class GGUFCheckpoint(Checkpoint):
         info, entry = self.info(name), self._entries.get(name)
         self._check_open()
         dtype = dtype or torch.float32
-        if len(info.shape) < 2:
-            yield 0, self.tensor(name, dtype=dtype, check_finite=check_finite)
+        if len(info.shape) < 2 or name in self._joined:  # a joined tensor is read whole (two small matrices)
+            whole = self.tensor(name, dtype=dtype, check_finite=check_finite)
+            step = max(1, max_bytes // max(1, whole[0].numel() * whole.element_size())) if whole.dim() > 1 else 0
+            for start in range(0, whole.shape[0], step) if step else (0,):
+                yield start, whole[start : start + step] if step else whole
             return
         rows = info.shape[0]
         per_row = max(1, info.numel // rows) * torch.empty((), dtype=dtype).element_size()
@@ -239,7 +241,7 @@ class GGUFCheckpoint(Checkpoint):
         info, unique, inverse = self._row_index(name, index)
         entry = self._entries[name]
         self._check_open()
-        if len(info.shape) < 2:
+        if len(info.shape) < 2 or name in self._joined:
             return self.tensor(name, dtype=dtype, check_finite=check_finite)[unique][inverse]
         wanted = unique.numpy()
         src = entry.row_map[wanted] if entry.row_map is not None else wanted
@@ -248,6 +250,31 @@ class GGUFCheckpoint(Checkpoint):
         raw = torch.cat(pieces) if pieces else torch.empty((0, *info.shape[1:]))
         values = raw[torch.from_numpy(src_inverse.reshape(-1))]
         return self._finish(info, entry, values, dtype, check_finite)[inverse]
+
+    # -- a tensor the converter split in two ---------------------------------------------------------
+
+    def _join(
+        self, records: dict, plan: TensorPlan, first: GGUFTensorInfo, entry: _Entry
+    ) -> tuple[GGUFTensorInfo, _Entry]:
+        """The Hugging Face tensor `[heads * (a + b), in]` of two stored parts, `first` `[heads, in, a]` (each
+        head's rows transposed) and `plan.joined` `[heads, b, in]` (`lineage.arch.gguf.JOINED`)."""
+        second, second_entry = _stored(records, plan, plan.joined)
+        a, b = first.shape, second.shape
+        if len(a) != 3 or len(b) != 3 or a[0] != b[0] or a[1] != b[2]:
+            raise CheckpointError(
+                self.folder / first.file, f"tensors '{first.gguf_name}' {list(a)} and '{second.gguf_name}' "
+                f"{list(b)} are not the two halves of one matrix ([heads, in, a] and [heads, b, in]): corrupt "
+                f"header; {_RECONVERT}",
+            )  # fmt: skip
+        self._joined[plan.hf_name] = (first, entry, second, second_entry)
+        shape = (a[0] * (a[2] + b[1]), a[1])
+        return replace(first, shape=shape), entry
+
+    def _joined_values(self, name: str) -> torch.Tensor:
+        first, entry, second, second_entry = self._joined[name]
+        key = self._stored_rows(first, entry, 0, first.shape[0]).transpose(1, 2)  # [heads, a, in]
+        value = self._stored_rows(second, second_entry, 0, second.shape[0])  # [heads, b, in]
+        return torch.cat([key, value], dim=1).reshape(-1, first.shape[1])
 
     # -- lifetime ------------------------------------------------------------------------------------
 
@@ -267,10 +294,10 @@ class GGUFCheckpoint(Checkpoint):
         """Stored rows `[lo, hi)` (the whole tensor for a vector), dequantised to float32."""
         rec = entry.record
         rows = info.shape[0] if len(info.shape) > 1 else 1
-        row_bytes = rec.nbytes // rows
+        row_bytes = (info.end - info.start) // rows  # an expert's slice of a stack: its own bytes, not the stack's
         path = self.folder / info.file
         raw = np.empty((hi - lo) * row_bytes, dtype=np.uint8)
-        self._pread(path, info.name, raw, rec.start + lo * row_bytes)
+        self._pread(path, info.name, raw, info.start + lo * row_bytes)
         ne0 = rec.dims[0] if rec.dims else 1
         block, type_size = GGML_QUANT_SIZES[rec.ggml_type]
         if info.dtype in _INTEGER_TYPES:
@@ -313,6 +340,26 @@ class GGUFCheckpoint(Checkpoint):
             if n <= 0:
                 raise CheckpointError(path, f"file ended while reading tensor '{name}': truncated file")
             done += n
+
+
+def _stored(
+    records: dict[str, tuple[Path, GGUFTensorRecord]], plan: TensorPlan, gguf_name: str
+) -> tuple[GGUFTensorInfo, _Entry]:
+    """The facts of one stored tensor under `plan`'s Hugging Face name: the whole record, or one expert's slice
+    of a stacked record (`[E, out, in]`: expert `e` is the `e`-th of E equal runs of bytes)."""
+    file, rec = records[gguf_name]
+    if not rec.dims:  # llama.cpp writes at least one dimension; a scalar weight is a corrupt record
+        raise CheckpointError(file, f"tensor '{gguf_name}' has no dimensions: corrupt header; re-convert it")
+    shape, start, end = tuple(reversed(rec.dims)), rec.start, rec.start + rec.nbytes
+    if plan.expert is not None:
+        count = shape[0]
+        if plan.expert >= count or rec.nbytes % count:
+            raise CheckpointError(file, f"tensor '{gguf_name}' cannot hold expert {plan.expert} of {count} "
+                                  f"in {rec.nbytes} bytes: corrupt header; {_RECONVERT}")  # fmt: skip
+        size = rec.nbytes // count
+        shape, start, end = shape[1:], rec.start + plan.expert * size, rec.start + (plan.expert + 1) * size
+    info = GGUFTensorInfo(plan.hf_name, rec.type_name, shape, file.name, start, end, gguf_name=gguf_name)
+    return info, _Entry(rec, plan, plan.row_map(shape[0]))  # Q/K biases are permuted like the weights' rows
 
 
 def _records(headers: tuple[GGUFHeader, ...]) -> dict[str, tuple[Path, GGUFTensorRecord]]:

@@ -91,7 +91,9 @@ def calibrate(manifest: str | Path | Manifest, options: ScanOptions | None = Non
             count against the verdicts' score.
 
     Returns:
-        `{"null": {"pairs", "rates", "by_kind", "smallest"}, "power": {...}, "verdicts": {...}, "p_values": [...]}`.
+        `{"null": {"pairs", "rates", "by_kind", "by_family", "smallest"}, "power": {...}, "power_by_family":
+        {...}, "verdicts": {...}, "p_values": [...]}`: `by_family` holds the null pairs that involve a model of each
+        family (layout), `power_by_family` each family's derivatives, blind spots aside.
     """
     from lineage.compare.identity import weight_test
     from lineage.jobs.evaluate import _fingerprints
@@ -105,7 +107,7 @@ def calibrate(manifest: str | Path | Manifest, options: ScanOptions | None = Non
                  "layers": fps[r.name].summary.num_layers if fps[r.name].summary else None}
         for r in rows
     }  # fmt: skip
-    null, by_kind = [], defaultdict(list)
+    null, by_kind, by_family = [], defaultdict(list), defaultdict(list)
     for i, a in enumerate(rows):
         for b in rows[i + 1 :]:
             if info[a.name]["root"] == info[b.name]["root"]:
@@ -113,27 +115,37 @@ def calibrate(manifest: str | Path | Manifest, options: ScanOptions | None = Non
             p = weight_test(fps[a.name], fps[b.name]).p_value
             null.append({"suspect": a.name, "reference": b.name, "p_value": p})
             by_kind[_kind(info[a.name], info[b.name])].append(p)
-    power = defaultdict(list)
+            for family in {a.family, b.family} - {None, ""}:  # a pair counts for each family it involves
+                by_family[family].append(p)
+    power, family_power = defaultdict(list), defaultdict(list)
     for r in rows:
         if r.role == "derivative" and r.base in fps:
             w = weight_test(fps[r.name], fps[r.base])
-            power[info[r.name]["derivation"]].append({"model": r.name, "log10_p": w.log10_p, "group": w.group})
+            found = {"model": r.name, "log10_p": w.log10_p, "group": w.group}
+            power[info[r.name]["derivation"]].append(found)
+            if info[r.name]["derivation"] not in blind:
+                family_power[r.family or ""].append(found)
     ps = [n["p_value"] for n in null]
     kinds = {k: {"pairs": len(v), "rates": [x.to_dict() for x in rates(v)]} for k, v in sorted(by_kind.items())}
-    found = {k: {"models": v, "blind_spot": k in blind,
-                 "derived_at": {str(a): sum(m["log10_p"] < math.log10(a) for m in v) for a in ALPHAS}}
-             for k, v in sorted(power.items())}  # fmt: skip
+    families = {k: {"pairs": len(v), "rates": [x.to_dict() for x in rates(v)]} for k, v in sorted(by_family.items())}
     return {
         "null": {
             "pairs": len(null),
             "rates": [x.to_dict() for x in rates(ps)],
             "by_kind": kinds,
+            "by_family": families,
             "smallest": sorted(null, key=lambda n: n["p_value"])[:5],
         },
-        "power": found,
+        "power": {k: _power(v, k in blind) for k, v in sorted(power.items())},
+        "power_by_family": {k: _power(v, False) for k, v in sorted(family_power.items())},
         "verdicts": _verdicts(manifest, fps, options, blind),
         "p_values": ps,
     }
+
+
+def _power(found: list[dict], blind_spot: bool) -> dict:
+    return {"models": found, "blind_spot": blind_spot,
+            "derived_at": {str(a): sum(m["log10_p"] < math.log10(a) for m in found) for a in ALPHAS}}  # fmt: skip
 
 
 def _verdicts(manifest: Manifest, fps: dict, options: ScanOptions, blind: tuple[str, ...]) -> dict:

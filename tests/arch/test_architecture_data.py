@@ -1,9 +1,11 @@
-"""Architectures are data in `lineage/arch`: no other package names one, and a new one is one table entry."""
+"""Architectures are data in `lineage/arch`: no other package names one or spells its tensors, and a new one is one
+table entry."""
 
 from __future__ import annotations
 
 import ast
 import dataclasses
+import re
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,7 @@ from lineage.arch import resolve
 from lineage.arch.gguf import GGUF_ARCHITECTURES
 from lineage.arch.spec import ARCHITECTURES, ArchSpec
 from lineage.compare.identity import weight_test
+from lineage.features.tensorguard import TENSORGUARD_FEATURES
 from lineage.fingerprint.pipeline import FingerprintOptions, fingerprint_model
 from tests.arch.zoo import noisy_copy
 from tests.checkpoints import TINY_LLAMA_CONFIG, tiny_llama_tensors, write_checkpoint
@@ -38,6 +41,46 @@ def test_architecture_names_appear_only_in_lineage_arch() -> None:
                 hits.append(f"{path.relative_to(ROOT.parent)}:{node.lineno} {node.value!r}")
     assert not hits, hits
     assert len(names) > 40  # the test looks for the table's names, not for nothing
+
+
+def _strings(obj: object):  # noqa: ANN202 - an iterator of str
+    if isinstance(obj, str):
+        yield obj
+    elif dataclasses.is_dataclass(obj):
+        for f in dataclasses.fields(obj):
+            yield from _strings(getattr(obj, f.name))
+    elif isinstance(obj, (tuple, list)):
+        for item in obj:
+            yield from _strings(item)
+
+
+def _spellings() -> set[str]:
+    """The words of the layouts' tensor names that name a spelling, not a role (`q_proj`, `block_sparse_moe`):
+    compound words of the templates, less lineage's own role names (`q_norm` is a role as well as a word)."""
+    words = {w for spec in ARCHITECTURES for t in _strings(spec) if "." in t for w in re.split(r"\W+", t) if "_" in w}
+    roles = {f.name for f in dataclasses.fields(ArchSpec)} | set(TENSORGUARD_FEATURES)
+    return words - roles
+
+
+def _docstrings(tree: ast.AST) -> set[int]:
+    kinds = (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+    return {id(n.body[0].value) for n in ast.walk(tree) if isinstance(n, kinds) and n.body
+            and isinstance(n.body[0], ast.Expr) and isinstance(n.body[0].value, ast.Constant)}  # fmt: skip
+
+
+def test_tensor_name_spellings_appear_only_in_lineage_arch() -> None:
+    words, hits = _spellings(), []
+    for path in sorted(ROOT.rglob("*.py")):
+        if path.relative_to(ROOT).parts[0] in ("arch", *BUILDERS):
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        docs = _docstrings(tree)  # examples in docstrings are documentation, not a table
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docs:
+                found = words & set(re.split(r"\W+", node.value))
+                hits += [f"{path.relative_to(ROOT.parent)}:{node.lineno} {sorted(found)}"] if found else []
+    assert not hits, hits
+    assert {"q_proj", "block_sparse_moe", "kv_a_proj_with_mqa", "c_attn"} <= words  # it looks for real spellings
 
 
 def _renamed(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

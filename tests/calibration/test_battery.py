@@ -2,8 +2,9 @@
 prints, with assertions a miscalibrated test would fail.
 
 The battery's null pairs are models of one width and one tokenizer that share no weight: random and trained,
-of depths 2 to 40, three layouts, a distilled student; its derivatives are made by fine-tuning, LoRA,
-merging, int4, depth pruning and up-scaling, a vocabulary permutation and every disguise at once + int4.
+of depths 2 to 40, five layouts (a mixture of experts and a LayerNorm one among them), a distilled student;
+its derivatives are made by fine-tuning, LoRA, merging, int4, depth pruning and up-scaling, a vocabulary
+permutation and every disguise at once + int4.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 from scipy.stats import binom
 
-from lineage.catalog.battery import BLIND_SPOTS, DERIVATIONS, build_battery
+from lineage.catalog.battery import BLIND_SPOTS, DERIVATIONS, UNMADE, build_battery
 from lineage.jobs.calibration import calibrate, qq_plot
 from lineage.jobs.scan import ScanOptions
 
@@ -50,6 +51,17 @@ def test_every_derivation_kind_is_found_far_below_the_level(result):
             continue
         assert found["derived_at"]["0.001"] == len(found["models"]), kind
         assert max(m["log10_p"] for m in found["models"]) < -10, kind
+
+
+def test_the_mixture_of_experts_and_the_layernorm_layouts_are_measured_too(result):
+    by_family = result["null"]["by_family"]
+    for family in ("mixtral", "gpt_neox"):  # the battery's mixture of experts and its LayerNorm layout
+        assert by_family[family]["pairs"] >= 100, family
+        for rate in by_family[family]["rates"]:
+            assert rate["hits"] <= binom.ppf(0.99, rate["n"], rate["alpha"]), (family, rate)
+    moe = result["power_by_family"]["mixtral"]
+    assert len(moe["models"]) == len(DERIVATIONS) - len(UNMADE["mixtral"])
+    assert moe["derived_at"]["0.001"] == len(moe["models"])
 
 
 def test_depth_mismatched_random_models_are_never_derived(result):
