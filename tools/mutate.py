@@ -39,7 +39,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PVALUE_TESTS = ("tests/classify/test_statistics_pinned.py", "tests/classify/test_verdicts.py")
 CLASSIFY_TESTS = (*PVALUE_TESTS, "tests/classify/test_calibrate.py", "tests/classify/test_classifier.py",
                   "tests/classify/test_levels.py")  # fmt: skip
-IDENTITY_TESTS = (*PVALUE_TESTS, "tests/probe/test_keyed.py", "tests/probe/test_invariance.py")
+IDENTITY_TESTS = (*PVALUE_TESTS, "tests/probe/test_keyed.py", "tests/probe/test_invariance.py",
+                  "tests/probe/test_seeded_identity.py")  # fmt: skip
 ENGINE_TESTS = ("tests/probe/test_probe_engine.py", "tests/probe/test_pinned_numbers.py",
                 "tests/probe/test_pinned_layouts.py", "tests/probe/test_bad_models.py")  # fmt: skip
 TESTS = {
@@ -52,6 +53,7 @@ TESTS = {
     "lineage/decide/verdict.py": CLASSIFY_TESTS,
     "lineage/decide/calibrate.py": ("tests/classify/test_calibrate.py", "tests/classify/test_classifier.py"),
     "lineage/probe/engine.py": ENGINE_TESTS,
+    "lineage/compare/quantised.py": ("tests/io/test_quant_copy.py",),
 }
 
 
@@ -128,6 +130,14 @@ MUTANTS: tuple[Mutant, ...] = (
     _m("identity-residual-layers-by-signed-score", IDENTITY,
        'score = np.abs(np.einsum("ick,jck->ijc", sa, sb)).sum(-1)', 'score = np.einsum("ick,jck->ijc", sa, sb).sum(-1)',
        "the layer search peeks at the signs: anti-conservative"),
+    _m("identity-seeded-terms-absolute", IDENTITY,
+       'return [GroupResult("seeded residual", sign_test(terms), layers)]',
+       'return [GroupResult("seeded residual", sign_test(np.abs(terms)), layers)]',
+       "every seeded term positive: every pair of equal widths derived"),
+    _m("identity-seeded-per-layer-terms", IDENTITY,
+       'return [GroupResult("seeded residual", sign_test(terms), layers)]',
+       'return [GroupResult("seeded residual", sign_test(np.concatenate(per_layer)), layers)]',
+       "one term per layer and coordinate: terms of one coordinate are not independent across layers"),
     _m("identity-value-layer-by-signed-sum", IDENTITY,
        "q = int(np.abs(f).sum(1).argmax())", "q = int(f.sum(1).argmax())",
        "the value layer search peeks at the signs: anti-conservative"),
@@ -190,6 +200,8 @@ MUTANTS: tuple[Mutant, ...] = (
        "Benjamini-Hochberg without dividing by the number of tests"),
     _m("fdr-strict", FDR, "if x <= math.log10(k * q / m)", "if x < math.log10(k * q / m)",
        "a p-value at the step-up line exactly not rejected", "conservative, and of probability 0"),
+    _m("quantised-copy-limit-doubled", "lineage/compare/quantised.py", "return self.ratio <= self.limit",
+       "return self.ratio <= 2 * self.limit", "fine-tunes then quantised called quantised copies"),
     # -- the probe engine --------------------------------------------------------------------------------------
     _m("engine-biased-std", ENGINE, "std = (var * count / max(count - 1, 1)).sqrt()", "std = var.sqrt()",
        "the gradient std of the TensorGuard features biased"),
@@ -203,7 +215,7 @@ MUTANTS: tuple[Mutant, ...] = (
        "the fixed probes' responses read from the profile rows"),
     _m("engine-padding-of-8", ENGINE, "multiple: int = 16", "multiple: int = 8", "other zero padding",
        "zero padding columns, whose outputs are never read: no number moves (tests/probe/test_streaming.py pins that)"),
-    _m("engine-block-1mb", ENGINE, "else (2 << 20)", "else (1 << 20)", "other block size",
+    _m("engine-block-2mb", ENGINE, "else (8 << 20)", "else (2 << 20)", "other block size",
        "the block size is speed only: no number moves (tests/probe/test_streaming.py pins that)"),
     _m("engine-nonfinite-or", ENGINE, "if not bool(torch.isfinite(y_t.sum())) and not",
        "if not bool(torch.isfinite(y_t.sum())) or not", "the cheap check made expensive",
