@@ -158,7 +158,7 @@ MUTANTS: tuple[Mutant, ...] = (
        'return all(symmetry in fp.settings.get("symmetry", ()) for fp in (a, b))',
        "fewer groups tested when one side lacks the symmetry",
        "conservative: groups are only dropped; every fingerprint of the tests declares the same symmetries"),
-    _m("identity-residual-layer-argmin", IDENTITY, "pick = score.argmax(1)", "pick = score.argmin(1)",
+    _m("identity-residual-layer-argmin", IDENTITY, "enumerate(score.argmax(1))", "enumerate(score.argmin(1))",
        "the worst-matching reference layer compared: power lost"),
     # -- shared anchors ---------------------------------------------------------------------------------------
     _m("similarity-id-offset-of-the-suspect", SIMILARITY,
