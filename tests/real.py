@@ -55,3 +55,34 @@ def smollm2_folder() -> Path:
     tokenizer.save_pretrained(str(tmp))
     tmp.rename(out)
     return out
+
+
+#: Models of SmolLM2's width that never saw its weights: (name, layers, training steps from a fresh init).
+INDEPENDENT = (("scratch-32-layers", 32, 3), ("random-30-layers", 30, 0))
+
+
+def redraw_embedding(model) -> None:  # noqa: ANN001 - a transformers model
+    """Redraw a model's (tied) embedding in place, seeded, at its own scale: every layer kept, no row of the
+    old embedding (a tokenizer transplant that keeps no row)."""
+    import torch
+
+    with torch.no_grad():
+        weight = model.get_input_embeddings().weight
+        weight.copy_(torch.randn(weight.shape, generator=torch.Generator().manual_seed(5)) * weight.std())
+
+
+def independent_model(base: Path, layers: int, steps: int, ids):  # noqa: ANN201 - a transformers model
+    """A model of `base`'s configuration with `layers` layers from a fresh seeded initialisation, trained
+    `steps` steps on `ids` (none: left at its initialisation), in bf16."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from lineage.catalog.train import TrainConfig, train_lm
+
+    config = AutoConfig.from_pretrained(base)
+    config.num_hidden_layers = layers
+    torch.manual_seed(100 + layers)
+    fresh = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    if steps:
+        train_lm(fresh, ids, TrainConfig(steps=steps, lr=1e-3, batch_size=2, seq_len=64, seed=1, warmup=0))
+    return fresh.to(torch.bfloat16)

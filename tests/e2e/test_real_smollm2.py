@@ -23,7 +23,7 @@ import pytest
 from lineage.compare.similarity import sketch_distance_matrix
 from lineage.decide.kmeans import FamilyClassifier
 from lineage.fingerprint.obtain import obtain_fingerprint
-from tests.real import smollm2_folder
+from tests.real import INDEPENDENT, independent_model, redraw_embedding, smollm2_folder
 
 pytestmark = pytest.mark.slow
 DERIVATIVES = ("finetune", "finetune-disguised-int4", "depth-pruned", "depth-upscaled")
@@ -41,7 +41,7 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     base = smollm2_folder()
     pytest.importorskip("transformers")
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from lineage.catalog.disguise import mergelock, norm_rescale, permute_ffn
     from lineage.catalog.operations import quantize, select_layers
@@ -68,19 +68,11 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     out["depth-upscaled"] = _save(select_layers(load(), [*range(20), *range(10, 30)]), tokenizer, root / "upscaled")
 
     replaced = load()  # every layer SmolLM2's, the (tied) embedding redrawn: a transplant that keeps no row
-    with torch.no_grad():
-        weight = replaced.get_input_embeddings().weight
-        weight.copy_(torch.randn(weight.shape, generator=torch.Generator().manual_seed(5)) * weight.std())
+    redraw_embedding(replaced)
     out["embedding-replaced"] = _save(replaced, tokenizer, root / "embedding-replaced")
 
-    for name, layers, steps in (("scratch-32-layers", 32, 3), ("random-30-layers", 30, 0)):
-        config = AutoConfig.from_pretrained(base)
-        config.num_hidden_layers = layers
-        torch.manual_seed(100 + layers)
-        fresh = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-        if steps:
-            train_lm(fresh, ids, TrainConfig(steps=steps, lr=1e-3, batch_size=2, seq_len=64, seed=1, warmup=0))
-        out[name] = _save(fresh.to(torch.bfloat16), tokenizer, root / name)
+    for name, layers, steps in INDEPENDENT:
+        out[name] = _save(independent_model(base, layers, steps, ids), tokenizer, root / name)
     return out
 
 
