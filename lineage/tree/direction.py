@@ -10,6 +10,9 @@ facts say `b` is the child of `a`, -1 for the reverse, and `weight` is how sure 
 * **Vocabulary size**: with the weights otherwise the same, the smaller vocabulary is the trimmed child (rows
   dropped); with the weights trained too, the larger is the extended child (weak: the reverse happens).
 * **Stored precision**: with the weights otherwise the same (a cast), the model stored in fewer bits.
+* **Quantisation grid**: with the weights otherwise the same up to what rounding moves
+  (`lineage.tree.evidence.rounded_side`), the model whose values lie on the coarser grid is the rounded copy,
+  whatever dtype it is stored in (a dequantised int8 copy stored as its original was).
 * **Growth of the weights** (`PairFacts.growth`, raw responses): training adds a change nearly orthogonal to
   the parent, so the child's weights are the larger, by the change's own energy; abliteration projects a
   direction out of the residual writers (`o`, `down`: the only tensors it changes), so the child is the
@@ -37,7 +40,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from lineage.fingerprint import Fingerprint
-from lineage.tree.evidence import CAST, UNCHANGED, PairFacts
+from lineage.tree.evidence import CAST, UNCHANGED, PairFacts, rounded_side
 from lineage.tree.relation import ADAPTER_CHANGE, OTHER_BASIS, SAME_FUNCTION, precision
 
 #: Correlation of two layers' sketches above which they are copies of one layer (up-scaling).
@@ -85,6 +88,10 @@ def edge_votes(a: Fingerprint, b: Fingerprint, facts: PairFacts) -> list[Vote]:
     if pa is not None and pb is not None and pa != pb and facts.raw is not None and facts.raw < CAST:
         votes.append((3.0, 1 if pb < pa else -1, "the same weights stored in fewer bits: the cast"))
     same_shape = la == lb and ha == hb and va == vb
+    rounded = rounded_side(facts) if same_shape else 0
+    if rounded:
+        bits = min(g for g in facts.grids if g is not None)
+        votes.append((3.0, rounded, f"the same weights up to rounding, one side on a {bits}-bit grid: the copy"))
     changed = {k for k, v in facts.changed.items() if v >= UNCHANGED}
     embed_kept = facts.embed_changed is not None and facts.embed_changed < UNCHANGED
     if same_shape and facts.distance < SAME_FUNCTION and (not facts.same_basis or (facts.raw or 0.0) > OTHER_BASIS):

@@ -15,7 +15,7 @@ float32.
 
 from __future__ import annotations
 
-from lineage.tree.evidence import CAST, UNCHANGED, PairFacts
+from lineage.tree.evidence import CAST, UNCHANGED, PairFacts, rounded_side
 
 HUB_RELATIONS: tuple[str, ...] = ("finetune", "adapter", "merge", "quantized")
 LINEAGE_RELATIONS: tuple[str, ...] = ("pruned", "upscaled", "vocabulary-edited", "disguised")
@@ -40,6 +40,11 @@ def precision(dtypes: tuple[str, ...]) -> int | None:
     return max(bits) if bits else None
 
 
+def same_shape_rounded(facts: PairFacts) -> bool:
+    """Whether the child `b` is a copy of its parent `a` rounded to a quantisation grid (same shapes)."""
+    return facts.layers[0] == facts.layers[1] and facts.hidden[0] == facts.hidden[1] and rounded_side(facts) == 1
+
+
 def relation(facts: PairFacts, merged: bool = False) -> tuple[str, str]:
     """`(relation, why)` of the child `b` to its parent `a` (facts read from parent to child)."""
     if merged:
@@ -58,6 +63,8 @@ def relation(facts: PairFacts, merged: bool = False) -> tuple[str, str]:
     bp, bc = precision(facts.dtypes[0]), precision(facts.dtypes[1])
     if bp is not None and bc is not None and bc < bp and facts.raw is not None and facts.raw < CAST:
         return "quantized", f"the same weights stored in {bc} bits, the parent's in {bp}"
+    if same_shape_rounded(facts):
+        return "quantized", f"the same weights rounded to a {facts.grids[1]}-bit grid (raw distance {facts.raw:.4f})"
     if facts.distance < SAME_FUNCTION and (not facts.same_basis or (facts.raw or 0.0) > OTHER_BASIS):
         return "disguised", f"the same function (sketch distance {facts.distance:.4f}) in other weights"
     if facts.same_basis and facts.embed_changed is not None and facts.embed_changed < UNCHANGED:
