@@ -1,0 +1,59 @@
+"""A sibling that shares part of another's change is hung from their base, a true grandchild is not."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+from lineage.fingerprint import Fingerprint
+from tests.tree.synthetic import base
+
+
+def _noise(fp: Fingerprint, rng: np.random.Generator) -> dict[str, dict[str, np.ndarray]]:
+    """A random change of every array the tree reads (sketches, raw and identity responses)."""
+    return {part: {k: rng.normal(size=v.shape) for k, v in getattr(fp, part).items()}
+            for part in ("sketches", "responses", "identity")}  # fmt: skip
+
+
+def _moved(name: str, fp: Fingerprint, *changes: tuple[float, dict]) -> Fingerprint:
+    """`fp` plus the sum of `scale * change` over `changes`."""
+    out = {}
+    for part in ("sketches", "responses", "identity"):
+        arrays = {k: v.astype(np.float64) for k, v in getattr(fp, part).items()}
+        for scale, change in changes:
+            arrays = {k: v + scale * change[part][k] for k, v in arrays.items()}
+        out[part] = {k: v.astype(np.float16 if part == "identity" else np.float32) for k, v in arrays.items()}
+    return replace(fp, name=name, **out)
+
+
+def test_a_sibling_carrying_part_of_a_change_hangs_from_the_base() -> None:
+    from lineage.tree import build_tree
+    from lineage.tree.chains import WHOLE_CHANGE
+
+    rng = np.random.default_rng(7)
+    b = base("base", rng)
+    shared, own, other = _noise(b, rng), _noise(b, rng), _noise(b, rng)
+    ft = _moved("ft", b, (0.2, shared))
+    # Trained on like data: 0.7 of the fine-tune's change and a larger change of its own. Nearer the fine-tune
+    # than the base, so the spanning forest alone hangs it from the fine-tune (as continued pre-training).
+    cpt = _moved("cpt", b, (0.7 * 0.2, shared), (0.4, own))
+    sib = _moved("sib", b, (0.2, other))
+    tree = build_tree([b, ft, cpt, sib])
+    assert sorted((e.parent, e.child) for e in tree.edges) == [("base", "cpt"), ("base", "ft"), ("base", "sib")]
+    (edge,) = tree.parents_of("cpt")
+    share = float(edge.relation_evidence.split("it carries ")[1].split()[0])
+    assert "hung from base, not ft" in edge.relation_evidence and share < WHOLE_CHANGE
+
+
+def test_a_grandchild_carrying_its_parents_whole_change_stays_in_the_chain() -> None:
+    from lineage.tree import build_tree
+
+    rng = np.random.default_rng(8)
+    b = base("base", rng)
+    first, second, other = _noise(b, rng), _noise(b, rng), _noise(b, rng)
+    ft = _moved("ft", b, (0.3, first))
+    grandchild = _moved("grandchild", b, (0.3, first), (0.2, second))
+    sib = _moved("sib", b, (0.3, other))
+    tree = build_tree([b, ft, grandchild, sib])
+    assert sorted((e.parent, e.child) for e in tree.edges) == [("base", "ft"), ("base", "sib"), ("ft", "grandchild")]
