@@ -5,7 +5,8 @@ Steps (each its own module): compact vectors give each model's nearest neighbour
 candidate pairs are measured and tested in Kruskal's order, and Benjamini-Hochberg at `alpha` runs across
 the pairs tested (`edges`); in each connected component of significant pairs the merges are found
 (`merges`) and left out of the minimum spanning forest, then attached to their parents; each tree is rooted
-where its edges' direction votes agree best (`direction`) and each edge gets its relation (`relation`).
+where its edges' direction votes agree best (`direction`), a chain whose last model does not carry the middle
+one's whole change is re-hung from the first (`chains`), and each edge gets its relation (`relation`).
 
 Example:
     >>> tree = build_tree(fingerprints)  # doctest: +SKIP
@@ -26,8 +27,9 @@ from lineage.fingerprint import Fingerprint
 from lineage.store.embed import EmbeddingOptions
 from lineage.tree.candidates import DEFAULT_NEIGHBOURS, candidate_pairs, compact_vectors
 from lineage.tree.chains import misplaced
-from lineage.tree.direction import MIN_MARGIN, edge_votes, orient
+from lineage.tree.direction import MIN_MARGIN, basis_votes, edge_votes, orient
 from lineage.tree.edges import (
+    OTHER_BASES,
     PairTest,
     components,
     copy_originals,
@@ -37,7 +39,7 @@ from lineage.tree.edges import (
 )
 from lineage.tree.evidence import pair_facts
 from lineage.tree.merges import MergeFit, MergeOptions, find_merges
-from lineage.tree.relation import relation
+from lineage.tree.relation import SAME_FUNCTION, relation
 
 DEFAULT_TREE_ALPHA = 0.001
 UNDIRECTED = "undirected"
@@ -246,6 +248,12 @@ def _orientation(fps: Sequence[Fingerprint], forest: Sequence[PairTest]) -> tupl
     """Each forest edge's facts, votes and `(parent, child, margin)` (`lineage.tree.direction.orient`)."""
     facts = {(p.a, p.b): pair_facts(fps[p.a], fps[p.b], p.distance, p.raw) for p in forest}
     votes = {(p.a, p.b): edge_votes(fps[p.a], fps[p.b], facts[(p.a, p.b)]) for p in forest}
+    # Two models of one function in other weight bases whose own facts do not decide: the basis prior.
+    undecided = {e for e, v in votes.items() if facts[e].distance < SAME_FUNCTION
+                 and (facts[e].raw is None or facts[e].raw >= OTHER_BASES)
+                 and abs(sum(w * s for w, s, _ in v)) < MIN_MARGIN}  # fmt: skip
+    for e, extra in basis_votes(list(votes), {e: f.raw for e, f in facts.items()}, undecided, OTHER_BASES).items():
+        votes[e] = votes[e] + extra
     oriented: dict = {}
     for nodes, edges in _trees(forest):
         oriented.update(orient(nodes, edges, votes)[1])

@@ -26,6 +26,12 @@ facts say `b` is the child of `a`, -1 for the reverse, and `weight` is how sure 
   permutation) TensorGuard's gradient kurtosis (`global_kurtosis`) decides: per-head invertible maps raise
   it; a neuron permutation leaves every statistic as it was, and its edge stays undirected.
 
+* **The basis others built in** (`basis_votes`, the tree's, not the edge's): of two models of one function in
+  other weight bases whose own facts do not tell (a pure neuron permutation), the one with relatives in its
+  own basis is the original. This is a prior, not a measurement: a disguise is made to hide a model, and its
+  relatives were built from the model in their basis, so a copy that nothing was built from is the likelier
+  child. Its weight (`BUILT_ON`) is under any measured vote's.
+
 `orient` then picks, per tree, the root that agrees best with the weighted votes of every edge (rerooting:
 moving the root across an edge flips that edge alone); merge edges point at the merge whatever the root.
 An edge whose orientation the votes do not decide by at least `MIN_MARGIN` is "undirected".
@@ -49,6 +55,10 @@ DUPLICATE_LAYERS = 0.98
 MIN_MARGIN = 0.25
 #: Tensor kinds that read the residual stream (after a norm): a norm-gain rescaling changes these alone.
 READERS = frozenset({"q", "k", "v", "gate", "up", "qkv", "gate_up"})
+
+#: The weight of the basis prior (`basis_votes`): enough to direct an edge nothing else directs, less than a
+#: disguise's own evidence (2) or any structural vote (3).
+BUILT_ON = 0.5
 
 Vote = tuple[float, int, str]  # (weight, +1: b child / -1: a child, why)
 
@@ -113,6 +123,36 @@ def edge_votes(a: Fingerprint, b: Fingerprint, facts: PairFacts) -> list[Vote]:
             why = "a change added to the decoder: the larger is the child"
             votes.append((weight * (1.0 if sure else 0.3), grew, why))
     return votes
+
+
+def basis_votes(
+    edges: Sequence[tuple[int, int]], raw: dict[tuple[int, int], float | None], other_bases: set[tuple[int, int]],
+    far: float,
+) -> dict[tuple[int, int], list[Vote]]:  # fmt: skip
+    """The basis prior's vote on each edge of `other_bases` (pairs of one function in other weight bases, `a < b`
+    as in `edges`): for the side with forest neighbours of its own basis (raw distance under `far`) when the
+    other side has none (see the module docstring).
+
+    Args:
+        edges: the forest's edges.
+        raw: each edge's raw response distance (None: other shapes).
+        other_bases: the edges between two weight bases of one function.
+        far: the raw distance from which two models are in other bases.
+    """
+    adj: dict[int, list[tuple[int, float | None]]] = defaultdict(list)
+    for a, b in edges:
+        adj[a].append((b, raw[(a, b)]))
+        adj[b].append((a, raw[(a, b)]))
+
+    def kin(x: int, other: int) -> int:
+        return sum(1 for y, r in adj[x] if y != other and r is not None and r < far)
+
+    out: dict[tuple[int, int], list[Vote]] = {}
+    for a, b in other_bases:
+        ka, kb = kin(a, b), kin(b, a)
+        if (ka == 0) != (kb == 0):
+            out[(a, b)] = [(BUILT_ON, 1 if ka else -1, "its relatives share the other's weight basis: the copy")]
+    return out
 
 
 def _embed_spread(fp: Fingerprint) -> float | None:

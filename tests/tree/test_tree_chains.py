@@ -57,3 +57,22 @@ def test_a_grandchild_carrying_its_parents_whole_change_stays_in_the_chain() -> 
     sib = _moved("sib", b, (0.3, other))
     tree = build_tree([b, ft, grandchild, sib])
     assert sorted((e.parent, e.child) for e in tree.edges) == [("base", "ft"), ("base", "sib"), ("ft", "grandchild")]
+
+
+def test_a_permuted_copy_nothing_was_built_from_is_the_child() -> None:
+    from lineage.tree import build_tree
+    from lineage.tree.direction import BUILT_ON, MIN_MARGIN, basis_votes
+
+    rng = np.random.default_rng(9)
+    b = base("base", rng)
+    ft = _moved("ft", b, (0.2, _noise(b, rng)))
+    # The same function in another basis: the raw responses' columns permuted (norms kept, so growth says
+    # nothing), sketches, identity and statistics as they were: no fact of the edge itself tells the two apart.
+    order = rng.permutation(8)
+    permuted = replace(b, name="permuted", responses={k: v[:, order] for k, v in b.responses.items()})
+    tree = build_tree([permuted, b, ft])
+    assert sorted((e.parent, e.child, e.direction) for e in tree.edges) == [
+        ("base", "ft", "directed"), ("base", "permuted", "directed")]
+    assert BUILT_ON >= MIN_MARGIN
+    assert basis_votes([(0, 1), (1, 2)], {(0, 1): 1.4, (1, 2): 0.2}, {(0, 1)}, 0.95)[(0, 1)][0][:2] == (BUILT_ON, -1)
+    assert basis_votes([(0, 1)], {(0, 1): 1.4}, {(0, 1)}, 0.95) == {}  # neither side built on: undirected
