@@ -244,10 +244,18 @@ def _attach_rest(n: int, tested: Sequence[PairTest], forest: Sequence[PairTest],
     return extra
 
 
-def _orientation(fps: Sequence[Fingerprint], forest: Sequence[PairTest]) -> tuple[dict, dict, dict]:
-    """Each forest edge's facts, votes and `(parent, child, margin)` (`lineage.tree.direction.orient`)."""
-    facts = {(p.a, p.b): pair_facts(fps[p.a], fps[p.b], p.distance, p.raw) for p in forest}
-    votes = {(p.a, p.b): edge_votes(fps[p.a], fps[p.b], facts[(p.a, p.b)]) for p in forest}
+def _orientation(
+    fps: Sequence[Fingerprint], forest: Sequence[PairTest], known: dict | None = None
+) -> tuple[dict, dict, dict]:
+    """Each forest edge's facts, votes and `(parent, child, margin)` (`lineage.tree.direction.orient`); `known`
+    keeps each pair's facts and own votes between calls (they do not depend on the rest of the forest)."""
+    known = {} if known is None else known
+    for p in forest:
+        if (p.a, p.b) not in known:
+            f = pair_facts(fps[p.a], fps[p.b], p.distance, p.raw)
+            known[(p.a, p.b)] = (f, edge_votes(fps[p.a], fps[p.b], f))
+    facts = {(p.a, p.b): known[(p.a, p.b)][0] for p in forest}
+    votes = {(p.a, p.b): list(known[(p.a, p.b)][1]) for p in forest}
     # Two models of one function in other weight bases whose own facts do not decide: the basis prior.
     undecided = {e for e, v in votes.items() if facts[e].distance < SAME_FUNCTION
                  and (facts[e].raw is None or facts[e].raw >= OTHER_BASES)
@@ -267,8 +275,9 @@ def _rehang(
     the grandparent (`lineage.tree.chains`), one at a time (the smallest share first, then oriented again),
     and a note per re-hung edge."""
     notes: dict[tuple[int, int], str] = {}
+    known: dict = {}
     for _ in range(len(fps)):
-        _, _, oriented = _orientation(fps, forest)
+        _, _, oriented = _orientation(fps, forest, known)
         chains = misplaced(fps, {e: (p, c, m >= MIN_MARGIN) for e, (p, c, m) in oriented.items()})
         for share, grand, parent, child in chains:
             key = (min(grand, child), max(grand, child))

@@ -14,8 +14,8 @@ pruning, abliteration, vocabulary edits, casts of a fine-tune), every pair of si
 LoRA adapter and continued pre-training beside code fine-tunes; fine-tunes beside each other 0.2-0.4), so
 a directed chain whose `c` is under `WHOLE_CHANGE` 0.85 is re-hung: the last model becomes a child of the
 first. Near-exact copies (raw distance under `CAST`) are left alone: their tiny change makes `c` noise; so are
-disguises (raw distance `OTHER_BASES` or more: the same function in another weight basis, where the raw
-responses do not compare).
+disguises (the same function in other weights, the relation's rule: a MergeLock copy 0.7-1.0 apart, a
+rotation 1.4), whose change is one of basis, not one that training added.
 A fine-tune of a fine-tune that undoes much of its parent's change (catastrophic forgetting) would be
 re-hung from its grandparent; the catalog has none to say how often that happens.
 """
@@ -26,9 +26,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from lineage.compare.similarity import sketch_distance_matrix
 from lineage.fingerprint import Fingerprint
-from lineage.tree.edges import OTHER_BASES
 from lineage.tree.evidence import CAST
+from lineage.tree.relation import OTHER_BASIS, SAME_FUNCTION
 
 #: The least share of its parent's change (from the grandparent) that a child carries (module docstring).
 WHOLE_CHANGE = 0.85
@@ -54,6 +55,12 @@ def carried(grand: np.ndarray, parent: np.ndarray, child: np.ndarray) -> float:
 
 def _relative(x: np.ndarray, y: np.ndarray) -> float:
     return float(np.linalg.norm(x - y)) / max(1e-30, float(np.sqrt(np.linalg.norm(x) * np.linalg.norm(y))))
+
+
+def is_disguise(a: Fingerprint, b: Fingerprint, raw: float) -> bool:
+    """Whether `a` and `b` compute one function (sketch distance under `SAME_FUNCTION`) in weights further apart
+    than rounding or a norm's rescaling alone moves them (raw distance over `OTHER_BASIS`): the relation's rule."""
+    return raw >= OTHER_BASIS and float(sketch_distance_matrix([a], [b])[0][0]) < SAME_FUNCTION
 
 
 def misplaced(fps: Sequence[Fingerprint], oriented: Oriented) -> list[tuple[float, int, int, int]]:
@@ -82,8 +89,9 @@ def misplaced(fps: Sequence[Fingerprint], oriented: Oriented) -> list[tuple[floa
             continue
         g, p, c = vec(grand), vec(parent), vec(child)
         near = (_relative(g, p), _relative(p, c))
-        if min(near) < CAST or max(near) >= OTHER_BASES:  # a copy's change is noise; a disguise's another basis
-            continue
+        links = zip(((grand, parent), (parent, child)), near)
+        if min(near) < CAST or any(is_disguise(fps[x], fps[y], r) for (x, y), r in links):
+            continue  # a copy's change is noise; a disguise's is a change of basis, not one training added
         share = carried(g, p, c)
         if share < WHOLE_CHANGE:
             out.append((share, grand, parent, child))

@@ -22,9 +22,10 @@ facts say `b` is the child of `a`, -1 for the reverse, and `weight` is how sure 
 * **Disguise**: a model that computes its relative's very function in another weight basis (a rotation,
   MergeLock maps, rescaled norms) was made from it. A rotation changes the embedding: the rotated side's
   embedding energy is spread more unevenly over the kept residual coordinates. Rescaled norm gains change
-  only the projections that read the residual stream, and grow them. Otherwise (MergeLock maps, a neuron
-  permutation) TensorGuard's gradient kurtosis (`global_kurtosis`) decides: per-head invertible maps raise
-  it; a neuron permutation leaves every statistic as it was, and its edge stays undirected.
+  only the projections that read the residual stream, and grow them. MergeLock's per-head invertible maps
+  change the value and output projections and raise TensorGuard's gradient kurtosis (`global_kurtosis`),
+  which then decides; a neuron permutation of the FFN changes no head and leaves every statistic as it was
+  (its kurtosis differs by sampling alone), so its own facts do not direct it.
 
 * **The basis others built in** (`basis_votes`, the tree's, not the edge's): of two models of one function in
   other weight bases whose own facts do not tell (a pure neuron permutation), the one with relatives in its
@@ -53,6 +54,8 @@ from lineage.tree.relation import ADAPTER_CHANGE, OTHER_BASIS, SAME_FUNCTION, pr
 DUPLICATE_LAYERS = 0.98
 #: The least total vote, in favour of one orientation over the other, that decides an edge.
 MIN_MARGIN = 0.25
+#: Tensor kinds that MergeLock's per-head maps change (the value and output projections, fused or not).
+HEAD_MAPPED = frozenset({"v", "o", "qkv"})
 #: Tensor kinds that read the residual stream (after a norm): a norm-gain rescaling changes these alone.
 READERS = frozenset({"q", "k", "v", "gate", "up", "qkv", "gate_up"})
 
@@ -178,6 +181,10 @@ def _disguise_votes(
         # Norm gains folded into the projections that read them: the rescaled projections are the larger.
         return [(min(1.0, abs(facts.growth)), 1 if facts.growth > 0 else -1,
                  "norm gains folded into the readers of the residual stream: the larger is the child")]  # fmt: skip
+    if not changed & HEAD_MAPPED:
+        # MergeLock's maps act per attention head (values and outputs); a neuron permutation of the FFN moves no
+        # head, and its kurtosis differs only by which rows TensorGuard samples: no evidence.
+        return []
     ka, kb = a.tensorguard.get("global_kurtosis"), b.tensorguard.get("global_kurtosis")
     if ka is None or kb is None or not (math.isfinite(ka) and math.isfinite(kb)) or ka <= 0 or kb <= 0 or ka == kb:
         return []

@@ -8,7 +8,9 @@ tell the rest: quantisation, magnitude pruning and merged LoRA adapters leave th
 (tools quantise and adapt the decoder's projections only), and of those pruning removes weight (the child
 is the smaller, `growth` below 0 read from parent to child) where rounding adds noise; LoRA changes every
 projection by a low-rank update much larger, relative to the rounding noise of 4 or 8 bits, than a
-quantiser's (`ADAPTER_CHANGE`). Anything else is a fine-tune. A change of stored dtype is a quantisation only
+quantiser's (`ADAPTER_CHANGE`). A child whose values lie on a quantisation grid its parent's do not, within
+what a round trip to that grid moves weights (`lineage.tree.evidence.rounded_side`), is quantized whatever
+dtype it is stored in. Anything else is a fine-tune. A change of stored dtype is a quantisation only
 when the weights are otherwise the same (a cast): bases are often stored in bfloat16, their fine-tunes in
 float32.
 """

@@ -76,3 +76,41 @@ def test_a_permuted_copy_nothing_was_built_from_is_the_child() -> None:
     assert BUILT_ON >= MIN_MARGIN
     assert basis_votes([(0, 1), (1, 2)], {(0, 1): 1.4, (1, 2): 0.2}, {(0, 1)}, 0.95)[(0, 1)][0][:2] == (BUILT_ON, -1)
     assert basis_votes([(0, 1)], {(0, 1): 1.4}, {(0, 1)}, 0.95) == {}  # neither side built on: undirected
+
+
+def test_a_disguise_is_never_re_hung_whatever_share_its_change_carries() -> None:
+    from lineage.tree.chains import WHOLE_CHANGE, carried, misplaced
+
+    rng = np.random.default_rng(10)
+    b = base("base", rng)
+    ft = _moved("ft", b, (0.2, _noise(b, rng)))
+    # Raw responses 0.3-0.95 apart from its parent's (a MergeLock copy's, under the distance of two bases)
+    # and partly against the fine-tune's change, so the share is under WHOLE_CHANGE.
+    back = {k: -0.3 * (ft.responses[k] - b.responses[k]) for k in ft.responses}
+    odd = _noise(b, rng)["responses"]
+    raw = {k: (ft.responses[k] + back[k] + 0.4 * odd[k]).astype(np.float32) for k in ft.responses}
+    locked = replace(ft, name="locked", responses=raw)  # the fine-tune's function: its sketches as they were
+    trained = replace(locked, name="trained", sketches=_moved("x", ft, (0.2, _noise(b, rng))).sketches)
+    flat = lambda fp: np.concatenate([fp.responses[k].ravel() for k in sorted(fp.responses)])  # noqa: E731
+    assert carried(flat(b), flat(ft), flat(locked)) < WHOLE_CHANGE
+    oriented = {(0, 1): (0, 1, True), (1, 2): (1, 2, True)}
+    assert misplaced([b, ft, locked], oriented) == []
+    assert [c[1:] for c in misplaced([b, ft, trained], oriented)] == [(0, 1, 2)]  # the same numbers, trained
+
+
+def test_gradient_kurtosis_directs_head_maps_not_a_neuron_permutation() -> None:
+    from lineage.tree.direction import edge_votes
+    from lineage.tree.evidence import PairFacts
+
+    rng = np.random.default_rng(11)
+    a = base("a", rng)
+    b = replace(a, name="b", tensorguard={**a.tensorguard, "global_kurtosis": 7.5})
+    a = replace(a, tensorguard={**a.tensorguard, "global_kurtosis": 7.2})  # 4% apart
+
+    def votes(changed: set[str]) -> list:
+        facts = PairFacts((3, 3), (64, 64), (100, 100), ((), ()), 0.0, 1.0, True,
+                          {k: 0.5 for k in changed}, 0.0, 0.1, False)  # fmt: skip
+        return edge_votes(a, b, facts)
+
+    assert votes({"gate", "up", "down"}) == []
+    assert [why for _, _, why in votes({"v", "o"})] == ["the disguised side's gradient kurtosis rose"]
