@@ -220,8 +220,9 @@ def build_tree(
     by_pair = {(p.a, p.b): p for p in tested}
     forest = spanning_forest(len(fps), tested, exclude=set(merges))
     forest += _attach_rest(len(fps), tested, forest, merges)
-    forest, notes = _rehang(fps, forest, by_pair, options)
-    edges = _orient_all(fps, forest, merges, by_pair, notes)
+    known: dict = {}  # each pair's facts and own votes, made once
+    forest, notes = _rehang(fps, forest, by_pair, options, known)
+    edges = _orient_all(fps, forest, merges, by_pair, notes, known)
     return ModelTree(tuple(names), tuple(edges), len(done), len(tested),
                      sum(p.significant for p in tested), options.alpha)  # fmt: skip
 
@@ -269,13 +270,13 @@ def _orientation(
 
 
 def _rehang(
-    fps: Sequence[Fingerprint], forest: list[PairTest], by_pair: dict[tuple[int, int], PairTest], options: TreeOptions
-) -> tuple[list[PairTest], dict[tuple[int, int], str]]:
+    fps: Sequence[Fingerprint], forest: list[PairTest], by_pair: dict[tuple[int, int], PairTest], options: TreeOptions,
+    known: dict,
+) -> tuple[list[PairTest], dict[tuple[int, int], str]]:  # fmt: skip
     """The forest with every directed chain whose child does not carry its parent's whole change re-hung from
     the grandparent (`lineage.tree.chains`), one at a time (the smallest share first, then oriented again),
     and a note per re-hung edge."""
     notes: dict[tuple[int, int], str] = {}
-    known: dict = {}
     for _ in range(len(fps)):
         _, _, oriented = _orientation(fps, forest, known)
         chains = misplaced(fps, {e: (p, c, m >= MIN_MARGIN) for e, (p, c, m) in oriented.items()})
@@ -302,8 +303,9 @@ def _orient_all(
     merges: dict[int, MergeFit],
     by_pair: dict[tuple[int, int], PairTest],
     notes: dict[tuple[int, int], str],
+    known: dict,
 ) -> list[TreeEdge]:
-    facts, votes, oriented = _orientation(fps, forest)
+    facts, votes, oriented = _orientation(fps, forest, known)
     out: list[TreeEdge] = []
     for e, (parent, child, margin) in oriented.items():
         f = facts[e] if (parent, child) == e else facts[e].swapped()
