@@ -35,15 +35,15 @@ NEAR_STEPS = 32
 #: Fewest values weighed for a verdict.
 MIN_VALUES = 64
 #: Rows of a matrix looked at, and columns of them for the grouped grids (a whole-row grid reads `ROW_ROWS` whole
-#: rows): a few thousand values decide, and a wide model's matrix costs a few milliseconds.
+#: rows): a few thousand values decide, and a wide model's matrix costs a few milliseconds (16 of them per model).
 ROWS = 8
-COLUMNS = 512
+COLUMNS = 256
 ROW_ROWS = 2
 #: Decoder matrices looked at per model, spread over its layers (`lineage.fingerprint.pipeline`).
-TENSORS = 32
+TENSORS = 16
 #: What the fingerprint cache keys on (`lineage.fingerprint.pipeline.model_identity`): raise it when the test
 #: changes, so entries made before miss.
-GRID_VERSION = 1
+GRID_VERSION = 2
 
 
 def _groups(w: np.ndarray, size: int) -> np.ndarray:

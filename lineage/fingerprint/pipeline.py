@@ -204,7 +204,7 @@ class _Run:
         self.stats: list[tuple[str, np.ndarray]] = []
         self.responses: dict[str, np.ndarray] = {}
         self.quant_noise: dict[str, float] = {}  # role -> what its quantisation's rounding puts into its responses
-        self.grid_names = _grid_sample(self.role_keys, model)
+        self.grid_names = _grid_sample(self.role_keys, model, shapes)
         self.quant_grid: dict[str, int] = {}  # role -> bits of the grid its values lie on (0: none)
         self.done: set[str] = set()
         # Progress in bytes as stored (what a reader pays for): each tensor counts once, on its first pass.
@@ -326,10 +326,11 @@ class _Run:
         return self.engine.put(self.reader.rows(name, ids))
 
 
-def _grid_sample(role_keys: dict[str, str], model: ResolvedModel) -> frozenset[str]:
+def _grid_sample(role_keys: dict[str, str], model: ResolvedModel, shapes: dict[str, tuple]) -> frozenset[str]:
     """The decoder matrices whose quantisation grid is looked at: at most `GRID_TENSORS`, spread evenly over the
     layers (a mixture's thousands of experts must not each pay for it)."""
-    names = [n for n, role in role_keys.items() if n not in (model.embed, model.head) and role.startswith("layers.")]
+    names = [n for n, role in role_keys.items() if n not in (model.embed, model.head) and role.startswith("layers.")
+             and len(shapes.get(n, ())) == 2]  # fmt: skip
     if len(names) <= GRID_TENSORS:
         return frozenset(names)
     return frozenset(names[round(i * (len(names) - 1) / (GRID_TENSORS - 1))] for i in range(GRID_TENSORS))

@@ -7,7 +7,7 @@ import torch
 
 from lineage.catalog.operations import quantize_groupwise
 from lineage.fingerprint import load_fingerprint, save_fingerprint
-from lineage.fingerprint.grid import grid_bits
+from lineage.fingerprint.grid import TENSORS, grid_bits
 from lineage.fingerprint.pipeline import FingerprintOptions, fingerprint_model
 from tests.checkpoints import tiny_llama_tensors, write_checkpoint
 
@@ -54,7 +54,8 @@ def test_the_fingerprint_records_the_grid_of_a_dequantised_copy(tmp_path) -> Non
     fp_base = fingerprint_model(write_checkpoint(tmp_path / "base", base), options)
     fp_copy = fingerprint_model(write_checkpoint(tmp_path / "copy", copy), options)
     assert fp_base.quant_grid == {}
-    assert set(fp_copy.quant_grid) == set(fp_copy.responses)  # every decoder matrix looked at
+    assert set(fp_copy.quant_grid) <= set(fp_copy.responses)
+    assert len(fp_copy.quant_grid) == min(TENSORS, len(fp_copy.responses))  # the decoder matrices looked at
     assert set(fp_copy.quant_grid.values()) == {8}
     saved = save_fingerprint(fp_copy, tmp_path / "copy.fingerprint.safetensors")
     assert load_fingerprint(saved).quant_grid == fp_copy.quant_grid
