@@ -26,7 +26,6 @@ facts say `b` is the child of `a`, -1 for the reverse, and `weight` is how sure 
   change the value and output projections and raise TensorGuard's gradient kurtosis (`global_kurtosis`),
   which then decides; a neuron permutation of the FFN changes no head and leaves every statistic as it was
   (its kurtosis differs by sampling alone), so its own facts do not direct it.
-
 * **The basis others built in** (`basis_votes`, the tree's, not the edge's): of two models of one function in
   other weight bases whose own facts do not tell (a pure neuron permutation), the one with relatives in its
   own basis is the original. This is a prior, not a measurement: a disguise is made to hide a model, and its
