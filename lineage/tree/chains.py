@@ -15,7 +15,8 @@ LoRA adapter and continued pre-training beside code fine-tunes; fine-tunes besid
 a directed chain whose `c` is under `WHOLE_CHANGE` 0.85 is re-hung: the last model becomes a child of the
 first. Near-exact copies (raw distance under `CAST`) are left alone: their tiny change makes `c` noise; so are
 disguises (the same function in other weights, the relation's rule: a MergeLock copy 0.7-1.0 apart, a
-rotation 1.4), whose change is one of basis, not one that training added.
+rotation 1.4), whose change is one of basis, not one that training added (this test was first two bases
+apart; seed 1's Gemma MergeLock copy, 0.67 from its parent, showed that too narrow).
 A fine-tune of a fine-tune that undoes much of its parent's change (catastrophic forgetting) would be
 re-hung from its grandparent; the catalog has none to say how often that happens.
 """
