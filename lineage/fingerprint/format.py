@@ -82,6 +82,9 @@ class Fingerprint:
         quant_noise: for a quantised checkpoint, role key -> the expected energy (sum of squares) that its
             quantisation's rounding puts into that tensor's raw `responses` (`ProbeEngine.response_noise`);
             empty for unquantised weights. What `lineage.compare.quantised` weighs a residual against.
+        quant_grid: role key -> the bits of the quantisation grid its values lie on (`lineage.fingerprint.grid`),
+            0 for a tensor looked at and on no grid; kept only when some tensor lies on one (a quantised copy,
+            stored dequantised or not), empty otherwise. What tells a rounded copy from its original.
         settings: probe settings and seeds used.
         device: where the probes ran.
         source: "checkpoint" or "tensorguard-json".
@@ -102,6 +105,7 @@ class Fingerprint:
     anchor_basis: str = "ids"
     identity: dict[str, np.ndarray] = field(default_factory=dict)
     quant_noise: dict[str, float] = field(default_factory=dict)
+    quant_grid: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -117,6 +121,8 @@ class Fingerprint:
             raise ValueError("anchor tokens are given exactly when the anchor basis is 'tokens'")
         if any(not (math.isfinite(v) and v >= 0) for v in self.quant_noise.values()):
             raise ValueError("quantisation noise energies must be finite and >= 0")
+        if any(not isinstance(v, int) or not 0 <= v <= 64 for v in self.quant_grid.values()):
+            raise ValueError("quantisation grid bits must be integers in [0, 64]")
         if self.anchor_tokens and (self.anchors is None or len(self.anchor_tokens) > len(self.anchors)):
             raise ValueError("more anchor tokens than anchors")
 
@@ -190,6 +196,8 @@ def fingerprint_bytes(fp: Fingerprint, extra: dict[str, str] | None = None) -> b
     }
     if fp.quant_noise:  # only quantised checkpoints have it: every other file stays as it was, byte for byte
         doc["quant_noise"] = {k: float(v) for k, v in fp.quant_noise.items()}
+    if any(fp.quant_grid.values()):  # likewise: only a model on a quantisation grid has it
+        doc["quant_grid"] = {k: int(v) for k, v in fp.quant_grid.items()}
     # sort_keys: the JSON, and so the file, must not depend on dict insertion order. ASCII escapes (the
     # default) keep any token string, even a lone surrogate, valid in the header.
     meta = json.dumps(doc, sort_keys=True, separators=(",", ":"), allow_nan=False)
@@ -314,6 +322,7 @@ def fingerprint_from_bytes(data: bytes, origin: str | Path = "<fingerprint bytes
             anchor_tokens=tuple(str(t) for t in doc.get("anchor_tokens", [])),
             anchor_basis=doc.get("anchor_basis", "ids"),
             quant_noise={str(k): float(v) for k, v in (doc.get("quant_noise") or {}).items()},
+            quant_grid={str(k): int(v) for k, v in (doc.get("quant_grid") or {}).items()},
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise FingerprintFormatError(origin, f"malformed fingerprint metadata ({exc})") from None

@@ -29,6 +29,9 @@ from lineage.errors import CheckpointError
 from lineage.features import tensorguard
 from lineage.features.sketch import stack_layers
 from lineage.fingerprint.format import Fingerprint, ModelSummary
+from lineage.fingerprint.grid import GRID_VERSION, grid_bits
+from lineage.fingerprint.grid import ROWS as GRID_ROWS
+from lineage.fingerprint.grid import TENSORS as GRID_TENSORS
 from lineage.fingerprint.heap import TRIM_EVERY, release_free_memory
 from lineage.io.checkpoint import Checkpoint
 from lineage.io.digest import files_sha256
@@ -153,6 +156,7 @@ def model_identity(path: str | Path, options: FingerprintOptions, *, verify_weig
         else:
             stamp = [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in files]
         doc = {"headers": headers, "files": stamp, "settings": options.settings(), "v": __version__}
+        doc["grid"] = GRID_VERSION  # entries made before the grid was looked at lack it: they must miss
         if verify_weights:
             doc["content"] = "sha256"
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest(), headers
@@ -200,6 +204,8 @@ class _Run:
         self.stats: list[tuple[str, np.ndarray]] = []
         self.responses: dict[str, np.ndarray] = {}
         self.quant_noise: dict[str, float] = {}  # role -> what its quantisation's rounding puts into its responses
+        self.grid_names = _grid_sample(self.role_keys, model, shapes)
+        self.quant_grid: dict[str, int] = {}  # role -> bits of the grid its values lie on (0: none)
         self.done: set[str] = set()
         # Progress in bytes as stored (what a reader pays for): each tensor counts once, on its first pass.
         self.progress = progress
@@ -237,7 +243,11 @@ class _Run:
 
         def blocks() -> Iterator[tuple[int, torch.Tensor]]:
             stored = self.reader.row_blocks(name, self.block_bytes, dtype=None, check_finite=False)
-            return self._counted(name, stored if name in self.streamed else self._not_constant(name, stored))
+            if name in self.streamed:
+                return self._counted(name, stored)
+            if name in self.grid_names:
+                stored = self._on_grid(role, stored)
+            return self._counted(name, self._not_constant(name, stored))
 
         try:
             product = self.engine.respond(
@@ -256,6 +266,15 @@ class _Run:
             if noise is not None and role not in self.quant_noise:
                 self.quant_noise[role] = self.engine.response_noise(role, tuple(info.shape), noise)
         return product.out, product.profile
+
+    def _on_grid(self, role: str, blocks: Iterator[tuple[int, torch.Tensor]]) -> Iterator[tuple[int, torch.Tensor]]:
+        """`blocks`, recording the bits of the quantisation grid the first block's first rows lie on."""
+        first = True
+        for first_row, block in blocks:
+            if first and block.dim() == 2:
+                self.quant_grid[role] = grid_bits(block[:GRID_ROWS].float().cpu().numpy()) or 0
+            first = False
+            yield first_row, block
 
     def _not_constant(
         self, name: str, blocks: Iterator[tuple[int, torch.Tensor]]
@@ -305,6 +324,16 @@ class _Run:
         if name in self.selected and name not in self.done:
             self.matmul(name, None)
         return self.engine.put(self.reader.rows(name, ids))
+
+
+def _grid_sample(role_keys: dict[str, str], model: ResolvedModel, shapes: dict[str, tuple]) -> frozenset[str]:
+    """The decoder matrices whose quantisation grid is looked at: at most `GRID_TENSORS`, spread evenly over the
+    layers (a mixture's thousands of experts must not each pay for it)."""
+    names = [n for n, role in role_keys.items() if n not in (model.embed, model.head) and role.startswith("layers.")
+             and len(shapes.get(n, ())) == 2]  # fmt: skip
+    if len(names) <= GRID_TENSORS:
+        return frozenset(names)
+    return frozenset(names[round(i * (len(names) - 1) / (GRID_TENSORS - 1))] for i in range(GRID_TENSORS))
 
 
 def _one_value(block: torch.Tensor, value: float | None) -> float | bool:
@@ -387,6 +416,7 @@ def fingerprint_model(
         sketches=sketches,
         responses=dict(sorted(run.responses.items())),
         quant_noise=dict(sorted(run.quant_noise.items())),
+        quant_grid=dict(sorted(run.quant_grid.items())) if any(run.quant_grid.values()) else {},
         identity=identity,
         settings={**options.settings(), **layout},
         device=run.device.type,

@@ -5,7 +5,8 @@ Steps (each its own module): compact vectors give each model's nearest neighbour
 candidate pairs are measured and tested in Kruskal's order, and Benjamini-Hochberg at `alpha` runs across
 the pairs tested (`edges`); in each connected component of significant pairs the merges are found
 (`merges`) and left out of the minimum spanning forest, then attached to their parents; each tree is rooted
-where its edges' direction votes agree best (`direction`) and each edge gets its relation (`relation`).
+where its edges' direction votes agree best (`direction`), a chain whose last model does not carry the middle
+one's whole change is re-hung from the first (`chains`), and each edge gets its relation (`relation`).
 
 Example:
     >>> tree = build_tree(fingerprints)  # doctest: +SKIP
@@ -20,12 +21,15 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from lineage.compare.identity import weight_test
 from lineage.errors import ClassificationError
 from lineage.fingerprint import Fingerprint
 from lineage.store.embed import EmbeddingOptions
 from lineage.tree.candidates import DEFAULT_NEIGHBOURS, candidate_pairs, compact_vectors
-from lineage.tree.direction import MIN_MARGIN, edge_votes, orient
+from lineage.tree.chains import misplaced
+from lineage.tree.direction import MIN_MARGIN, basis_votes, edge_votes, orient
 from lineage.tree.edges import (
+    OTHER_BASES,
     PairTest,
     components,
     copy_originals,
@@ -35,7 +39,7 @@ from lineage.tree.edges import (
 )
 from lineage.tree.evidence import pair_facts
 from lineage.tree.merges import MergeFit, MergeOptions, find_merges
-from lineage.tree.relation import relation
+from lineage.tree.relation import SAME_FUNCTION, relation
 
 DEFAULT_TREE_ALPHA = 0.001
 UNDIRECTED = "undirected"
@@ -216,7 +220,9 @@ def build_tree(
     by_pair = {(p.a, p.b): p for p in tested}
     forest = spanning_forest(len(fps), tested, exclude=set(merges))
     forest += _attach_rest(len(fps), tested, forest, merges)
-    edges = _orient_all(fps, forest, merges, by_pair, options)
+    known: dict = {}  # each pair's facts and own votes, made once
+    forest, notes = _rehang(fps, forest, by_pair, options, known)
+    edges = _orient_all(fps, forest, merges, by_pair, notes, known)
     return ModelTree(tuple(names), tuple(edges), len(done), len(tested),
                      sum(p.significant for p in tested), options.alpha)  # fmt: skip
 
@@ -239,25 +245,76 @@ def _attach_rest(n: int, tested: Sequence[PairTest], forest: Sequence[PairTest],
     return extra
 
 
+def _orientation(
+    fps: Sequence[Fingerprint], forest: Sequence[PairTest], known: dict | None = None
+) -> tuple[dict, dict, dict]:
+    """Each forest edge's facts, votes and `(parent, child, margin)` (`lineage.tree.direction.orient`); `known`
+    keeps each pair's facts and own votes between calls (they do not depend on the rest of the forest)."""
+    known = {} if known is None else known
+    for p in forest:
+        if (p.a, p.b) not in known:
+            f = pair_facts(fps[p.a], fps[p.b], p.distance, p.raw)
+            known[(p.a, p.b)] = (f, edge_votes(fps[p.a], fps[p.b], f))
+    facts = {(p.a, p.b): known[(p.a, p.b)][0] for p in forest}
+    votes = {(p.a, p.b): list(known[(p.a, p.b)][1]) for p in forest}
+    # Two models of one function in other weight bases whose own facts do not decide: the basis prior.
+    undecided = {e for e, v in votes.items() if facts[e].distance < SAME_FUNCTION
+                 and (facts[e].raw is None or facts[e].raw >= OTHER_BASES)
+                 and abs(sum(w * s for w, s, _ in v)) < MIN_MARGIN}  # fmt: skip
+    for e, extra in basis_votes(list(votes), {e: f.raw for e, f in facts.items()}, undecided, OTHER_BASES).items():
+        votes[e] = votes[e] + extra
+    oriented: dict = {}
+    for nodes, edges in _trees(forest):
+        oriented.update(orient(nodes, edges, votes)[1])
+    return facts, votes, oriented
+
+
+def _rehang(
+    fps: Sequence[Fingerprint], forest: list[PairTest], by_pair: dict[tuple[int, int], PairTest], options: TreeOptions,
+    known: dict,
+) -> tuple[list[PairTest], dict[tuple[int, int], str]]:  # fmt: skip
+    """The forest with every directed chain whose child does not carry its parent's whole change re-hung from
+    the grandparent (`lineage.tree.chains`), one at a time (the smallest share first, then oriented again),
+    and a note per re-hung edge."""
+    notes: dict[tuple[int, int], str] = {}
+    for _ in range(len(fps)):
+        _, _, oriented = _orientation(fps, forest, known)
+        chains = misplaced(fps, {e: (p, c, m >= MIN_MARGIN) for e, (p, c, m) in oriented.items()})
+        for share, grand, parent, child in chains:
+            key = (min(grand, child), max(grand, child))
+            pair = by_pair.get(key) or measure_pairs(fps, [key], options.raw_weight)[0]
+            test = pair.test or weight_test(fps[key[1]], fps[key[0]])
+            if test.log10_p > math.log10(options.alpha):
+                continue
+            by_pair[key] = replace(pair, test=test, significant=True)
+            old = (min(parent, child), max(parent, child))
+            forest = [p for p in forest if (p.a, p.b) != old] + [by_pair[key]]
+            notes[key] = (f"hung from {fps[grand].name}, not {fps[parent].name}: it carries {share:.2f} of "
+                          f"{fps[parent].name}'s change, a child all of it")  # fmt: skip
+            break
+        else:
+            return forest, notes
+    return forest, notes
+
+
 def _orient_all(
     fps: Sequence[Fingerprint],
     forest: Sequence[PairTest],
     merges: dict[int, MergeFit],
     by_pair: dict[tuple[int, int], PairTest],
-    options: TreeOptions,
+    notes: dict[tuple[int, int], str],
+    known: dict,
 ) -> list[TreeEdge]:
-    facts = {(p.a, p.b): pair_facts(fps[p.a], fps[p.b], p.distance, p.raw) for p in forest}
-    votes = {(p.a, p.b): edge_votes(fps[p.a], fps[p.b], facts[(p.a, p.b)]) for p in forest}
+    facts, votes, oriented = _orientation(fps, forest, known)
     out: list[TreeEdge] = []
-    for nodes, edges in _trees(forest):
-        _, oriented = orient(nodes, edges, votes)
-        for e in edges:
-            parent, child, margin = oriented[e]
-            f = facts[e] if (parent, child) == e else facts[e].swapped()
-            rel, why = relation(f)
-            says = [f"{why_} ({w:.2f})" for w, s, why_ in votes[e] if (s > 0) == ((parent, child) == e)]
-            decided = margin >= MIN_MARGIN
-            out.append(_edge(fps, by_pair[e], parent, child, rel, why, decided, margin, tuple(says)))
+    for e, (parent, child, margin) in oriented.items():
+        f = facts[e] if (parent, child) == e else facts[e].swapped()
+        rel, why = relation(f)
+        if e in notes:
+            why = f"{why}; {notes[e]}"
+        says = [f"{why_} ({w:.2f})" for w, s, why_ in votes[e] if (s > 0) == ((parent, child) == e)]
+        decided = margin >= MIN_MARGIN
+        out.append(_edge(fps, by_pair[e], parent, child, rel, why, decided, margin, tuple(says)))
     for m, fit in merges.items():
         for i, w in fit.parents:
             pair = by_pair.get((min(i, m), max(i, m)))

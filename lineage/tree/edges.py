@@ -33,7 +33,7 @@ from lineage.compare.identity import WeightTest, weight_test
 from lineage.compare.similarity import sketch_distance_matrix
 from lineage.decide.fdr import benjamini_hochberg_log10
 from lineage.fingerprint import Fingerprint
-from lineage.tree.evidence import CAST, anchors_moved
+from lineage.tree.evidence import CAST, anchors_moved, grid_of
 from lineage.tree.relation import precision
 
 #: The raw distance given to two models whose raw responses do not compare (other tensor shapes): that of
@@ -112,14 +112,18 @@ def _renumbered(a: Fingerprint, b: Fingerprint) -> bool:
 
 def _copy_side(a: Fingerprint, b: Fingerprint) -> int:
     """Which of two near-exact copies (same shapes and numbering) is the copy: +1 for `b`, -1 for `a`, 0 when
-    nothing tells. The one stored in fewer bits is the cast; else rounding (an int8 round trip) added noise
-    nearly orthogonal to the weights, so the copy is the larger (`lineage.tree.evidence` on growth). That last
-    call is weak: at an int8 round trip's raw distance (0.005) the noise's own energy is smaller than its chance
-    overlap with the weights' responses, so it is right about half the time."""
+    nothing tells. The one stored in fewer bits is the cast; else the one whose values lie on the coarser
+    quantisation grid (`lineage.tree.evidence.grid_of`: an int8 round trip stored in its original's dtype);
+    else rounding added noise nearly orthogonal to the weights, so the copy is the larger (`lineage.tree.evidence`
+    on growth). That last call is weak: at an int8 round trip's raw distance (0.005) the noise's own energy is
+    smaller than its chance overlap with the weights' responses, so it is right about half the time."""
     pa = precision(a.summary.dtypes) if a.summary else None
     pb = precision(b.summary.dtypes) if b.summary else None
     if pa is not None and pb is not None and pa != pb:
         return 1 if pb < pa else -1
+    ga, gb = grid_of(a), grid_of(b)
+    if ga != gb:  # a model on no grid counts as the finest
+        return 1 if (gb or math.inf) < (ga or math.inf) else -1
     keys = sorted(a.responses)
     xa = sum(float((a.responses[k].astype(np.float64) ** 2).sum()) for k in keys)
     xb = sum(float((b.responses[k].astype(np.float64) ** 2).sum()) for k in keys)

@@ -15,11 +15,16 @@ weights are never opened again. `pair_facts` gathers them once per tree edge; `l
   entries, projecting a direction out) is orthogonal to the result, so `|child|^2 = |parent|^2 - |d|^2`.
   `growth = (|r_b|^2 - |r_a|^2) / |d|^2` is +1 for `b` made from `a` by addition (or `a` from `b` by
   subtraction), -1 for the reverse.
+* **Quantisation grids** (`grids`, `Fingerprint.quant_grid`): the bits of the grid most of a model's decoder
+  matrices lie on (a rounded copy, stored dequantised or not), None for trained weights. Rounding is the last
+  thing done to a copy: training after it leaves the grid. `rounding_bound` is the most a round trip to a grid
+  moves the weights.
 """
 
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,6 +38,11 @@ KINDS: tuple[str, ...] = ("q", "k", "v", "o", "gate", "up", "down")
 UNCHANGED = 0.01
 #: A raw response distance below this is a copy in another precision (a cast), not a change of the weights.
 CAST = 0.02
+#: Rounding to a grid of step `max|w| / qmax` moves each weight by at most half a step, `step / sqrt(12)` in rms;
+#: the largest of a group of Gaussian weights is under 5 of their standard deviations for groups up to a few
+#: thousand (a whole row), so a round trip moves the weights by at most `5 / sqrt(12) / qmax` (about
+#: `ROUNDING / qmax`) of their norm: an int8 copy 0.011, an int4 0.21.
+ROUNDING = 1.5
 
 
 @dataclass(frozen=True)
@@ -48,6 +58,7 @@ class PairFacts:
         embed_changed: relative change of the embedding's anchor rows (None: not comparable).
         growth: `(|r_b|^2 - |r_a|^2) / |r_b - r_a|^2` (same basis only).
         anchors_moved: whether shared anchor tokens sit at other ids (a permuted or re-numbered vocabulary).
+        grids: `(a's, b's)` quantisation grid bits (`grid_of`), None for a model on no grid.
     """
 
     layers: tuple[int | None, int | None]
@@ -61,13 +72,15 @@ class PairFacts:
     embed_changed: float | None
     growth: float | None
     anchors_moved: bool
+    grids: tuple[int | None, int | None] = (None, None)
 
     def swapped(self) -> PairFacts:
         """The same facts read from `b` to `a`."""
         flip = lambda t: (t[1], t[0])  # noqa: E731
         return PairFacts(flip(self.layers), flip(self.hidden), flip(self.vocab), flip(self.dtypes), self.distance,
                          self.raw, self.same_basis, self.changed, self.embed_changed,
-                         None if self.growth is None else -self.growth, self.anchors_moved)  # fmt: skip
+                         None if self.growth is None else -self.growth, self.anchors_moved,
+                         flip(self.grids))  # fmt: skip
 
 
 def _summary(fp: Fingerprint, attr: str) -> int | None:
@@ -112,7 +125,35 @@ def pair_facts(a: Fingerprint, b: Fingerprint, distance: float, raw: float | Non
         embed_changed=_embed_change(a, b),
         growth=growth,
         anchors_moved=anchors_moved(a, b),
+        grids=(grid_of(a), grid_of(b)),
     )
+
+
+def grid_of(fp: Fingerprint) -> int | None:
+    """The bits of the quantisation grid most of the model's decoder matrices lie on (None: on none, or fewer
+    than half of those looked at on one)."""
+    on = [b for b in fp.quant_grid.values() if b]
+    if not on or 2 * len(on) < len(fp.quant_grid):
+        return None
+    return Counter(on).most_common(1)[0][0]
+
+
+def rounding_bound(bits: int) -> float:
+    """The most a round trip to a `bits`-bit grid moves the weights, relative to their norm (`ROUNDING`)."""
+    return ROUNDING / max(1, 2 ** (bits - 1) - 1)
+
+
+def rounded_side(facts: PairFacts) -> int:
+    """Which of the pair is a rounded copy of the other: +1 for `b`, -1 for `a`, 0 when the grids do not tell
+    (neither or both on one grid, or the two further apart than a round trip to the coarser grid moves weights).
+    The copy lies on the coarser grid (a model on none counts as the finest)."""
+    (ga, gb), raw = facts.grids, facts.raw
+    if ga == gb or raw is None:
+        return 0
+    coarse = min(g for g in (ga, gb) if g is not None)
+    if raw > rounding_bound(coarse):
+        return 0
+    return 1 if gb == coarse else -1
 
 
 def _embed_change(a: Fingerprint, b: Fingerprint) -> float | None:

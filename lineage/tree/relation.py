@@ -8,14 +8,16 @@ tell the rest: quantisation, magnitude pruning and merged LoRA adapters leave th
 (tools quantise and adapt the decoder's projections only), and of those pruning removes weight (the child
 is the smaller, `growth` below 0 read from parent to child) where rounding adds noise; LoRA changes every
 projection by a low-rank update much larger, relative to the rounding noise of 4 or 8 bits, than a
-quantiser's (`ADAPTER_CHANGE`). Anything else is a fine-tune. A change of stored dtype is a quantisation only
+quantiser's (`ADAPTER_CHANGE`). A child whose values lie on a quantisation grid its parent's do not, within
+what a round trip to that grid moves weights (`lineage.tree.evidence.rounded_side`), is quantized whatever
+dtype it is stored in. Anything else is a fine-tune. A change of stored dtype is a quantisation only
 when the weights are otherwise the same (a cast): bases are often stored in bfloat16, their fine-tunes in
 float32.
 """
 
 from __future__ import annotations
 
-from lineage.tree.evidence import CAST, UNCHANGED, PairFacts
+from lineage.tree.evidence import CAST, UNCHANGED, PairFacts, rounded_side
 
 HUB_RELATIONS: tuple[str, ...] = ("finetune", "adapter", "merge", "quantized")
 LINEAGE_RELATIONS: tuple[str, ...] = ("pruned", "upscaled", "vocabulary-edited", "disguised")
@@ -40,6 +42,11 @@ def precision(dtypes: tuple[str, ...]) -> int | None:
     return max(bits) if bits else None
 
 
+def same_shape_rounded(facts: PairFacts) -> bool:
+    """Whether the child `b` is a copy of its parent `a` rounded to a quantisation grid (same shapes)."""
+    return facts.layers[0] == facts.layers[1] and facts.hidden[0] == facts.hidden[1] and rounded_side(facts) == 1
+
+
 def relation(facts: PairFacts, merged: bool = False) -> tuple[str, str]:
     """`(relation, why)` of the child `b` to its parent `a` (facts read from parent to child)."""
     if merged:
@@ -58,6 +65,8 @@ def relation(facts: PairFacts, merged: bool = False) -> tuple[str, str]:
     bp, bc = precision(facts.dtypes[0]), precision(facts.dtypes[1])
     if bp is not None and bc is not None and bc < bp and facts.raw is not None and facts.raw < CAST:
         return "quantized", f"the same weights stored in {bc} bits, the parent's in {bp}"
+    if same_shape_rounded(facts):
+        return "quantized", f"the same weights rounded to a {facts.grids[1]}-bit grid (raw distance {facts.raw:.4f})"
     if facts.distance < SAME_FUNCTION and (not facts.same_basis or (facts.raw or 0.0) > OTHER_BASIS):
         return "disguised", f"the same function (sketch distance {facts.distance:.4f}) in other weights"
     if facts.same_basis and facts.embed_changed is not None and facts.embed_changed < UNCHANGED:
