@@ -9,6 +9,8 @@ them all; the pair's p-value is the pooled test's, whatever the evidence shows.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -50,9 +52,9 @@ def shuffled_fine_tune(base: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]
     return {n: t + 0.01 * torch.randn(t.shape, generator=g) for n, t in out.items()}
 
 
-@pytest.fixture(scope="module")
-def fingerprints(tmp_path_factory) -> dict:
-    root = tmp_path_factory.mktemp("expert-evidence")
+def build(root: Path) -> dict:
+    """The fingerprints of the five models (a mixture, its shuffled fine-tune, an independent mixture, a dense
+    model and a sparse upcycle of it), written under `root`."""
     base = moe_tensors(0)
     models = {
         "base": (base, MOE_CONFIG),
@@ -62,6 +64,11 @@ def fingerprints(tmp_path_factory) -> dict:
         "upcycled": (upcycle(tiny_llama_tensors(0, config=CONFIG), 1), MOE_CONFIG),
     }
     return {name: fingerprint_model(write_checkpoint(root / name, t, c), OPTIONS) for name, (t, c) in models.items()}
+
+
+@pytest.fixture(scope="module")
+def fingerprints(tmp_path_factory) -> dict:
+    return build(tmp_path_factory.mktemp("expert-evidence"))
 
 
 def test_a_shuffled_fine_tune_reports_the_permutation(fingerprints):
@@ -105,3 +112,15 @@ def test_the_verdict_names_the_pairs(fingerprints):
     assert verdict.to_dict()["evidence"]["weight"]["experts"][2]["experts"][3]["reference_expert"] == 2
     upcycled = FamilyClassifier().fit([fingerprints["dense"]], ["tiny"], ["dense"]).predict([fingerprints["upcycled"]])
     assert "alike in all 3 layers" in upcycled[0].rule and "3->ffn (" in upcycled[0].rule
+
+
+if __name__ == "__main__":  # python -m tests.arch.test_expert_evidence: every pair of the three cases
+    import tempfile
+
+    fps = build(Path(tempfile.mkdtemp(prefix="expert-evidence-")))
+    for suspect, reference in (("shuffled", "base"), ("upcycled", "dense"), ("independent", "base")):
+        print(f"{suspect} against {reference}: (expert -> reference expert, share, agreement, log10 p)")
+        for lay in weight_test(fps[suspect], fps[reference]).experts:
+            pairs = ", ".join(f"{p.expert}->{p.reference_expert} {p.share:.2f} {p.agreement:.2f} {p.log10_p:.1f}"
+                              for p in lay.pairs)  # fmt: skip
+            print(f"  layer {lay.layer} (reference layer {lay.reference_layer}): {pairs}")
