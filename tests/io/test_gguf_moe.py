@@ -32,9 +32,9 @@ GGUF_ARCH = {
     "deepseek_v2": "deepseek2", "deepseek_v3": "deepseek2", "olmo2": "olmo2", "gpt2": "gpt2", "falcon": "falcon",
     "gpt_oss": "gpt-oss", "llama4_text": "llama4", "granitemoe": "granitemoe",
 }  # fmt: skip
-#: The fingerprint tests run by default (stacked experts, shared experts and latent attention; a stacked,
-#: transposed and interleaved layout); the rest are slow.
-DEFAULT = ("deepseek_v3", "gpt_oss")
+#: The fingerprint test run by default (stacked experts, shared experts and latent attention; gpt-oss's derived
+#: copy is in the MXFP4 test); the rest are slow.
+DEFAULT = ("deepseek_v3",)
 #: The layouts whose GGUF is read back through transposes or re-joined stacks, each fingerprinted from both
 #: files (Conv1D and gpt-oss by default).
 REJOINED = {"gpt2": True, "gpt_oss": True, "falcon": False, "llama4_text": False, "granitemoe": False}
