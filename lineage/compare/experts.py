@@ -103,18 +103,21 @@ def pair_experts(
     return LayerExperts(layers[0], layers[1], tuple(pairs))
 
 
-def experts_sentence(layers: tuple[LayerExperts, ...], reference: str) -> str | None:
-    """The pairing in one clause for a verdict's rule, None when neither side has experts.
+def experts_sentence(layers: list[dict], reference: str) -> str | None:
+    """The pairing in one clause, from the evidence's `experts` (`LayerExperts.to_dict` of each layer): for a
+    verdict's rule and the line under a table; None when there is none, or only dense FFNs met.
 
     Every layer's pairs are in the evidence; the clause names them once when every layer pairs alike (a
     fine-tune whose experts were shuffled: the same permutation in every layer), else the first layer's.
     """
-    if not layers or all(p.expert == p.reference_expert == "ffn" for lay in layers for p in lay.pairs):
+    if not layers or all(p["expert"] == p["reference_expert"] == "ffn" for lay in layers for p in lay["experts"]):
         return None
-    mapping = [(p.expert, p.reference_expert) for p in layers[0].pairs]
-    alike = all([(p.expert, p.reference_expert) for p in lay.pairs] == mapping for lay in layers)
-    shown = layers[0].pairs[:RULE_EXPERTS]
-    pairs = ", ".join(f"{p.expert}->{p.reference_expert} ({p.agreement:.2f})" for p in shown)
-    more = f", ... ({len(layers[0].pairs)} in all)" if len(layers[0].pairs) > len(shown) else ""
-    where = (f"alike in all {len(layers)} layers" if alike else "differently by layer") + f"; layer {layers[0].layer}"
+    first = layers[0]["experts"]
+    mapping = [(p["expert"], p["reference_expert"]) for p in first]
+    alike = all([(p["expert"], p["reference_expert"]) for p in lay["experts"]] == mapping for lay in layers)
+    shown = first[:RULE_EXPERTS]
+    pairs = ", ".join(f"{p['expert']}->{p['reference_expert']} ({p['agreement']:.2f})" for p in shown)
+    more = f", ... ({len(first)} in all)" if len(first) > len(shown) else ""
+    where = f"alike in all {len(layers)} layers" if alike else "differently by layer"
+    where += f"; layer {layers[0]['layer']}"
     return f"experts paired with {reference}'s (suspect->reference, agreement) {where}: {pairs}{more}"

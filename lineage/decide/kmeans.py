@@ -264,7 +264,7 @@ class FamilyClassifier:
                 f"derived: weight test ({tests[best].group}) p={format_p(tests[best].p_value, logs[best])} against "
                 f"{self.names_[best]}, {p} for the best of {len(self.references_)} references < alpha {self.alpha:g}"
             )
-            paired = experts_sentence(tests[best].experts, self.names_[best])
+            paired = experts_sentence([lay.to_dict() for lay in tests[best].experts], self.names_[best])
             rule += f"; {paired}" if paired else ""
             relation = None
             fit = quantised_fit(fp, self.references_[best])

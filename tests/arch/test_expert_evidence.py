@@ -17,6 +17,8 @@ import torch
 from lineage.compare.identity import weight_test
 from lineage.decide.kmeans import FamilyClassifier
 from lineage.fingerprint.pipeline import fingerprint_model
+from lineage.report.rows import verdict_row
+from lineage.report.tables import results_table
 from tests.arch.test_upcycling import CONFIG, EXPERTS, OPTIONS, upcycle
 from tests.checkpoints import tiny_llama_tensors, write_checkpoint
 
@@ -112,6 +114,11 @@ def test_the_verdict_names_the_pairs(fingerprints):
     assert verdict.to_dict()["evidence"]["weight"]["experts"][2]["experts"][3]["reference_expert"] == 2
     upcycled = FamilyClassifier().fit([fingerprints["dense"]], ["tiny"], ["dense"]).predict([fingerprints["upcycled"]])
     assert "alike in all 3 layers" in upcycled[0].rule and "3->ffn (" in upcycled[0].rule
+    lines = results_table([verdict_row(verdict, None), verdict_row(upcycled[0], None)]).splitlines()
+    assert lines[-2].startswith("shuffled: experts paired with base's") and "0->2 (" in lines[-2]
+    assert lines[-1].startswith("upcycled: experts paired with dense's") and "2->ffn (" in lines[-1]
+    dense = FamilyClassifier().fit([fingerprints["dense"]], ["tiny"], ["dense"]).predict([fingerprints["dense"]])
+    assert results_table([verdict_row(dense[0], None)]).count("\n") == 2  # header, rule, one row: no line under
 
 
 if __name__ == "__main__":  # python -m tests.arch.test_expert_evidence: every pair of the three cases
