@@ -14,6 +14,16 @@ is data here too, not per architecture:
 - Latent attention's `kv_b_proj` is stored whole (`attn_kv_b`) by older converters and split by newer ones
   into `attn_k_b` (each head's key rows, transposed: `[heads, rank, key]`) and `attn_v_b` (`[heads, value,
   rank]`), for the absorbed kernel; the two are joined back, head by head (`JOINED`).
+- A layout that stacks its experts itself (gpt-oss, Llama 4, Granite-MoE: `ArchSpec.experts.stacked`) has its
+  fused `gate_up` split into the gate and up stacks, gate first (`GptOssModel`: the even rows, then the odd;
+  `Llama4Model`, `GraniteMoeModel`: the first half, then the second), and every stack made `[E, out, in]`
+  (gpt-oss's and Llama 4's `[E, in, out]` transposed; biases split likewise). The reader joins them back into the
+  layout's own tensors, so the layout's views apply as to the safetensors checkpoint.
+- `--fuse-gate-up-exps` (`ModelBase.modify_tensors`) stores a layer's gate and up stacks as one
+  `ffn_gate_up_exps` `[E, 2 * units, in]`, gate rows first (`FUSED_GATE_UP`); the converter writes it only for
+  architectures whose gguf-py tensor list holds it (Qwen3-Next, Qwen3.5-MoE, Gemma 4, DeepSeek-OCR, Mistral 4
+  in gguf 0.19, none mapped here), and lineage reads it with that meaning wherever it is found: each expert's
+  gate and up rows for a per-expert layout, the layout's own `gate_up` for a stacked one.
 """
 
 from __future__ import annotations
@@ -21,6 +31,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gguf.constants import MODEL_TENSOR
+
+_T = MODEL_TENSOR
 
 
 @dataclass(frozen=True)
@@ -36,6 +48,13 @@ class GGUFArch:
             that `model_type` (Mistral converts as `llama`; its name is the only trace of it).
         marked: `(tensor, model_type, layout)`: a file holding a tensor of that GGUF name (below `blk.N.`) is of
             that `model_type` and layout (Mixtral converts as `llama`, its experts tell it apart).
+        transposed: kinds whose weight the converter transposed from the Hugging Face `[in, out]` (GPT-2's
+            Conv1D): read transposed back, so the layout's own view applies as to the safetensors checkpoint.
+        suffixed: kinds the converter gave a `.weight` the Hugging Face name lacks (gpt-oss's `sinks`).
+        refused: `(kind, what)`: a file holding that kind is of a variant lineage does not read (Granite-MoE's
+            shared expert, Falcon-40B's second norm), refused by name rather than read without it.
+        max_kv_heads: `(count, what)`: the most key/value heads a file may declare, and what a file with more is
+            (Falcon: the converter regroups a grouped `query_key_value` that lineage's Falcon layout does not read).
     """
 
     model_type: str
@@ -44,6 +63,10 @@ class GGUFArch:
     norm_plus_one: bool = False
     renamed: tuple[str, str] | None = None
     marked: tuple[tuple[str, str, str], ...] = ()
+    transposed: frozenset[MODEL_TENSOR] = frozenset()
+    suffixed: frozenset[MODEL_TENSOR] = frozenset()
+    refused: tuple[tuple[MODEL_TENSOR, str], ...] = ()
+    max_kv_heads: tuple[int, str] | None = None
 
 
 #: GGUF `general.architecture` -> how lineage reads it. Another architecture gets its own name as model type
@@ -65,6 +88,18 @@ GGUF_ARCHITECTURES: dict[str, GGUFArch] = {
     # DeepSeek-V2/V3 (`DeepseekV2Model`): latent attention, no Q/K permutation; V3's router has a
     # load-balancing bias (`exp_probs_b`), V2's has none.
     "deepseek2": GGUFArch("deepseek_v2", "deepseek_v3", marked=(("exp_probs_b", "deepseek_v3", "deepseek_v3"),)),
+    # GPT-2 (`GPT2Model`): every Conv1D weight (`c_attn`, `c_proj`, `c_fc`) transposed to `[out, in]`.
+    "gpt2": GGUFArch("gpt2", "gpt2", transposed=frozenset({_T.ATTN_QKV, _T.ATTN_OUT, _T.FFN_UP, _T.FFN_DOWN})),
+    # Falcon (`FalconModel`): `query_key_value` regrouped from kv groups [q..., k, v] to [q; k; v], which is no
+    # change for one key/value head (7B, multi-query), the one layout lineage reads.
+    "falcon": GGUFArch("falcon", "falcon", max_kv_heads=(1, "Falcon-40B/180B's grouped query_key_value"),
+                       refused=((_T.ATTN_NORM_2, "Falcon-40B/180B's second norm and grouped query_key_value"),)),
+    # gpt-oss (`GptOssModel`), Llama 4 (`Llama4Model`: no Q/K permutation) and Granite-MoE (`GraniteMoeModel`, a
+    # `LlamaModel`: Q/K permuted): their stacked experts are split and stacked as `[E, out, in]` (module docstring).
+    "gpt-oss": GGUFArch("gpt_oss", "gpt_oss", suffixed=frozenset({_T.ATTN_SINKS})),
+    "llama4": GGUFArch("llama4_text", "llama4_text"),
+    "granitemoe": GGUFArch("granitemoe", "granitemoe", permuted_qk=True,
+                           refused=((_T.FFN_GATE_SHEXP, "Granite-MoE-Shared's shared expert"),)),
 }  # fmt: skip
 
 #: The GGUF kinds that stack every routed expert of a layer in one tensor `[E, out, in]`; each expert's slice is
@@ -72,6 +107,10 @@ GGUF_ARCHITECTURES: dict[str, GGUFArch] = {
 EXPERT_STACKS: frozenset[MODEL_TENSOR] = frozenset(
     {MODEL_TENSOR.FFN_GATE_EXP, MODEL_TENSOR.FFN_UP_EXP, MODEL_TENSOR.FFN_DOWN_EXP}
 )
+#: The stacked gate and up rows of newer converters' `--fuse-gate-up-exps` (`[E, 2 * units, in]`, gate first:
+#: `torch.cat([gate, up], dim=1)` in `ModelBase.modify_tensors`), and the two kinds it replaces.
+FUSED_GATE_UP = MODEL_TENSOR.FFN_GATE_UP_EXP
+GATE_UP_PARTS: tuple[MODEL_TENSOR, MODEL_TENSOR] = (MODEL_TENSOR.FFN_GATE_EXP, MODEL_TENSOR.FFN_UP_EXP)
 #: A Hugging Face tensor the converter split in two: its GGUF kind -> (the first part, stored transposed head by
 #: head, `[heads, in, rows]`; the second part, `[heads, rows, in]`). Each head's rows are the first part's, then
 #: the second's (`DeepseekV2Model.modify_tensors`: `kv_b.view(heads, key + value, rank)` split on dim 1).

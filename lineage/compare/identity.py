@@ -49,6 +49,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lineage.compare.experts import LayerExperts, pair_experts
 from lineage.compare.signs import SignTest, sign_test, stable
 from lineage.compare.similarity import shared_positions
 from lineage.fingerprint.format import Fingerprint
@@ -74,13 +75,17 @@ class GroupResult:
     name: str
     test: SignTest
     layers: tuple[tuple[int, int, float], ...] = ()
+    experts: tuple[LayerExperts, ...] = ()
 
     def to_dict(self) -> dict:
-        return {
+        out = {
             "group": self.name,
             **self.test.to_dict(),
             "layers": [{"layer": a, "reference_layer": b, "agreement": c} for a, b, c in self.layers],
         }
+        if self.experts:
+            out["experts"] = [e.to_dict() for e in self.experts]
+        return out
 
 
 @dataclass(frozen=True)
@@ -107,9 +112,15 @@ class WeightTest:
     def best(self) -> GroupResult | None:
         return next((g for g in self.groups if g.name == self.group), None)
 
+    @property
+    def experts(self) -> tuple[LayerExperts, ...]:
+        """Which suspect experts matched which reference FFNs, per layer (`lineage.compare.experts`); empty
+        when neither model is a mixture of experts or the FFN-unit group was not tested."""
+        return next((g.experts for g in self.groups if g.name == "ffn units"), ())
+
     def to_dict(self) -> dict:
         best = self.best
-        return {
+        out = {
             "log10_p": self.log10_p,
             "p_value": self.p_value,
             "group": self.group,
@@ -117,6 +128,9 @@ class WeightTest:
             "layers": best.to_dict()["layers"] if best else [],
             "groups": [g.to_dict() for g in self.groups],
         }
+        if self.experts:
+            out["experts"] = [e.to_dict() for e in self.experts]
+        return out
 
 
 NO_MATCH = WeightTest(0.0, None, ())
@@ -280,8 +294,9 @@ def _ffn_units(a: Fingerprint, b: Fingerprint) -> list[GroupResult]:
     ib = list(gb)
     grams_b = np.stack([_gram(gb[j]) for j in ib])
     nb = {j: _unit_rows(gb[j]) for j in ib}
+    ea, eb = _layers(a, "unit_expert"), _layers(b, "unit_expert")
     terms: dict[tuple[int, int], float] = defaultdict(float)
-    layers = []
+    layers, experts = [], []
     for i, g in ga.items():
         na = _unit_rows(g)
         # Which reference layer: the candidates whose gate Gram is closest, then the best unit matches.
@@ -294,7 +309,13 @@ def _ffn_units(a: Fingerprint, b: Fingerprint) -> list[GroupResult]:
         for r, m, v in zip(rows, match, f):
             terms[(i, int(r)) if flip_a else (j, int(m))] += float(v)
         layers.append((i, j, stable(float(f.mean()))))
-    return [GroupResult("ffn units", sign_test(np.fromiter(terms.values(), float)), tuple(layers))]
+        if i in ea or j in eb:  # evidence only: every stored unit paired the same way, read back per expert
+            every = (na @ nb[j].T).argmax(1)
+            f_every = 0.5 * (_cos_rows(ua[i], ub[j][every]) + _cos_rows(da[i], db[j][every]))
+            keys = np.arange(len(na)) if flip_a else every
+            experts.append(pair_experts((i, j), (ea.get(i), eb.get(j)), every, f_every, keys))
+    test = sign_test(np.fromiter(terms.values(), float))
+    return [GroupResult("ffn units", test, tuple(layers), tuple(experts))]
 
 
 def _value_units(a: Fingerprint, b: Fingerprint) -> list[GroupResult]:

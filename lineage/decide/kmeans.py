@@ -27,6 +27,7 @@ from sklearn.utils import check_random_state
 from lineage import __version__
 from lineage.compare import Method, get_method
 from lineage.compare.evidence import basis, circuit_similarities, family_evidence
+from lineage.compare.experts import experts_sentence
 from lineage.compare.identity import WeightTest, weight_test
 from lineage.compare.lineage import uses_sketches
 from lineage.compare.quantised import QUANTISED_COPY, quantised_fit
@@ -263,6 +264,8 @@ class FamilyClassifier:
                 f"derived: weight test ({tests[best].group}) p={format_p(tests[best].p_value, logs[best])} against "
                 f"{self.names_[best]}, {p} for the best of {len(self.references_)} references < alpha {self.alpha:g}"
             )
+            paired = experts_sentence([lay.to_dict() for lay in tests[best].experts], self.names_[best])
+            rule += f"; {paired}" if paired else ""
             relation = None
             fit = quantised_fit(fp, self.references_[best])
             if fit is not None:

@@ -59,8 +59,9 @@ Progress = Callable[[int, int], None]
 #: Bumped whenever the numbers a fingerprint holds change for the same settings: it is part of the settings,
 #: so fingerprints of different pipelines never compare and cache entries of an older one are not reused.
 #: 3-5: anchors chosen by token string when the model has a tokenizer; 6: sign-carrying identity responses;
-#: 7: the blocks' writes on seeded residual inputs (`seeded_vo`, `seeded_ffn`).
-PIPELINE_VERSION = 7
+#: 7: the blocks' writes on seeded residual inputs (`seeded_vo`, `seeded_ffn`); 8: each profiled FFN unit's expert
+#: in a mixture's layers (`unit_expert`).
+PIPELINE_VERSION = 8
 #: A weight entry this large overflows float32 products on its own (float32 tops out at 3.4e38): real weights
 #: stay below 1e4, so the threshold only separates corrupt values from inputs that overflowed upstream.
 _OVERFLOWING = 1e30

@@ -15,6 +15,9 @@ changes a few of them on the way; lineage probes Hugging Face names and values, 
 - A mixture of experts' stacked tensors (`ffn_gate_exps`, `[E, out, in]`) are read expert by expert, each
   expert's slice of the stack under the layout's per-expert name (`mlp.experts.{e}.gate_proj`); latent
   attention's split `attn_k_b`/`attn_v_b` are joined back into `kv_b_proj` (`lineage.arch.gguf`).
+- Tensors the converter transposed (GPT-2's Conv1D) or split (a stacked layout's `gate_up`, a fused
+  `ffn_gate_up_exps` read under per-expert names) are planned as rows of stored tensors joined, alternated,
+  transposed or stacked again (`TensorPlan.parts`), so every tensor has the Hugging Face shape and values.
 
 Gemma 3's embedding is truncated by the converter to the real vocabulary; the padding rows are gone, so the
 reader reports the shorter matrix (and `vocab_size` from it): nothing to undo.
@@ -23,69 +26,42 @@ reader reports the shorter matrix (and `vocab_size` from it): nothing to undo.
 from __future__ import annotations
 
 import math
-import re
 from collections import defaultdict
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from gguf.constants import MODEL_ARCH, MODEL_ARCH_NAMES, MODEL_TENSOR, TENSOR_NAMES
+from gguf.constants import MODEL_ARCH, MODEL_ARCH_NAMES, MODEL_TENSOR
 from gguf.tensor_mapping import TensorNameMap
 
-from lineage.arch.gguf import BYTE_LEVEL_TOKENIZER, EXPERT_STACKS, GGUF_ARCHITECTURES, JOINED
+from lineage.arch.gguf import (
+    BYTE_LEVEL_TOKENIZER,
+    EXPERT_STACKS,
+    FUSED_GATE_UP,
+    GGUF_ARCHITECTURES,
+    JOINED,
+    GGUFArch,
+)
 from lineage.arch.spec import ARCHITECTURES, ArchSpec
 from lineage.errors import CheckpointError, UnsupportedArchitectureError
+from lineage.io.gguf_plan import (
+    BLOCK,
+    TensorPlan,
+    block_of,
+    expert_count,
+    fused_expert_plans,
+    fused_kind,
+    gguf_name,
+    stacked_plans,
+)
 from lineage.io.vocab import Vocabulary, canonical_token
 
 _T = MODEL_TENSOR
 _COMPUTED = frozenset({_T.ROPE_FREQS, _T.ROPE_FACTORS_LONG, _T.ROPE_FACTORS_SHORT, _T.ATTN_ROT_EMBD})
-_BLOCK = re.compile(r"^blk\.(\d+)\.")
 _SPECIAL_TOKEN_TYPES = frozenset({2, 3, 4, 5, 6})  # unknown, control, user-defined, unused, byte
 _LONG_ARRAY = 64  # metadata arrays longer than this (vocabulary, merges, scores) stay out of `metadata`
-
-
-@dataclass(frozen=True)
-class TensorPlan:
-    """How one GGUF tensor becomes its Hugging Face tensor.
-
-    Attributes:
-        gguf_name: the name in the file.
-        hf_name: the Hugging Face name.
-        head_groups: for a permuted Q or K, the number of heads the converter permuted by; else None.
-        norm_shift: subtracted from the stored values (1.0 for Gemma norms, else 0.0).
-        expert: the entry of the stacked tensor's first dimension read (one expert of `ffn_*_exps`), or None.
-        joined: the GGUF name of the second part of a tensor the converter split in two (`attn_v_b` beside
-            `gguf_name`'s `attn_k_b`), or None.
-    """
-
-    gguf_name: str
-    hf_name: str
-    head_groups: int | None = None
-    norm_shift: float = 0.0
-    expert: int | None = None
-    joined: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.head_groups is not None and self.head_groups <= 0:
-            raise ValueError("head_groups must be positive")
-        if self.expert is not None and self.expert < 0:
-            raise ValueError("expert must be a non-negative index")
-
-    def row_map(self, rows: int) -> np.ndarray | None:
-        """For each Hugging Face row, the stored row it comes from (None when rows are not permuted).
-
-        The converter stores `w.reshape(n, 2, d // n // 2, ...).swapaxes(1, 2)`: Hugging Face row
-        `h*d + t*d/2 + j` of head `h` sits at stored row `h*d + 2*j + t`.
-        """
-        if self.head_groups is None:
-            return None
-        size = rows // self.head_groups
-        hf = np.arange(rows)
-        head, within = np.divmod(hf, size)
-        half, j = np.divmod(within, size // 2)
-        return head * size + 2 * j + half
+_PREFIXES = ("model.", "transformer.")
 
 
 @dataclass(frozen=True)
@@ -136,14 +112,16 @@ def gguf_layout(path: Path, metadata: dict[str, Any], shapes: dict[str, tuple[in
     label = f"{metadata.get('general.basename', '')} {metadata.get('general.name', '')}".lower()
     if known.renamed and known.renamed[0] in label:
         model_type = known.renamed[1]
-    held = {n.split(".")[2] for n in shapes if _BLOCK.match(n) and n.count(".") >= 2}  # `ffn_gate_inp`...
+    held = {n.split(".")[2] for n in shapes if BLOCK.match(n) and n.count(".") >= 2}  # `ffn_gate_inp`...
     model_type, layout = next(((t, lay) for mark, t, lay in known.marked if mark in held), (model_type, layout))
-    blocks = 1 + max((int(m[1]) for n in shapes if (m := _BLOCK.match(n))), default=-1)
+    blocks = 1 + max((int(m[1]) for n in shapes if (m := BLOCK.match(n))), default=-1)
     if blocks > len(shapes):  # every block holds tensors: a larger index is a corrupt name, not 10^9 layers
         raise CheckpointError(path, f"GGUF tensor names reach block {blocks - 1} with {len(shapes)} tensors: corrupt")
     table = _name_table(by_name[arch], blocks)
-    wanted = _wanted_stems(next((s for s in ARCHITECTURES if s.name == layout), None), blocks)
+    spec = next((s for s in ARCHITECTURES if s.name == layout), None)
+    wanted = _wanted_stems(spec, blocks)
     _check_metadata(path, arch, metadata, shapes, blocks)
+    _check_variant(path, arch, known, metadata, shapes, table)
     config = _config(arch, model_type, metadata, shapes)
     plans: dict[str, TensorPlan] = {}
     taken: dict[str, str] = {}
@@ -158,23 +136,37 @@ def gguf_layout(path: Path, metadata: dict[str, Any], shapes: dict[str, tuple[in
         plans[plan.hf_name] = plan
 
     parts = {part for pair in JOINED.values() for part in pair}
+    stacked = spec is not None and spec.experts is not None and spec.experts.stacked
     for name in shapes:
         stem, dot, suffix = name.rpartition(".")
         stem, suffix = (stem, dot + suffix) if suffix in ("weight", "bias") else (name, "")
-        kind, candidates = table.get(stem, (None, ()))
-        if kind in _COMPUTED or kind in parts:
+        kind, candidates = table.get(stem, (fused_kind(stem), ()))
+        if kind in _COMPUTED or kind in parts or (stacked and kind in (*EXPERT_STACKS, FUSED_GATE_UP)):
             continue
+        if kind in known.suffixed and suffix == ".weight":  # the converter added the `.weight`: taken off again
+            suffix = ""
         hf = _pick(candidates, wanted, stem, suffix)
+        if kind == FUSED_GATE_UP and suffix == ".weight":
+            for plan in fused_expert_plans(path, name, shapes[name], spec, block_of(name)):
+                add(plan)
+            continue
         if kind in EXPERT_STACKS and wanted.get(hf.removesuffix(suffix)):
-            for e in range(_expert_count(path, name, shapes[name])):
+            for e in range(expert_count(path, name, shapes[name])):
                 add(TensorPlan(name, wanted[hf.removesuffix(suffix)].format(e=e) + suffix, expert=e))
+            continue
+        if kind in known.transposed and suffix == ".weight":
+            add(TensorPlan(name, hf, parts=((name, 0, None),), transpose=True))
             continue
         add(TensorPlan(name, hf, _head_groups(path, arch, kind, name, shapes[name], config),
                        1.0 if known.norm_plus_one and hf.endswith("norm.weight") else 0.0))  # fmt: skip
+    if stacked:
+        for block in range(blocks):
+            for plan in stacked_plans(path, spec, block, shapes):
+                add(plan)
     for whole, (first, second) in JOINED.items():
         for block in range(blocks):
-            stem = _gguf_name(whole, block)
-            names = [_gguf_name(k, block) + ".weight" for k in (first, second)]
+            stem = gguf_name(whole, block)
+            names = [gguf_name(k, block) + ".weight" for k in (first, second)]
             if stem + ".weight" not in shapes and all(n in shapes for n in names):  # else: stored whole, or absent
                 _, candidates = table.get(stem, (None, ()))
                 add(TensorPlan(names[0], _pick(candidates, wanted, stem, ".weight"), joined=names[1]))
@@ -223,20 +215,22 @@ def _name_table(arch: MODEL_ARCH, blocks: int) -> dict[str, tuple[MODEL_TENSOR, 
     TensorNameMap.__init__(names, arch, blocks)
     table: dict[str, tuple[MODEL_TENSOR, list[str]]] = {}
     spellings: dict[str, list[str]] = defaultdict(list)
-    for key, (kind, gguf_name) in names.mapping.items():
-        table[gguf_name] = (kind, [])
-        if key != gguf_name:
-            spellings[gguf_name].append(key)
+    for key, (kind, stored) in names.mapping.items():
+        table[stored] = (kind, [])
+        if key != stored:
+            spellings[stored].append(key)
     return {g: (kind, tuple(spellings[g])) for g, (kind, _) in table.items()}
 
 
 def _wanted_stems(spec: ArchSpec | None, blocks: int) -> dict[str, str | None]:
     """The Hugging Face names (without `.weight`) that lineage's layout for this architecture uses, each with
     None, or for a stack of experts (`model.layers.0.mlp.experts.gate_proj`, the converter's name for the stack)
-    the per-expert name its slices are read under (`model.layers.0.mlp.experts.{e}.gate_proj`)."""
+    the per-expert name its slices are read under (`model.layers.0.mlp.experts.{e}.gate_proj`). Names sit under
+    `model.` or, for GPT-2's descendants, `transformer.`: gguf-py's table lists the model's own spelling."""
     if spec is None:
         return {}
-    top = [f"model.{t}" for t in (*spec.embed, *spec.final_norm)] + list(spec.head)
+    top = [f"{p}{t}" for p in _PREFIXES for t in (*spec.embed, *spec.final_norm, *(t for t, _ in spec.unread))]
+    top += list(spec.head)
     per_layer = [spec.attn_norm, spec.ffn_norm, spec.o, spec.down, spec.up, spec.gate, spec.gate_up, spec.q, spec.k,
                  spec.v, spec.qkv, spec.qkv_interleaved, spec.q_norm, spec.k_norm, spec.attn_post_norm,
                  spec.ffn_post_norm, *(t for t, _ in spec.unread)]  # fmt: skip
@@ -250,10 +244,34 @@ def _wanted_stems(spec: ArchSpec | None, blocks: int) -> dict[str, str | None]:
         stacks = [t for t in (ex.gate, ex.up, ex.down) if t and "{e}" in t]
     stems: dict[str, str | None] = {n.removesuffix(".weight"): None for n in top}
     for i in range(blocks):
-        stems |= {f"model.layers.{i}.{t.removesuffix('.weight')}": None for t in per_layer if t}
+        stems |= {f"{p}{spec.stem}.{i}.{t.removesuffix('.weight')}": None for p in _PREFIXES for t in per_layer if t}
         stems |= {f"model.layers.{i}.{t.removesuffix('.weight').replace('.{e}', '')}":
                   f"model.layers.{i}.{t.removesuffix('.weight')}" for t in stacks}  # fmt: skip
     return stems
+
+
+def _check_variant(
+    path: Path, arch: str, known: GGUFArch, metadata: dict[str, Any], shapes: dict[str, tuple[int, ...]], table: dict
+) -> None:  # fmt: skip
+    """Refuse, by name, a file of a variant the architecture's layout does not read (`GGUFArch.refused`,
+    `max_kv_heads`), and a fused expert bias (no converter's fused bias has been checked)."""
+    for name in shapes:
+        stem = name.rpartition(".")[0]
+        kind = table.get(stem, (fused_kind(stem),))[0]
+        what = next((w for k, w in known.refused if k == kind), None)
+        if what:
+            raise UnsupportedArchitectureError(f"{path}: tensor '{name}' is {what}, which lineage does not read")
+        if kind == FUSED_GATE_UP and not name.endswith(".weight"):
+            raise UnsupportedArchitectureError(
+                f"{path}: tensor '{name}' is a fused gate and up expert bias, which lineage does not read"
+            )
+    kv = metadata.get(f"{arch}.attention.head_count_kv")
+    kv = max(kv) if isinstance(kv, list) and kv else kv
+    if known.max_kv_heads is not None and isinstance(kv, int) and kv > known.max_kv_heads[0]:
+        raise UnsupportedArchitectureError(
+            f"{path}: {arch}.attention.head_count_kv is {kv} (more than {known.max_kv_heads[0]}): "
+            f"{known.max_kv_heads[1]}, which lineage does not read"
+        )
 
 
 def _pick(candidates: tuple[str, ...], wanted: dict[str, str | None], stem: str, suffix: str) -> str:
@@ -268,18 +286,6 @@ def _pick(candidates: tuple[str, ...], wanted: dict[str, str | None], stem: str,
         if cand.startswith("model."):
             return cand + suffix
     return (candidates[0] if candidates else stem) + suffix
-
-
-def _gguf_name(kind: MODEL_TENSOR, block: int) -> str:
-    return TENSOR_NAMES[kind].format(bid=block)
-
-
-def _expert_count(path: Path, name: str, dims: tuple[int, ...]) -> int:
-    """The number of experts a stacked tensor holds (GGML order: `[in, out, E]`)."""
-    if len(dims) != 3 or dims[-1] <= 0:
-        raise CheckpointError(path, f"tensor '{name}' stacks experts but has dimensions {list(dims)}, not "
-                              "[in, out, experts]: corrupt file; re-convert the model")  # fmt: skip
-    return int(dims[-1])
 
 
 def _head_groups(

@@ -30,7 +30,8 @@ from lineage.io.blocks import check_finite_values
 from lineage.io.checkpoint import Checkpoint, row_runs
 from lineage.io.gguf_files import gguf_model_files
 from lineage.io.gguf_header import GGUFHeader, GGUFTensorRecord, read_gguf_header
-from lineage.io.gguf_layout import TensorPlan, gguf_layout, gguf_vocabulary, plain_metadata
+from lineage.io.gguf_layout import gguf_layout, gguf_vocabulary, plain_metadata
+from lineage.io.gguf_plan import TensorPlan
 from lineage.io.header import TensorInfo
 from lineage.io.names import model_name
 from lineage.io.vocab import Vocabulary
@@ -104,8 +105,12 @@ class GGUFCheckpoint(Checkpoint):
         self._infos: dict[str, TensorInfo] = {}
         self._entries: dict[str, _Entry] = {}
         self._joined: dict[str, tuple[GGUFTensorInfo, _Entry, GGUFTensorInfo, _Entry]] = {}
+        self._records = records
         for plan in layout.plans.values():
-            info, entry = _stored(records, plan, plan.gguf_name)
+            if plan.parts:
+                info, entry = _composed(records, plan)
+            else:
+                info, entry = _stored(records, plan, plan.gguf_name)
             if plan.joined is not None:
                 info, entry = self._join(records, plan, info, entry)
             self._infos[plan.hf_name] = info
@@ -170,6 +175,8 @@ class GGUFCheckpoint(Checkpoint):
         self._check_open()
         if name in self._joined:
             return self._finish(info, entry, self._joined_values(name), dtype, check_finite)
+        if entry.plan.parts:
+            return self._finish(info, entry, self._composed_values(entry.plan, None), dtype, check_finite)
         rows = info.shape[0] if len(info.shape) > 1 else 1
         values = self._stored_rows(info, entry, 0, rows).reshape(info.shape)
         if entry.row_map is not None:
@@ -193,7 +200,8 @@ class GGUFCheckpoint(Checkpoint):
         info, entry = self.info(name), self._entries.get(name)
         self._check_open()
         dtype = dtype or torch.float32
-        if len(info.shape) < 2 or name in self._joined:  # a joined tensor is read whole (two small matrices)
+        # A joined or composed tensor is read whole (two small matrices, one transposed matrix, a stack of them).
+        if len(info.shape) < 2 or name in self._joined or entry.plan.parts:
             whole = self.tensor(name, dtype=dtype, check_finite=check_finite)
             step = max(1, max_bytes // max(1, whole[0].numel() * whole.element_size())) if whole.dim() > 1 else 0
             for start in range(0, whole.shape[0], step) if step else (0,):
@@ -241,7 +249,10 @@ class GGUFCheckpoint(Checkpoint):
         info, unique, inverse = self._row_index(name, index)
         entry = self._entries[name]
         self._check_open()
-        if len(info.shape) < 2 or name in self._joined:
+        if entry.plan.stacked:  # the experts asked for, each joined from its own slices of the stored stacks
+            values = self._composed_values(entry.plan, unique.tolist())
+            return self._finish(info, entry, values, dtype, check_finite)[inverse]
+        if len(info.shape) < 2 or name in self._joined or entry.plan.parts:
             return self.tensor(name, dtype=dtype, check_finite=check_finite)[unique][inverse]
         wanted = unique.numpy()
         src = entry.row_map[wanted] if entry.row_map is not None else wanted
@@ -275,6 +286,27 @@ class GGUFCheckpoint(Checkpoint):
         key = self._stored_rows(first, entry, 0, first.shape[0]).transpose(1, 2)  # [heads, a, in]
         value = self._stored_rows(second, second_entry, 0, second.shape[0])  # [heads, b, in]
         return torch.cat([key, value], dim=1).reshape(-1, first.shape[1])
+
+    # -- a tensor joined from slices of stored ones (`TensorPlan.parts`) -------------------------------
+
+    def _composed_values(self, plan: TensorPlan, experts: list[int] | None) -> torch.Tensor:
+        """The Hugging Face tensor of a composed plan: every expert asked for (all when None) of a stacked one,
+        else its one matrix."""
+        if not plan.stacked:
+            return self._composed_matrix(plan, plan.expert)
+        count = self._records[plan.parts[0][0]][1].dims[-1]
+        return torch.stack([self._composed_matrix(plan, e) for e in (range(count) if experts is None else experts)])
+
+    def _composed_matrix(self, plan: TensorPlan, expert: int | None) -> torch.Tensor:
+        pieces = []
+        for gguf_name, lo, hi in plan.parts:
+            info, entry = _stored(self._records, TensorPlan(gguf_name, plan.hf_name, expert=expert), gguf_name)
+            if len(info.shape) == 1:
+                pieces.append(self._stored_rows(info, entry, 0, 1).reshape(-1)[lo:hi])
+            else:
+                pieces.append(self._stored_rows(info, entry, lo, info.shape[0] if hi is None else hi))
+        x = torch.stack(pieces, dim=1).flatten(0, 1) if plan.interleave else torch.cat(pieces)
+        return (x.T if plan.transpose and x.dim() == 2 else x).contiguous()
 
     # -- lifetime ------------------------------------------------------------------------------------
 
@@ -360,6 +392,36 @@ def _stored(
         shape, start, end = shape[1:], rec.start + plan.expert * size, rec.start + (plan.expert + 1) * size
     info = GGUFTensorInfo(plan.hf_name, rec.type_name, shape, file.name, start, end, gguf_name=gguf_name)
     return info, _Entry(rec, plan, plan.row_map(shape[0]))  # Q/K biases are permuted like the weights' rows
+
+
+def _composed(records: dict[str, tuple[Path, GGUFTensorRecord]], plan: TensorPlan) -> tuple[GGUFTensorInfo, _Entry]:
+    """The facts of a tensor joined from slices of stored ones (`TensorPlan.parts`): its Hugging Face shape (the
+    parts' rows joined, transposed, stacked over the experts), its bytes those of every part it reads."""
+    file, first = records[plan.parts[0][0]]
+    per_expert = plan.stacked or plan.expert is not None
+    rows, rest, size, count = 0, None, 0, None
+    for gguf_name, lo, hi in plan.parts:
+        part_file, rec = records[gguf_name]
+        shape = tuple(reversed(rec.dims))
+        experts, shape = (shape[0], shape[1:]) if per_expert else (None, shape)
+        end = shape[0] if hi is None else hi
+        if not shape or not 0 <= lo < end <= shape[0] or (rest is not None and (shape[1:], experts) != (rest, count)):
+            raise CheckpointError(part_file, f"tensor '{gguf_name}' {list(reversed(rec.dims))} does not fit beside "
+                                  f"the other parts of '{plan.hf_name}': corrupt header; {_RECONVERT}")  # fmt: skip
+        if plan.expert is not None and plan.expert >= experts:
+            raise CheckpointError(part_file, f"tensor '{gguf_name}' holds {experts} experts, not expert "
+                                  f"{plan.expert}: corrupt header; {_RECONVERT}")  # fmt: skip
+        rows, rest, count = rows + end - lo, shape[1:], experts
+        size += rec.nbytes // (experts if plan.expert is not None else 1)
+    if plan.interleave and (len(plan.parts) != 2 or rows % 2):
+        raise CheckpointError(file, f"'{plan.hf_name}' alternates the rows of two equal parts: corrupt header")
+    matrix = (rows, *rest)
+    if plan.transpose and len(matrix) == 2:
+        matrix = matrix[::-1]
+    shape = (count, *matrix) if plan.stacked else matrix
+    info = GGUFTensorInfo(plan.hf_name, first.type_name, shape, file.name, first.start, first.start + size,
+                          gguf_name=plan.gguf_name)  # fmt: skip
+    return info, _Entry(first, plan, None)
 
 
 def _records(headers: tuple[GGUFHeader, ...]) -> dict[str, tuple[Path, GGUFTensorRecord]]:

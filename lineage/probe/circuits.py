@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from lineage.arch import LayerTensors, ResolvedModel
-from lineage.probe.identity import UNIT_SAMPLE
+from lineage.probe.identity import DENSE_FFN, SHARED_EXPERT, UNIT_SAMPLE
 from lineage.probe.profiles import Profiles
 
 
@@ -300,7 +300,8 @@ class CircuitProbe:
         per token, but the sum is what the experts' weights compute, whatever the routing, and it is the same
         for any order of the experts. The router's rows give their own response. The units of every expert
         are profiled as one FFN's, so the weight test pairs (expert, unit) by their gate profiles: expert order
-        is one more symmetry the pairing does not see.
+        is one more symmetry the pairing does not see. Each unit's expert is recorded beside them
+        (`unit_expert`), so the test's evidence can say which experts matched which.
         """
         p, n = self.probes, self.probes.shape[0]
         h = self._norm(self.inputs, w.vector(layer["ffn_norm"]), w.vector(layer["ffn_norm_bias"]))
@@ -308,19 +309,22 @@ class CircuitProbe:
         experts = [f"expert.{e}." for e in range(layer.experts)]
         ffns = ["", *experts, "shared."]
         share = UNIT_SAMPLE // len(experts) if experts else UNIT_SAMPLE
-        y, profiles = None, []
-        for ffn in ffns:
+        y, profiles, blocks = None, [], []
+        for label, ffn in zip((DENSE_FFN, *range(len(experts)), SHARED_EXPERT), ffns):
             if not layer[ffn + "down"]:
                 continue
             out_f, prof = self._one_ffn(layer, w, ffn, h, mix, share if ffn in experts else UNIT_SAMPLE)
             y = out_f if y is None else y + out_f
             if prof is not None:
                 profiles.append(prof)
+                blocks.append(torch.full((prof["gate"].shape[0],), float(label), device=prof["gate"].device))
         for router in ("router", "shared_router"):
             if layer[router]:
                 self._affine(w, layer[router], layer[f"{router}_bias"] if router == "router" else None, h[:n])
         if profiles:
             out.identity.update({k: torch.cat([pr[k] for pr in profiles]) for k in ("gate", "up", "down")})
+            if experts:  # which FFN each unit belongs to: the weight test's evidence says which experts match
+                out.identity["unit_expert"] = torch.cat(blocks)
         if layer["ffn_post_norm"]:
             y = self._norm(y, w.vector(layer["ffn_post_norm"]), None)
         out.sketches["ffn"] = y[:n] @ p.T / math.sqrt(p.shape[1])

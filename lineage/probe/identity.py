@@ -21,6 +21,9 @@ read on the model's own normalised anchor embeddings (so two models of one token
   profile), read on the input side for the readers and on the output side for the writers. They follow a
   rotation of the residual stream (the anchors rotate with the model); a neuron permutation only reorders
   them, which the test undoes by matching units on their `gate` profile (a gate row has no sign symmetry).
+  A mixture of experts' layer pools the units of every expert, and records which FFN each came from
+  (`unit_expert`: the expert's index, `DENSE_FFN` or `SHARED_EXPERT`): no sign, so not a test input, only
+  what lets the evidence say which expert was paired with which.
 
 Mixture weights are seeded by each anchor's token string (or id), so models that share only part of their
 anchors still share that part of every mixture.
@@ -55,6 +58,9 @@ MIXTURES = 16  # anchor mixtures a unit's profile is read on
 #: reader or writer of the residual stream to whole kernel tiles (`lineage.probe.engine._padded_columns`:
 #: 64 anchors + 12 fixed probes = 76, padded to 80), so they cost no multiplication.
 SEEDED_INPUTS = 4
+#: `unit_expert` labels of the units that belong to no routed expert (float16 holds every index below 2,048).
+DENSE_FFN = -1
+SHARED_EXPERT = -2
 #: Stored dtype of the responses: the test needs their signs and rough sizes, not their last digits.
 STORE_DTYPE = np.float16
 

@@ -162,7 +162,8 @@ _NOT_IN_TABLE = ("derivation", "derived_from", "p_value_text", "nearest_referenc
 
 def results_table(rows: Sequence[dict]) -> str:
     """One aligned row per model: the verdict (in words) and its numbers, the nearest reference, the path,
-    a scan's extra columns when present, and the error of a model that failed."""
+    a scan's extra columns when present, and the error of a model that failed; under the table, a line for each
+    derived mixture of experts saying which of its experts matched which of its base's."""
     columns = [c for c in _columns(rows) if c not in _NOT_IN_TABLE]
     for column in (*SCAN_COLUMNS[:-2], "error"):  # labels no row carries, or no error: a column of dashes
         if column in columns and all(r.get(column) in (None, "") for r in rows):
@@ -171,7 +172,22 @@ def results_table(rows: Sequence[dict]) -> str:
         columns.insert(columns.index("distance") + 1, "nearest")
     if "error" in columns:
         columns.append(columns.pop(columns.index("error")))  # the longest cell last
-    return format_table(columns, [[_table_cell(c, r) for c in columns] for r in rows])
+    table = format_table(columns, [[_table_cell(c, r) for c in columns] for r in rows])
+    return "\n".join([table, *_expert_lines(rows)])
+
+
+def _expert_lines(rows: Sequence[dict]) -> list[str]:
+    """Under the table, for each derived mixture of experts, which of its experts matched which of its base's."""
+    from lineage.compare.experts import experts_sentence
+
+    out = []
+    for row in rows:
+        evidence = row.get("evidence") or {}
+        layers = (evidence.get("weight") or {}).get("experts")
+        sentence = experts_sentence(layers, evidence.get("reference")) if row.get("verdict") == "derived" else None
+        if sentence:
+            out.append(f"{row.get('model')}: {sentence}")
+    return out
 
 
 def matrix_table(names: Sequence[str], matrix: np.ndarray) -> str:
