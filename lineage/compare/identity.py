@@ -51,6 +51,7 @@ import numpy as np
 
 from lineage.compare.signs import SignTest, sign_test, stable
 from lineage.compare.similarity import shared_positions
+from lineage.compare.widths import paired_coordinates
 from lineage.fingerprint.format import Fingerprint
 
 MIN_SHARED_ANCHORS = 8
@@ -135,14 +136,15 @@ def weight_test(a: Fingerprint, b: Fingerprint) -> WeightTest:
         return NO_MATCH
     keep_a, keep_b = shared_positions(a, b)
     groups: list[GroupResult] = []
-    residual = _symmetric(a, b, "residual") and _width(a) == _width(b)
+    residual = _symmetric(a, b, "residual")
+    same_width = _width(a) == _width(b)
     if len(keep_a) >= MIN_SHARED_ANCHORS and residual:
-        groups += _residual_groups(a, b, keep_a, keep_b)
+        groups += _residual_groups(a, b, keep_a, keep_b, same_width)
     if a.anchor_basis == b.anchor_basis:  # unit profiles are read on mixtures of one kind of anchor
         if _symmetric(a, b, "ffn"):
             groups += _ffn_units(a, b)
         groups += _value_units(a, b)
-    if residual:  # read on seeded inputs: no anchor needs to be shared
+    if residual and same_width:  # read on seeded inputs (no anchor needs to be shared), seeded by the width
         groups += _seeded_residual(a, b)
     groups = [g for g in groups if g.test.signs >= MIN_SIGNS]
     if not groups:
@@ -194,21 +196,28 @@ def _coordinate_terms(xa: list[np.ndarray], xb: list[np.ndarray]) -> np.ndarray:
     return np.where(ok, (a * b).sum(0) / np.where(ok, na * nb, 1.0), 0.0)
 
 
-def _residual_groups(a: Fingerprint, b: Fingerprint, keep_a: np.ndarray, keep_b: np.ndarray) -> list[GroupResult]:
+def _residual_groups(
+    a: Fingerprint, b: Fingerprint, keep_a: np.ndarray, keep_b: np.ndarray, same_width: bool = True
+) -> list[GroupResult]:
+    """The embedding, attention and FFN groups: one term per stored residual coordinate (at one width) or per
+    pair of coordinates (at two widths, paired by `lineage.compare.widths` from `|cos|` alone)."""
     out = []
-    ea, eb = a.identity["embed"][keep_a], b.identity["embed"][keep_b]
-    blocks_a, blocks_b = [ea], [eb]
+    blocks_a, blocks_b = [a.identity["embed"][keep_a]], [b.identity["embed"][keep_b]]
     if "head" in a.identity or "head" in b.identity:  # a tied head is the embedding
         blocks_a.append(a.identity.get("head", a.identity["embed"])[keep_a])
         blocks_b.append(b.identity.get("head", b.identity["embed"])[keep_b])
-    terms = _coordinate_terms([x.astype(np.float64) for x in blocks_a], [x.astype(np.float64) for x in blocks_b])
-    out.append(GroupResult("embedding", sign_test(terms)))
-    va, fa = _layers(a, "resid_vo"), _layers(a, "resid_ffn")
-    vb, fb = _layers(b, "resid_vo"), _layers(b, "resid_ffn")
+    blocks_a, blocks_b = [x.astype(np.float64) for x in blocks_a], [x.astype(np.float64) for x in blocks_b]
+    va, fa = ({i: x[keep_a] for i, x in _layers(a, k).items()} for k in ("resid_vo", "resid_ffn"))
+    vb, fb = ({j: x[keep_b] for j, x in _layers(b, k).items()} for k in ("resid_vo", "resid_ffn"))
+    if not same_width:
+        ca, cb = paired_coordinates(np.concatenate(blocks_a), np.concatenate(blocks_b),
+                                    [(va[i], fa[i]) for i in va if i in fa], [(vb[j], fb[j]) for j in vb if j in fb])  # fmt: skip
+        blocks_a, blocks_b = [x[:, ca] for x in blocks_a], [x[:, cb] for x in blocks_b]
+        va, fa = ({i: x[:, ca] for i, x in d.items()} for d in (va, fa))
+        vb, fb = ({j: x[:, cb] for j, x in d.items()} for d in (vb, fb))
+    out.append(GroupResult("embedding", sign_test(_coordinate_terms(blocks_a, blocks_b))))
     if not (va and vb and fa and fb):
         return out
-    va, fa = ({i: x[keep_a] for i, x in d.items()} for d in (va, fa))
-    vb, fb = ({j: x[keep_b] for j, x in d.items()} for d in (vb, fb))
     pairs = _paired_layers((va, fa), (vb, fb))
     for name, da, db in (("attention", va, vb), ("ffn", fa, fb)):
         per_layer = [_coordinate_terms([da[i]], [db[j]]) for i, j in pairs]
