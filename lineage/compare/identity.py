@@ -51,7 +51,7 @@ import numpy as np
 
 from lineage.compare.signs import SignTest, sign_test, stable
 from lineage.compare.similarity import shared_positions
-from lineage.compare.widths import paired_coordinates
+from lineage.compare.widths import paired_coordinates, paired_units
 from lineage.fingerprint.format import Fingerprint
 
 MIN_SHARED_ANCHORS = 8
@@ -308,8 +308,10 @@ def _ffn_units(a: Fingerprint, b: Fingerprint) -> list[GroupResult]:
 
 def _value_units(a: Fingerprint, b: Fingerprint) -> list[GroupResult]:
     va, oa, vb, ob = _layers(a, "v"), _layers(a, "o"), _layers(b, "v"), _layers(b, "o")
-    if not (va and vb) or next(iter(va.values())).shape != next(iter(vb.values())).shape:
+    if not (va and vb) or next(iter(va.values())).shape[1] != next(iter(vb.values())).shape[1]:
         return []
+    if next(iter(va.values())).shape != next(iter(vb.values())).shape:
+        return _paired_value_units(va, oa, vb, ob)
     ib = list(vb)
     terms, layers = [], []
     for i in va:
@@ -319,4 +321,17 @@ def _value_units(a: Fingerprint, b: Fingerprint) -> list[GroupResult]:
         q = int(np.abs(f).sum(1).argmax())
         terms.append(f[q])
         layers.append((i, ib[q], stable(float(f[q].mean()))))
+    return [GroupResult("value units", sign_test(np.concatenate(terms)), tuple(layers))]
+
+
+def _paired_value_units(va: dict, oa: dict, vb: dict, ob: dict) -> list[GroupResult]:
+    """Value units of layers with different counts of value dimensions (heads pruned): per suspect layer, the
+    reference layer whose one-to-one pairing of dimensions (`lineage.compare.widths.paired_units`, from `|cos|`
+    alone) scores best, then one term per pair."""
+    terms, layers = [], []
+    for i in va:
+        j, (ra, rb, _) = max(((j, paired_units(va[i], oa[i], vb[j], ob[j])) for j in vb), key=lambda t: t[1][2])
+        f = 0.5 * (_cos_rows(va[i][ra], vb[j][rb]) + _cos_rows(oa[i][ra], ob[j][rb]))
+        terms.append(f)
+        layers.append((i, j, stable(float(f.mean()))))
     return [GroupResult("value units", sign_test(np.concatenate(terms)), tuple(layers))]

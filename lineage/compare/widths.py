@@ -72,3 +72,24 @@ def paired_coordinates(
     score = np.round(score, 4)
     ca, cb = linear_sum_assignment(score, maximize=True)
     return ca.astype(np.int64), cb.astype(np.int64)
+
+
+def paired_units(
+    readers_a: np.ndarray, writers_a: np.ndarray, readers_b: np.ndarray, writers_b: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """`(rows of a, rows of b, score)`: the one-to-one pairing of two layers' value dimensions of different
+    counts (heads pruned), from `|cos|` of their reader (`v`) and writer (`o`) profiles, and its total score.
+
+    A flip of one value dimension negates its `v` and `o` profiles together, so the score, the pairing and the
+    choice of layer by the score are the same for every flip (module docstring), and the term of a pair,
+    the mean of its two cosines, changes sign with either dimension's flip alone.
+    """
+    score = np.round(np.abs(_unit_rows(readers_a) @ _unit_rows(readers_b).T)
+                     + np.abs(_unit_rows(writers_a) @ _unit_rows(writers_b).T), 6)  # fmt: skip
+    ra, rb = linear_sum_assignment(score, maximize=True)
+    return ra.astype(np.int64), rb.astype(np.int64), float(score[ra, rb].sum())
+
+
+def _unit_rows(x: np.ndarray) -> np.ndarray:
+    n = np.linalg.norm(x, axis=1, keepdims=True)
+    return np.divide(x, n, out=np.zeros_like(x), where=n > 0)

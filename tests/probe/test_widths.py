@@ -2,7 +2,8 @@
 
 A 24-layer model of hidden 256 is pruned the Minitron way (`tests.widths`): residual width -25% (192), FFN
 -33% (344 units), kept by importance and sorted by it, then moved by a fine-tune's noise; once more with a
-third of its layers dropped as well. Both are derived through the residual groups, not only the units,
+third of its layers and a key-value head of four (with its query heads) dropped as well. Both are derived
+through the residual groups, not only the units (and the second through its paired value dimensions),
 and the parent, as a wider suspect, is derived from the pruned model; an independent model of the narrower
 width is not. The pairing itself is pinned blind to the signs: flipping stored coordinates of either side
 leaves it unchanged (the fact the exact null rests on, `lineage.compare.widths`).
@@ -30,8 +31,8 @@ def fps(tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("widths")
     base = tiny_llama_tensors(0, config=WIDE)
     pruned, config = width_pruned(base, WIDE, 192, 344)
-    both, both_config = width_pruned(base, WIDE, 192, 344, layers=DEPTH_KEPT)
-    narrow = dict(WIDE, hidden_size=192, intermediate_size=344)
+    both, both_config = width_pruned(base, WIDE, 192, 344, layers=DEPTH_KEPT, kv_heads=3)
+    narrow = dict(WIDE, hidden_size=192, intermediate_size=344, num_key_value_heads=3, num_attention_heads=6)
     models = {
         "base": (base, WIDE),
         "pruned": (tiny_llama_tensors(5, parent=pruned, noise=0.01), config),
@@ -79,12 +80,13 @@ def test_a_width_pruned_copy_is_derived_through_the_residual_groups(fps):
     assert (v.verdict, v.derived_from) == ("derived", "base"), v.rule
 
 
-def test_width_and_depth_pruned_at_once_is_derived_and_its_layers_line_up(fps):
+def test_width_depth_and_heads_pruned_at_once_is_derived_and_its_layers_line_up(fps):
     result = weight_test(fps["pruned-shallower"], fps["base"])
     groups = _groups(result)
-    for name in RESIDUAL:
+    for name in (*RESIDUAL, "value units"):  # value dimensions of 3 key-value heads paired with those of 4
         assert groups[name].test.log10_p < -6, result.to_dict()
     assert [layer[:2] for layer in groups["ffn"].layers] == list(enumerate(DEPTH_KEPT))
+    assert [layer[:2] for layer in groups["value units"].layers] == list(enumerate(DEPTH_KEPT))
 
 
 def test_the_wider_parent_is_derived_from_the_pruned_model(fps):
@@ -97,3 +99,4 @@ def test_an_independent_model_of_the_narrower_width_is_not_derived(fps):
     assert result.p_value > 0.01, result.to_dict()
     groups = _groups(result)
     assert all(groups[name].test.log10_p > -2 and groups[name].test.signs == 128 for name in RESIDUAL)
+    assert groups["value units"].test.log10_p > -2 and groups["value units"].test.signs == 24 * 3 * 32
