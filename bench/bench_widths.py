@@ -60,8 +60,8 @@ def main() -> None:
         else:
             tensors = tiny_llama_tensors(5, parent=tensors, noise=0.01)
         result = weight_test(fingerprint(name, tensors, config), ref)
-        groups = ", ".join(f"{g.name} {g.test.p_value:.1e}" for g in result.groups)
-        print(f"{name} (distil {args.distil}): p {result.p_value:.1e} via {result.group}; {groups}")
+        groups = ", ".join(f"{g.name} 1e{g.test.log10_p:.1f}" for g in result.groups)
+        print(f"{name} (distil {args.distil}): p 1e{result.log10_p:.1f} via {result.group}; {groups}")
 
     pairs, residual = [], []
     for width, units in WIDTHS:

@@ -86,8 +86,12 @@ def _heads(tensors: dict[str, torch.Tensor], p: str, config: dict, kv_heads: int
 
 
 def distilled(
-    student: dict[str, torch.Tensor], student_config: dict, teacher: dict[str, torch.Tensor], teacher_config: dict,
-    steps: int = 20, seed: int = 0,
+    student: dict[str, torch.Tensor],
+    student_config: dict,
+    teacher: dict[str, torch.Tensor],
+    teacher_config: dict,
+    steps: int = 20,
+    seed: int = 0,
 ) -> dict[str, torch.Tensor]:
     """`student` after `steps` Adam steps (lr 1e-3) towards `teacher`'s next-token distribution on random
     tokens (KL divergence), as Minitron's distillation after pruning. Needs transformers."""

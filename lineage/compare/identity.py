@@ -210,8 +210,8 @@ def _residual_groups(
     va, fa = ({i: x[keep_a] for i, x in _layers(a, k).items()} for k in ("resid_vo", "resid_ffn"))
     vb, fb = ({j: x[keep_b] for j, x in _layers(b, k).items()} for k in ("resid_vo", "resid_ffn"))
     if not same_width:
-        ca, cb = paired_coordinates(np.concatenate(blocks_a), np.concatenate(blocks_b),
-                                    [(va[i], fa[i]) for i in va if i in fa], [(vb[j], fb[j]) for j in vb if j in fb])  # fmt: skip
+        writes_a, writes_b = [(va[i], fa[i]) for i in va if i in fa], [(vb[j], fb[j]) for j in vb if j in fb]
+        ca, cb = paired_coordinates(np.concatenate(blocks_a), np.concatenate(blocks_b), writes_a, writes_b)
         blocks_a, blocks_b = [x[:, ca] for x in blocks_a], [x[:, cb] for x in blocks_b]
         va, fa = ({i: x[:, ca] for i, x in d.items()} for d in (va, fa))
         vb, fb = ({j: x[:, cb] for j, x in d.items()} for d in (vb, fb))

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 
 import pytest
 
@@ -21,7 +20,7 @@ from tests.real import smollm2_folder
 
 pytestmark = pytest.mark.slow
 REFERENCE = "SmolLM2-135M-Instruct"
-NARROW = {"hidden_size": 432, "intermediate_size": 1024}
+NARROW = {"width": 432, "units": 1024}
 
 
 @pytest.fixture(scope="module")
