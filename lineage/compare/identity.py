@@ -23,7 +23,9 @@ which units, is chosen from quantities every flip leaves unchanged: `|f|` for th
 tests, and the `gate` profiles for the FFN-unit test (a gate row has no sign symmetry: SiLU and GELU are
 not odd). Conditional on those choices the signs are still fair coins, so the p-value needs no correction
 for the search, however large: every layer of the suspect picks its best layer of the reference, so
-pruned, duplicated (up-scaled) and reordered layers line up, at any two depths.
+pruned, duplicated (up-scaled) and reordered layers line up, at any two depths. So do residual coordinates
+and value dimensions at two widths (a width-pruned suspect, `lineage.compare.widths`): they are paired one
+to one from `|cos|` alone, so each term still changes sign with one flip of each side and no other.
 
 **Six groups, one Bonferroni correction.** Residual coordinates over the embedding and head rows, over
 the attention blocks' value-output writes and over the FFN blocks' writes (these survive every edit of

@@ -2,8 +2,8 @@
 
 Residual width 576 -> 432 (-25%) and FFN 1536 -> 1024 (-33%), kept by weight norms (`tests.widths`: a
 stand-in for the recipe's activation importance), sorted by importance, then briefly fine-tuned on real text
-(a stand-in for its distillation): `derived` from SmolLM2 through the residual groups, with its residual
-coordinates paired to SmolLM2's (`lineage.compare.widths`). A model of the narrower width, heads and
+(a stand-in for its distillation): `derived` from SmolLM2, and its attention and FFN residual groups say so
+on their own, with its residual coordinates paired to SmolLM2's (`lineage.compare.widths`). A model of the narrower width, heads and
 tokenizer that never saw SmolLM2's weights (random, then briefly trained on the same text) is not.
 """
 
@@ -65,7 +65,9 @@ def test_the_width_pruned_smollm2_is_derived_through_its_residual_coordinates(ve
     assert (v.verdict, v.derived_from) == ("derived", REFERENCE), v.rule
     groups = {g["group"]: g for g in v.evidence["weight"]["groups"]}
     assert "seeded residual" not in groups
-    assert all(groups[name]["log10_p"] < -4 for name in ("embedding", "attention", "ffn")), groups
+    # About 128 x 128 / 576 = 28 of the 128 stored coordinates of each side have their partner stored on the
+    # other: the layers' writes, summed over 30 layers, carry them; the embedding rows alone less surely.
+    assert all(groups[name]["log10_p"] < -4 for name in ("attention", "ffn")), groups
 
 
 def test_an_independent_model_of_the_narrower_width_is_not_derived(verdicts):
