@@ -62,7 +62,7 @@ def paired_coordinates(
     if layers_a and layers_b:
         blocks = len(layers_a[0])
         # float32 products, one per suspect layer and block against every reference layer at once (memory stays
-        # [Ca, Lb Cb] however deep the models); rounded, so the last bits of a BLAS never decide a pairing.
+        # [Ca, Lb Cb] however deep the models); rounded to 1e-4, so the last bits of a BLAS seldom decide a pairing.
         ub = [np.concatenate([_unit_columns(layer[k]) for layer in layers_b]).astype(np.float32) for k in range(blocks)]
         for p in np.unique(np.linspace(0, len(layers_a) - 1, min(len(layers_a), PAIRING_LAYERS)).round()):
             layer = layers_a[int(p)]
