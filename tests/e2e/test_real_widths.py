@@ -3,8 +3,9 @@
 Residual width 576 -> 432 (-25%) and FFN 1536 -> 1024 (-33%), kept by weight norms (`tests.widths`: a
 stand-in for the recipe's activation importance), sorted by importance, then briefly fine-tuned on real text
 (a stand-in for its distillation): `derived` from SmolLM2, and its attention and FFN residual groups say so
-on their own, with its residual coordinates paired to SmolLM2's (`lineage.compare.widths`). A model of the narrower width, heads and
-tokenizer that never saw SmolLM2's weights (random, then briefly trained on the same text) is not.
+on their own, with its residual coordinates paired to SmolLM2's (`lineage.compare.widths`). A model of the
+narrower width, heads and tokenizer that never saw SmolLM2's weights (random, then briefly trained on the
+same text) is not.
 """
 
 from __future__ import annotations
