@@ -12,7 +12,7 @@ The mutants are written by hand (`MUTANTS`), not generated: each is a bug that c
 accuse innocent models (a two-sided tail, a dropped correction, a search that peeks at the signs) or lose
 derivatives. Run it after every change to those folders, and add a mutant for any new step of the p-value:
 
-    python tools/mutate.py                 # every mutant (48 pytest runs: about 46 minutes on a busy 2-core machine)
+    python tools/mutate.py                 # every mutant (54 pytest runs; 48 took about 46 min, busy 2 cores)
     python tools/mutate.py --list          # the mutants, without running them
     python tools/mutate.py signs-two-sided kmeans-no-sidak   # some of them
 
@@ -45,7 +45,8 @@ ENGINE_TESTS = ("tests/probe/test_probe_engine.py", "tests/probe/test_pinned_num
                 "tests/probe/test_pinned_layouts.py", "tests/probe/test_bad_models.py")  # fmt: skip
 TESTS = {
     "lineage/compare/signs.py": PVALUE_TESTS,
-    "lineage/compare/identity.py": IDENTITY_TESTS,
+    "lineage/compare/identity.py": (*IDENTITY_TESTS, "tests/probe/test_widths.py"),
+    "lineage/compare/widths.py": ("tests/probe/test_widths.py",),
     "lineage/compare/similarity.py": (*PVALUE_TESTS, "tests/classify/test_classifier.py"),
     "lineage/decide/kmeans.py": CLASSIFY_TESTS,
     "lineage/decide/pvalues.py": CLASSIFY_TESTS,
@@ -85,6 +86,7 @@ def _m(name: str, path: str, old: str, new: str, effect: str, harmless: str = ""
 
 
 SIGNS, IDENTITY, SIMILARITY = "lineage/compare/signs.py", "lineage/compare/identity.py", "lineage/compare/similarity.py"
+WIDTHS = "lineage/compare/widths.py"
 KMEANS, PVALUES, FDR = "lineage/decide/kmeans.py", "lineage/decide/pvalues.py", "lineage/decide/fdr.py"
 VERDICT, CALIBRATE, ENGINE = "lineage/decide/verdict.py", "lineage/decide/calibrate.py", "lineage/probe/engine.py"
 # fmt: off
@@ -112,8 +114,7 @@ MUTANTS: tuple[Mutant, ...] = (
        'b.identity.get("head", b.identity["embed"])[keep_b]', 'b.identity.get("head", b.identity["embed"])[keep_a]',
        "the head rows compared at the wrong anchors"),
     _m("identity-layer-rows-at-suspect-positions", IDENTITY,
-       "vb, fb = ({j: x[keep_b] for j, x in d.items()} for d in (vb, fb))",
-       "vb, fb = ({j: x[keep_a] for j, x in d.items()} for d in (vb, fb))",
+       "{j: x[keep_b] for j, x in _layers(b, k).items()}", "{j: x[keep_a] for j, x in _layers(b, k).items()}",
        "the attention and FFN groups (and their layer matching) read the reference at the suspect's anchor "
        "positions: power lost on every vocabulary edit"),
     _m("identity-ffn-term-down-only", IDENTITY,
@@ -145,6 +146,21 @@ MUTANTS: tuple[Mutant, ...] = (
        "p-values up to five times too small"),
     _m("identity-largest-group", IDENTITY, "best = min(groups, key=", "best = max(groups, key=",
        "the least significant group reported"),
+    _m("widths-embedding-score-signed", WIDTHS, "score = np.abs(ea @ eb.T)", "score = ea @ eb.T",
+       "the coordinate pairing peeks at the signs: anti-conservative across widths"),
+    _m("widths-layer-score-signed", WIDTHS, "sum(np.abs(_unit_columns(layer[k]).astype(np.float32) @ ub[k].T)",
+       "sum((_unit_columns(layer[k]).astype(np.float32) @ ub[k].T)",
+       "the coordinate pairing peeks at the signs: anti-conservative across widths"),
+    _m("widths-many-to-one", WIDTHS, "ca, cb = linear_sum_assignment(score, maximize=True)",
+       "ca, cb = np.arange(len(score)), score.argmax(1)",
+       "a reference coordinate in several terms: dependent signs when the reference's flips carry the null"),
+    _m("widths-value-score-signed", WIDTHS, "score = np.round(np.abs(_unit_rows(readers_a) @ _unit_rows(readers_b).T)",
+       "score = np.round((_unit_rows(readers_a) @ _unit_rows(readers_b).T)",
+       "the value pairing peeks at the reader signs: anti-conservative across head counts"),
+    _m("identity-no-width-pairing", IDENTITY, "    if not same_width:\n", "    if False:\n",
+       "coordinates of two widths compared by stored position: width-pruned copies lose the residual groups"),
+    _m("identity-seeded-across-widths", IDENTITY, "if residual and same_width:", "if residual:",
+       "seeded inputs of two widths compared as if they were one: noise and a wrong Bonferroni count"),
     _m("identity-min-signs-one", IDENTITY, "MIN_SIGNS = 8", "MIN_SIGNS = 1", "groups of a few signs tested",
        "the bound is exact for any number of terms; a tiny group only adds to the Bonferroni factor"),
     _m("identity-ffn-terms-keyed-by-reference", IDENTITY,

@@ -23,7 +23,9 @@ which units, is chosen from quantities every flip leaves unchanged: `|f|` for th
 tests, and the `gate` profiles for the FFN-unit test (a gate row has no sign symmetry: SiLU and GELU are
 not odd). Conditional on those choices the signs are still fair coins, so the p-value needs no correction
 for the search, however large: every layer of the suspect picks its best layer of the reference, so
-pruned, duplicated (up-scaled) and reordered layers line up, at any two depths.
+pruned, duplicated (up-scaled) and reordered layers line up, at any two depths. So do residual coordinates
+and value dimensions at two widths (a width-pruned suspect, `lineage.compare.widths`): they are paired one
+to one from `|cos|` alone, so each term still changes sign with one flip of each side and no other.
 
 **Six groups, one Bonferroni correction.** Residual coordinates over the embedding and head rows, over
 the attention blocks' value-output writes and over the FFN blocks' writes (these survive every edit of
@@ -52,6 +54,7 @@ import numpy as np
 from lineage.compare.experts import LayerExperts, pair_experts
 from lineage.compare.signs import SignTest, sign_test, stable
 from lineage.compare.similarity import shared_positions
+from lineage.compare.widths import paired_coordinates, paired_units
 from lineage.fingerprint.format import Fingerprint
 
 MIN_SHARED_ANCHORS = 8
@@ -149,14 +152,15 @@ def weight_test(a: Fingerprint, b: Fingerprint) -> WeightTest:
         return NO_MATCH
     keep_a, keep_b = shared_positions(a, b)
     groups: list[GroupResult] = []
-    residual = _symmetric(a, b, "residual") and _width(a) == _width(b)
+    residual = _symmetric(a, b, "residual")
+    same_width = _width(a) == _width(b)
     if len(keep_a) >= MIN_SHARED_ANCHORS and residual:
-        groups += _residual_groups(a, b, keep_a, keep_b)
+        groups += _residual_groups(a, b, keep_a, keep_b, same_width)
     if a.anchor_basis == b.anchor_basis:  # unit profiles are read on mixtures of one kind of anchor
         if _symmetric(a, b, "ffn"):
             groups += _ffn_units(a, b)
         groups += _value_units(a, b)
-    if residual:  # read on seeded inputs: no anchor needs to be shared
+    if residual and same_width:  # read on seeded inputs (no anchor needs to be shared), seeded by the width
         groups += _seeded_residual(a, b)
     groups = [g for g in groups if g.test.signs >= MIN_SIGNS]
     if not groups:
@@ -208,21 +212,28 @@ def _coordinate_terms(xa: list[np.ndarray], xb: list[np.ndarray]) -> np.ndarray:
     return np.where(ok, (a * b).sum(0) / np.where(ok, na * nb, 1.0), 0.0)
 
 
-def _residual_groups(a: Fingerprint, b: Fingerprint, keep_a: np.ndarray, keep_b: np.ndarray) -> list[GroupResult]:
+def _residual_groups(
+    a: Fingerprint, b: Fingerprint, keep_a: np.ndarray, keep_b: np.ndarray, same_width: bool = True
+) -> list[GroupResult]:
+    """The embedding, attention and FFN groups: one term per stored residual coordinate (at one width) or per
+    pair of coordinates (at two widths, paired by `lineage.compare.widths` from `|cos|` alone)."""
     out = []
-    ea, eb = a.identity["embed"][keep_a], b.identity["embed"][keep_b]
-    blocks_a, blocks_b = [ea], [eb]
+    blocks_a, blocks_b = [a.identity["embed"][keep_a]], [b.identity["embed"][keep_b]]
     if "head" in a.identity or "head" in b.identity:  # a tied head is the embedding
         blocks_a.append(a.identity.get("head", a.identity["embed"])[keep_a])
         blocks_b.append(b.identity.get("head", b.identity["embed"])[keep_b])
-    terms = _coordinate_terms([x.astype(np.float64) for x in blocks_a], [x.astype(np.float64) for x in blocks_b])
-    out.append(GroupResult("embedding", sign_test(terms)))
-    va, fa = _layers(a, "resid_vo"), _layers(a, "resid_ffn")
-    vb, fb = _layers(b, "resid_vo"), _layers(b, "resid_ffn")
+    blocks_a, blocks_b = [x.astype(np.float64) for x in blocks_a], [x.astype(np.float64) for x in blocks_b]
+    va, fa = ({i: x[keep_a] for i, x in _layers(a, k).items()} for k in ("resid_vo", "resid_ffn"))
+    vb, fb = ({j: x[keep_b] for j, x in _layers(b, k).items()} for k in ("resid_vo", "resid_ffn"))
+    if not same_width:
+        writes_a, writes_b = [(va[i], fa[i]) for i in va if i in fa], [(vb[j], fb[j]) for j in vb if j in fb]
+        ca, cb = paired_coordinates(np.concatenate(blocks_a), np.concatenate(blocks_b), writes_a, writes_b)
+        blocks_a, blocks_b = [x[:, ca] for x in blocks_a], [x[:, cb] for x in blocks_b]
+        va, fa = ({i: x[:, ca] for i, x in d.items()} for d in (va, fa))
+        vb, fb = ({j: x[:, cb] for j, x in d.items()} for d in (vb, fb))
+    out.append(GroupResult("embedding", sign_test(_coordinate_terms(blocks_a, blocks_b))))
     if not (va and vb and fa and fb):
         return out
-    va, fa = ({i: x[keep_a] for i, x in d.items()} for d in (va, fa))
-    vb, fb = ({j: x[keep_b] for j, x in d.items()} for d in (vb, fb))
     pairs = _paired_layers((va, fa), (vb, fb))
     for name, da, db in (("attention", va, vb), ("ffn", fa, fb)):
         per_layer = [_coordinate_terms([da[i]], [db[j]]) for i, j in pairs]
@@ -320,8 +331,10 @@ def _ffn_units(a: Fingerprint, b: Fingerprint) -> list[GroupResult]:
 
 def _value_units(a: Fingerprint, b: Fingerprint) -> list[GroupResult]:
     va, oa, vb, ob = _layers(a, "v"), _layers(a, "o"), _layers(b, "v"), _layers(b, "o")
-    if not (va and vb) or next(iter(va.values())).shape != next(iter(vb.values())).shape:
+    if not (va and vb) or next(iter(va.values())).shape[1] != next(iter(vb.values())).shape[1]:
         return []
+    if next(iter(va.values())).shape != next(iter(vb.values())).shape:
+        return _paired_value_units(va, oa, vb, ob)
     ib = list(vb)
     terms, layers = [], []
     for i in va:
@@ -331,4 +344,17 @@ def _value_units(a: Fingerprint, b: Fingerprint) -> list[GroupResult]:
         q = int(np.abs(f).sum(1).argmax())
         terms.append(f[q])
         layers.append((i, ib[q], stable(float(f[q].mean()))))
+    return [GroupResult("value units", sign_test(np.concatenate(terms)), tuple(layers))]
+
+
+def _paired_value_units(va: dict, oa: dict, vb: dict, ob: dict) -> list[GroupResult]:
+    """Value units of layers with different counts of value dimensions (heads pruned): per suspect layer, the
+    reference layer whose one-to-one pairing of dimensions (`lineage.compare.widths.paired_units`, from `|cos|`
+    alone) scores best, then one term per pair."""
+    terms, layers = [], []
+    for i in va:
+        j, (ra, rb, _) = max(((j, paired_units(va[i], oa[i], vb[j], ob[j])) for j in vb), key=lambda t: t[1][2])
+        f = 0.5 * (_cos_rows(va[i][ra], vb[j][rb]) + _cos_rows(oa[i][ra], ob[j][rb]))
+        terms.append(f)
+        layers.append((i, j, stable(float(f.mean()))))
     return [GroupResult("value units", sign_test(np.concatenate(terms)), tuple(layers))]
