@@ -134,16 +134,27 @@ def unit_matching(a: Fingerprint, b: Fingerprint) -> Matching | None:
         by_gate = (gate_a @ gate_b[j].T).argmax(1)
         by_sign = np.abs(_signature(ua[i], da[i]) @ sig_b[j].T).argmax(1)
         agree = int((by_gate == by_sign).sum())
-        f = len(gate_b[j])
-        crowd = np.bincount(by_gate, minlength=f) @ np.bincount(by_sign, minlength=f) / len(by_gate) ** 2
         units += len(by_gate)
         agreements += agree
-        expected += len(by_gate) * max(1.0 / f, float(crowd))
+        expected += len(by_gate) * chance_agreement(by_gate, by_sign, len(gate_b[j]))
         layers.append((i, j, stable(agree / len(by_gate))))
     if units < MIN_UNITS:
         return None
     chance = min(expected / units, 1.0)
     return Matching(units, agreements, chance, _log10_tail(agreements, units, chance), tuple(layers))
+
+
+def chance_agreement(first: np.ndarray, second: np.ndarray, f: int) -> float:
+    """The chance that two pairings of the same units into `f` reference units agree on a unit: the larger of
+    `1/f` and `sum_j q1(j) q2(j)`, with `q` the share of units each pairing sends to reference unit `j` (what
+    two independent pairings crowding onto the reference units as these do would agree on).
+
+    Example:
+        >>> chance_agreement(np.array([0, 0, 0, 1]), np.array([0, 0, 1, 0]), 64)
+        0.625
+    """
+    crowd = np.bincount(first, minlength=f) @ np.bincount(second, minlength=f) / len(first) ** 2
+    return max(1.0 / f, float(crowd))
 
 
 def _signature(up: np.ndarray, down: np.ndarray) -> np.ndarray:

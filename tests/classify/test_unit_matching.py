@@ -7,11 +7,12 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from lineage.compare.identity import weight_test
-from lineage.compare.matching import EMPIRICAL_NULL, unit_matching
+from lineage.compare.matching import EMPIRICAL_NULL, chance_agreement, unit_matching
 from lineage.decide.kmeans import FamilyClassifier
 from lineage.fingerprint.pipeline import FingerprintOptions, fingerprint_model
 
@@ -83,3 +84,11 @@ def test_the_verdict_says_derived_on_an_empirical_null(world) -> None:
     assert out["evidence"]["matching"]["null"] == EMPIRICAL_NULL and out["evidence"]["matching"]["reference"] == "base"
     assert out["threshold"]["matching"]["null"] == EMPIRICAL_NULL
     assert student.verdict != "derived", student.rule
+
+
+def test_chance_is_raised_where_both_pairings_crowd_onto_the_same_reference_units() -> None:
+    spread = np.arange(64)
+    assert chance_agreement(spread, np.roll(spread, 1), 64) == 1 / 64  # no crowd: 1/f
+    hub = np.zeros(64, dtype=np.int64)
+    hub[::2] = np.arange(1, 33)  # half of each pairing on reference unit 0, the rest one unit each
+    assert chance_agreement(hub, np.roll(hub, 1), 64) == pytest.approx(0.5 * 0.5 + 32 * (1 / 64) ** 2)
