@@ -91,9 +91,10 @@ def calibrate(manifest: str | Path | Manifest, options: ScanOptions | None = Non
             count against the verdicts' score.
 
     Returns:
-        `{"null": {"pairs", "rates", "by_kind", "by_family", "smallest"}, "power": {...}, "power_by_family":
-        {...}, "verdicts": {...}, "p_values": [...]}`: `by_family` holds the null pairs that involve a model of each
-        family (layout), `power_by_family` each family's derivatives, blind spots aside.
+        `{"null": {"pairs", "rates", "by_kind", "by_family", "smallest"}, "matching": {...}, "power": {...},
+        "power_by_family": {...}, "verdicts": {...}, "p_values": [...]}`: `by_family` holds the null pairs that
+        involve a model of each family (layout), `power_by_family` each family's derivatives, blind spots aside;
+        `matching` the unit matching test's false positives on the null pairs it can run on (an empirical null).
     """
     from lineage.compare.identity import weight_test
     from lineage.compare.matching import unit_matching
