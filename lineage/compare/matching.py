@@ -31,6 +31,10 @@ binomial tail is a score, not a p-value, and `derived` needs both an agreement s
 anything the null pairs of the seed-0 calibration battery show (`MIN_AGREEMENT`, `MAX_LOG10_TAIL`); its
 false-positive rate is measured on the battery (`lineage evaluate calibration` prints it beside the exact
 test's) rather than claimed.
+
+**What it cannot see.** A derivative's units find their true partner only where the fingerprint stored it:
+1,024 units a layer (`lineage.probe.identity.UNIT_SAMPLE`), so its share is capped at `1024 / f` for an FFN of
+`f` units, below `MIN_AGREEMENT` beyond 2,048 units; there the disguise with sign flips still hides.
 """
 
 from __future__ import annotations
