@@ -165,6 +165,22 @@ def _print_calibration(result: dict, manifest: Path, plot: Path | None) -> None:
     for r in null["rates"]:
         interval = f"[{r['low']:.4f}, {r['high']:.4f}]"
         typer.echo(f"  {r['alpha']:>6g}  {r['hits']:>7}/{r['n']:<7}  {r['rate']:>7.4f}  {interval}")
+    m = result.get("matching")
+    if m and m["pairs"]:
+        rule = m["rule"]
+        typer.echo(
+            f"  unit matching ({m['null']}: derived at >= {rule['min_agreement']:.0%} agreement and tail < "
+            f"1e{rule['max_log10_tail']:g}): {m['hits']}/{m['pairs']}, rate {m['rate']:.4f}, 95% interval "
+            f"[{m['interval'][0]:.4f}, {m['interval'][1]:.4f}]"
+        )
+        top, low = m["largest_share"][0], m["smallest_tail"][0]
+        typer.echo(f"    most agreement of a null pair: {top['share']:.1%} ({top['suspect']} ~ {top['reference']}, "
+                   f"{top['kind']}); smallest tail 1e{low['log10_tail']:.1f} ({low['suspect']} ~ {low['reference']})")
+        for kind, k in m["by_kind"].items():
+            most = f"most agreement {k['largest_share']:.1%}"
+            typer.echo(f"    {kind:<34} {k['pairs']:>5} pairs: {k['hits']} derived, {most}")
+        for pair in m["false_positives"]:
+            typer.echo(f"    false positive (unit matching): {pair}")
     typer.echo("  by kind (false positives at 0.05 / 0.01 / 0.001):")
     for kind, k in null["by_kind"].items():
         hits = " / ".join(str(r["hits"]) for r in k["rates"])
@@ -201,7 +217,8 @@ def _power_line(label: str, p: dict) -> str:
     hits = " / ".join(f"{n}/{len(p['models'])}" for n in p["derived_at"].values())
     worst = max(m["log10_p"] for m in p["models"])
     note = "  (blind spot: no exact test can see it)" if p["blind_spot"] else ""
-    return f"    {label:<20} {hits:<16} {worst:8.1f}{note}"
+    matched = f"  unit matching {p['matching_derived']}/{len(p['models'])}" if "matching_derived" in p else ""
+    return f"    {label:<20} {hits:<16} {worst:8.1f}{matched}{note}"
 
 
 def merges(

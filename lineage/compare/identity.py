@@ -40,7 +40,7 @@ too few anchors for the other residual groups, are still tested. The pair's p-va
 times the number of groups tested. Only a disguise that at once rotates the residual stream and redraws
 every unit's sign or basis (a rotation, plus per-head invertible maps, plus FFN sign flips) leaves all six
 blind: no exact test can see through every symmetry of the architecture, because each one is also a free
-disguise.
+disguise. The unit matching test (`lineage.compare.matching`) sees that disguise, on an empirical null.
 """
 
 from __future__ import annotations

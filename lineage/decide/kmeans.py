@@ -30,6 +30,7 @@ from lineage.compare.evidence import basis, circuit_similarities, family_evidenc
 from lineage.compare.experts import experts_sentence
 from lineage.compare.identity import WeightTest, weight_test
 from lineage.compare.lineage import uses_sketches
+from lineage.compare.matching import EMPIRICAL_NULL, MAX_LOG10_TAIL, MIN_AGREEMENT, unit_matching
 from lineage.compare.quantised import QUANTISED_COPY, quantised_fit
 from lineage.compare.similarity import vocabulary_overlap
 from lineage.decide.calibrate import RELATED_ALPHA, UNCALIBRATED, Calibration
@@ -242,6 +243,7 @@ class FamilyClassifier:
             "nearest": self._nearest(d, order, tests),
             "threshold": {
                 "alpha": self.alpha,
+                "matching": {"null": EMPIRICAL_NULL, "min_agreement": MIN_AGREEMENT, "max_log10_tail": MAX_LOG10_TAIL},
                 "related_distance": self.calibration_.to_dict()["threshold"],
                 "related_rule": self.calibration_.note,
                 "related_calibrated": self.calibration_.rule != UNCALIBRATED,
@@ -287,7 +289,27 @@ class FamilyClassifier:
                 p_value=p_from_log10(log10_p), log10_p=log10_p, evidence=evidence, rule=rule, relation=relation,
                 **common,
             )  # fmt: skip
+        matched = self._matched(fp, d, log10_p, evidence, common)
+        if matched is not None:
+            return matched
         return self._family_verdict(fp, d, order, cluster_family, log10_p, evidence, common)
+
+    def _matched(self, fp: Fingerprint, d: np.ndarray, log10_p: float, evidence: dict, common: dict) -> Verdict | None:
+        """`derived` by the unit matching test (`lineage.compare.matching`, an empirical null) where the exact test
+        was not: a suspect disguised by every symmetry at once. None when no reference passes its rule."""
+        tests = [unit_matching(fp, ref) for ref in self.references_]
+        passed = [j for j, m in enumerate(tests) if m is not None and m.derived]
+        if not passed:
+            return None
+        j = min(passed, key=lambda k: (-tests[k].share, d[k]))  # the most agreement, then the nearest
+        evidence = {**evidence, "matching": {"reference": self.names_[j], **tests[j].to_dict()}}
+        exact = format_p(p_from_log10(log10_p), log10_p)
+        rule = (f"derived ({EMPIRICAL_NULL}): {tests[j].rule()} against {self.names_[j]}; the exact weight test "
+                f"did not see it ({exact} >= alpha {self.alpha:g} for the best of {len(self.references_)} references)")
+        return Verdict(
+            verdict=DERIVED, derived_from=self.bases_[j], family=str(self.families_[j]),
+            p_value=p_from_log10(log10_p), log10_p=log10_p, evidence=evidence, rule=rule, **common,
+        )  # fmt: skip
 
     def _nearest(self, d: np.ndarray, order: np.ndarray, tests: list[WeightTest] | None) -> list[dict]:
         out = []

@@ -4,7 +4,10 @@
   (`lineage.compare.identity`) finds that they share X's arbitrary coordinates, against the exact null that
   a symmetry of independent training gives. The suspect's p-value is its best reference's, corrected for
   having tried R references (Sidak: `1 - (1 - p)^R`). Derived when that is below `alpha` (default 0.1%): an
-  unrelated suspect is called derived with probability at most `alpha`.
+  unrelated suspect is called derived with probability at most `alpha`. Where no reference passes that test,
+  the suspect is still derived when the *unit matching test* (`lineage.compare.matching`) passes its rule
+  against one: a model disguised by every symmetry at once. That test's null is *empirical* (its rate is
+  measured on the calibration battery, not bounded), and the verdict's rule and JSON say so.
 * **related** to family F: not derived from any reference, but within the family-level distance of one
   (shared tokenizer strings and output-embedding geometry, or another size of F): the calibrated threshold
   of `lineage.decide.calibrate`. The family is the K-Means cluster the suspect falls in.
@@ -84,6 +87,11 @@ class Verdict:
     def base(self) -> str | None:
         """The base the suspect derives from (None unless derived)."""
         return self.derived_from
+
+    @property
+    def empirical(self) -> bool:
+        """Whether the verdict is `derived` by the unit matching test, on its empirical null (no p-value says it)."""
+        return self.verdict == DERIVED and bool(self.evidence.get("matching", {}).get("derived"))
 
     @property
     def p_text(self) -> str:

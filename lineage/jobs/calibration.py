@@ -91,11 +91,13 @@ def calibrate(manifest: str | Path | Manifest, options: ScanOptions | None = Non
             count against the verdicts' score.
 
     Returns:
-        `{"null": {"pairs", "rates", "by_kind", "by_family", "smallest"}, "power": {...}, "power_by_family":
-        {...}, "verdicts": {...}, "p_values": [...]}`: `by_family` holds the null pairs that involve a model of each
-        family (layout), `power_by_family` each family's derivatives, blind spots aside.
+        `{"null": {"pairs", "rates", "by_kind", "by_family", "smallest"}, "matching": {...}, "power": {...},
+        "power_by_family": {...}, "verdicts": {...}, "p_values": [...]}`: `by_family` holds the null pairs that
+        involve a model of each family (layout), `power_by_family` each family's derivatives, blind spots aside;
+        `matching` the unit matching test's false positives on the null pairs it can run on (an empirical null).
     """
     from lineage.compare.identity import weight_test
+    from lineage.compare.matching import unit_matching
     from lineage.jobs.evaluate import _fingerprints
 
     options = options or ScanOptions()
@@ -107,13 +109,17 @@ def calibrate(manifest: str | Path | Manifest, options: ScanOptions | None = Non
                  "layers": fps[r.name].summary.num_layers if fps[r.name].summary else None}
         for r in rows
     }  # fmt: skip
-    null, by_kind, by_family = [], defaultdict(list), defaultdict(list)
+    null, by_kind, by_family, matched = [], defaultdict(list), defaultdict(list), []
     for i, a in enumerate(rows):
         for b in rows[i + 1 :]:
             if info[a.name]["root"] == info[b.name]["root"]:
                 continue
             p = weight_test(fps[a.name], fps[b.name]).p_value
             null.append({"suspect": a.name, "reference": b.name, "p_value": p})
+            m = unit_matching(fps[a.name], fps[b.name])
+            if m is not None:
+                matched.append({"suspect": a.name, "reference": b.name, "kind": _kind(info[a.name], info[b.name]),
+                                **{k: v for k, v in m.to_dict().items() if k != "layers"}})  # fmt: skip
             by_kind[_kind(info[a.name], info[b.name])].append(p)
             for family in {a.family, b.family} - {None, ""}:  # a pair counts for each family it involves
                 by_family[family].append(p)
@@ -121,7 +127,10 @@ def calibrate(manifest: str | Path | Manifest, options: ScanOptions | None = Non
     for r in rows:
         if r.role == "derivative" and r.base in fps:
             w = weight_test(fps[r.name], fps[r.base])
-            found = {"model": r.name, "log10_p": w.log10_p, "group": w.group}
+            m = unit_matching(fps[r.name], fps[r.base])
+            found = {"model": r.name, "log10_p": w.log10_p, "group": w.group,
+                     "matching": None if m is None else {"share": m.share, "log10_tail": m.log10_tail,
+                                                         "derived": m.derived}}  # fmt: skip
             power[info[r.name]["derivation"]].append(found)
             if info[r.name]["derivation"] not in blind:
                 family_power[r.family or ""].append(found)
@@ -136,6 +145,7 @@ def calibrate(manifest: str | Path | Manifest, options: ScanOptions | None = Non
             "by_family": families,
             "smallest": sorted(null, key=lambda n: n["p_value"])[:5],
         },
+        "matching": _matching(matched),
         "power": {k: _power(v, k in blind) for k, v in sorted(power.items())},
         "power_by_family": {k: _power(v, False) for k, v in sorted(family_power.items())},
         "verdicts": _verdicts(manifest, fps, options, blind),
@@ -143,9 +153,41 @@ def calibrate(manifest: str | Path | Manifest, options: ScanOptions | None = Non
     }
 
 
+def _matching(pairs: list[dict]) -> dict:
+    """The unit matching test on the null pairs (`lineage.compare.matching`): its empirical null, measured.
+
+    Its rule is one level, not a p-value, so one rate is reported, with the null pairs that came closest."""
+    from lineage.compare.matching import EMPIRICAL_NULL, MAX_LOG10_TAIL, MIN_AGREEMENT
+
+    hits = [m for m in pairs if m["derived"]]
+    return {
+        "null": EMPIRICAL_NULL,
+        "rule": {"min_agreement": MIN_AGREEMENT, "max_log10_tail": MAX_LOG10_TAIL},
+        "hits": len(hits),
+        "pairs": len(pairs),
+        "rate": len(hits) / len(pairs) if pairs else float("nan"),
+        "interval": list(clopper_pearson(len(hits), len(pairs))),
+        "largest_share": sorted(pairs, key=lambda m: -m["share"])[:5],
+        "by_kind": {
+            k: {"pairs": len(v), "hits": sum(m["derived"] for m in v), "largest_share": max(m["share"] for m in v)}
+            for k, v in sorted(_group(pairs, "kind").items())
+        },
+        "smallest_tail": sorted(pairs, key=lambda m: m["log10_tail"])[:5],
+        "false_positives": [f"{m['suspect']} ~ {m['reference']}" for m in hits],
+    }
+
+
+def _group(rows: list[dict], key: str) -> dict[str, list[dict]]:
+    out = defaultdict(list)
+    for r in rows:
+        out[r[key]].append(r)
+    return out
+
+
 def _power(found: list[dict], blind_spot: bool) -> dict:
     return {"models": found, "blind_spot": blind_spot,
-            "derived_at": {str(a): sum(m["log10_p"] < math.log10(a) for m in found) for a in ALPHAS}}  # fmt: skip
+            "derived_at": {str(a): sum(m["log10_p"] < math.log10(a) for m in found) for a in ALPHAS},
+            "matching_derived": sum(bool(m["matching"] and m["matching"]["derived"]) for m in found)}  # fmt: skip
 
 
 def _verdicts(manifest: Manifest, fps: dict, options: ScanOptions, blind: tuple[str, ...]) -> dict:

@@ -30,6 +30,10 @@ def log10_p(verdict: object) -> float | None:
     return math.log10(p) if p > 0.0 else -math.inf
 
 
+def _empirical(verdict: object) -> bool:
+    return bool(getattr(verdict, "empirical", False))
+
+
 def apply_fdr(verdicts: Sequence, q: float, rejudge: Callable[[list[int], float], list]) -> list:
     """Keep `derived` only where Benjamini-Hochberg at `q` passes too; judge the others again.
 
@@ -48,9 +52,10 @@ def apply_fdr(verdicts: Sequence, q: float, rejudge: Callable[[list[int], float]
     tested = sum(x is not None for x in logs)
     where = f"Benjamini-Hochberg at q={q:g} across {tested} tested suspects"
     out = list(verdicts)
-    failed = [i for i, v in enumerate(verdicts) if v.verdict == DERIVED and not passed[i]]
+    # A verdict derived on the unit matching test's empirical null has no p-value behind it for BH to judge.
+    failed = [i for i, v in enumerate(verdicts) if v.verdict == DERIVED and not passed[i] and not _empirical(v)]
     for i, v in enumerate(verdicts):
-        if v.verdict == DERIVED and passed[i]:
+        if v.verdict == DERIVED and passed[i] and not _empirical(v):
             out[i] = replace(v, rule=f"{v.rule}; passes {where}", threshold={**v.threshold, "fdr": q})
     if failed:
         lowest = min(logs[i] for i in failed)
@@ -69,7 +74,8 @@ def level_summary(verdicts: Sequence, alpha: float, q: float | None) -> dict:
         `{"alpha", "fdr", "tested", "derived", "expected_false_accusations", "text"}`.
     """
     tested = sum(log10_p(v) is not None for v in verdicts)
-    derived = sum(v.verdict == DERIVED for v in verdicts)
+    empirical = sum(_empirical(v) for v in verdicts)
+    derived = sum(v.verdict == DERIVED for v in verdicts) - empirical
     bound = expected_false_accusations(derived, tested, alpha, q)
     if tested == 0:
         text = "no derivation test ran: no suspect can be called derived"
@@ -78,6 +84,8 @@ def level_summary(verdicts: Sequence, alpha: float, q: float | None) -> dict:
         how = f"q x derived = {q:g} x {derived}" if by_q else f"alpha x tested suspects = {alpha:g} x {tested}"
         rule = f"alpha {alpha:g} per suspect" + (f", Benjamini-Hochberg q={q:g} across suspects" if q else "")
         text = f"{rule}: {derived} derived; expected false accusations at most {bound:.3g} ({how})"
+        if empirical:
+            text += f"; {empirical} more derived on the unit matching test's empirical null (not in that bound)"
     return {
         "alpha": alpha,
         "fdr": q,

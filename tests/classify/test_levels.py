@@ -65,6 +65,7 @@ class _Verdict:  # the fields of a verdict that the BH step reads and writes
     p_value: float | None
     rule: str = "derived: ..."
     threshold: dict = field(default_factory=dict)
+    empirical: bool = False  # derived by the unit matching test (no p-value behind it)
 
 
 def test_a_derived_verdict_that_fails_bh_is_judged_again_and_says_why() -> None:
@@ -86,6 +87,20 @@ def test_a_derived_verdict_that_fails_bh_is_judged_again_and_says_why() -> None:
     level = level_summary(out, alpha=0.01, q=0.01)
     assert level["derived"] == 1 and level["expected_false_accusations"] == pytest.approx(0.01)
     assert "q x derived = 0.01 x 1" in level["text"]
+
+
+def test_a_verdict_derived_on_the_empirical_null_is_left_to_its_own_rule_by_bh() -> None:
+    # Its exact p-value is large (every exact group blind): BH must neither judge it again nor count it in the
+    # bound that rests on alpha.
+    verdicts = [
+        _Verdict("a", "derived", 1e-10),
+        _Verdict("d", "derived", 0.6, "derived (empirical null): ...", empirical=True),
+    ]
+    verdicts += [_Verdict(f"u{i}", "unknown", 0.5, "unknown: far") for i in range(8)]
+    out = apply_fdr(verdicts, 0.01, lambda indices, alpha: pytest.fail(f"judged again: {indices}"))
+    assert out[1] == verdicts[1] and out[0].verdict == "derived"
+    level = level_summary(out, alpha=0.01, q=0.01)
+    assert level["derived"] == 1 and "1 more derived on the unit matching test's empirical null" in level["text"]
 
 
 def test_p_values_never_print_as_zero() -> None:

@@ -5,7 +5,9 @@ embeddings), so the verdict rules are checked here on the real model the test su
 
 * derivatives: a short real fine-tune; the fine-tune disguised at once by every function-preserving map
   lineage knows (FFN permutation, MergeLock per-head maps, norm-gain rescaling, a residual rotation) and then
-  quantised to int4; the base with a quarter of its layers removed (depth pruning); the base up-scaled to 40
+  quantised to int4; the same with every FFN unit's sign redrawn as well (which blinds every exact group:
+  `derived` on the unit matching test's empirical null, `lineage.compare.matching`); the base with a quarter
+  of its layers removed (depth pruning); the base up-scaled to 40
   layers the SOLAR way (layers 0-19, then 10-29): all `derived`, from SmolLM2, with tiny p-values;
 * SmolLM2's 30 layers under a random embedding (a transplant that keeps no row): `derived`, through the weight
   test's seeded residual group;
@@ -43,7 +45,7 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from lineage.catalog.disguise import mergelock, norm_rescale, permute_ffn
+    from lineage.catalog.disguise import disguise_all, mergelock, norm_rescale, permute_ffn, rescale_ffn
     from lineage.catalog.operations import quantize, select_layers
     from lineage.catalog.rotate import rotate_residual
     from lineage.catalog.text import mixture_text
@@ -61,6 +63,10 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     torch.manual_seed(0)
     train_lm(model, ids, TrainConfig(steps=4, lr=2e-5, batch_size=2, seq_len=64, seed=0, warmup=0))
     out["finetune"] = _save(model, tokenizer, root / "smollm2-ft")
+    signed = AutoModelForCausalLM.from_pretrained(out["finetune"], dtype=torch.float32)
+    gen = torch.Generator().manual_seed(11)
+    signed = disguise_all(rescale_ffn(signed, gen, signed=True), gen)
+    out["finetune-signed-int4"] = _save(quantize(signed, bits=4), tokenizer, root / "smollm2-ft-signed-int4")
     gen = torch.Generator().manual_seed(7)
     disguised = rotate_residual(norm_rescale(mergelock(permute_ffn(model, gen), gen), gen), gen)
     out["finetune-disguised-int4"] = _save(quantize(disguised, bits=4), tokenizer, root / "smollm2-ft-disguised-int4")
@@ -87,7 +93,7 @@ def fps(models: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> di
 @pytest.fixture(scope="module")
 def verdicts(fps: dict) -> dict:
     clf = FamilyClassifier().fit([fps["base"]], ["smollm2"], ["SmolLM2-135M-Instruct"])
-    names = [*DERIVATIVES, *INNOCENTS, "embedding-replaced"]
+    names = [*DERIVATIVES, *INNOCENTS, "embedding-replaced", "finetune-signed-int4"]
     return dict(zip(names, clf.predict([fps[n] for n in names])))
 
 
@@ -138,3 +144,12 @@ def test_a_replaced_embedding_hides_not_the_layers_it_feeds(verdicts):
     assert weight["group"] == "seeded residual" and v.log10_p < -20, v.rule
     seeded = next(g for g in weight["groups"] if g["group"] == "seeded residual")
     assert [layer["reference_layer"] for layer in seeded["layers"]] == list(range(30))
+
+
+def test_every_disguise_with_sign_flips_is_derived_on_the_empirical_null(verdicts):
+    # Rotation, MergeLock maps, norm rescaling, FFN permutation and every unit's sign redrawn, then int4: every
+    # exact group is blind, and the two pairings of the FFN units (by gate, by |up + down|) still agree.
+    v = verdicts["finetune-signed-int4"]
+    assert (v.verdict, v.derived_from) == ("derived", "SmolLM2-135M-Instruct"), v.rule
+    assert v.rule.startswith("derived (empirical null)") and v.log10_p > -3, v.rule
+    assert v.evidence["matching"]["share"] > 0.5, v.rule
