@@ -153,7 +153,7 @@ class CheckpointReader(Checkpoint):
         self._check_open()
         path = self.folder / info.file
         if self._quant is not None and name in self._quant.weights:
-            yield from self._quant_blocks(name, max_bytes, dtype, check_finite)
+            yield from self._quant_blocks(name, max_bytes, dtype or torch.float32, check_finite)
             return
         source = torch_dtype(path, info)
         dtype = dtype or (source if source in (torch.bfloat16, torch.float16, torch.float32) else torch.float32)
@@ -230,21 +230,13 @@ class CheckpointReader(Checkpoint):
         return self._quant.noise(name, self._read_stored, expert)
 
     def _quant_blocks(
-        self, name: str, max_bytes: int, dtype: torch.dtype | None, check_finite: bool
+        self, name: str, max_bytes: int, dtype: torch.dtype, check_finite: bool
     ) -> Iterator[tuple[int, torch.Tensor]]:
-        """A quantised weight dequantised in blocks of rows of about `max_bytes` (in `dtype`; None: in 16-bit
-        values, though they come as float32); its packed parts are read once, whole (a fraction of the float
-        matrix).
-
-        With `dtype` None the caller sized `max_bytes` for blocks as stored (the engine's `block_bytes`): a
-        quantised copy then streams blocks of as many values as its 16-bit original does, so its products run
-        on blocks of the same size, not on twice as many of half the size (each block costs parallel regions).
-        """
+        """A quantised weight dequantised in blocks of rows of about `max_bytes` (in `dtype`); its packed parts
+        are read once, whole (a fraction of the float matrix)."""
         info = self.info(name)
         path = self.folder / info.file
-        width = 2 if dtype is None else torch.empty((), dtype=dtype).element_size()
-        dtype = dtype or torch.float32
-        step = max(1, max_bytes // (math.prod(info.shape[1:]) * width))
+        step = max(1, max_bytes // (math.prod(info.shape[1:]) * torch.empty((), dtype=dtype).element_size()))
         for start, block in self._quant.blocks(name, step, self._read_stored):
             block = block.to(dtype)
             if check_finite:
