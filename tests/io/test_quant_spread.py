@@ -56,3 +56,19 @@ def test_a_helpers_error_is_raised_after_every_call_ended() -> None:
     with pytest.raises(ValueError, match="helper failed"):
         spread.spread([lambda: done.set(), fail, slow])
     assert done.is_set()
+
+
+def test_this_threads_error_is_raised_first_once_the_helpers_ended() -> None:
+    ended = threading.Event()
+
+    def helper() -> None:
+        ended.wait(0.2)
+        ended.set()
+        raise RuntimeError("helper failed too")
+
+    def first() -> None:
+        raise ValueError("this thread failed")
+
+    with pytest.raises(ValueError, match="this thread failed"):
+        spread.spread([first, helper])
+    assert ended.is_set()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 
 import torch
 
@@ -21,7 +21,7 @@ _POOL: dict[str, object] = {}  # the helper threads of this process (a forked ch
 
 def ways(work: int, least: int = 1 << 16) -> int:
     """Into how many slices to cut `work` items: torch's thread count, fewer where a slice would hold under
-    `least` (a thread's hand-off costs tens of microseconds)."""
+    `least` (handing a slice to a thread costs about ten microseconds)."""
     return max(1, min(torch.get_num_threads(), work // least))
 
 
@@ -47,8 +47,9 @@ def spread(calls: list[Callable[[], object]]) -> None:
     try:
         calls[0]()
     finally:
-        for future in futures:
-            future.result()
+        wait(futures)  # no slice is still being written when this returns or raises
+    for future in futures:
+        future.result()
 
 
 def _pool(workers: int) -> ThreadPoolExecutor:
