@@ -17,10 +17,10 @@ matrix of each folder as float32 blocks (bf16: read and convert; GPTQ: read and 
 `--repeat` times, medians: the cost the quantised format adds or saves, without the probes' products.
 
 With `--steps` it times each step of dequantising one matrix of the GPTQ copy (layer 0's `up_proj`, 2048 inputs)
-alone, on torch's threads, best of `--repeat` (at least 5): per weight, reading the parts and making the words
-row-major (on one thread and spread over the threads, `lineage.io.quant.spread`); per 8 MB chunk, widening the
-bytes to indices, the gather of `(q - z)` pairs (one thread and spread), the product by the scales, and the bf16
-to float32 conversion of as many values, what a bf16 checkpoint pays instead.
+alone, on one thread, best of `--repeat` (at least 5): per weight, reading the parts and making the words
+row-major; per 8 MB chunk, widening the bytes to indices, the gather of `(q - z)` pairs, the product by the
+scales, and the bf16 to float32 conversion of as many values, what a bf16 checkpoint pays instead. The
+transpose and the gather are serial kernels in torch (one thread whatever the pool).
 
 With `--cold` the page cache is dropped (`/proc/sys/vm/drop_caches`, root only) before every row, so each row
 reads its bytes from the disk, as a scan of freshly stored or never-cached checkpoints does (a 70B does not fit
@@ -139,11 +139,8 @@ def dequant_rows(folders: dict[str, Path], repeat: int) -> None:
 def step_rows(folder: Path, repeat: int) -> None:
     """`--steps`: each step of dequantising one decoder matrix of the GPTQ copy, timed alone (module docstring)."""
     import time
-    from functools import partial
 
     from lineage.io import open_checkpoint
-    from lineage.io.quant import gptq
-    from lineage.io.quant.spread import bounds, spread, ways
 
     def timed(call) -> tuple[float, float]:  # noqa: ANN001 - best wall and CPU seconds of `repeat` calls
         call()
@@ -154,41 +151,31 @@ def step_rows(folder: Path, repeat: int) -> None:
             best = min(best[0], time.perf_counter() - wall), min(best[1], time.process_time() - cpu)
         return best
 
+    torch.set_num_threads(1)  # as `--dequant`: this process has no thread policy, and one thread is what it costs
     name = "model.layers.0.mlp.up_proj.weight"
     with open_checkpoint(folder) as ckpt:
-        layout = ckpt._quant  # the reader's quantised layout: the same objects the engine's reads go through
+        layout = ckpt._quant  # the reader's quantised layout: the objects the engine's reads go through
         fmt, weight = layout.weights[name]
         out, cols = weight.shape
         parts: dict = {}
         state = layout._load(fmt, weight, ckpt._read_stored)
-        pieces, _, scales, _, size, scratch = state
+        words, _, scales, _, size, scratch = state
         rows = (8 << 20) // (4 * cols)  # one chunk of the reader (`registry.CHUNK_BYTES`)
         index = torch.empty(rows, cols // 2, dtype=torch.int32)
         chunk = torch.empty(rows, cols)
-        flat, pairs = index.view(-1), chunk.view(-1).view(torch.int64)
-        page = scratch["page"]
+        row_major = torch.empty(words.shape, dtype=torch.int32)
         bf16 = torch.randn(rows, cols).bfloat16()
-
-        def row_major(cut: bool) -> None:  # into the scratch the reader lends, given back as `release` does
-            layout.stored.give("words", gptq._row_major(parts["qweight"], layout.stored, cut))
-
-        def gather(cut: bool) -> None:
-            slices = bounds(flat.numel(), ways(flat.numel()) if cut else 1)
-            spread([partial(torch.index_select, page, 0, flat[a:b], out=pairs[a:b]) for a, b in slices])
-
         per_weight = {
             "read the parts (words mapped)": lambda: parts.update(
                 {r: ckpt._read_stored(n, mapped=r in fmt.mapped) for r, n in weight.parts.items()}),
-            "words made row-major, one thread": lambda: row_major(False),
-            "words made row-major, spread": lambda: row_major(True),
-            "load (all of the above, spread)": lambda: fmt.release(layout._load(fmt, weight, ckpt._read_stored),
-                                                                   layout.stored),
+            "words made row-major (one thread)": lambda: row_major.copy_(parts["qweight"].T),
+            "load (the above, zero points, scales)": lambda: fmt.release(
+                layout._load(fmt, weight, ckpt._read_stored), layout.stored),
         }  # fmt: skip
         per_chunk = {
-            "widen the bytes to int32 indices": lambda: index.view(rows, len(pieces), -1).copy_(
-                pieces[:, :rows].transpose(0, 1).view(torch.uint8)),
-            "gather the (q - z) pairs, one thread": lambda: gather(False),
-            "gather the (q - z) pairs, spread": lambda: gather(True),
+            "widen the bytes to int32 indices": lambda: index.copy_(words[:rows].view(torch.uint8)),
+            "gather the (q - z) pairs (one thread)": lambda: torch.index_select(
+                scratch["page"], 0, index.view(-1), out=chunk.view(-1).view(torch.int64)),
             "product by the scales": lambda: chunk.view(rows, -1, size).mul_(scales[:rows].unsqueeze(-1)),
             "rows() of the chunk (the three above)": lambda: fmt.rows(weight, state, 0, rows, chunk),
             "bf16 -> float32 of as many values": lambda: chunk.copy_(bf16),

@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from lineage.io import open_checkpoint, reader
-from lineage.io.quant import gptq, registry
+from lineage.io.quant import registry
 from tests.checkpoints import write_checkpoint
 from tests.quantise import awq_pack, ct_pack, fp8_block_pack, gptq_pack, int8_pack, mxfp4_pack, nf4_pack
 
@@ -144,28 +144,6 @@ def test_gptq_equals_llama_cpp(tmp_path: Path, bits: int, fmt: str, act_order: b
     got = _check(tmp_path, {"." + k: v for k, v in parts.items()}, qc, want)
     step = float(parts["scales"].float().max())
     assert float((got - w).abs().max()) <= step  # the round trip lands within one quantisation step
-
-
-@pytest.mark.parametrize("symmetric", [True, False])
-@pytest.mark.parametrize("ways", [2, 3])
-def test_gptq_4bit_spread_over_threads_equals_llama_cpp(tmp_path: Path, symmetric: bool, ways: int) -> None:
-    """The 4-bit path's serial kernels spread over threads (`lineage.io.quant.spread`): the words transposed as
-    `ways` slices of the inputs, each widened into its own columns, and the gather cut into `ways` slices, give
-    the same values as the reference (tiny weights are never cut otherwise)."""
-    w = _weight(48, 96, seed=7)
-    parts = gptq_pack(w, 4, 32, symmetric=symmetric)
-    want = llama_cpp_dequant_gptq(parts["g_idx"], parts["qweight"], parts["qzeros"], parts["scales"], 4, "gptq")
-    qc = {"quant_method": "gptq", "bits": 4, "group_size": 32, "desc_act": False, "checkpoint_format": "gptq"}
-    calls: list[int] = []
-
-    def spread(jobs: list) -> None:
-        calls.append(len(jobs))
-        real_spread(jobs)
-
-    real_spread = gptq.spread
-    with patch.object(gptq, "ways", lambda work, least=0: ways), patch.object(gptq, "spread", spread):
-        _check(tmp_path, {"." + k: v for k, v in parts.items()}, qc, want)
-    assert calls and set(calls) == {ways}  # the words (12 rows: 2 or 3 equal slices) and every gather were cut
 
 
 def test_packed_words_are_read_mapped_and_the_rest_copied(tmp_path: Path) -> None:

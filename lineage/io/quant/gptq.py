@@ -13,13 +13,11 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from functools import partial
 from typing import Any
 
 import torch
 
 from lineage.io.quant.base import FIX, QuantFormat, QuantWeight, Stored, group_counts, groups_of
-from lineage.io.quant.spread import bounds, spread, ways
 
 _SCALES = ("F16", "BF16", "F32")
 _BITS = (2, 4, 8)
@@ -78,7 +76,7 @@ class GPTQ(QuantFormat):
 
     label = "GPTQ"
     markers = (".qweight",)
-    mapped = ("qweight",)
+    mapped = ("qweight",)  # only copied from (made row-major once): no copy out of the page cache first
 
     def plan(self, prefix: str, marker: str, stored: Stored) -> QuantWeight:
         qc = self.config
@@ -136,16 +134,19 @@ class GPTQ(QuantFormat):
             g_idx = ordered
         # Per output row, as the rows are made: [out, groups].
         zeros = zeros.T.contiguous().to(torch.int16 if bits == 8 else torch.int8)
-        scratch: dict[str, Any] = {"stored": stored}
-        fast = bits == 4 and g_idx is None and _PAIRS is not None and size % 2 == 0
-        if fast:
+        scratch: dict[str, Any] = {}
+        if bits == 4 and g_idx is None and _PAIRS is not None and size % 2 == 0:
             # The 4-bit fast path reads each zero point as the page of the pair table it selects: one page for
             # all (symmetric GPTQ, the common case), else an offset added to each group's byte indices.
             first = int(zeros.flatten()[0])
             same = bool((zeros == first).all())
             scratch["page"] = _PAIRS[first * 256 : (first + 1) * 256] if same else None
             scratch["offsets"] = None if same else zeros.to(torch.int32).mul_(256)
-        return _row_major(parts["qweight"], stored, fast), zeros, scales.T.contiguous(), g_idx, size, scratch
+        # The words made row-major once, whole: a whole matrix transposes in blocks, a slice of rows at a time
+        # strides (seven times slower).
+        packed = parts["qweight"]
+        qweight = stored.take("words", packed.numel(), torch.int32).view(packed.shape[::-1]).copy_(packed.T)
+        return qweight, zeros, scales.T.contiguous(), g_idx, size, scratch | {"stored": stored}
 
     def release(self, state: Any, stored: Stored) -> None:
         stored.give("words", state[0])
@@ -165,12 +166,12 @@ class GPTQ(QuantFormat):
         return (scales.square() * counts.unsqueeze(1)).sum(0) / 12
 
     def rows(self, weight: QuantWeight, state: Any, lo: int, hi: int, out: torch.Tensor | None = None) -> torch.Tensor:
-        pieces, zeros, scales, g_idx, size, scratch = state
+        qweight, zeros, scales, g_idx, size, scratch = state
         if "page" in scratch:
             return self._rows4(weight, state, lo, hi, out)
         n = hi - lo
         # [n, in] integers, in a scratch buffer that is this call's to change.
-        q = unpack_bytes(pieces[0, lo:hi], weight.extra["bits"], scratch)  # one piece: `load` splits for `_rows4`
+        q = unpack_bytes(qweight[lo:hi], weight.extra["bits"], scratch)
         out = torch.empty(n, weight.shape[1]) if out is None else out
         # (q - z) is exact in integers; then one float32 product per value, as the reference computes it.
         if g_idx is not None:  # index_select: plain indexing with a tensor is far slower on CPU
@@ -189,40 +190,20 @@ class GPTQ(QuantFormat):
         as float32 straight into the output, two a byte; one product applies the scales. Exact: `(q - z)` is a
         small integer, then one float32 product per value, as the reference computes it.
         """
-        pieces, _, scales, _, size, scratch = state
+        qweight, _, scales, _, size, scratch = state
         n, cols = hi - lo, weight.shape[1]
         if scratch.get("rows") != n:  # a buffer for this many rows, reused chunk after chunk and weight after weight
             if "index" in scratch:
                 scratch["stored"].give("index", scratch["index"])
             scratch |= {"rows": n, "index": scratch["stored"].take("index", n * cols // 2, torch.int32).view(n, -1)}
         index = scratch["index"]
-        # Every piece's bytes of these rows, widened, into its inputs' columns: one copy.
-        index.view(n, len(pieces), -1).copy_(pieces[:, lo:hi].transpose(0, 1).view(torch.uint8))
+        index.copy_(qweight[lo:hi].view(torch.uint8).view(n, cols // 2))
         table = scratch["page"]
         if table is None:
             index.view(n, -1, size // 2).add_(scratch["offsets"][lo:hi].unsqueeze(-1))
             table = _PAIRS
         out = torch.empty(n, cols) if out is None else out
-        flat, pairs = index.view(-1), out.view(-1).view(torch.int64)
-        spread([partial(torch.index_select, table, 0, flat[a:b], out=pairs[a:b])
-                for a, b in bounds(flat.numel(), ways(flat.numel()))])  # fmt: skip
+        torch.index_select(table, 0, index.view(-1), out=out.view(-1).view(torch.int64))
         grouped = out.view(n, -1, size)
         grouped.mul_(scales[lo:hi].unsqueeze(-1))
         return out
-
-
-def _row_major(packed: torch.Tensor, stored: Stored, split: bool) -> torch.Tensor:
-    """The words `[inputs / k, out]` made row-major in a scratch tensor lent by `stored` (`release` gives it
-    back): `[pieces, out, inputs / k / pieces]`, piece `p` the rows of the `p`-th slice of the inputs.
-
-    A whole matrix transposes in cache-sized blocks, a slice of its output rows strides (seven times slower),
-    and the blocked copy is serial: with `split`, the words are cut into as many equal slices of inputs as torch
-    has threads, each transposed whole on a thread of its own (`spread`).
-    """
-    words, out = packed.shape
-    count = ways(packed.numel()) if split else 1
-    count = count if words % count == 0 else 1
-    pieces = stored.take("words", packed.numel(), torch.int32).view(count, out, words // count)
-    step = words // count
-    spread([partial(pieces[p].copy_, packed[p * step : (p + 1) * step].T) for p in range(count)])
-    return pieces
