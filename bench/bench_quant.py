@@ -16,13 +16,19 @@ With `--dequant` it measures the reader alone, in process, on one thread: the CP
 matrix of each folder as float32 blocks (bf16: read and convert; GPTQ: read and dequantise), interleaved
 `--repeat` times, medians: the cost the quantised format adds or saves, without the probes' products.
 
+With `--steps` it times each step of dequantising one matrix of the GPTQ copy (layer 0's `up_proj`, 2048 inputs)
+alone, on one thread, best of `--repeat` (at least 5): per weight, reading the parts and making the words
+row-major; per 8 MB chunk, widening the bytes to indices, the gather of `(q - z)` pairs, the product by the
+scales, and the bf16 to float32 conversion of as many values, what a bf16 checkpoint pays instead. The
+transpose and the gather are serial kernels in torch (one thread whatever the pool).
+
 With `--cold` the page cache is dropped (`/proc/sys/vm/drop_caches`, root only) before every row, so each row
 reads its bytes from the disk, as a scan of freshly stored or never-cached checkpoints does (a 70B does not fit
 any page cache): the warm rows measure what dequantising costs in CPU, the cold ones what reading 4 bits a
 weight instead of 16 saves.
 
 Usage:
-    python bench/bench_quant.py [--repeat 1] [--cold | --dequant]
+    python bench/bench_quant.py [--repeat 1] [--cold | --dequant | --steps]
 """
 
 from __future__ import annotations
@@ -130,12 +136,68 @@ def dequant_rows(folders: dict[str, Path], repeat: int) -> None:
           f"({values / 1e9:.2f}G values)")  # fmt: skip
 
 
+def step_rows(folder: Path, repeat: int) -> None:
+    """`--steps`: each step of dequantising one decoder matrix of the GPTQ copy, timed alone (module docstring)."""
+    import time
+
+    from lineage.io import open_checkpoint
+
+    def timed(call) -> tuple[float, float]:  # noqa: ANN001 - best wall and CPU seconds of `repeat` calls
+        call()
+        best = (float("inf"), float("inf"))
+        for _ in range(max(1, repeat)):
+            wall, cpu = time.perf_counter(), time.process_time()
+            call()
+            best = min(best[0], time.perf_counter() - wall), min(best[1], time.process_time() - cpu)
+        return best
+
+    torch.set_num_threads(1)  # as `--dequant`: this process has no thread policy, and one thread is what it costs
+    name = "model.layers.0.mlp.up_proj.weight"
+    with open_checkpoint(folder) as ckpt:
+        layout = ckpt._quant  # the reader's quantised layout: the objects the engine's reads go through
+        fmt, weight = layout.weights[name]
+        out, cols = weight.shape
+        parts: dict = {}
+        state = layout._load(fmt, weight, ckpt._read_stored)
+        words, _, scales, _, size, scratch = state
+        rows = (8 << 20) // (4 * cols)  # one chunk of the reader (`registry.CHUNK_BYTES`)
+        index = torch.empty(rows, cols // 2, dtype=torch.int32)
+        chunk = torch.empty(rows, cols)
+        row_major = torch.empty(words.shape, dtype=torch.int32)
+        bf16 = torch.randn(rows, cols).bfloat16()
+        per_weight = {
+            "read the parts (words mapped)": lambda: parts.update(
+                {r: ckpt._read_stored(n, mapped=r in fmt.mapped) for r, n in weight.parts.items()}),
+            "words made row-major (one thread)": lambda: row_major.copy_(parts["qweight"].T),
+            "load (the above, zero points, scales)": lambda: fmt.release(
+                layout._load(fmt, weight, ckpt._read_stored), layout.stored),
+        }  # fmt: skip
+        per_chunk = {
+            "widen the bytes to int32 indices": lambda: index.copy_(words[:rows].view(torch.uint8)),
+            "gather the (q - z) pairs (one thread)": lambda: torch.index_select(
+                scratch["page"], 0, index.view(-1), out=chunk.view(-1).view(torch.int64)),
+            "product by the scales": lambda: chunk.view(rows, -1, size).mul_(scales[:rows].unsqueeze(-1)),
+            "rows() of the chunk (the three above)": lambda: fmt.rows(weight, state, 0, rows, chunk),
+            "bf16 -> float32 of as many values": lambda: chunk.copy_(bf16),
+        }  # fmt: skip
+        print(machine_line())
+        print(f"{name} [{out}, {cols}], GPTQ 4-bit; torch threads: {torch.get_num_threads()}; best of {repeat}")
+        print(f"{'step':<42} {'wall ms':>8} {'CPU ms':>8} {'wall ms / M values':>19}")
+        for label, steps, values in (("per weight", per_weight, out * cols), ("per chunk", per_chunk, rows * cols)):
+            print(f"-- {label} ({values / 1e6:.2f}M values)")
+            for step, call in steps.items():
+                wall, cpu = timed(call)
+                print(f"{step:<42} {wall * 1e3:>8.2f} {cpu * 1e3:>8.2f} {wall * 1e3 / (values / 1e6):>19.3f}")
+        fmt.release(state, layout.stored)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=1, help="interleaved runs of each row (medians reported)")
     parser.add_argument("--cold", action="store_true", help="drop the page cache before every row (root)")
     parser.add_argument("--lineage", default=None, help="the lineage executable (default: the one on PATH)")
     parser.add_argument("--dequant", action="store_true", help="the reader alone, in process, one thread (CPU s)")
+    parser.add_argument("--steps", action="store_true", help="each step of dequantising one matrix, timed alone")
     args = parser.parse_args()
     exe = args.lineage or shutil.which("lineage") or str(Path(sys.executable).parent / "lineage")
     source = ensure_checkpoint("1b")
@@ -143,6 +205,9 @@ def main() -> None:
     folders = {"bf16": source, "gptq": quant}
     if args.dequant:
         dequant_rows(folders, args.repeat)
+        return
+    if args.steps:
+        step_rows(quant, max(args.repeat, 5))
         return
     sizes = {k: sum(p.stat().st_size for p in checkpoint_files(f)) / 1e9 for k, f in folders.items()}
     if not args.cold:

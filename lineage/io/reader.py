@@ -243,12 +243,23 @@ class CheckpointReader(Checkpoint):
                 check_finite_values(path, info, block)
             yield start, block
 
-    def _read_stored(self, name: str, rows: tuple[int, int] | None = None) -> torch.Tensor:
-        """One stored tensor, as stored (a quantised layer's part): whole, or its first-dimension entries `rows`."""
+    def _read_stored(self, name: str, rows: tuple[int, int] | None = None, *, mapped: bool = False) -> torch.Tensor:
+        """One stored tensor, as stored (a quantised layer's part): whole, or its first-dimension entries `rows`.
+
+        `mapped`: the tensor over a private mapping of its bytes (`map_rows`), for a part its format only copies
+        from (GPTQ's words, transposed once): no copy out of the page cache first.
+        """
         self._check_open()
         info = self._stored[name]
         path = self.folder / info.file
-        return pread_tensor(path, info, torch_dtype(path, info), rows)
+        dtype = torch_dtype(path, info)
+        if mapped and rows is None and len(info.shape) > 0 and info.end > info.start:
+            fd = open_weights(path)
+            try:
+                return map_rows(path, info, dtype, (0, info.shape[0]), fd)
+            finally:
+                os.close(fd)  # the mapping keeps the file open as long as it lives
+        return pread_tensor(path, info, dtype, rows)
 
     # -- lifetime ------------------------------------------------------------------------------------
 

@@ -17,7 +17,7 @@ from unittest.mock import patch
 import pytest
 import torch
 
-from lineage.io import open_checkpoint
+from lineage.io import open_checkpoint, reader
 from lineage.io.quant import registry
 from tests.checkpoints import write_checkpoint
 from tests.quantise import awq_pack, ct_pack, fp8_block_pack, gptq_pack, int8_pack, mxfp4_pack, nf4_pack
@@ -144,6 +144,34 @@ def test_gptq_equals_llama_cpp(tmp_path: Path, bits: int, fmt: str, act_order: b
     got = _check(tmp_path, {"." + k: v for k, v in parts.items()}, qc, want)
     step = float(parts["scales"].float().max())
     assert float((got - w).abs().max()) <= step  # the round trip lands within one quantisation step
+
+
+def test_packed_words_are_read_mapped_and_the_rest_copied(tmp_path: Path) -> None:
+    """The tensors a format only reads from (GPTQ's and AWQ's words, compressed-tensors' packed values) come as
+    views of the file's pages (`map_rows`), so no copy of them is made out of the page cache; the scales, zero
+    points and group indices are read into buffers of their own. The values are pinned by the tests above."""
+    w = _weight(48, 96)
+    gptq_qc = {"quant_method": "gptq", "bits": 4, "group_size": 32, "desc_act": False, "checkpoint_format": "gptq"}
+    awq_qc = {"quant_method": "awq", "bits": 4, "group_size": 32, "version": "gemm", "zero_point": True}
+    ct_parts, args = ct_pack(w, "pack-quantized", bits=4, group=32, symmetric=True)
+    ct_qc = {"quant_method": "compressed-tensors", "format": "pack-quantized",
+             "config_groups": {"group_0": {"targets": ["Linear"], "weights": args}}}  # fmt: skip
+    cases = [(gptq_pack(w, 4, 32, symmetric=True), gptq_qc, "qweight"), (awq_pack(w, 32), awq_qc, "qweight"),
+             (ct_parts, ct_qc, "weight_packed")]  # fmt: skip
+    for i, (parts, qc, words) in enumerate(cases):
+        folder = tmp_path / str(i)
+        write_checkpoint(folder, {NAME + "." + k: v for k, v in parts.items()}, {"model_type": "llama",
+                         "quantization_config": qc})  # fmt: skip
+        mapped: list[str] = []
+
+        def spy(path, info, dtype, rows, fd):  # noqa: ANN001, ANN202
+            mapped.append(info.name)
+            return real(path, info, dtype, rows, fd)
+
+        real = reader.map_rows
+        with open_checkpoint(folder) as ckpt, patch.object(reader, "map_rows", spy):
+            ckpt.tensor(NAME + ".weight")
+        assert mapped == [f"{NAME}.{words}"], (qc["quant_method"], mapped)
 
 
 def test_awq_equals_autoawq_within_float16(tmp_path: Path) -> None:

@@ -33,6 +33,7 @@ class AWQ(QuantFormat):
 
     label = "AWQ"
     markers = (".qweight",)
+    mapped = ("qweight",)  # only read, a slice of words at a time: no copy out of the page cache
 
     def plan(self, prefix: str, marker: str, stored: Stored) -> QuantWeight:
         qc = self.config

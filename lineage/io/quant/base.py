@@ -109,6 +109,8 @@ class QuantFormat(ABC):
 
     label: ClassVar[str]  # the name messages give the format
     markers: ClassVar[tuple[str, ...]]  # name suffixes of the one stored tensor that marks a quantised layer
+    # Roles of parts that `load` only copies from: the reader maps them instead of copying them out of the page cache.
+    mapped: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: QuantConfig | None, config_path: Path) -> None:
         self.config, self.config_path = config, config_path
@@ -171,6 +173,10 @@ class QuantFormat(ABC):
 
     def finite(self, stored: Stored, name: str, values: torch.Tensor) -> torch.Tensor:
         """`values` as stored, refused when a scale holds NaN or Inf."""
+        # NaN and Inf propagate into a sum: one reduction clears almost every tensor (a sum that overflows, or a
+        # bad value, pays for the count).
+        if values.is_floating_point() and values.element_size() > 1 and bool(torch.isfinite(values.sum())):
+            return values
         bad = int(values.numel() - torch.isfinite(values.float()).sum())
         if bad:
             raise self.refuse(stored.path(name), f"tensor '{name}' holds {bad} NaN/Inf scales; {FIX}")

@@ -29,6 +29,7 @@ class CompressedTensors(QuantFormat):
 
     label = "compressed-tensors"
     markers = (".weight_packed", ".weight_scale")
+    mapped = ("packed", "weight")  # only read, a block of rows at a time: no copy out of the page cache
 
     def prefixes(self, names: set[str]) -> list[tuple[str, str]]:
         marker = ".weight_packed" if self.config.format == _PACKED else ".weight_scale"

@@ -76,6 +76,7 @@ class GPTQ(QuantFormat):
 
     label = "GPTQ"
     markers = (".qweight",)
+    mapped = ("qweight",)  # only copied from (made row-major once): no copy out of the page cache first
 
     def plan(self, prefix: str, marker: str, stored: Stored) -> QuantWeight:
         qc = self.config

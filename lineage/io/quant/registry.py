@@ -45,7 +45,8 @@ _SIGNS = (
     (".SCB", "bitsandbytes"),
     ("_blocks", "MXFP4"),
 )
-#: Reads one stored tensor whole, or the entries `[a, b)` of its first dimension when given `(a, b)`.
+#: Reads one stored tensor whole, or the entries `[a, b)` of its first dimension when given `(a, b)`; with
+#: `mapped=True`, maybe as a read-only view of the file's pages (valid while the tensor lives).
 Read = Callable[..., torch.Tensor]
 CHUNK_BYTES = 8 << 20  # float32 values dequantised at once: few chunks a matrix, and they stay in cache
 # Activation scales and format flags: nothing a weight is made of; hidden with the parts.
@@ -122,7 +123,7 @@ class QuantLayout:
         return fmt.noise(weight, read, self.stored)
 
     def _load(self, fmt: QuantFormat, weight: QuantWeight, read: Read, rows: tuple[int, int] | None = None) -> Any:
-        parts = {role: read(stored) if rows is None else read(stored, rows) for role, stored in weight.parts.items()}
+        parts = {role: read(stored, rows, mapped=role in fmt.mapped) for role, stored in weight.parts.items()}
         return fmt.load(weight, parts, self.stored)
 
 
