@@ -55,6 +55,7 @@ TESTS = {
     "lineage/decide/calibrate.py": ("tests/classify/test_calibrate.py", "tests/classify/test_classifier.py"),
     "lineage/probe/engine.py": ENGINE_TESTS,
     "lineage/compare/quantised.py": ("tests/io/test_quant_copy.py",),
+    "lineage/compare/matching.py": ("tests/classify/test_unit_matching.py", "tests/classify/test_levels.py"),
 }
 
 
@@ -86,7 +87,7 @@ def _m(name: str, path: str, old: str, new: str, effect: str, harmless: str = ""
 
 
 SIGNS, IDENTITY, SIMILARITY = "lineage/compare/signs.py", "lineage/compare/identity.py", "lineage/compare/similarity.py"
-WIDTHS = "lineage/compare/widths.py"
+WIDTHS, MATCHING = "lineage/compare/widths.py", "lineage/compare/matching.py"
 KMEANS, PVALUES, FDR = "lineage/decide/kmeans.py", "lineage/decide/pvalues.py", "lineage/decide/fdr.py"
 VERDICT, CALIBRATE, ENGINE = "lineage/decide/verdict.py", "lineage/decide/calibrate.py", "lineage/probe/engine.py"
 # fmt: off
@@ -216,6 +217,14 @@ MUTANTS: tuple[Mutant, ...] = (
        "a p-value at the step-up line exactly not rejected", "conservative, and of probability 0"),
     _m("quantised-copy-limit-doubled", "lineage/compare/quantised.py", "return self.ratio <= self.limit",
        "return self.ratio <= 2 * self.limit", "fine-tunes then quantised called quantised copies"),
+    # -- the matching test (an empirical null) ----------------------------------------------------------------
+    _m("matching-updown-signed", MATCHING, "np.abs(_signature(ua[i], da[i]) @ sig_b[j].T).argmax(1)",
+       "(_signature(ua[i], da[i]) @ sig_b[j].T).argmax(1)",
+       "the up/down pairing reads the signs a thief flips: the full disguise hides again"),
+    _m("matching-chance-uniform", MATCHING, "return max(1.0 / f, float(crowd))", "return 1.0 / f",
+       "pairings crowding onto a few reference units score as if they agreed against 1/f: innocents accused"),
+    _m("matching-no-share-rule", MATCHING, "self.share >= MIN_AGREEMENT and", "",
+       "the share rule dropped: a weak agreement over many units passes on its tail alone"),
     # -- the probe engine --------------------------------------------------------------------------------------
     _m("engine-biased-std", ENGINE, "std = (var * count / max(count - 1, 1)).sqrt()", "std = var.sqrt()",
        "the gradient std of the TensorGuard features biased"),

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from lineage.compare.identity import weight_test
-from lineage.compare.matching import EMPIRICAL_NULL, chance_agreement, unit_matching
+from lineage.compare.matching import EMPIRICAL_NULL, MIN_AGREEMENT, MIN_UNITS, Matching, chance_agreement, unit_matching
 from lineage.decide.kmeans import FamilyClassifier
 from lineage.fingerprint.pipeline import FingerprintOptions, fingerprint_model
 
@@ -92,3 +92,12 @@ def test_chance_is_raised_where_both_pairings_crowd_onto_the_same_reference_unit
     hub = np.zeros(64, dtype=np.int64)
     hub[::2] = np.arange(1, 33)  # half of each pairing on reference unit 0, the rest one unit each
     assert chance_agreement(hub, np.roll(hub, 1), 64) == pytest.approx(0.5 * 0.5 + 32 * (1 / 64) ** 2)
+
+
+def test_the_rule_needs_the_share_the_score_and_the_units_each() -> None:
+    # A weak agreement over very many units has a tiny tail on its own: the share rule must still refuse it.
+    many, tail = 1_000_000, -10_000.0
+    assert not Matching(many, int(many * (MIN_AGREEMENT - 0.1)), 0.001, tail).derived
+    assert Matching(many, int(many * MIN_AGREEMENT), 0.001, tail).derived
+    assert not Matching(many, many, 0.001, -10.0).derived  # every unit agrees, but the score is not far enough
+    assert not Matching(MIN_UNITS - 1, MIN_UNITS - 1, 0.001, tail).derived  # too few units to say anything
