@@ -1,8 +1,9 @@
 """The `lineage` command: one typer app, one module per command group, errors mapped to one line.
 
 The library raises `LineageError`s and never prints; `_LineageGroup` turns each into `error: <message>`
-on stderr and exit code 1, for the console script and for `CliRunner` alike. `LINEAGE_DEBUG=1` lets the
-exception through, to show the full traceback.
+on stderr and exit code 1, for the console script and for `CliRunner` alike; a `ValueError` raised by lineage's
+own code is an option it refused (exit code 2), one raised inside a library it calls is a bug (exit code 3,
+said as such). `LINEAGE_DEBUG=1` lets the exception through, to show the full traceback.
 """
 
 from __future__ import annotations
@@ -11,11 +12,14 @@ import contextlib
 import os
 import warnings
 from collections.abc import Iterator
+from pathlib import Path
 
 import typer
 
 from lineage.cli._command import LineageGroup
 from lineage.errors import LineageError, LineageWarning
+
+_PACKAGE = Path(__file__).resolve().parents[1]
 
 
 class _LineageGroup(LineageGroup):
@@ -28,11 +32,24 @@ class _LineageGroup(LineageGroup):
                 raise
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(1) from None
-        except ValueError as exc:  # an options dataclass refused a value (e.g. --anchors 4)
+        except ValueError as exc:  # an options dataclass refused a value (e.g. --anchors 4), or a bug
             if os.environ.get("LINEAGE_DEBUG"):
                 raise
-            typer.echo(f"error: invalid option: {exc}", err=True)
-            raise typer.Exit(2) from None
+            if _raised_by_lineage(exc):
+                typer.echo(f"error: invalid option: {exc}", err=True)
+                raise typer.Exit(2) from None
+            typer.echo(f"error: internal error (a bug, not the input's fault; LINEAGE_DEBUG=1 shows where): "
+                       f"{type(exc).__name__}: {exc}", err=True)  # fmt: skip
+            raise typer.Exit(3) from None
+
+
+def _raised_by_lineage(exc: BaseException) -> bool:
+    """Whether `exc` was raised by lineage's own code (a `raise` of the package), not deep inside a library it
+    calls (numpy's "zero-size array to reduction operation" is a bug of ours, not an invalid option)."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and Path(tb.tb_frame.f_code.co_filename).resolve().is_relative_to(_PACKAGE)
 
 
 @contextlib.contextmanager
