@@ -26,23 +26,20 @@ def _models(root: Path) -> dict[str, Path]:
     from lineage.catalog.text import mixture_text
 
     sys.path.insert(0, str(ROOT))
-    from tests.real import INDEPENDENT, independent_model, redraw_embedding, smollm2_folder
+    from tests.real import independent_folders, redraw_embedding, save_folder, smollm2_folder
 
     base = smollm2_folder()
     tokenizer = AutoTokenizer.from_pretrained(base)
     out = {"base": base}
 
     def save(model, name: str) -> Path:  # noqa: ANN001 - a transformers model
-        model.save_pretrained(root / name, safe_serialization=True)
-        tokenizer.save_pretrained(root / name)
-        return root / name
+        return save_folder(model, tokenizer, root / name)
 
     replaced = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
     redraw_embedding(replaced)  # every layer SmolLM2's, the (tied) embedding redrawn
     out["embedding-replaced"] = save(replaced, "embedding-replaced")
     ids = torch.tensor(tokenizer(mixture_text(("pkg:email",), seed=0, max_chars=60_000))["input_ids"])
-    for name, layers, steps in INDEPENDENT:
-        out[name] = save(independent_model(base, layers, steps, ids), name)
+    out.update(independent_folders(base, tokenizer, ids, root))
     return out
 
 

@@ -61,6 +61,21 @@ def smollm2_folder() -> Path:
 INDEPENDENT = (("scratch-32-layers", 32, 3), ("random-30-layers", 30, 0))
 
 
+def save_folder(model, tokenizer, folder: Path) -> Path:  # noqa: ANN001 - transformers objects
+    """`model` (safetensors) and `tokenizer` written to `folder` in Hugging Face layout; returns `folder`."""
+    model.save_pretrained(folder, safe_serialization=True)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def independent_folders(base: Path, tokenizer, ids, root: Path) -> dict[str, Path]:  # noqa: ANN001 - a tokenizer
+    """The `INDEPENDENT` models (`independent_model`), each written to `root / name`."""
+    return {
+        name: save_folder(independent_model(base, layers, steps, ids), tokenizer, root / name)
+        for name, layers, steps in INDEPENDENT
+    }
+
+
 def redraw_embedding(model) -> None:  # noqa: ANN001 - a transformers model
     """Redraw a model's (tied) embedding in place, seeded, at its own scale: every layer kept, no row of the
     old embedding (a tokenizer transplant that keeps no row)."""

@@ -25,17 +25,12 @@ import pytest
 from lineage.compare.similarity import sketch_distance_matrix
 from lineage.decide.kmeans import FamilyClassifier
 from lineage.fingerprint.obtain import obtain_fingerprint
-from tests.real import INDEPENDENT, independent_model, redraw_embedding, smollm2_folder
+from tests.real import independent_folders, redraw_embedding, smollm2_folder
+from tests.real import save_folder as _save
 
 pytestmark = pytest.mark.slow
 DERIVATIVES = ("finetune", "finetune-disguised-int4", "depth-pruned", "depth-upscaled")
 INNOCENTS = ("scratch-32-layers", "random-30-layers")
-
-
-def _save(model, tokenizer, folder: Path) -> Path:  # noqa: ANN001 - transformers objects
-    model.save_pretrained(folder, safe_serialization=True)
-    tokenizer.save_pretrained(folder)
-    return folder
 
 
 @pytest.fixture(scope="module")
@@ -77,8 +72,7 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     redraw_embedding(replaced)
     out["embedding-replaced"] = _save(replaced, tokenizer, root / "embedding-replaced")
 
-    for name, layers, steps in INDEPENDENT:
-        out[name] = _save(independent_model(base, layers, steps, ids), tokenizer, root / name)
+    out.update(independent_folders(base, tokenizer, ids, root))
     return out
 
 
