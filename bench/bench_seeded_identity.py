@@ -20,27 +20,15 @@ ROOT = Path(__file__).resolve().parents[1]  # the repository: the recipes live i
 
 
 def _models(root: Path) -> dict[str, Path]:
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from lineage.catalog.text import mixture_text
-
     sys.path.insert(0, str(ROOT))
-    from tests.real import independent_folders, redraw_embedding, save_folder, smollm2_folder
+    from tests.real import real_suspects, redraw_embedding
 
-    base = smollm2_folder()
-    tokenizer = AutoTokenizer.from_pretrained(base)
-    out = {"base": base}
+    def make(load) -> dict:  # noqa: ANN001 - a loader of SmolLM2
+        replaced = load()
+        redraw_embedding(replaced)  # every layer SmolLM2's, the (tied) embedding redrawn
+        return {"embedding-replaced": replaced}
 
-    def save(model, name: str) -> Path:  # noqa: ANN001 - a transformers model
-        return save_folder(model, tokenizer, root / name)
-
-    replaced = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
-    redraw_embedding(replaced)  # every layer SmolLM2's, the (tied) embedding redrawn
-    out["embedding-replaced"] = save(replaced, "embedding-replaced")
-    ids = torch.tensor(tokenizer(mixture_text(("pkg:email",), seed=0, max_chars=60_000))["input_ids"])
-    out.update(independent_folders(base, tokenizer, ids, root))
-    return out
+    return real_suspects(root, make)
 
 
 def main() -> None:

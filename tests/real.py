@@ -76,6 +76,22 @@ def independent_folders(base: Path, tokenizer, ids, root: Path) -> dict[str, Pat
     }
 
 
+def real_suspects(root: Path, make) -> dict[str, Path]:  # noqa: ANN001 - a function of a loader
+    """SmolLM2 (`base`), the suspects `make(load)` builds from it (`load()`: a fresh float32 copy; it returns
+    `{name: model}`) and the `INDEPENDENT` models, each written to `root / name`: the benches' common recipe."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from lineage.catalog.text import mixture_text
+
+    base = smollm2_folder()
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    made = make(lambda: AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32))
+    out = {"base": base, **{name: save_folder(m, tokenizer, root / name) for name, m in made.items()}}
+    ids = torch.tensor(tokenizer(mixture_text(("pkg:email",), seed=0, max_chars=60_000))["input_ids"])
+    return {**out, **independent_folders(base, tokenizer, ids, root)}
+
+
 def redraw_embedding(model) -> None:  # noqa: ANN001 - a transformers model
     """Redraw a model's (tied) embedding in place, seeded, at its own scale: every layer kept, no row of the
     old embedding (a tokenizer transplant that keeps no row)."""
