@@ -13,6 +13,15 @@ operations the hub applies: fine-tuning, LoRA, linear and TIES merges, int4, dep
 dense base marks the known blind spot: every disguise at once with the FFN units' signs flipped as well
 (`BLIND_SPOTS`), which no exact test can see; its power is measured and reported apart.
 
+The edits that used to hide a derivative are made too (`HIDING`): width pruning the Minitron way (residual
+width -25% and FFN -33% kept by activation importance, then a short distillation from the parent;
+`lineage.catalog.width`), alone and with a quarter of the layers dropped; tokenizer transplants at three
+overlaps (`lineage.catalog.transplant`: a byte-level and a SentencePiece-style tokenizer trained on other text,
+and one trained on that text in another script, sharing only the three special tokens), the last also with a
+residual rotation and MergeLock maps; and the embedding replaced by a fresh draw, left so, retrained with the
+layers frozen, or retrained and then the whole model tuned. Models of a narrower width (that of the pruned
+ones), random and trained, are independents: the null of the test across widths.
+
 Everything is seeded by the battery seed (initialisations, data order, disguises), so `--seed 1` gives a
 fresh battery of the same structure: constants are chosen on one seed and reported on another.
 """
@@ -28,13 +37,14 @@ from pathlib import Path
 
 import torch
 
-from lineage.catalog import disguise, merge, operations
+from lineage.catalog import disguise, merge, operations, rotate, transplant
 from lineage.catalog.architectures import Shape, make_model
-from lineage.catalog.bpe import encode, train_tokenizer
+from lineage.catalog.bpe import BOS, EOS, PAD, encode, train_tokenizer
 from lineage.catalog.save import load_model, quiet_transformers, save_model
 from lineage.catalog.text import mixture_text
 from lineage.catalog.train import TrainConfig, distill_lm, train_lm, train_lora
 from lineage.catalog.vocab import permute_vocabulary
+from lineage.catalog.width import prune_width
 
 MANIFEST = "models_manifest.csv"
 PRETRAIN_TEXT = ("lib:0,1,2,3", "docs")
@@ -42,12 +52,32 @@ TUNE_TEXT = ("pkg:unittest", "pkg:email")
 DERIVATIONS: tuple[str, ...] = (
     "finetune", "lora", "merge-linear", "merge-ties", "int4", "depth-pruned", "depth-upscaled",
     "vocab-permuted", "disguised-int4", "disguised-signed",
+    "width-pruned", "width-depth-pruned", "transplant-bpe", "transplant-metaspace", "transplant-3",
+    "transplant-3-rotated", "embedding-random", "embedding-regrown", "embedding-regrown-tuned",
 )  # fmt: skip
-#: Derivations no exact test can see: every disguise at once *and* FFN units' signs flipped (measured, to show it).
-BLIND_SPOTS: tuple[str, ...] = ("disguised-signed",)
-#: Derivations not made of a layout's bases: `lineage.catalog.disguise` maps dense FFN modules, not the 3-D
-#: expert stacks transformers keeps a mixture's experts in.
-UNMADE: dict[str, tuple[str, ...]] = {"mixtral": ("disguised-int4", "disguised-signed")}
+#: The derivations made of edits that used to hide a derivative (other widths, new tokenizers, new embeddings).
+HIDING: tuple[str, ...] = DERIVATIONS[DERIVATIONS.index("width-pruned"):]
+#: Derivations no exact test can see (measured, to show it): every disguise at once *and* FFN units' signs
+#: flipped; a transplant to a vocabulary sharing 3 tokens then rotated with MergeLock maps (the rotation redraws
+#: the coordinates the residual groups read, and the unit groups read anchors the two vocabularies do not share).
+BLIND_SPOTS: tuple[str, ...] = ("disguised-signed", "transplant-3-rotated")
+#: Why a derivation is not made of some layouts' bases.
+WHY_UNMADE: dict[str, str] = {
+    "disguised-int4": "the disguises map dense FFN modules, not the 3-D expert stacks a mixture keeps",
+    "disguised-signed": "the disguises map dense FFN modules, not the 3-D expert stacks a mixture keeps",
+    "width-pruned": "width pruning cuts dense FFN modules, not the 3-D expert stacks a mixture keeps",
+    "width-depth-pruned": "width pruning cuts dense FFN modules, not the 3-D expert stacks a mixture keeps",
+    "transplant-3-rotated": "a residual rotation cannot keep Gemma 3's post-norms, nor map a mixture's experts",
+}
+#: Derivations not made of a layout's bases (the reason of each in `WHY_UNMADE`).
+UNMADE: dict[str, tuple[str, ...]] = {
+    "mixtral": ("disguised-int4", "disguised-signed", "width-pruned", "width-depth-pruned", "transplant-3-rotated"),
+    "gemma3": ("transplant-3-rotated",),
+}
+#: Residual width and FFN units kept by width pruning, and the width of the narrower independent models.
+RESIDUAL_KEEP, FFN_KEEP = 0.75, 2 / 3
+#: Token strings the `transplant-3` tokenizer shares with the battery's: its bos, eos and pad tokens.
+TRANSPLANT_SPECIALS = (BOS, EOS, PAD, "<unk>")
 
 
 @dataclass(frozen=True)
@@ -62,6 +92,8 @@ class BatterySpec:
         steps: pretraining steps; derivatives tune for a third of that.
         students: (layout, depth) of distilled students, each distilled from the first twin of its kind.
         bases: (layout, depth) of the trained models the derivatives are made of (the first twin).
+        narrow_depths: depths of the independent models of the pruned width (`RESIDUAL_KEEP` of `width`, FFN
+            `FFN_KEEP` of `ffn`): one random of each layout, one trained of each base's layout.
         max_chars: text per mixture.
     """
 
@@ -77,6 +109,7 @@ class BatterySpec:
     steps: int
     students: tuple[tuple[str, int], ...]
     bases: tuple[tuple[str, int], ...]
+    narrow_depths: tuple[int, ...] = ()
     max_chars: int = 400_000
 
 
@@ -88,12 +121,13 @@ SIZES: dict[str, BatterySpec] = {
         width=64, heads=4, kv_heads=2, ffn=128, vocab=1024, layouts=LAYOUTS,
         random_depths=(2, 4, 8, 12, 16, 20, 24, 28, 30, 32, 36, 40), trained_depths=(4, 12, 24, 32), twins=2,
         steps=150, students=(("llama", 12), ("qwen2", 24), ("gemma3", 12)),
-        bases=(("llama", 24), ("qwen2", 24), ("gemma3", 24), ("mixtral", 24)),
+        bases=(("llama", 24), ("qwen2", 24), ("gemma3", 24), ("mixtral", 24)), narrow_depths=(24,),
     ),
     "small": BatterySpec(
         width=32, heads=4, kv_heads=2, ffn=64, vocab=512, layouts=LAYOUTS,
         random_depths=(2, 6, 12, 24, 40), trained_depths=(4, 12), twins=2, steps=30,
-        students=(("llama", 12),), bases=(("llama", 12), ("qwen2", 12), ("mixtral", 12)), max_chars=120_000,
+        students=(("llama", 12),), bases=(("llama", 12), ("qwen2", 12), ("mixtral", 12)), narrow_depths=(12,),
+        max_chars=120_000,
     ),
 }
 
@@ -118,23 +152,26 @@ class _Builder:
         text = mixture_text(PRETRAIN_TEXT, seed=_seed(seed, "text") % 1000, max_chars=spec.max_chars)
         self.tok = train_tokenizer(text, vocab_size=spec.vocab, kind="byte_level")
         self.ids = torch.tensor(encode(self.tok, text), dtype=torch.long)
-        tune = mixture_text(TUNE_TEXT, seed=_seed(seed, "tune") % 1000, max_chars=spec.max_chars // 2)
-        self.tune_ids = torch.tensor(encode(self.tok, tune), dtype=torch.long)
+        self.tune = mixture_text(TUNE_TEXT, seed=_seed(seed, "tune") % 1000, max_chars=spec.max_chars // 2)
+        self.tune_ids = torch.tensor(encode(self.tok, self.tune), dtype=torch.long)
         self.rows: list[_Row] = []
+        self.tokenizers: dict[str, object] = {}
 
     def cfg(self, steps: int, lr: float, name: str) -> TrainConfig:
         return TrainConfig(steps=steps, lr=lr, batch_size=8, seq_len=64, seed=_seed(self.seed, name))
 
-    def fresh(self, layout: str, depth: int, name: str):  # noqa: ANN201 - a transformers model
+    def fresh(self, layout: str, depth: int, name: str, narrow: bool = False):  # noqa: ANN201 - a transformers model
         s = self.spec
-        shape = Shape(layout, s.width, depth, s.heads, s.kv_heads, s.ffn, s.vocab, tied=layout != "qwen2")
+        # A mixture's grouped matmul needs rows of a multiple of 16 bytes: the narrow FFN is a multiple of 8.
+        width, ffn = (round(s.width * RESIDUAL_KEEP), 8 * round(s.ffn * FFN_KEEP / 8)) if narrow else (s.width, s.ffn)
+        shape = Shape(layout, width, depth, s.heads, s.kv_heads, ffn, s.vocab, tied=layout != "qwen2")
         tok = self.tok
         return make_model(shape, bos=tok.bos_token_id, eos=tok.eos_token_id, pad=tok.pad_token_id,
                           seed=_seed(self.seed, name))  # fmt: skip
 
-    def save(self, model, row: _Row) -> None:  # noqa: ANN001
-        save_model(model, self.tok, self.out / row.name, layout="single", dtype="float32", shard_size="1GB",
-                   marker={"hash": row.name, "battery_seed": self.seed})  # fmt: skip
+    def save(self, model, row: _Row, tokenizer=None) -> None:  # noqa: ANN001
+        save_model(model, tokenizer or self.tok, self.out / row.name, layout="single", dtype="float32",
+                   shard_size="1GB", marker={"hash": row.name, "battery_seed": self.seed})  # fmt: skip
         self.rows.append(row)
         if self.progress:
             self.progress(row.name)
@@ -157,6 +194,23 @@ class _Builder:
             distill_lm(student, teacher, self.ids, self.cfg(s.steps, 3e-3, name))
             self.save(student, _Row(name, "independent", layout, name, f"distilled from {layout}-d{depth}-trained-0",
                                     depth))  # fmt: skip
+        self.narrow()
+
+    def narrow(self) -> None:
+        """Independent models of the pruned width: random of every layout, trained of every base's layout."""
+        s = self.spec
+        width = round(s.width * RESIDUAL_KEEP)
+        trained = dict.fromkeys(layout for layout, _ in s.bases)
+        for depth in s.narrow_depths:
+            for layout in s.layouts:
+                name = f"{layout}-w{width}-d{depth}-random"
+                self.save(self.fresh(layout, depth, name, narrow=True),
+                          _Row(name, "independent", layout, name, "random init", depth))  # fmt: skip
+            for layout in trained:
+                name = f"{layout}-w{width}-d{depth}-trained"
+                model = self.fresh(layout, depth, name, narrow=True)
+                train_lm(model, self.ids, self.cfg(s.steps, 3e-3, name))
+                self.save(model, _Row(name, "independent", layout, name, "trained", depth))
 
     def derivatives(self) -> None:
         for layout, depth in self.spec.bases:
@@ -165,7 +219,8 @@ class _Builder:
                 name = f"{base}+{kind}"
                 model = self.derive(kind, base, name)
                 if model is not None:
-                    self.save(model, _Row(name, "derivative", layout, base, kind, model.config.num_hidden_layers))
+                    row = _Row(name, "derivative", layout, base, kind, model.config.num_hidden_layers)
+                    self.save(model, row, self.tokenizers.get(kind.removesuffix("-rotated")))
 
     def derive(self, kind: str, base: str, name: str):  # noqa: ANN201 - a transformers model or None
         steps = max(10, self.spec.steps // 3)
@@ -199,7 +254,52 @@ class _Builder:
         elif kind == "disguised-signed":
             gen = torch.Generator().manual_seed(_seed(self.seed, name))
             model = disguise.disguise_all(disguise.rescale_ffn(model, gen, signed=True), gen)
+        elif kind in HIDING:
+            model = self.hide(kind, model, base, name)
         return model
+
+    def hide(self, kind: str, model, base: str, name: str):  # noqa: ANN001, ANN201 - transformers models
+        """The derivations of `HIDING`: other widths, new tokenizers, new embeddings."""
+        steps = max(10, self.spec.steps // 3)
+        gen = torch.Generator().manual_seed(_seed(self.seed, name))
+        if kind in ("width-pruned", "width-depth-pruned"):
+            parent = model
+            if kind == "width-depth-pruned":
+                model = operations.prune_depth(model, drop=0.25)
+            model = prune_width(model, self.windows(gen), residual_keep=RESIDUAL_KEEP, ffn_keep=FFN_KEEP)
+            distill_lm(model, parent, self.ids, self.cfg(steps, 1e-3, name))
+        elif kind.startswith("transplant"):
+            transplant.transplant(model, self.tok, self.transplant_tokenizer(kind.removesuffix("-rotated")))
+            if kind.endswith("-rotated"):
+                model = rotate.rotate_residual(disguise.mergelock(model, gen), gen)
+        else:  # the embedding (and an untied head) redrawn; regrown with every other parameter frozen
+            fresh = transplant.redraw_embedding(model, gen)
+            if kind != "embedding-random":
+                kept = [p for p in model.parameters() if all(p is not f for f in fresh)]
+                for p in kept:
+                    p.requires_grad_(False)
+                train_lm(model, self.ids, self.cfg(steps, 3e-3, name))
+                for p in kept:
+                    p.requires_grad_(True)
+            if kind == "embedding-regrown-tuned":
+                train_lm(model, self.tune_ids, self.cfg(steps, 1e-3, name + "/tune"))
+        return model
+
+    def windows(self, gen: torch.Generator, batch: int = 16, seq: int = 64) -> torch.Tensor:
+        """Calibration windows of the pretraining text (the importance of width pruning is read on them)."""
+        starts = torch.randint(0, self.ids.numel() - seq, (batch,), generator=gen).tolist()
+        return torch.stack([self.ids[i : i + seq] for i in starts])
+
+    def transplant_tokenizer(self, kind: str):  # noqa: ANN201 - a tokenizer
+        """The new tokenizer of a transplant, trained once per battery on the tuning text: byte-level
+        (`transplant-bpe`), SentencePiece-style (`transplant-metaspace`), or SentencePiece-style on that text
+        in another script, keeping the battery's bos, eos and pad (`transplant-3`)."""
+        if kind not in self.tokenizers:
+            script = kind == "transplant-3"
+            self.tokenizers[kind] = transplant.transplant_tokenizer(
+                self.tune, vocab_size=self.spec.vocab, kind="byte_level" if kind == "transplant-bpe" else "metaspace",
+                script=script, keep_specials=TRANSPLANT_SPECIALS if script else None)  # fmt: skip
+        return self.tokenizers[kind]
 
     def rows_family(self, name: str) -> str:
         return next(r.family for r in self.rows if r.name == name)
@@ -223,7 +323,7 @@ def build_battery(out: str | Path, *, size: str = "full", seed: int = 0,
 
     Args:
         out: destination folder (models are replaced).
-        size: `full` (141 models) or `small` (74 models, a few minutes, for tests).
+        size: `full` or `small` (a few minutes, for tests).
         seed: the battery seed.
         progress: called with each model's name once it is saved.
 

@@ -22,7 +22,8 @@ BOS, EOS, PAD, UNK = "<|bos|>", "<|eos|>", "<|pad|>", "<|unk|>"
 SP_SPECIALS = ("<s>", "</s>", "<pad>", "<unk>")  # SentencePiece-style names for metaspace tokenizers
 
 
-def train_tokenizer(text: str, *, vocab_size: int, kind: str) -> PreTrainedTokenizerFast:
+def train_tokenizer(text: str, *, vocab_size: int, kind: str,
+                    specials: tuple[str, str, str, str] | None = None) -> PreTrainedTokenizerFast:
     """Train a BPE tokenizer on ``text``.
 
     Args:
@@ -30,6 +31,8 @@ def train_tokenizer(text: str, *, vocab_size: int, kind: str) -> PreTrainedToken
         vocab_size: the target vocabulary, special tokens included (the trainer may stop short when the
             text has fewer merges to offer; models pad their embedding to the recipe's size anyway).
         kind: ``byte_level`` (GPT-2 style) or ``metaspace`` (SentencePiece style, byte fallback).
+        specials: the bos, eos, pad and unk tokens' strings, when not the kind's own (a tokenizer transplant
+            that keeps its base's special tokens).
 
     Returns:
         A fast tokenizer with bos/eos/pad (and unk) set.
@@ -43,13 +46,13 @@ def train_tokenizer(text: str, *, vocab_size: int, kind: str) -> PreTrainedToken
     if kind not in TOKENIZER_KINDS:
         raise ValueError(f"tokenizer kind {kind!r}: use one of {TOKENIZER_KINDS}")
     if kind == "byte_level":
-        specials = [BOS, EOS, PAD, UNK]
+        specials = list(specials or (BOS, EOS, PAD, UNK))
         tok = Tokenizer(models.BPE())
         tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
         tok.decoder = decoders.ByteLevel()
         alphabet = pre_tokenizers.ByteLevel.alphabet()
     else:
-        specials = list(SP_SPECIALS)
+        specials = list(specials or SP_SPECIALS)
         tok = Tokenizer(models.BPE(unk_token=specials[3], byte_fallback=True))
         tok.pre_tokenizer = pre_tokenizers.Metaspace()
         tok.decoder = decoders.Sequence([decoders.Metaspace(), decoders.ByteFallback()])

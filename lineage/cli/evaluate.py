@@ -133,9 +133,11 @@ def calibration(
 
     The battery (lineage.catalog.battery) holds models of one width and one tokenizer but no shared weights
     (random and trained, depths 2-40, Llama/Qwen2/Gemma 3/Mixtral (experts)/GPT-NeoX (LayerNorm) layouts,
-    distilled students) and derivatives of four of them (fine-tune, LoRA, merges, int4, depth pruning and
-    up-scaling, a vocabulary permutation, every disguise at once + int4 on the dense ones). The full battery
-    holds 141 models.
+    distilled students, models of a narrower width) and derivatives of four of them (fine-tune, LoRA, merges,
+    int4, depth pruning and up-scaling, a vocabulary permutation, every disguise at once + int4 on the dense
+    ones, width pruning then distillation, tokenizer transplants at three overlaps, a transplant then rotated,
+    a replaced or regrown embedding). Prints the false-positive rate of each test tier against its binomial
+    bound, and the power of each derivation kind.
     """
     use_threads(threads)
     from lineage.catalog.battery import BLIND_SPOTS, MANIFEST, build_battery
@@ -165,6 +167,7 @@ def _print_calibration(result: dict, manifest: Path, plot: Path | None) -> None:
     for r in null["rates"]:
         interval = f"[{r['low']:.4f}, {r['high']:.4f}]"
         typer.echo(f"  {r['alpha']:>6g}  {r['hits']:>7}/{r['n']:<7}  {r['rate']:>7.4f}  {interval}")
+    _print_tiers(result.get("tiers", []))
     m = result.get("matching")
     if m and m["pairs"]:
         rule = m["rule"]
@@ -211,6 +214,19 @@ def _print_calibration(result: dict, manifest: Path, plot: Path | None) -> None:
             typer.echo(f"    blind spots derived: {v['blind_spots_derived']}/{v['blind_spots']}")
     if plot is not None:
         typer.echo(f"QQ plot: {plot}")
+
+
+def _print_tiers(tiers: list[dict]) -> None:
+    """Each test tier's false positives at each level beside the binomial bound (`within` or `OVER`)."""
+    if not tiers:
+        return
+    alphas = [r["alpha"] for r in tiers[0]["rates"]]
+    typer.echo("  per test tier: false positives / binomial bound (the count a valid test exceeds with probability 1%)")
+    typer.echo(f"    {'tier':<46} {'pairs':>6}" + "".join(f"  {'at ' + format(a, 'g'):>14}" for a in alphas))
+    for t in tiers:
+        cells = "".join(f"  {str(r['hits']) + '/' + str(r['bound']) + (' ok' if r['within'] else ' OVER'):>14}"
+                        for r in t["rates"])  # fmt: skip
+        typer.echo(f"    {t['tier']:<46} {t['n']:>6}{cells}")
 
 
 def _power_line(label: str, p: dict) -> str:

@@ -69,14 +69,52 @@ def rates(p_values: list[float], alphas: tuple[float, ...] = ALPHAS) -> list[Rat
 
 def _kind(a: dict, b: dict) -> str:
     """The null pair's kind, for the breakdown: what makes it hard."""
+    width = "" if a["width"] == b["width"] else ", other width"
     for x, y in ((a, b), (b, a)):
         if x["derivation"] == f"distilled from {y['name']}":
             return "student vs its teacher"
     if "derivative" in (a["role"], b["role"]):
-        return "derivative vs unrelated"
+        return f"derivative vs unrelated{width}"
     trained = [x["derivation"] != "random init" for x in (a, b)]
     label = "trained" if all(trained) else ("random init" if not any(trained) else "trained vs random init")
-    return f"{label}, {'same' if a['layers'] == b['layers'] else 'other'} depth"
+    return f"{label}, {'same' if a['layers'] == b['layers'] else 'other'} depth{width}"
+
+
+def binomial_bound(n: int, alpha: float) -> int:
+    """The count of `n` null p-values below `alpha` that a valid test exceeds with probability at most 1%
+    (independent pairs; the battery's pairs share models, so it is a guide to the eye, not an exact law)."""
+    from scipy.stats import binom
+
+    return int(binom.ppf(0.99, n, alpha)) if n else 0
+
+
+def _tier(name: str, hits: dict[float, int], n: int) -> dict:
+    """One tier's false positives at each level, against the binomial bound."""
+    rows = []
+    for alpha in ALPHAS:
+        bound = binomial_bound(n, alpha)
+        rows.append({"alpha": alpha, "hits": hits[alpha], "n": n, "bound": bound, "within": hits[alpha] <= bound})
+    return {"tier": name, "n": n, "rates": rows}
+
+
+def _tiers(null: list[dict], groups: dict[str, list[float]], matched: list[dict], verdicts: dict) -> list[dict]:
+    """The false-positive rate of each test tier at every level: the weight test's pair p-value (exact), each
+    of its groups on its own (exact, before the Bonferroni factor), the unit matching rule (empirical null:
+    one rule, so the same count at every level) and the verdicts (independents against the bases, corrected
+    for the references)."""
+    def below(ps: list[float]) -> dict[float, int]:
+        return {a: sum(p < a for p in ps) for a in ALPHAS}
+
+    out = [_tier("weight test (exact), every null pair", below([x["p_value"] for x in null]), len(null))]
+    for group, ps in groups.items():
+        out.append(_tier(f"  group {group} (exact, uncorrected)", below(ps), len(ps)))
+    if matched:
+        hits = sum(m["derived"] for m in matched)
+        out.append(_tier("unit matching (empirical null, one rule)", dict.fromkeys(ALPHAS, hits), len(matched)))
+    if verdicts.get("independent_p_values") is not None:
+        ps = verdicts["independent_p_values"]
+        out.append(_tier(f"verdicts: independents vs {verdicts['references']} bases", below(ps), len(ps)))
+    return out
 
 
 def calibrate(manifest: str | Path | Manifest, options: ScanOptions | None = None,
@@ -92,11 +130,13 @@ def calibrate(manifest: str | Path | Manifest, options: ScanOptions | None = Non
 
     Returns:
         `{"null": {"pairs", "rates", "by_kind", "by_family", "smallest"}, "matching": {...}, "power": {...},
-        "power_by_family": {...}, "verdicts": {...}, "p_values": [...]}`: `by_family` holds the null pairs that
+        "power_by_family": {...}, "verdicts": {...}, "tiers": [...], "p_values": [...]}`: `by_family` holds the
+        null pairs that
         involve a model of each family (layout), `power_by_family` each family's derivatives, blind spots aside;
-        `matching` the unit matching test's false positives on the null pairs it can run on (an empirical null).
+        `matching` the unit matching test's false positives on the null pairs it can run on (an empirical null);
+        `tiers` each test tier's false positives at every level against the binomial bound (`_tiers`).
     """
-    from lineage.compare.identity import weight_test
+    from lineage.compare.identity import GROUPS, weight_test
     from lineage.compare.matching import unit_matching
     from lineage.jobs.evaluate import _fingerprints
 
@@ -106,15 +146,19 @@ def calibrate(manifest: str | Path | Manifest, options: ScanOptions | None = Non
     rows = [r for r in manifest.rows if r.name in fps]
     info = {
         r.name: {"name": r.name, "role": r.role or "", "derivation": r.derivation or "", "root": r.base or r.name,
-                 "layers": fps[r.name].summary.num_layers if fps[r.name].summary else None}
+                 "layers": fps[r.name].summary.num_layers if fps[r.name].summary else None,
+                 "width": fps[r.name].summary.hidden_size if fps[r.name].summary else None}
         for r in rows
     }  # fmt: skip
-    null, by_kind, by_family, matched = [], defaultdict(list), defaultdict(list), []
+    null, by_kind, by_family, matched, groups = [], defaultdict(list), defaultdict(list), [], defaultdict(list)
     for i, a in enumerate(rows):
         for b in rows[i + 1 :]:
             if info[a.name]["root"] == info[b.name]["root"]:
                 continue
-            p = weight_test(fps[a.name], fps[b.name]).p_value
+            w = weight_test(fps[a.name], fps[b.name])
+            p = w.p_value
+            for g in w.groups:
+                groups[g.name].append(g.test.p_value)
             null.append({"suspect": a.name, "reference": b.name, "p_value": p})
             m = unit_matching(fps[a.name], fps[b.name])
             if m is not None:
@@ -135,6 +179,8 @@ def calibrate(manifest: str | Path | Manifest, options: ScanOptions | None = Non
             if info[r.name]["derivation"] not in blind:
                 family_power[r.family or ""].append(found)
     ps = [n["p_value"] for n in null]
+    verdicts = _verdicts(manifest, fps, options, blind)
+    ordered = {g: groups[g] for g in GROUPS if g in groups}
     kinds = {k: {"pairs": len(v), "rates": [x.to_dict() for x in rates(v)]} for k, v in sorted(by_kind.items())}
     families = {k: {"pairs": len(v), "rates": [x.to_dict() for x in rates(v)]} for k, v in sorted(by_family.items())}
     return {
@@ -148,7 +194,8 @@ def calibrate(manifest: str | Path | Manifest, options: ScanOptions | None = Non
         "matching": _matching(matched),
         "power": {k: _power(v, k in blind) for k, v in sorted(power.items())},
         "power_by_family": {k: _power(v, False) for k, v in sorted(family_power.items())},
-        "verdicts": _verdicts(manifest, fps, options, blind),
+        "verdicts": verdicts,
+        "tiers": _tiers(null, ordered, matched, verdicts),
         "p_values": ps,
     }
 
@@ -206,6 +253,7 @@ def _verdicts(manifest: Manifest, fps: dict, options: ScanOptions, blind: tuple[
         "references": len(refs),
         "independents": len(independents),
         "independents_derived": sorted(r.name for r in independents if got[r.name].verdict == "derived"),
+        "independent_p_values": [got[r.name].p_value for r in independents if got[r.name].p_value is not None],
         "derivatives": len(derivatives),
         "derivatives_right": sum(got[r.name].derived_from == r.base for r in derivatives),
         "derivatives_missed": sorted(r.name for r in derivatives if got[r.name].derived_from != r.base),
