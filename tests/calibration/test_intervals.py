@@ -30,3 +30,40 @@ def test_clopper_pearson_intervals_by_value():
     wide, narrow = clopper_pearson(5, 100), clopper_pearson(5, 100, level=0.5)
     assert wide[0] < narrow[0] < 0.05 < narrow[1] < wide[1]
     assert clopper_pearson(0, 0) == (0.0, 1.0)
+
+
+def test_the_binomial_bound_is_the_99th_percentile_of_a_valid_tests_count():
+    from scipy.stats import binom
+
+    from lineage.jobs.calibration import binomial_bound
+
+    assert binomial_bound(1000, 0.05) == binom.ppf(0.99, 1000, 0.05) == 67
+    assert binomial_bound(1000, 0.001) == 4 and binomial_bound(0, 0.05) == 0
+
+
+def test_each_tier_is_counted_at_every_level_and_flagged_over_its_bound():
+    from lineage.jobs.calibration import _tiers
+
+    null = [{"p_value": p} for p in [0.0001] * 5 + [0.5] * 995]
+    groups = {"embedding": [0.5] * 1000, "ffn units": [0.02] * 100}
+    matched = [{"derived": i < 2} for i in range(500)]
+    verdicts = {"independent_p_values": [0.9, 0.04], "references": 3}
+    tiers = {t["tier"].strip(): t for t in _tiers(null, groups, matched, verdicts)}
+    assert list(tiers) == ["weight test (exact), every null pair", "group embedding (exact, uncorrected)",
+                           "group ffn units (exact, uncorrected)", "unit matching (empirical null, one rule)",
+                           "verdicts: independents vs 3 bases"]  # fmt: skip
+    weight = tiers["weight test (exact), every null pair"]["rates"]
+    assert [(r["hits"], r["within"]) for r in weight] == [(5, True), (5, True), (5, False)]  # bound 4 at 0.1%
+    units = tiers["group ffn units (exact, uncorrected)"]["rates"]
+    assert [(r["hits"], r["within"]) for r in units] == [(100, False), (0, True), (0, True)]
+    assert [r["hits"] for r in tiers["unit matching (empirical null, one rule)"]["rates"]] == [2, 2, 2]
+    assert [r["hits"] for r in tiers["verdicts: independents vs 3 bases"]["rates"]] == [1, 0, 0]
+
+
+def test_the_tiers_are_printed_with_their_bounds(capsys):
+    from lineage.cli.evaluate import _print_tiers
+    from lineage.jobs.calibration import _tiers
+
+    _print_tiers(_tiers([{"p_value": 0.0001}] * 5 + [{"p_value": 0.5}] * 995, {}, [], {}))
+    out = capsys.readouterr().out
+    assert "weight test (exact), every null pair" in out and "5/67 ok" in out and "5/4 OVER" in out
