@@ -18,9 +18,10 @@ width -25% and FFN -33% kept by activation importance, then a short distillation
 `lineage.catalog.width`), alone and with a quarter of the layers dropped; tokenizer transplants at three
 overlaps (`lineage.catalog.transplant`: a byte-level and a SentencePiece-style tokenizer trained on other text,
 and one trained on that text in another script, sharing only the three special tokens), the last also with a
-residual rotation and MergeLock maps; and the embedding replaced by a fresh draw, left so, retrained with the
-layers frozen, or retrained and then the whole model tuned. Models of a narrower width (that of the pruned
-ones), random and trained, are independents: the null of the test across widths.
+residual rotation and MergeLock maps (a blind spot of the exact tests, `BLIND_SPOTS`); and the embedding replaced
+by a fresh draw, left so, retrained with the layers frozen, or retrained and then the whole model tuned. Models
+of a narrower width (that of the pruned ones), random and trained, are independents: the null of the test
+across widths.
 
 Everything is seeded by the battery seed (initialisations, data order, disguises), so `--seed 1` gives a
 fresh battery of the same structure: constants are chosen on one seed and reported on another.

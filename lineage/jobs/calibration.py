@@ -173,6 +173,7 @@ def calibrate(manifest: str | Path | Manifest, options: ScanOptions | None = Non
             w = weight_test(fps[r.name], fps[r.base])
             m = unit_matching(fps[r.name], fps[r.base])
             found = {"model": r.name, "log10_p": w.log10_p, "group": w.group,
+                     "groups": {g.name: g.test.log10_p for g in w.groups},
                      "matching": None if m is None else {"share": m.share, "log10_tail": m.log10_tail,
                                                          "derived": m.derived}}  # fmt: skip
             power[info[r.name]["derivation"]].append(found)

@@ -63,10 +63,13 @@ def test_no_independent_model_is_called_derived_and_every_derivative_is(result):
 def test_every_derivation_kind_is_found_far_below_the_level(result):
     assert set(result["power"]) == set(DERIVATIONS)
     for kind, found in result["power"].items():
-        if found["blind_spot"]:  # measured, not required: every disguise at once with the FFN signs flipped
+        if found["blind_spot"]:  # measured, not required: the disguises no exact test can see (BLIND_SPOTS)
             continue
         assert found["derived_at"]["0.001"] == len(found["models"]), kind
-        assert max(m["log10_p"] for m in found["models"]) < -10, kind
+        # A new embedding leaves the seeded residual group, one sign per residual coordinate: 32 at this width
+        # cannot go below about 1e-7 (Bonferroni included), so those kinds are held to the level alone.
+        if kind not in HIDING or kind.startswith("width"):
+            assert max(m["log10_p"] for m in found["models"]) < -10, kind
 
 
 def test_the_mixture_of_experts_and_the_layernorm_layouts_are_measured_too(result):
