@@ -95,3 +95,10 @@ def test_a_redrawn_embedding_keeps_no_row_and_every_layer(tiny_model: Callable[.
     for matrix in ("model.embed_tokens.weight", "lm_head.weight"):
         assert not (model.state_dict()[matrix] == before[matrix]).all(dim=1).any()
     assert all(torch.equal(v, before[k]) for k, v in _layer_tensors(model).items())
+
+
+def test_every_derivation_a_layout_skips_says_why() -> None:
+    from lineage.catalog.battery import DERIVATIONS, UNMADE, WHY_UNMADE
+
+    skipped = {kind for kinds in UNMADE.values() for kind in kinds}
+    assert skipped <= set(WHY_UNMADE) and set(WHY_UNMADE) <= set(DERIVATIONS)
