@@ -8,6 +8,8 @@ of null pairs below it, with its exact (Clopper-Pearson) 95% interval. A valid t
 `alpha`; the pairs share models, so the interval is a guide, not a guarantee. Power is the share of
 derivatives whose p-value against their base is below `alpha`. Verdicts are checked too: every model is
 classified against the manifest's bases, and an independent model called `derived` is a false accusation.
+Each test tier (the pair p-value, each group of the weight test on its own, the unit matching rule, the
+verdicts) is set beside the binomial bound at each level: the count a valid test exceeds with probability 1%.
 """
 
 from __future__ import annotations
@@ -131,8 +133,8 @@ def calibrate(manifest: str | Path | Manifest, options: ScanOptions | None = Non
     Returns:
         `{"null": {"pairs", "rates", "by_kind", "by_family", "smallest"}, "matching": {...}, "power": {...},
         "power_by_family": {...}, "verdicts": {...}, "tiers": [...], "p_values": [...]}`: `by_family` holds the
-        null pairs that
-        involve a model of each family (layout), `power_by_family` each family's derivatives, blind spots aside;
+        null pairs that involve a model of each family (layout), `power_by_family` each family's derivatives,
+        blind spots aside;
         `matching` the unit matching test's false positives on the null pairs it can run on (an empirical null);
         `tiers` each test tier's false positives at every level against the binomial bound (`_tiers`).
     """
