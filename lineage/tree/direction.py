@@ -120,11 +120,16 @@ def edge_votes(a: Fingerprint, b: Fingerprint, facts: PairFacts) -> list[Vote]:
         else:
             # Embedding kept: a merged adapter or a quantisation adds a change (the larger is the child), pruning
             # removes weight (the mirror image); adapters change far more than rounding does, so their vote is
-            # sure, a small change's weak (the rest of the tree roots a pruned copy).
+            # sure, a small change's weak. A small change with neither side on a quantisation grid is no
+            # rounding that left its mark: weight removed, the smaller is the child (pruning).
             mean = sum(facts.changed.values()) / max(1, len(facts.changed))
-            sure = mean >= ADAPTER_CHANGE
-            why = "a change added to the decoder: the larger is the child"
-            votes.append((weight * (1.0 if sure else 0.3), grew, why))
+            if mean >= ADAPTER_CHANGE:
+                votes.append((weight, grew, "a change added to the decoder: the larger is the child"))
+            elif facts.grids == (None, None):
+                why = "a small change on no quantisation grid: pruned, the smaller is the child"
+                votes.append((0.3 * weight, -grew, why))
+            else:
+                votes.append((0.3 * weight, grew, "a change added to the decoder: the larger is the child"))
     return votes
 
 
