@@ -33,8 +33,8 @@ made from, the model's task vector `t = M - B` is regressed (non-negative least 
   size for a sibling, about -1 for an ancestor (-0.51 to -2.2). Each parent's growth from the base is at least
   `min_parent_growth` 0 (it grew: no ancestor of the base does), the model's at least `min_growth` 0.4: a
   plain fine-tune with a smaller sibling as base then leaves at least `(1 + min_growth) / 2` = 0.7 of `|t|^2`
-  unexplained, over `max_unexplained`. (Both were 0.6 until seed 2, whose Mistral instruct model grew 0.51
-  from its base and its TIES merge with it 0.68: the merge was missed.);
+  unexplained, over `max_unexplained` (both were 0.6 until seed 2, whose Mistral instruct model grew 0.51
+  from its base and its TIES merge 0.68: the merge was missed);
 * the base is the parents' *nearest* common ancestor: no other relative's change from it is carried (a
   projection `<T, T_x> / |T_x|^2` of at least `max_carried`) by the model and every parent alike (from a
   grandparent, the siblings of a model explain it together: they all carry their parent's change);
