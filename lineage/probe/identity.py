@@ -17,10 +17,11 @@ read on the model's own normalised anchor embeddings (so two models of one token
   (MergeLock maps, neuron permutations and rescaling, norm folding) leaves them unchanged; a rotation of
   the residual stream does not.
 - **unit responses** (`gate`, `up`, `down` for the `UNIT_SAMPLE` FFN units whose gates respond most to the
-  anchors, `profiled_units`; `v`, `o` for every value dimension): each unit's responses to `MIXTURES` seeded mixtures of the anchors (a unit's
-  profile), read on the input side for the readers and on the output side for the writers. They follow a
-  rotation of the residual stream (the anchors rotate with the model); a neuron permutation only reorders
-  them, which the test undoes by matching units on their `gate` profile (a gate row has no sign symmetry).
+  anchors, `profiled_units`; `v`, `o` for every value dimension): each unit's responses to `MIXTURES`
+  seeded mixtures of the anchors (a unit's profile), read on the input side for the readers and on the output
+  side for the writers. They follow a rotation of the residual stream (the anchors rotate with the model); a
+  neuron permutation only reorders them, which the test undoes by matching units on their `gate` profile (a
+  gate row has no sign symmetry).
   A mixture of experts' layer pools the units of every expert, and records which FFN each came from
   (`unit_expert`: the expert's index, `DENSE_FFN` or `SHARED_EXPERT`): no sign, so not a test input, only
   what lets the evidence say which expert was paired with which.
@@ -46,7 +47,6 @@ The third kind does not rest on the embedding at all:
 from __future__ import annotations
 
 import hashlib
-
 from typing import TYPE_CHECKING
 
 import numpy as np

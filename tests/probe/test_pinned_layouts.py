@@ -9,9 +9,9 @@ made before (`tests/golden/pinned_layouts.safetensors`, written by `LINEAGE_UPDA
 engine), to the tolerance of `test_pinned_numbers`. The FFN units of Phi-3 and Qwen2 (1,100 each) were
 written again when pipeline 9 kept the units whose gates respond most instead of a seeded sample: 58 and 57
 of the 64 rows pinned before were found among the new ones, equal to the tolerance (a unit's profile does not
-depend on which others are kept); the rest of the file is the engine's before. Every parameter is drawn from a seeded generator after
-construction, so transformers' initialisation never moves the numbers; biases and gains are drawn away from
-0 and 1.
+depend on which others are kept); the rest of the file is the engine's before. Every parameter is drawn from a
+seeded generator after construction, so transformers' initialisation never moves the numbers; biases and gains
+are drawn away from 0 and 1.
 """
 
 from __future__ import annotations
