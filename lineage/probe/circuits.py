@@ -334,15 +334,17 @@ class CircuitProbe:
         spec, n = self.spec, self.probes.shape[0]
         if layer[ffn + "gate_up"]:
             width = w.shape(layer[ffn + "gate_up"])[0] // 2
-            wide = width > count  # every unit's profile rides in the product, the kept ones are picked after
-            every = None if wide else torch.arange(2 * width, device=h.device)
+            # Which units a wide FFN keeps is known only from the whole gate's responses to the probes, so its
+            # gate profiles every unit in the main product and the kept ones are picked after; a narrow FFN
+            # keeps every unit, its rows gathered on the way.
+            every = None if width > count else torch.arange(2 * width, device=h.device)
             y, prof = self._affine(w, layer[ffn + "gate_up"], layer[ffn + "gate_up_bias"], h, mix, every)
             gate, up = y.chunk(2, dim=1)
             units = profiled_units(gate[:n].norm(dim=0), count)
             gate_prof, up_prof = prof[:, units], prof[:, units + width]
         elif layer[ffn + "gate"]:
             width = w.shape(layer[ffn + "gate"])[0]
-            every = None if width > count else torch.arange(width, device=h.device)
+            every = None if width > count else torch.arange(width, device=h.device)  # as above
             gate, gate_prof = self._affine(w, layer[ffn + "gate"], layer[ffn + "gate_bias"], h, mix, every)
             units = profiled_units(gate[:n].norm(dim=0), count)
             gate_prof = gate_prof[:, units]
