@@ -458,7 +458,12 @@ def _probe(run: _Run, anchors: Anchors, seed: int) -> tuple[dict[str, np.ndarray
         put(torch.from_numpy(seeded_inputs(model.hidden_size, seed))), put(torch.from_numpy(read)),
     )
     per_layer, identity = [], {}
-    for layer in model.layers:
+    layers = list(model.layers)
+    if layers:
+        run.reader.prefetch(n for n in layers[0].names.values() if n)
+    for i, layer in enumerate(layers):
+        if i + 1 < len(layers):  # the disk reads the next layer while this one is probed
+            run.reader.prefetch(n for n in layers[i + 1].names.values() if n)
         probed = circuits.layer(layer, run)
         per_layer.append({k: v.cpu().numpy() for k, v in probed.sketches.items()})
         # Stored now: a response may be a view of a whole product, which must not stay alive for the run.
