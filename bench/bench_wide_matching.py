@@ -81,11 +81,12 @@ def _kept(model, anchors) -> list:  # noqa: ANN001 - a transformers Llama and an
     from lineage.probe.circuits import rms_unit
     from lineage.probe.identity import profiled_units
 
-    with torch.no_grad():
-        probes = rms_unit(model.model.embed_tokens.weight[torch.as_tensor(anchors)].float(), 1e-6)
+    eps = model.config.rms_norm_eps
+    with torch.no_grad():  # the probes, then each FFN's input norm, as `lineage.probe.circuits` reads them
+        probes = rms_unit(model.model.embed_tokens.weight[torch.as_tensor(anchors)].float(), eps)
         out = []
         for layer in model.model.layers:
-            h = rms_unit(probes, model.config.rms_norm_eps) * layer.post_attention_layernorm.weight
+            h = rms_unit(probes, eps) * layer.post_attention_layernorm.weight
             out.append(set(profiled_units((h @ layer.mlp.gate_proj.weight.T).norm(dim=0)).tolist()))
     return out
 

@@ -10,7 +10,6 @@ same tokens and a student distilled from the base are still not.
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 
 import pytest
 import torch
@@ -59,7 +58,7 @@ def world(tmp_path_factory) -> dict:
     out = {}
     for name, model in models.items():
         model.save_pretrained(root / name)
-        out[name] = fingerprint_model(Path(root / name), CPU)
+        out[name] = fingerprint_model(root / name, CPU)
     return out
 
 
