@@ -97,8 +97,10 @@ def profiled_units(scores: torch.Tensor, count: int = UNIT_SAMPLE) -> torch.Tens
     are a function of the model, so every function-preserving map (a rotation of the residual stream, norm
     rescaling, the units' permutation, their sign flips and rescaling of `up` against `down`: a gate has
     neither) leaves each unit's score where it was; a fine-tune or a rounding moves the scores a little and
-    swaps only units near the cut. The exact tests lose nothing: a unit's sign flip leaves its gate alone, so
-    the choice is blind to the flips their null rests on.
+    swaps only units near the cut. The exact tests' null is untouched: a unit's sign flip leaves its gate alone,
+    so the choice is blind to the flips their null rests on. (Their FFN-unit group loses a little power on an
+    undisguised fine-tune of a wide FFN: a seeded sample of positions kept the same units on both sides, this
+    choice keeps most of them.)
     """
     import torch
 
