@@ -27,8 +27,13 @@ reads its bytes from the disk, as a scan of freshly stored or never-cached check
 any page cache): the warm rows measure what dequantising costs in CPU, the cold ones what reading 4 bits a
 weight instead of 16 saves.
 
+With `--evict` only each checkpoint's own files are evicted from the page cache before its row (`posix_fadvise`,
+no root): the row reads its checkpoint from the disk while Python, torch and lineage stay cached, as in a bulk scan
+(one process reading checkpoint after checkpoint, each once) and as for any checkpoint larger than the page cache.
+The fingerprint reads each layer ahead while it probes the one before (`lineage.io.blocks.read_ahead`).
+
 Usage:
-    python bench/bench_quant.py [--repeat 1] [--cold | --dequant | --steps]
+    python bench/bench_quant.py [--repeat 1] [--cold | --evict | --dequant | --steps]
 """
 
 from __future__ import annotations
@@ -108,6 +113,19 @@ def drop_page_cache() -> None:
         Path("/proc/sys/vm/drop_caches").write_text("3\n")
     except OSError as exc:
         sys.exit(f"bench_quant: --cold needs root on Linux to drop the page cache: {exc}")
+
+
+def evict(folder: Path) -> None:
+    """Evict the checkpoint's own files from the page cache (`posix_fadvise(DONTNEED)`, no root needed): its next
+    read comes from the disk, while Python, torch and lineage stay cached, as in a bulk scan, where one process reads
+    checkpoint after checkpoint, each once, and a 70B fits no page cache."""
+    os.sync()  # only clean pages can be dropped
+    for path in checkpoint_files(folder):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
 
 
 def dequant_rows(folders: dict[str, Path], repeat: int) -> None:
@@ -195,6 +213,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=1, help="interleaved runs of each row (medians reported)")
     parser.add_argument("--cold", action="store_true", help="drop the page cache before every row (root)")
+    parser.add_argument("--evict", action="store_true",
+                        help="evict each checkpoint's files (only) from the page cache before its row")
     parser.add_argument("--lineage", default=None, help="the lineage executable (default: the one on PATH)")
     parser.add_argument("--dequant", action="store_true", help="the reader alone, in process, one thread (CPU s)")
     parser.add_argument("--steps", action="store_true", help="each step of dequantising one matrix, timed alone")
@@ -210,7 +230,9 @@ def main() -> None:
         step_rows(quant, max(args.repeat, 5))
         return
     sizes = {k: sum(p.stat().st_size for p in checkpoint_files(f)) / 1e9 for k, f in folders.items()}
-    if not args.cold:
+    if args.cold and args.evict:
+        sys.exit("bench_quant: --cold and --evict are two ways of reading from the disk: choose one")
+    if not (args.cold or args.evict):
         for folder in (source, quant):
             measure(read_command(checkpoint_files(folder)))  # warm the page cache for both rows alike
     runs: dict[str, list] = {"bf16": [], "gptq": []}
@@ -222,6 +244,8 @@ def main() -> None:
                        "--no-cache", "--quiet"]  # fmt: skip
                 if args.cold:
                     drop_page_cache()
+                elif args.evict:
+                    evict(folder)
                 run = measure(cmd)
                 if run.returncode:
                     sys.exit(f"bench_quant: fingerprinting {folder} failed:\n{run.stderr[-2000:]}")
@@ -229,7 +253,8 @@ def main() -> None:
     finally:
         shutil.rmtree(out, ignore_errors=True)
     print(machine_line())
-    cache = "page cache dropped before every row (cold)" if args.cold else "warm page cache"
+    cache = ("page cache dropped before every row (cold)" if args.cold else
+             "each checkpoint's files evicted from the page cache before its row" if args.evict else "warm page cache")
     print(f"runs: {args.repeat} interleaved, medians; lineage fingerprint --device cpu --no-cache, end to end; "
           f"{cache}")  # fmt: skip
     print(f"{'row':<40} {'GB':>6} {'wall s':>8} {'peak RSS MB':>12}   (every run: wall s)")

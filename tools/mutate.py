@@ -8,9 +8,10 @@ one mutant at a time there (never to the working tree), runs the test files that
 the kill rate, and the survivors with the reason each is harmless, where one is known (`harmless`).
 
 The mutants are written by hand (`MUTANTS`), not generated: each is a bug that could ship, over
-`lineage/compare/`, `lineage/decide/` and `lineage/probe/engine.py`, and most of them would make the test
-accuse innocent models (a two-sided tail, a dropped correction, a search that peeks at the signs) or lose
-derivatives. Run it after every change to those folders, and add a mutant for any new step of the p-value:
+`lineage/compare/`, `lineage/decide/`, `lineage/probe/engine.py` and the FFN units `lineage/probe/` keeps, and
+most of them would make the test accuse innocent models (a two-sided tail, a dropped correction, a search that
+peeks at the signs) or lose derivatives. Run it after every change to those folders, and add a mutant for any
+new step of the p-value:
 
     python tools/mutate.py                 # every mutant (54 pytest runs; 48 took about 46 min, busy 2 cores)
     python tools/mutate.py --list          # the mutants, without running them
@@ -56,6 +57,8 @@ TESTS = {
     "lineage/probe/engine.py": ENGINE_TESTS,
     "lineage/compare/quantised.py": ("tests/io/test_quant_copy.py",),
     "lineage/compare/matching.py": ("tests/classify/test_unit_matching.py", "tests/classify/test_levels.py"),
+    "lineage/probe/identity.py": ("tests/classify/test_wide_matching.py", "tests/probe/test_pinned_layouts.py"),
+    "lineage/probe/circuits.py": ("tests/classify/test_wide_matching.py", "tests/probe/test_pinned_layouts.py"),
 }
 
 
@@ -90,6 +93,7 @@ SIGNS, IDENTITY, SIMILARITY = "lineage/compare/signs.py", "lineage/compare/ident
 WIDTHS, MATCHING = "lineage/compare/widths.py", "lineage/compare/matching.py"
 KMEANS, PVALUES, FDR = "lineage/decide/kmeans.py", "lineage/decide/pvalues.py", "lineage/decide/fdr.py"
 VERDICT, CALIBRATE, ENGINE = "lineage/decide/verdict.py", "lineage/decide/calibrate.py", "lineage/probe/engine.py"
+UNITS, CIRCUITS = "lineage/probe/identity.py", "lineage/probe/circuits.py"
 # fmt: off
 MUTANTS: tuple[Mutant, ...] = (
     # -- the sign test ---------------------------------------------------------------------------------------
@@ -225,6 +229,21 @@ MUTANTS: tuple[Mutant, ...] = (
        "pairings crowding onto a few reference units score as if they agreed against 1/f: innocents accused"),
     _m("matching-no-share-rule", MATCHING, "self.share >= MIN_AGREEMENT and", "",
        "the share rule dropped: a weak agreement over many units passes on its tail alone"),
+    # -- which FFN units a wide FFN keeps (what the matching test can pair) -------------------------------------
+    _m("units-by-position", UNITS, "order = torch.sort(-scores.double(), stable=True).indices[:count]",
+       "order = torch.arange(count, device=scores.device)",
+       "units kept by position: a permuted derivative keeps other units than its reference (the cap 1024 / f)"),
+    _m("units-least-responsive", UNITS, "torch.sort(-scores.double(), stable=True)",
+       "torch.sort(scores.double(), stable=True)", "the units whose gates respond least kept: other units stored"),
+    _m("units-unsorted", UNITS, "return torch.sort(order).values", "return order",
+       "the kept units in score order: the gather of their rows needs them sorted"),
+    _m("units-score-on-seeded-inputs", CIRCUITS, "units = profiled_units(gate[:n].norm(dim=0), count)\n"
+       "            gate_prof = gate_prof[:, units]", "units = profiled_units(gate.norm(dim=0), count)\n"
+       "            gate_prof = gate_prof[:, units]",
+       "the score reads the seeded inputs too, which a rotation of the residual stream changes"),
+    _m("units-up-of-other-units", CIRCUITS, "gate_prof, up_prof = prof[:, units], prof[:, units + width]",
+       "gate_prof, up_prof = prof[:, units], prof[:, units + width - 1]",
+       "a fused gate_up's up profiles read from the neighbouring rows"),
     # -- the probe engine --------------------------------------------------------------------------------------
     _m("engine-biased-std", ENGINE, "std = (var * count / max(count - 1, 1)).sqrt()", "std = var.sqrt()",
        "the gradient std of the TensorGuard features biased"),

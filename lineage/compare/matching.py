@@ -32,9 +32,12 @@ anything the null pairs of the seed-0 calibration battery show (`MIN_AGREEMENT`,
 false-positive rate is measured on the battery (`lineage evaluate calibration` prints it beside the exact
 test's) rather than claimed.
 
-**What it cannot see.** A derivative's units find their true partner only where the fingerprint stored it:
-1,024 units a layer (`lineage.probe.identity.UNIT_SAMPLE`), so its share is capped at `1024 / f` for an FFN of
-`f` units, below `MIN_AGREEMENT` beyond 2,048 units; there the disguise with sign flips still hides.
+**Wide FFNs.** A derivative's units find their true partner only where both fingerprints stored it: 1,024
+units a layer (`lineage.probe.identity.UNIT_SAMPLE`). They are the units whose gates respond most to the
+anchors (`lineage.probe.identity.profiled_units`), a function of the model that every disguise above leaves
+alone, so a disguised copy stores its reference's units, whatever the FFN's width; a fine-tune or a rounding
+swaps only units near the cut. (A seeded sample of positions, as before pipeline 9, capped a permuted copy's
+share at `1024 / f`, below `MIN_AGREEMENT` beyond 2,048 units.)
 """
 
 from __future__ import annotations

@@ -49,7 +49,6 @@ from lineage.probe.identity import (
     residual_coordinates,
     seeded_inputs,
     seeded_split,
-    unit_sample,
 )
 from lineage.probe.perturbations import PERTURBATIONS
 from lineage.probe.profiles import Profiles
@@ -60,8 +59,9 @@ Progress = Callable[[int, int], None]
 #: so fingerprints of different pipelines never compare and cache entries of an older one are not reused.
 #: 3-5: anchors chosen by token string when the model has a tokenizer; 6: sign-carrying identity responses;
 #: 7: the blocks' writes on seeded residual inputs (`seeded_vo`, `seeded_ffn`); 8: each profiled FFN unit's expert
-#: in a mixture's layers (`unit_expert`).
-PIPELINE_VERSION = 8
+#: in a mixture's layers (`unit_expert`); 9: an FFN wider than the unit sample profiles the units whose gates
+#: respond most to the anchors, not a seeded sample (`lineage.probe.identity.profiled_units`).
+PIPELINE_VERSION = 9
 #: A weight entry this large overflows float32 products on its own (float32 tops out at 3.4e38): real weights
 #: stay below 1e4, so the threshold only separates corrupt values from inputs that overflowed upstream.
 _OVERFLOWING = 1e30
@@ -455,11 +455,15 @@ def _probe(run: _Run, anchors: Anchors, seed: int) -> tuple[dict[str, np.ndarray
     read, _ = seeded_split(model.hidden_size, seed)
     circuits = CircuitProbe(
         model, embed_rows, mixing, put(torch.from_numpy(coords)),
-        lambda n, k: put(torch.from_numpy(unit_sample(n, seed, k))),
         put(torch.from_numpy(seeded_inputs(model.hidden_size, seed))), put(torch.from_numpy(read)),
     )
     per_layer, identity = [], {}
-    for layer in model.layers:
+    layers = list(model.layers)
+    if layers:
+        run.reader.prefetch(n for n in layers[0].names.values() if n)
+    for i, layer in enumerate(layers):
+        if i + 1 < len(layers):  # the disk reads the next layer while this one is probed
+            run.reader.prefetch(n for n in layers[i + 1].names.values() if n)
         probed = circuits.layer(layer, run)
         per_layer.append({k: v.cpu().numpy() for k, v in probed.sketches.items()})
         # Stored now: a response may be a view of a whole product, which must not stay alive for the run.

@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -307,6 +307,9 @@ class AdapterReader(Checkpoint):
         return delta
 
     # -- lifetime --------------------------------------------------------------------------------------
+
+    def prefetch(self, names: Iterable[str]) -> None:
+        self.base.prefetch(names)  # the adapter's own tensors are small
 
     def close(self) -> None:
         """Close both readers."""

@@ -20,6 +20,11 @@ from lineage.errors import CheckpointError, NonFiniteWeightsError
 from lineage.io.constants import TORCH_DTYPE_NAMES
 from lineage.io.header import TensorInfo
 
+#: Byte ranges of one file closer than this are read ahead as one (the gap costs less than a second request).
+READ_AHEAD_GAP = 1 << 20
+#: Bytes asked for by one read-ahead call (the kernel caps what one call reads; see `read_ahead`).
+READ_AHEAD_PIECE = 4 << 20
+
 
 def torch_dtype(path: Path, info: TensorInfo) -> torch.dtype:
     dtype = getattr(torch, TORCH_DTYPE_NAMES.get(info.dtype, ""), None)
@@ -117,6 +122,38 @@ def map_rows(path: Path, info: TensorInfo, dtype: torch.dtype, rows: tuple[int, 
         return pread_tensor(path, info, dtype, rows, fd=fd)
     data = torch.frombuffer(window, dtype=torch.uint8, count=stop - start, offset=start - base)
     return data.view(dtype).reshape(shape)
+
+
+def read_ahead(path: Path, spans: list[tuple[int, int]]) -> None:
+    """Ask the kernel to start reading the byte ranges `spans` of `path` into the page cache, and return at once.
+
+    The probes compute on one layer while the disk reads the next, and each layer's bytes come in a few long
+    sequential reads instead of one page fault at a time (a quantised format reads its parts in another order
+    than the file stores them: GPTQ transposes its words, and reads its scales and zero points apart). Ranges
+    closer than `READ_AHEAD_GAP` are read as one. Advice only: nothing is read here, and a file that cannot be
+    opened or advised (no `posix_fadvise` on this system) is left to the reads that follow, which report it.
+    """
+    if not spans or not hasattr(os, "posix_fadvise"):
+        return
+    merged: list[list[int]] = []
+    for start, end in sorted(spans):
+        if merged and start - merged[-1][1] <= READ_AHEAD_GAP:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end])
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        for start, end in merged:
+            # One piece at a time: Linux reads ahead at most a few MB of one call's range (8 MB here).
+            for piece in range(start, end, READ_AHEAD_PIECE):
+                os.posix_fadvise(fd, piece, min(READ_AHEAD_PIECE, end - piece), os.POSIX_FADV_WILLNEED)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def check_finite_values(path: Path, info: TensorInfo, values: torch.Tensor) -> None:

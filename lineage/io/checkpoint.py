@@ -12,13 +12,14 @@ from __future__ import annotations
 import hashlib
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from lineage.io.blocks import read_ahead
 from lineage.io.header import TensorInfo
 from lineage.io.vocab import Vocabulary
 
@@ -126,6 +127,22 @@ class Checkpoint(ABC):
         (float64 [out], `lineage.io.quant`; of a stack of experts stored `[E, in, out]`, expert `expert`'s per
         output); None where the reader stores it unquantised or cannot say."""
         return None
+
+    def prefetch(self, names: Iterable[str]) -> None:
+        """Start reading the tensors `names` into the page cache in the background (`read_ahead`: a hint; the
+        reads that follow are what read them). Unknown names are skipped. Readers over another reader pass the
+        names on to it."""
+        spans: dict[Path, list[tuple[int, int]]] = {}
+        for name in names:
+            for path, start, end in self._spans(name):
+                spans.setdefault(path, []).append((start, end))
+        for path, ranges in spans.items():
+            read_ahead(path, ranges)
+
+    def _spans(self, name: str) -> list[tuple[Path, int, int]]:
+        """Where the bytes of tensor `name` lie: `(file, start, end)` for each part (none when unknown)."""
+        info = self._infos.get(name)
+        return [] if info is None else [(self.folder / info.file, info.start, info.end)]
 
     @abstractmethod
     def close(self) -> None:

@@ -8,7 +8,7 @@ folder is deleted when the checkpoint is closed, unless downloads are kept (`kee
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -74,6 +74,9 @@ class HubCheckpoint(Checkpoint):
         check_finite: bool = True,
     ) -> torch.Tensor:  # fmt: skip
         return self._local.rows(name, index, dtype=dtype, check_finite=check_finite)
+
+    def prefetch(self, names: Iterable[str]) -> None:
+        self._local.prefetch(names)
 
     def close(self) -> None:
         """Close the reader and delete the fetched files (unless downloads are kept)."""

@@ -229,6 +229,13 @@ class CheckpointReader(Checkpoint):
         self._check_open()
         return self._quant.noise(name, self._read_stored, expert)
 
+    def _spans(self, name: str) -> list[tuple[Path, int, int]]:
+        """A quantised weight's bytes are its stored parts'."""
+        if self._quant is None or name not in self._quant.weights:
+            return super()._spans(name)
+        infos = [self._stored[part] for part in self._quant.weights[name][1].parts.values()]
+        return [(self.folder / info.file, info.start, info.end) for info in infos]
+
     def _quant_blocks(
         self, name: str, max_bytes: int, dtype: torch.dtype, check_finite: bool
     ) -> Iterator[tuple[int, torch.Tensor]]:

@@ -13,7 +13,7 @@ size of one dense layer's matrix, never the stacked tensor.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import replace
 
 import torch
@@ -117,6 +117,9 @@ class ViewedCheckpoint(Checkpoint):
             return self.base.rows(name, index, dtype=dtype, check_finite=check_finite)
         _, unique, inverse = self._row_index(name, index)
         return self._logical(name, dtype, check_finite)[unique][inverse]
+
+    def prefetch(self, names: Iterable[str]) -> None:
+        self.base.prefetch({self.views[n].source if n in self.views else n for n in names})
 
     def close(self) -> None:
         self.base.close()

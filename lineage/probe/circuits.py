@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from lineage.arch import LayerTensors, ResolvedModel
-from lineage.probe.identity import DENSE_FFN, SHARED_EXPERT, UNIT_SAMPLE
+from lineage.probe.identity import DENSE_FFN, SHARED_EXPERT, UNIT_SAMPLE, profiled_units
 from lineage.probe.profiles import Profiles
 
 
@@ -112,14 +112,12 @@ class CircuitProbe:
         embed_rows: [P, d] float32 anchor rows of the token embedding, on the device.
         mixing: [P, M] weights of the anchor mixtures (`lineage.probe.identity.mixing_weights`), on the device.
         coordinates: residual coordinates kept (int64, on the device).
-        units: `units(ffn_width, count)` -> at most `count` FFN units profiled (int64, on the device).
         seeded: `[K, d]` seeded residual inputs, zero at `read` (`lineage.probe.identity.seeded_inputs`).
         read: the residual coordinates their writes are kept at (int64, on the device).
     """
 
     def __init__(self, model: ResolvedModel, embed_rows: torch.Tensor, mixing: torch.Tensor,
-                 coordinates: torch.Tensor, units, seeded: torch.Tensor,
-                 read: torch.Tensor) -> None:  # noqa: ANN001 - a callable
+                 coordinates: torch.Tensor, seeded: torch.Tensor, read: torch.Tensor) -> None:
         self.model = model
         self.spec = model.spec
         self.probes = rms_unit(embed_rows, model.norm_eps)  # also the read-out directions
@@ -127,7 +125,6 @@ class CircuitProbe:
         # Every reader meets probes, mixtures and seeded inputs in one product.
         self.inputs = torch.cat([self.probes, self.mixtures, seeded])
         self.coordinates = coordinates
-        self.units = units
         self.read = read
 
     def _split(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -334,16 +331,23 @@ class CircuitProbe:
     def _one_ffn(self, layer: LayerTensors, w: Weights, ffn: str, h: torch.Tensor, mix: torch.Tensor,
                  count: int) -> tuple[torch.Tensor, dict[str, torch.Tensor] | None]:  # fmt: skip
         """One FFN's output on the probes and, when gated, its units' profiles `{gate, up, down: [U, M]}`."""
-        spec = self.spec
+        spec, n = self.spec, self.probes.shape[0]
         if layer[ffn + "gate_up"]:
             width = w.shape(layer[ffn + "gate_up"])[0] // 2
-            units = self.units(width, count)
-            both = torch.cat([units, units + width])
-            y, prof = self._affine(w, layer[ffn + "gate_up"], layer[ffn + "gate_up_bias"], h, mix, both)
-            (gate, up), (gate_prof, up_prof) = y.chunk(2, dim=1), prof.chunk(2, dim=1)
+            # Which units a wide FFN keeps is known only from the whole gate's responses to the probes, so its
+            # gate profiles every unit in the main product and the kept ones are picked after; a narrow FFN
+            # keeps every unit, its rows gathered on the way.
+            every = None if width > count else torch.arange(2 * width, device=h.device)
+            y, prof = self._affine(w, layer[ffn + "gate_up"], layer[ffn + "gate_up_bias"], h, mix, every)
+            gate, up = y.chunk(2, dim=1)
+            units = profiled_units(gate[:n].norm(dim=0), count)
+            gate_prof, up_prof = prof[:, units], prof[:, units + width]
         elif layer[ffn + "gate"]:
-            units = self.units(w.shape(layer[ffn + "gate"])[0], count)
-            gate, gate_prof = self._affine(w, layer[ffn + "gate"], layer[ffn + "gate_bias"], h, mix, units)
+            width = w.shape(layer[ffn + "gate"])[0]
+            every = None if width > count else torch.arange(width, device=h.device)  # as above
+            gate, gate_prof = self._affine(w, layer[ffn + "gate"], layer[ffn + "gate_bias"], h, mix, every)
+            units = profiled_units(gate[:n].norm(dim=0), count)
+            gate_prof = gate_prof[:, units]
             up, up_prof = self._affine(w, layer[ffn + "up"], layer[ffn + "up_bias"], h, mix, units)
         else:  # no gate, no sign symmetry of the units: nothing to profile
             up, _ = self._affine(w, layer[ffn + "up"], layer[ffn + "up_bias"], h)

@@ -16,11 +16,12 @@ read on the model's own normalised anchor embeddings (so two models of one token
   `RESIDUAL_COORDINATES` residual coordinates. Every function-preserving edit of the heads and FFN units
   (MergeLock maps, neuron permutations and rescaling, norm folding) leaves them unchanged; a rotation of
   the residual stream does not.
-- **unit responses** (`gate`, `up`, `down` for a seeded sample of `UNIT_SAMPLE` FFN units; `v`, `o` for
-  every value dimension): each unit's responses to `MIXTURES` seeded mixtures of the anchors (a unit's
-  profile), read on the input side for the readers and on the output side for the writers. They follow a
-  rotation of the residual stream (the anchors rotate with the model); a neuron permutation only reorders
-  them, which the test undoes by matching units on their `gate` profile (a gate row has no sign symmetry).
+- **unit responses** (`gate`, `up`, `down` for the `UNIT_SAMPLE` FFN units whose gates respond most to the
+  anchors, `profiled_units`; `v`, `o` for every value dimension): each unit's responses to `MIXTURES`
+  seeded mixtures of the anchors (a unit's profile), read on the input side for the readers and on the output
+  side for the writers. They follow a rotation of the residual stream (the anchors rotate with the model); a
+  neuron permutation only reorders them, which the test undoes by matching units on their `gate` profile (a
+  gate row has no sign symmetry).
   A mixture of experts' layer pools the units of every expert, and records which FFN each came from
   (`unit_expert`: the expert's index, `DENSE_FFN` or `SHARED_EXPERT`): no sign, so not a test input, only
   what lets the evidence say which expert was paired with which.
@@ -46,10 +47,14 @@ The third kind does not rest on the embedding at all:
 from __future__ import annotations
 
 import hashlib
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from lineage.probe.anchors import Anchors
+
+if TYPE_CHECKING:  # torch only where a model is probed: comparing fingerprints must not import it
+    import torch
 
 RESIDUAL_COORDINATES = 128  # residual coordinates kept (all of a narrower model)
 UNIT_SAMPLE = 1024  # FFN units profiled per layer (all of a narrower FFN)
@@ -77,14 +82,34 @@ def residual_coordinates(width: int, seed: int) -> np.ndarray:
     return np.sort(_generator(seed, f"coordinates:{width}").choice(width, RESIDUAL_COORDINATES, replace=False))
 
 
-def unit_sample(units: int, seed: int, count: int = UNIT_SAMPLE) -> np.ndarray:
-    """The (at most `count`) FFN units profiled in an FFN of `units` units: sorted, the same for every FFN of that
-    width. An expert of a mixture profiles its share of `UNIT_SAMPLE`, so a layer stores about as many units as
-    a dense one."""
+def profiled_units(scores: torch.Tensor, count: int = UNIT_SAMPLE) -> torch.Tensor:
+    """The (at most `count`) FFN units profiled: every unit of an FFN of at most `count` units, else the `count`
+    units whose gate responds most to the anchors. Sorted int64, on the scores' device.
+
+    Args:
+        scores: `[units]` each unit's score: the norm of its gate's responses to the anchor probes.
+        count: how many to keep (an expert of a mixture profiles its share of `UNIT_SAMPLE`, so a layer stores
+            about as many units as a dense one).
+
+    Why ranked and not seeded: a derivative whose units were permuted stores the same units as its reference
+    only if the choice follows the units, not their positions; the matching test (`lineage.compare.matching`)
+    can find a unit's partner only where both sides stored it. The gate's responses to the model's own anchors
+    are a function of the model, so every function-preserving map (a rotation of the residual stream, norm
+    rescaling, the units' permutation, their sign flips and rescaling of `up` against `down`: a gate has
+    neither) leaves each unit's score where it was; a fine-tune or a rounding moves the scores a little and
+    swaps only units near the cut. The exact tests' null is untouched: a unit's sign flip leaves its gate alone,
+    so the choice is blind to the flips their null rests on. (Their FFN-unit group loses a little power on an
+    undisguised fine-tune of a wide FFN: a seeded sample of positions kept the same units on both sides, this
+    choice keeps most of them.)
+    """
+    import torch
+
+    units = scores.shape[0]
     if units <= count:
-        return np.arange(units, dtype=np.int64)
-    purpose = f"units:{units}" if count == UNIT_SAMPLE else f"units:{units}:{count}"
-    return np.sort(_generator(seed, purpose).choice(units, count, replace=False))
+        return torch.arange(units, dtype=torch.int64, device=scores.device)
+    # Ties (equal scores) broken by position, so one set of weights always stores the same units.
+    order = torch.sort(-scores.double(), stable=True).indices[:count]
+    return torch.sort(order).values
 
 
 def mixing_weights(anchors: Anchors, seed: int, count: int = MIXTURES) -> np.ndarray:

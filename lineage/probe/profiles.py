@@ -1,12 +1,14 @@
 """Unit profiles read in a weight's one streamed pass, on only the units the weight test keeps.
 
-The weight test (`lineage.probe.identity`) reads each value dimension and a seeded sample of FFN units on a
-few anchor mixtures: a *reader* (`v`, `gate`, `up`) gives a unit's response, `mixtures @ W[units].T`; a
+The weight test (`lineage.probe.identity`) reads each value dimension and 1,024 FFN units a layer on a few
+anchor mixtures: a *reader* (`v`, `gate`, `up`) gives a unit's response, `mixtures @ W[units].T`; a
 *writer* (`o`, `down`) gives a unit's column read from the output side, `vectors @ W[:, units]`. Only the
-sampled units are needed (1,024 of a 7B model's 11,008 FFN units), so their rows or columns are gathered as
+kept units are needed (1,024 of a 7B model's 11,008 FFN units), so their rows or columns are gathered as
 the blocks stream past and met by the vectors in one product at the end, instead of meeting every block
 (which would cost about a sixth of all the model's products). Every unit of a reader with `units=None`
-rides along in the weight's main product instead (`ProbeEngine.respond`).
+rides along in the weight's main product instead (`ProbeEngine.respond`): the `gate` of an FFN wider than
+the units kept does, since its responses choose which units are kept (`lineage.probe.identity.profiled_units`)
+and the choice is known only once the whole gate has streamed past.
 """
 
 from __future__ import annotations

@@ -16,9 +16,12 @@ facts say `b` is the child of `a`, -1 for the reverse, and `weight` is how sure 
 * **Growth of the weights** (`PairFacts.growth`, raw responses): training adds a change nearly orthogonal to
   the parent, so the child's weights are the larger, by the change's own energy; abliteration projects a
   direction out of the residual writers (`o`, `down`: the only tensors it changes), so the child is the
-  smaller. A copy that kept its embedding (quantised, pruned) gives no vote: rounding adds noise and
-  pruning removes weight, mirror images that the raw responses alone cannot tell apart, so the rest of the
-  tree roots it. The vote's weight grows with `|growth|`: 1 for a clean `+-1`.
+  smaller. A copy that kept its embedding with a small change (quantised, pruned) gives a weak vote (0.3):
+  rounding adds noise and pruning removes weight, mirror images that the raw responses alone cannot tell
+  apart, so the quantisation grid tells: with neither side on one the change is no rounding and the smaller
+  is the pruned child, else the larger is the rounded one (seed 2: a pruned fine-tune's edge was reversed and
+  called quantized); the rest of the tree may outvote it. The vote's weight grows with `|growth|`: 1 for a
+  clean `+-1`.
 * **Disguise**: a model that computes its relative's very function in another weight basis (a rotation,
   MergeLock maps, rescaled norms) was made from it. A rotation changes the embedding: the rotated side's
   embedding energy is spread more unevenly over the kept residual coordinates. Rescaled norm gains change
@@ -120,11 +123,16 @@ def edge_votes(a: Fingerprint, b: Fingerprint, facts: PairFacts) -> list[Vote]:
         else:
             # Embedding kept: a merged adapter or a quantisation adds a change (the larger is the child), pruning
             # removes weight (the mirror image); adapters change far more than rounding does, so their vote is
-            # sure, a small change's weak (the rest of the tree roots a pruned copy).
+            # sure, a small change's weak. A small change with neither side on a quantisation grid is no
+            # rounding that left its mark: weight removed, the smaller is the child (pruning).
             mean = sum(facts.changed.values()) / max(1, len(facts.changed))
-            sure = mean >= ADAPTER_CHANGE
-            why = "a change added to the decoder: the larger is the child"
-            votes.append((weight * (1.0 if sure else 0.3), grew, why))
+            if mean >= ADAPTER_CHANGE:
+                votes.append((weight, grew, "a change added to the decoder: the larger is the child"))
+            elif facts.grids == (None, None):
+                why = "a small change on no quantisation grid: pruned, the smaller is the child"
+                votes.append((0.3 * weight, -grew, why))
+            else:
+                votes.append((0.3 * weight, grew, "a change added to the decoder: the larger is the child"))
     return votes
 
 

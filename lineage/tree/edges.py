@@ -110,17 +110,29 @@ def _renumbered(a: Fingerprint, b: Fingerprint) -> bool:
     return anchors_moved(a, b)
 
 
+def _permuted(a: Fingerprint, b: Fingerprint) -> bool:
+    """Whether the two hold vocabularies of one size with shared anchor tokens at other ids (a permutation)."""
+    same_size = a.summary is None or b.summary is None or a.summary.vocab_size == b.summary.vocab_size
+    return same_size and anchors_moved(a, b)
+
+
 def _copy_side(a: Fingerprint, b: Fingerprint) -> int:
-    """Which of two near-exact copies (same shapes and numbering) is the copy: +1 for `b`, -1 for `a`, 0 when
-    nothing tells. The one stored in fewer bits is the cast; else the one whose values lie on the coarser
-    quantisation grid (`lineage.tree.evidence.grid_of`: an int8 round trip stored in its original's dtype);
-    else rounding added noise nearly orthogonal to the weights, so the copy is the larger (`lineage.tree.evidence`
-    on growth). That last call is weak: at an int8 round trip's raw distance (0.005) the noise's own energy is
-    smaller than its chance overlap with the weights' responses, so it is right about half the time."""
+    """Which of two near-exact copies (same decoder shapes, no permuted vocabulary) is the copy: +1 for `b`, -1
+    for `a`, 0 when nothing tells. The one stored in fewer bits is the cast; else the one with fewer tokens (rows
+    dropped, nothing trained: a trimmed vocabulary, as `lineage.tree.direction` reads it); else the one whose
+    values lie on the coarser quantisation grid (`lineage.tree.evidence.grid_of`: an int8 round trip stored in
+    its original's dtype); else rounding added noise nearly orthogonal to the weights, so the copy is the larger
+    (`lineage.tree.evidence` on growth). That last call is weak: at an int8 round trip's raw distance (0.005) the
+    noise's own energy is smaller than its chance overlap with the weights' responses, so it is right about half
+    the time."""
     pa = precision(a.summary.dtypes) if a.summary else None
     pb = precision(b.summary.dtypes) if b.summary else None
     if pa is not None and pb is not None and pa != pb:
         return 1 if pb < pa else -1
+    va = a.summary.vocab_size if a.summary else None
+    vb = b.summary.vocab_size if b.summary else None
+    if va is not None and vb is not None and va != vb:
+        return 1 if vb < va else -1
     ga, gb = grid_of(a), grid_of(b)
     if ga != gb:  # a model on no grid counts as the finest
         return 1 if (gb or math.inf) < (ga or math.inf) else -1
@@ -131,11 +143,16 @@ def _copy_side(a: Fingerprint, b: Fingerprint) -> int:
 
 
 def copy_originals(fps: Sequence[Fingerprint], measured: Sequence[PairTest]) -> dict[int, int]:
-    """copy -> its original, for the measured pairs of near-exact copies (raw distance under `CAST`, the same
-    vocabulary numbering: a renumbered copy is told apart by `RENUMBERED`), followed to the first original."""
+    """copy -> its original, for the measured pairs of near-exact copies (raw distance under `CAST`, no
+    permuted vocabulary), followed to the first original.
+
+    A trimmed vocabulary is such a copy, the smaller one (seed 2 of the catalog: with tokens gone, the copy's
+    sketch distances to its original's relatives differ from the original's by more than `RENUMBERED`, and the
+    original's parent hung from the copy); a permuted one is not (nothing tells which side is the copy:
+    `RENUMBERED` keeps the two apart)."""
     parent: dict[int, int] = {}
     for p in sorted(measured, key=lambda p: (p.raw if p.raw is not None else math.inf, p.a, p.b)):
-        if p.raw is None or p.raw >= CAST or _renumbered(fps[p.a], fps[p.b]):
+        if p.raw is None or p.raw >= CAST or _permuted(fps[p.a], fps[p.b]):
             continue
         side = _copy_side(fps[p.a], fps[p.b])
         if side == 0:

@@ -114,3 +114,45 @@ def test_gradient_kurtosis_directs_head_maps_not_a_neuron_permutation() -> None:
 
     assert votes({"gate", "up", "down"}) == []
     assert [why for _, _, why in votes({"v", "o"})] == ["the disguised side's gradient kurtosis rose"]
+
+
+def test_a_sibling_sharing_its_siblings_direction_is_told_by_the_joint_share() -> None:
+    """Continued pre-training on the data every code fine-tune saw: it carries more than a whole fine-tune's
+    change seen alone (the projection is over 1, as seed 2's `llama-8b-cpt`), but regressed on all the
+    fine-tunes' changes it splits among them, where a child of one would need all of that one's."""
+    from lineage.tree import build_tree
+    from lineage.tree.chains import WHOLE_CHANGE, carried, misplaced
+
+    rng = np.random.default_rng(12)
+    b = base("base", rng)
+    shared = _noise(b, rng)
+    # A quarter of each fine-tune's change is the shared part (the catalog's fine-tunes share 0.2-0.4).
+    fts = [_moved(f"ft{k}", b, (0.15, shared), (0.25, _noise(b, rng))) for k in range(3)]
+    cpt = _moved("cpt", b, (0.6, shared), (0.5, _noise(b, rng)))
+    flat = lambda fp: np.concatenate([fp.responses[k].ravel() for k in sorted(fp.responses)])  # noqa: E731
+    g, x, y = flat(b), flat(fts[0]), flat(cpt)
+    others = [flat(f) for f in fts[1:]]
+    assert carried(g, x, y) > 1.0 > WHOLE_CHANGE > carried(g, x, y, others)
+    # The forest hangs it from a fine-tune (nearer it than the base); the joint share re-hangs it.
+    oriented = {(0, 1): (0, 1, True), (0, 2): (0, 2, True), (0, 3): (0, 3, True), (1, 4): (1, 4, True)}
+    assert [c[1:] for c in misplaced([b, *fts, cpt], oriented)] == [(0, 1, 4)]
+    tree = build_tree([b, *fts, cpt])
+    assert sorted((e.parent, e.child) for e in tree.edges) == [("base", n) for n in ("cpt", "ft0", "ft1", "ft2")]
+
+
+def test_a_grandchild_keeps_its_parent_when_its_parents_siblings_share_the_data() -> None:
+    """The joint share of a true child stays about 1 however much its parent's siblings share with it."""
+    from lineage.tree import build_tree
+    from lineage.tree.chains import WHOLE_CHANGE, carried
+
+    rng = np.random.default_rng(13)
+    b = base("base", rng)
+    shared = _noise(b, rng)
+    fts = [_moved(f"ft{k}", b, (0.15, shared), (0.25, _noise(b, rng))) for k in range(3)]
+    grandchild = _moved("grandchild", fts[0], (0.2, _noise(b, rng)))  # ft0's whole change and one of its own
+    flat = lambda fp: np.concatenate([fp.responses[k].ravel() for k in sorted(fp.responses)])  # noqa: E731
+    share = carried(flat(b), flat(fts[0]), flat(grandchild), [flat(f) for f in fts[1:]])
+    assert WHOLE_CHANGE < share < 1.1
+    tree = build_tree([b, *fts, grandchild])
+    assert sorted((e.parent, e.child) for e in tree.edges) == [
+        ("base", "ft0"), ("base", "ft1"), ("base", "ft2"), ("ft0", "grandchild")]

@@ -57,3 +57,22 @@ def test_a_trained_child_of_a_rounded_model_is_not_read_as_its_parent() -> None:
     facts = pair_facts(rounded, tuned, 0.1, 0.3)  # far more apart than a round trip to 4 bits moves weights
     assert rounded_side(facts) == 0
     assert [(e.parent, e.child) for e in build_tree([rounded, tuned]).edges] == [("rounded", "tuned")]
+
+
+def test_a_small_change_on_no_grid_is_read_as_pruning() -> None:
+    """Two models of one embedding, a small change of every projection, `b` the smaller: with neither on a
+    quantisation grid the change is no rounding, so `b` lost weight (pruned, the child); with `a` on a grid the
+    change is `a`'s rounding noise and the larger, `a`, is the child."""
+    from lineage.tree.direction import edge_votes
+    from lineage.tree.evidence import PairFacts
+
+    rng = np.random.default_rng(6)
+    a, b = base("a", rng), base("b", rng)
+
+    def votes(grids: tuple) -> list:
+        facts = PairFacts((2, 2), (64, 64), (100, 100), (("F32",), ("F32",)), 0.0003, 0.11, True,
+                          dict.fromkeys(("q", "up"), 0.11), 0.0, -0.8, False, grids)  # fmt: skip
+        return [(s, why) for w, s, why in edge_votes(a, b, facts) if w > 0]
+
+    assert votes((None, None)) == [(1, "a small change on no quantisation grid: pruned, the smaller is the child")]
+    assert {s for s, _ in votes((4, None))} == {-1}

@@ -107,3 +107,31 @@ def test_a_copy_hangs_from_its_original() -> None:
     assert all(p.raw is not None and p.raw < 0.02 for p in pairs)
     originals = copy_originals(fps, pairs)
     assert originals == {1: 0, 2: 0}
+
+
+def test_a_merge_of_parents_that_grew_little_from_their_base_is_found() -> None:
+    """Fine-tunes that shrink the weights as they train (weight decay) grow from their base by less than an
+    orthogonal change would (the catalog's seed 2: Mistral's instruct model 0.51, its TIES merge 0.68): still
+    their base's descendants (an ancestor of the base is smaller than it, growth about -1), so the merge of two
+    of them is found."""
+    from lineage.tree.merges import growth
+
+    rng = np.random.default_rng(0)
+    size = len(KEYS) * 96
+    base = rng.normal(size=size)
+    unit = base / float(base @ base)
+
+    def tuned() -> np.ndarray:
+        d = 0.3 * rng.normal(size=size)
+        d -= float(d @ base) * unit
+        return base + d - 0.25 * float(d @ d) * unit  # <base, change> = -0.25 |change|^2: growth 0.5
+
+    vectors = {"base": base, "ft0": tuned(), "ft1": tuned(), "ft2": tuned()}
+    keep = [rng.random(size) < 0.5 for _ in range(2)]
+    vectors["dare"] = base + sum(m * (vectors[f"ft{k}"] - base) for k, m in enumerate(keep))
+    assert all(0.4 < growth(base, vectors[n]) < 0.6 for n in ("ft0", "ft1", "dare"))
+    fps = [_fp(n, v) for n, v in vectors.items()]
+    found = lambda o: [(fps[f.child].name, sorted(fps[i].name for i, _ in f.parents))  # noqa: E731
+                       for f in find_merges(fps, list(range(len(fps))), o)]  # fmt: skip
+    assert found(MergeOptions()) == [("dare", ["ft0", "ft1"])]
+    assert found(MergeOptions(min_parent_growth=0.6)) == [] and found(MergeOptions(min_growth=0.6)) == []
