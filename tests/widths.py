@@ -30,6 +30,8 @@ WIDE = {
     "rms_norm_eps": 1e-6,
     "tie_word_embeddings": True,
 }
+
+
 def distilled(
     student: dict[str, torch.Tensor],
     student_config: dict,
