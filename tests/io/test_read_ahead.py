@@ -102,3 +102,16 @@ def test_reading_ahead_changes_no_value(gptq: Path) -> None:
         before = ckpt.tensor("model.layers.0.self_attn.q_proj.weight")
         ckpt.prefetch(ckpt.names())
         assert torch.equal(ckpt.tensor("model.layers.0.self_attn.q_proj.weight"), before)
+
+
+def test_a_view_reads_its_stored_tensor_ahead(gptq: Path, advised: list) -> None:
+    from lineage.arch.views import View
+    from lineage.io.views import ViewedCheckpoint
+
+    stored = "model.layers.0.self_attn.o_proj.weight"
+    with open_checkpoint(gptq) as ckpt:
+        viewed = ViewedCheckpoint(ckpt, {"o.transposed": View(stored, transpose=True)})
+        viewed.prefetch(["o.transposed"])
+        parts = [ckpt._stored[p] for p in ckpt._quant.weights[stored][1].parts.values()]
+    for part in parts:
+        assert set(range(part.start, part.end)) <= _covered(advised, part.file), part.name
