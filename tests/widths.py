@@ -40,27 +40,21 @@ def distilled(
     steps: int = 20,
     seed: int = 0,
 ) -> dict[str, torch.Tensor]:
-    """`student` after `steps` Adam steps (lr 1e-3) towards `teacher`'s next-token distribution on random
-    tokens (KL divergence), as Minitron's distillation after pruning. Needs transformers."""
+    """`student` after `steps` steps of `lineage.catalog.train.distill_lm` (AdamW at 1e-3, no warm-up, 4 windows of
+    32 tokens) towards `teacher`'s next-token distribution on a seeded random token stream, as Minitron's
+    distillation after pruning. Needs transformers."""
     from transformers import LlamaConfig, LlamaForCausalLM
+
+    from lineage.catalog.train import TrainConfig, distill_lm
 
     def model(tensors: dict[str, torch.Tensor], config: dict) -> torch.nn.Module:
         m = LlamaForCausalLM(LlamaConfig(**{k: v for k, v in config.items() if k != "model_type"}))
         m.load_state_dict(tensors, strict=False)  # a tied head is the embedding
         return m
 
-    gen = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
-    t, s = model(teacher, teacher_config).eval(), model(student, student_config).train()
-    opt = torch.optim.Adam(s.parameters(), lr=1e-3)
-    for _ in range(steps):
-        ids = torch.randint(0, student_config["vocab_size"], (4, 32), generator=gen)
-        with torch.no_grad():
-            target = torch.log_softmax(t(ids).logits, -1)
-        loss = torch.nn.functional.kl_div(torch.log_softmax(s(ids).logits, -1), target, log_target=True,
-                                          reduction="batchmean")  # fmt: skip
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    ids = torch.randint(0, student_config["vocab_size"], (8192,), generator=torch.Generator().manual_seed(seed))
+    s = model(student, student_config)
+    distill_lm(s, model(teacher, teacher_config), ids,
+               TrainConfig(steps=steps, lr=1e-3, batch_size=4, seq_len=32, seed=seed, warmup=0))  # fmt: skip
     state = s.state_dict()
     return {k: state[k].detach().clone().contiguous() for k in student}

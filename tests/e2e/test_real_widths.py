@@ -4,8 +4,9 @@ Residual width 576 -> 432 (-25%) and FFN 1536 -> 1024 (-33%), kept by weight nor
 stand-in for the recipe's activation importance), sorted by importance, then briefly fine-tuned on real text
 (a stand-in for its distillation): `derived` from SmolLM2, and its attention and FFN residual groups say so
 on their own, with its residual coordinates paired to SmolLM2's (`lineage.compare.widths`). The same pruned
-model distilled from SmolLM2's logits (`tests.widths.distilled`: Adam at 1e-3, the KL divergence to the
-parent's next-token distribution, `DISTIL_STEPS` steps), as the recipe does after pruning: `derived` too.
+model distilled from SmolLM2's logits (`tests.widths.distilled`: `DISTIL_STEPS` steps of the catalog's
+`distill_lm`, AdamW at 1e-3 towards the parent's next-token distribution), as the recipe does after pruning:
+`derived` too.
 Models of the narrower width, heads and tokenizer that never saw SmolLM2's weights are not: one randomly
 initialised and briefly trained on the same text, one randomly initialised and distilled from SmolLM2 just as
 long as the pruned one (a student: SmolLM2's function as far as the steps get it, none of its weights).
