@@ -59,6 +59,8 @@ TESTS = {
     "lineage/compare/matching.py": ("tests/classify/test_unit_matching.py", "tests/classify/test_levels.py"),
     "lineage/probe/identity.py": ("tests/classify/test_wide_matching.py", "tests/probe/test_pinned_layouts.py"),
     "lineage/probe/circuits.py": ("tests/classify/test_wide_matching.py", "tests/probe/test_pinned_layouts.py"),
+    "lineage/compare/frames.py": ("tests/classify/test_frame_units.py", *PVALUE_TESTS),
+    "lineage/probe/frame.py": ("tests/probe/test_frame.py", "tests/classify/test_frame_units.py"),
 }
 
 
@@ -94,6 +96,7 @@ WIDTHS, MATCHING = "lineage/compare/widths.py", "lineage/compare/matching.py"
 KMEANS, PVALUES, FDR = "lineage/decide/kmeans.py", "lineage/decide/pvalues.py", "lineage/decide/fdr.py"
 VERDICT, CALIBRATE, ENGINE = "lineage/decide/verdict.py", "lineage/decide/calibrate.py", "lineage/probe/engine.py"
 UNITS, CIRCUITS = "lineage/probe/identity.py", "lineage/probe/circuits.py"
+FRAMES, FRAME = "lineage/compare/frames.py", "lineage/probe/frame.py"
 # fmt: off
 MUTANTS: tuple[Mutant, ...] = (
     # -- the sign test ---------------------------------------------------------------------------------------
@@ -112,6 +115,19 @@ MUTANTS: tuple[Mutant, ...] = (
     _m("signs-nan-kept", SIGNS, "    f = f[np.isfinite(f)]\n", "",
        "a NaN term makes z NaN, whose tail is taken as 0: p = 0, derived"),
     # -- the weight test ---------------------------------------------------------------------------------------
+    _m("frames-not-paired", FRAMES, "    return linear_sum_assignment(-agree)",
+       "    return np.arange(len(gram_a)), np.arange(len(gram_b))",
+       "frame directions compared by their order of norm: a fine-tune that swaps two norms loses the group"),
+    _m("frames-paired-by-up", IDENTITY,
+       'pair_frames(a.identity["frame"], b.identity["frame"], side_a[0], side_b[0])',
+       'pair_frames(a.identity["frame"], b.identity["frame"], side_a[1], side_b[1])',
+       "the frames paired on a response that flips with the null: the search peeks at the signs"),
+    _m("frame-of-up-rows", FRAME, 'return layer, layer["gate"], False', 'return layer, layer["up"], False',
+       "the frame made of rows a unit's sign flip negates: the null's flips move the frame, and every profile"),
+    _m("frame-gain-not-folded", FRAME, "            block = block * gain.double()", "            pass",
+       "the frame ignores the norm gain: a copy with its gains folded into the gate gets another frame"),
+    _m("identity-no-frame-group", IDENTITY, "        groups += _frame_units(a, b)", "        pass",
+       "layers behind a new embedding and a rotation hide again"),
     _m("identity-embed-rows-at-suspect-positions", IDENTITY,
        'b.identity["embed"][keep_b]', 'b.identity["embed"][keep_a]',
        "the embedding group loses its power on every vocabulary edit"),

@@ -27,20 +27,24 @@ pruned, duplicated (up-scaled) and reordered layers line up, at any two depths. 
 and value dimensions at two widths (a width-pruned suspect, `lineage.compare.widths`): they are paired one
 to one from `|cos|` alone, so each term still changes sign with one flip of each side and no other.
 
-**Six groups, one Bonferroni correction.** Residual coordinates over the embedding and head rows, over
+**Seven groups, one Bonferroni correction.** Residual coordinates over the embedding and head rows, over
 the attention blocks' value-output writes and over the FFN blocks' writes (these survive every edit of
 heads and units: MergeLock maps, neuron permutations and rescaling, norm folding); FFN units, matched by
 their gate profile (these follow a rotation of the residual stream, and a neuron permutation); value
-dimensions (rotation again); and the *seeded* residual group: per read coordinate, the attention and FFN
+dimensions (rotation again); the *seeded* residual group: per read coordinate, the attention and FFN
 writes of every layer on seeded residual inputs that are zero at the read coordinates
 (`lineage.probe.identity.seeded_split`). A flip of read coordinates leaves those inputs alone and flips only
-the writes there, so its terms are fair coins under the same symmetry; it is the one group that does not
-start from the model's embedding, so layers under a replaced embedding, or behind a vocabulary that shares
-too few anchors for the other residual groups, are still tested. The pair's p-value is the smallest group's
-times the number of groups tested. Only a disguise that at once rotates the residual stream and redraws
-every unit's sign or basis (a rotation, plus per-head invertible maps, plus FFN sign flips) leaves all six
-blind: no exact test can see through every symmetry of the architecture, because each one is also a free
-disguise. The unit matching test (`lineage.compare.matching`) sees that disguise, on an empirical null.
+the writes there, so its terms are fair coins under the same symmetry; it does not start from the model's
+embedding, so layers under a replaced embedding, or behind a vocabulary that shares too few anchors for the
+other residual groups, are still tested. And the *frame* units: FFN units again, profiled on directions each
+model's own gate rows define (`lineage.probe.frame`) instead of its anchors, the two frames paired first
+(`lineage.compare.frames`), so neither a new embedding nor a rotation of the residual stream, nor both at
+once, hides them; a unit's sign flip negates its own term and nothing the frame, the pairing or the choice of
+layers reads. The pair's p-value is the smallest group's times the number of groups tested. Only a disguise
+that at once rotates the residual stream and redraws every unit's sign or basis (a rotation, plus per-head
+invertible maps, plus FFN sign flips) leaves all seven blind: no exact test can see through every symmetry
+of the architecture, because each one is also a free disguise. The unit matching test
+(`lineage.compare.matching`) sees that disguise, on an empirical null.
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from lineage.compare.experts import LayerExperts, pair_experts
+from lineage.compare.frames import pair_frames
 from lineage.compare.signs import SignTest, sign_test, stable
 from lineage.compare.similarity import shared_positions
 from lineage.compare.widths import paired_coordinates, paired_units
@@ -62,7 +67,9 @@ MIN_SIGNS = 8  # a group with fewer independent signs is not tested
 SELECT_UNITS = 64  # suspect units whose matches choose the reference layer of the FFN-unit test
 TEST_UNITS = 256  # suspect units per layer the FFN-unit test sums over
 CANDIDATES = 3  # reference layers per suspect layer scored by unit matching (preselected by gate Gram)
-GROUPS: tuple[str, ...] = ("embedding", "attention", "ffn", "ffn units", "value units", "seeded residual")
+GROUPS: tuple[str, ...] = (
+    "embedding", "attention", "ffn", "ffn units", "value units", "seeded residual", "frame units",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -162,6 +169,8 @@ def weight_test(a: Fingerprint, b: Fingerprint) -> WeightTest:
         groups += _value_units(a, b)
     if residual and same_width:  # read on seeded inputs (no anchor needs to be shared), seeded by the width
         groups += _seeded_residual(a, b)
+    if _symmetric(a, b, "ffn"):  # read on each model's weight frame: no anchor, any width
+        groups += _frame_units(a, b)
     groups = [g for g in groups if g.test.signs >= MIN_SIGNS]
     if not groups:
         return NO_MATCH
@@ -297,15 +306,38 @@ def _gram(g: np.ndarray) -> np.ndarray:
 
 
 def _ffn_units(a: Fingerprint, b: Fingerprint) -> list[GroupResult]:
-    ga, ua, da = _layers(a, "gate"), _layers(a, "up"), _layers(a, "down")
-    gb, ub, db = _layers(b, "gate"), _layers(b, "up"), _layers(b, "down")
+    """FFN units profiled on the anchor mixtures, matched by gate; the experts matched read back beside them."""
+    side_a, side_b = ([_layers(fp, k) for k in ("gate", "up", "down")] for fp in (a, b))
+    return _unit_group("ffn units", a, b, side_a, side_b, (_layers(a, "unit_expert"), _layers(b, "unit_expert")))
+
+
+def _frame_units(a: Fingerprint, b: Fingerprint) -> list[GroupResult]:
+    """FFN units profiled on each model's weight frame (`lineage.probe.frame`), the frames paired first
+    (`lineage.compare.frames`): no anchor enters, so neither a new embedding nor a rotation hides them."""
+    if "frame" not in a.identity or "frame" not in b.identity:
+        return []
+    side_a, side_b = ([_layers(fp, f"frame_{k}") for k in ("gate", "up", "down")] for fp in (a, b))
+    if not (side_a[0] and side_b[0]):
+        return []
+    ca, cb = pair_frames(a.identity["frame"], b.identity["frame"], side_a[0], side_b[0])
+    side_a = [{i: x[:, ca] for i, x in d.items()} for d in side_a]
+    side_b = [{j: x[:, cb] for j, x in d.items()} for d in side_b]
+    return _unit_group("frame units", a, b, side_a, side_b)
+
+
+def _unit_group(name: str, a: Fingerprint, b: Fingerprint, side_a: list[dict], side_b: list[dict],
+                experts_of: tuple[dict, dict] = ({}, {})) -> list[GroupResult]:  # fmt: skip
+    """One term per suspect unit (`side_*`: `{layer: profiles}` of `gate`, `up`, `down`, columns alike): the mean
+    cosine of its `up` and `down` profiles with those of the reference unit whose `gate` profile is closest, in
+    the reference layer whose units match best. Gates choose everything, so the terms' signs are fair coins."""
+    (ga, ua, da), (gb, ub, db) = side_a, side_b
     if not (ga and gb) or next(iter(ga.values())).shape[1] != next(iter(gb.values())).shape[1]:
         return []
     flip_a = "ffn" in a.settings.get("symmetry", ())  # whose unit signs the null flips (see _symmetric)
     ib = list(gb)
     grams_b = np.stack([_gram(gb[j]) for j in ib])
     nb = {j: _unit_rows(gb[j]) for j in ib}
-    ea, eb = _layers(a, "unit_expert"), _layers(b, "unit_expert")
+    ea, eb = experts_of
     terms: dict[tuple[int, int], float] = defaultdict(float)
     layers, experts = [], []
     for i, g in ga.items():
@@ -326,7 +358,7 @@ def _ffn_units(a: Fingerprint, b: Fingerprint) -> list[GroupResult]:
             keys = np.arange(len(na)) if flip_a else every
             experts.append(pair_experts((i, j), (ea.get(i), eb.get(j)), every, f_every, keys))
     test = sign_test(np.fromiter(terms.values(), float))
-    return [GroupResult("ffn units", test, tuple(layers), tuple(experts))]
+    return [GroupResult(name, test, tuple(layers), tuple(experts))]
 
 
 def _value_units(a: Fingerprint, b: Fingerprint) -> list[GroupResult]:

@@ -3,7 +3,7 @@
 Every symmetry that gives the weight test an exact null (`lineage.compare.identity`) is also a free disguise.
 A thief who rotates the residual stream, redraws every value basis per head, permutes the FFN units *and*
 flips their signs (a unit's `up` row and `down` column times -1; a gated unit's gate cannot flip) leaves all
-six groups blind: each group's signs are then the thief's coin flips. What no function-preserving map
+seven groups blind: each group's signs are then the thief's coin flips. What no function-preserving map
 changes is *which units belong together*. The idea is the matching test of Zhu et al., "Independence Tests
 for Language Models" (ICML 2025): pair the units of suspect and reference twice, from two different
 weights, each time by a statistic the whole group leaves alone, and count how often the two pairings agree.
@@ -38,6 +38,14 @@ anchors (`lineage.probe.identity.profiled_units`), a function of the model that 
 alone, so a disguised copy stores its reference's units, whatever the FFN's width; a fine-tune or a rounding
 swaps only units near the cut. (A seeded sample of positions, as before pipeline 9, capped a permuted copy's
 share at `1024 / f`, below `MIN_AGREEMENT` beyond 2,048 units.)
+
+**On the anchors, or on the weight frame.** The profiles are read on mixtures of the model's anchors, which a
+tokenizer transplant takes away; each unit is also profiled on its model's weight frame (`lineage.probe.frame`,
+directions its own gate rows define, paired between the two models by `lineage.compare.frames` from gate
+profiles and the frame's Gram alone). Every map above leaves the frame profiles as it leaves the anchor ones,
+and no embedding enters them, so the test runs on both and keeps the stronger: a rotated, sign-flipped copy
+behind a new vocabulary is paired on its frame. Two looks at a null pair instead of one: the calibration
+measures the rule as it is, both looks included.
 """
 
 from __future__ import annotations
@@ -47,6 +55,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lineage.compare.frames import pair_frames
 from lineage.compare.identity import CANDIDATES, SELECT_UNITS, _gram, _layers, _subset, _unit_rows
 from lineage.compare.signs import stable
 from lineage.fingerprint.format import Fingerprint
@@ -71,6 +80,7 @@ class Matching:
         chance: the mean chance agreement per unit (module docstring).
         log10_tail: log10 of the binomial tail `P(Bin(units, chance) >= agreements)`: a score, not a p-value.
         layers: `(suspect layer, reference layer, share of agreeing units)` per matched layer.
+        profiles: what the units' profiles were read on: `anchors` (mixtures of the anchors) or `frame`.
     """
 
     units: int
@@ -78,6 +88,7 @@ class Matching:
     chance: float
     log10_tail: float
     layers: tuple[tuple[int, int, float], ...] = ()
+    profiles: str = "anchors"
 
     @property
     def share(self) -> float:
@@ -92,14 +103,16 @@ class Matching:
     def rule(self) -> str:
         """The rule as one line (for a verdict)."""
         return (
-            f"unit matching ({EMPIRICAL_NULL}): the gate and up/down pairings of FFN units agree for "
-            f"{self.agreements}/{self.units} units ({self.share:.1%}; chance {self.chance:.2%}, binomial tail "
-            f"1e{self.log10_tail:.0f}); derived needs >= {MIN_AGREEMENT:.0%} and < 1e{MAX_LOG10_TAIL:.0f}"
+            f"unit matching ({EMPIRICAL_NULL}): the gate and up/down pairings of FFN units (profiled on the "
+            f"{self.profiles}) agree for {self.agreements}/{self.units} units ({self.share:.1%}; chance "
+            f"{self.chance:.2%}, binomial tail 1e{self.log10_tail:.0f}); derived needs >= {MIN_AGREEMENT:.0%} "
+            f"and < 1e{MAX_LOG10_TAIL:.0f}"
         )
 
     def to_dict(self) -> dict:
         return {
             "null": EMPIRICAL_NULL,
+            "profiles": self.profiles,
             "units": self.units,
             "agreements": self.agreements,
             "share": self.share,
@@ -113,19 +126,36 @@ class Matching:
 
 
 def unit_matching(a: Fingerprint, b: Fingerprint) -> Matching | None:
-    """The matching test of `a` (suspect) against `b` (reference); rule in the module docstring.
+    """The matching test of `a` (suspect) against `b` (reference), on the anchor profiles and on the weight frame's,
+    the derived one kept, else the one of the larger share; rule in the module docstring.
 
     Args:
         a, b: fingerprints made by lineage.
 
     Returns:
         The test, or None where it cannot run: no gated FFN units on one side, profiles read on other anchor
-        kinds or numbers of mixtures, fewer than `MIN_UNITS` units.
+        kinds or numbers of mixtures and no frame on one side, fewer than `MIN_UNITS` units.
     """
-    if not (a.identity and b.identity) or a.anchor_basis != b.anchor_basis:
+    if not (a.identity and b.identity):
         return None
-    ga, ua, da = _layers(a, "gate"), _layers(a, "up"), _layers(a, "down")
-    gb, ub, db = _layers(b, "gate"), _layers(b, "up"), _layers(b, "down")
+    looks = []
+    if a.anchor_basis == b.anchor_basis:
+        sides = [[_layers(fp, k) for k in ("gate", "up", "down")] for fp in (a, b)]
+        looks.append(_matching(*sides, "anchors"))
+    if "frame" in a.identity and "frame" in b.identity:
+        side_a, side_b = ([_layers(fp, f"frame_{k}") for k in ("gate", "up", "down")] for fp in (a, b))
+        if side_a[0] and side_b[0]:
+            ca, cb = pair_frames(a.identity["frame"], b.identity["frame"], side_a[0], side_b[0])
+            side_a = [{i: x[:, ca] for i, x in d.items()} for d in side_a]
+            side_b = [{j: x[:, cb] for j, x in d.items()} for d in side_b]
+            looks.append(_matching(side_a, side_b, "frame"))
+    looks = [m for m in looks if m is not None]
+    return max(looks, key=lambda m: (m.derived, m.share), default=None)
+
+
+def _matching(side_a: list[dict], side_b: list[dict], profiles: str) -> Matching | None:
+    """The test on one kind of profiles (`side_*`: `{layer: profiles}` of `gate`, `up`, `down`, columns alike)."""
+    (ga, ua, da), (gb, ub, db) = side_a, side_b
     if not (ga and gb) or next(iter(ga.values())).shape[1] != next(iter(gb.values())).shape[1]:
         return None
     ib = list(gb)
@@ -148,7 +178,7 @@ def unit_matching(a: Fingerprint, b: Fingerprint) -> Matching | None:
     if units < MIN_UNITS:
         return None
     chance = min(expected / units, 1.0)
-    return Matching(units, agreements, chance, _log10_tail(agreements, units, chance), tuple(layers))
+    return Matching(units, agreements, chance, _log10_tail(agreements, units, chance), tuple(layers), profiles)
 
 
 def chance_agreement(first: np.ndarray, second: np.ndarray, f: int) -> float:

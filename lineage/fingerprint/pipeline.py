@@ -43,6 +43,7 @@ from lineage.probe.anchors import Anchors, choose_anchors
 from lineage.probe.circuits import CircuitProbe
 from lineage.probe.device import select_device
 from lineage.probe.engine import RESPONSE_RANK, NonFiniteResponse, ProbeEngine, block_bytes
+from lineage.probe.frame import frame_directions, frame_source
 from lineage.probe.identity import (
     STORE_DTYPE,
     mixing_weights,
@@ -60,8 +61,9 @@ Progress = Callable[[int, int], None]
 #: 3-5: anchors chosen by token string when the model has a tokenizer; 6: sign-carrying identity responses;
 #: 7: the blocks' writes on seeded residual inputs (`seeded_vo`, `seeded_ffn`); 8: each profiled FFN unit's expert
 #: in a mixture's layers (`unit_expert`); 9: an FFN wider than the unit sample profiles the units whose gates
-#: respond most to the anchors, not a seeded sample (`lineage.probe.identity.profiled_units`).
-PIPELINE_VERSION = 9
+#: respond most to the anchors, not a seeded sample (`lineage.probe.identity.profiled_units`); 10: FFN units profiled
+#: on the weight frame too (`frame_gate`, `frame_up`, `frame_down`, `frame`: `lineage.probe.frame`).
+PIPELINE_VERSION = 10
 #: A weight entry this large overflows float32 products on its own (float32 tops out at 3.4e38): real weights
 #: stay below 1e4, so the threshold only separates corrupt values from inputs that overflowed upstream.
 _OVERFLOWING = 1e30
@@ -453,14 +455,15 @@ def _probe(run: _Run, anchors: Anchors, seed: int) -> tuple[dict[str, np.ndarray
     coords = residual_coordinates(model.hidden_size, seed)
     mixing = put(torch.from_numpy(mixing_weights(anchors, seed)))
     read, _ = seeded_split(model.hidden_size, seed)
-    circuits = CircuitProbe(
-        model, embed_rows, mixing, put(torch.from_numpy(coords)),
-        put(torch.from_numpy(seeded_inputs(model.hidden_size, seed))), put(torch.from_numpy(read)),
-    )
-    per_layer, identity = [], {}
     layers = list(model.layers)
     if layers:
         run.reader.prefetch(n for n in layers[0].names.values() if n)
+    frame, gram = _frame(run)
+    circuits = CircuitProbe(
+        model, embed_rows, mixing, put(torch.from_numpy(coords)),
+        put(torch.from_numpy(seeded_inputs(model.hidden_size, seed))), put(torch.from_numpy(read)), frame,
+    )
+    per_layer, identity = [], {} if gram is None else {"frame": _stored(gram)}
     for i, layer in enumerate(layers):
         if i + 1 < len(layers):  # the disk reads the next layer while this one is probed
             run.reader.prefetch(n for n in layers[i + 1].names.values() if n)
@@ -478,6 +481,24 @@ def _probe(run: _Run, anchors: Anchors, seed: int) -> tuple[dict[str, np.ndarray
     if model.head:
         identity["head"] = _stored(head_rows[:, circuits.coordinates])
     return sketches, dict(sorted(identity.items()))
+
+
+def _frame(run: _Run) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """`(directions, gram)` of the weight frame (`lineage.probe.frame`), or `(None, None)` for a model without a
+    dense gated FFN. Its gate is read once more for it (one matrix of the model, before the layers stream)."""
+    source = frame_source(list(run.model.layers))
+    if source is None:
+        return None, None
+    layer, name, fused = source
+    gain = run.vector(layer["ffn_norm"])
+    if gain is not None:
+        gain = gain + run.model.spec.gain_offset
+    rows = run.shape(name)[0] // (2 if fused else 1)
+    run.reader.prefetch([name])  # the first layer's is on its way already; a later first dense layer's is not
+    # Checked for NaN/Inf here: a bad gate must be named as itself, not as the product it would spoil later.
+    blocks = run.reader.row_blocks(name, run.block_bytes, dtype=torch.float32, check_finite=True)
+    directions, gram = frame_directions(((i, run.engine.put(b)) for i, b in blocks), rows, gain)
+    return directions, gram
 
 
 def _stored(response: torch.Tensor) -> np.ndarray:

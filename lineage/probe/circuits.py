@@ -114,23 +114,29 @@ class CircuitProbe:
         coordinates: residual coordinates kept (int64, on the device).
         seeded: `[K, d]` seeded residual inputs, zero at `read` (`lineage.probe.identity.seeded_inputs`).
         read: the residual coordinates their writes are kept at (int64, on the device).
+        frame: `[F, d]` the weight frame's directions (`lineage.probe.frame`), on the device, or None: FFN units
+            are profiled on them as well (`frame_gate`, `frame_up`, `frame_down`).
     """
 
     def __init__(self, model: ResolvedModel, embed_rows: torch.Tensor, mixing: torch.Tensor,
-                 coordinates: torch.Tensor, seeded: torch.Tensor, read: torch.Tensor) -> None:
+                 coordinates: torch.Tensor, seeded: torch.Tensor, read: torch.Tensor,
+                 frame: torch.Tensor | None = None) -> None:  # fmt: skip
         self.model = model
         self.spec = model.spec
         self.probes = rms_unit(embed_rows, model.norm_eps)  # also the read-out directions
         self.mixtures = rms_unit(mixing.T @ self.probes, model.norm_eps)  # [M, d]
-        # Every reader meets probes, mixtures and seeded inputs in one product.
-        self.inputs = torch.cat([self.probes, self.mixtures, seeded])
+        self.frame = frame if frame is not None else self.mixtures[:0]
+        # What FFN units are profiled on: the mixtures, then the frame (its directions, scaled like the mixtures).
+        self.unit_vectors = torch.cat([self.mixtures, rms_unit(self.frame, model.norm_eps)])
+        # Every reader meets probes, mixtures, frame and seeded inputs in one product.
+        self.inputs = torch.cat([self.probes, self.unit_vectors, seeded])
         self.coordinates = coordinates
         self.read = read
 
     def _split(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """`(probes then seeded inputs, mixtures)`: the rows of `h` (normed `inputs`) a block computes on, and the
-        rows only unit profiles are read on."""
-        n, end = self.probes.shape[0], self.probes.shape[0] + self.mixtures.shape[0]
+        """`(probes then seeded inputs, mixtures then frame)`: the rows of `h` (normed `inputs`) a block computes
+        on, and the rows only unit profiles are read on."""
+        n, end = self.probes.shape[0], self.probes.shape[0] + self.unit_vectors.shape[0]
         return torch.cat([h[:n], h[end:]]), h[n:end]
 
     def _norm(self, x: torch.Tensor, gain: torch.Tensor | None, bias: torch.Tensor | None) -> torch.Tensor:
@@ -222,7 +228,7 @@ class CircuitProbe:
             self._attention_out(layer, w, qk, o, out)
             return
         rows, mix = self._split(h)
-        q, k, v, v_profile = self._qkv(layer, w, rows, mix)
+        q, k, v, v_profile = self._qkv(layer, w, rows, mix[: self.mixtures.shape[0]])
         q, k = q[:n], k[:n]  # a seeded input is one token alone: its attention is its own value
         out.identity["v"] = v_profile.T  # each value dimension's profile on the mixtures
         if layer["q_norm"] and not self.spec.qk_norm_per_head:  # one norm over every head (OLMo 2)
@@ -269,7 +275,7 @@ class CircuitProbe:
         per_head = torch.arange(heads, device=h.device)[:, None] * (nope + vd)
         v_rows = (per_head + nope + torch.arange(vd, device=h.device)).reshape(-1)
         rows, mix = self._split(c)
-        kv, v_profile = self._affine(w, layer["kv_b"], None, rows, mix, v_rows)
+        kv, v_profile = self._affine(w, layer["kv_b"], None, rows, mix[: self.mixtures.shape[0]], v_rows)
         out.identity["v"] = v_profile.T
         kv = kv.view(rows.shape[0], heads, nope + vd)
         k = torch.cat([kv[:n, :, :nope], latent[:n, None, rank:].expand(n, heads, rope)], dim=-1)
@@ -319,7 +325,12 @@ class CircuitProbe:
             if layer[router]:
                 self._affine(w, layer[router], layer[f"{router}_bias"] if router == "router" else None, h[:n])
         if profiles:
-            out.identity.update({k: torch.cat([pr[k] for pr in profiles]) for k in ("gate", "up", "down")})
+            m = self.mixtures.shape[0]
+            for k in ("gate", "up", "down"):
+                units = torch.cat([pr[k] for pr in profiles])
+                out.identity[k] = units[:, :m]
+                if self.frame.shape[0]:
+                    out.identity[f"frame_{k}"] = units[:, m:]
             if experts:  # which FFN each unit belongs to: the weight test's evidence says which experts match
                 out.identity["unit_expert"] = torch.cat(blocks)
         if layer["ffn_post_norm"]:
@@ -362,7 +373,7 @@ class CircuitProbe:
             a = _gated(spec.activation, gate, up)
             if layer[ffn + "ffn_sub_norm"]:  # BitNet: a norm on down's input (a unit's sign commutes with it)
                 a = self._norm(a, w.vector(layer[ffn + "ffn_sub_norm"]), None)
-            y, down_prof = w.matmul_profiled(layer[ffn + "down"], a, Profiles(self.mixtures, "out", units))
+            y, down_prof = w.matmul_profiled(layer[ffn + "down"], a, Profiles(self.unit_vectors, "out", units))
             profiles = {"gate": gate_prof.T, "up": up_prof.T, "down": down_prof.T}
         b = w.vector(layer[ffn + "down_bias"])
         return (y if b is None else y + b), profiles

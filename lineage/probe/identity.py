@@ -42,6 +42,10 @@ The third kind does not rest on the embedding at all:
   subgroup of all flips), so under independence the terms the test sums per read coordinate are fair coins,
   exactly as for the anchor-based responses. (An input that were not zero on `R` would be flipped too, and
   the response would change by more than a sign.)
+
+Nor does a fourth, which no rotation of the residual stream moves either: the profiled FFN units' profiles on
+the model's *weight frame* (`frame_gate`, `frame_up`, `frame_down`; the frame's Gram `frame`), directions its own
+gate rows define (`lineage.probe.frame`).
 """
 
 from __future__ import annotations

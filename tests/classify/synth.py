@@ -21,7 +21,7 @@ from tests.checkpoints import tiny_llama_tensors, write_checkpoint
 P, LAYERS = 16, 2
 #: Sizes of the synthetic identity responses: residual coordinates, FFN units, value dimensions, mixtures, seeded
 #: inputs (read at the COORDS coordinates too).
-COORDS, UNITS, VALUES, MIXTURES, SEEDED = 32, 64, 16, 16, 4
+COORDS, UNITS, VALUES, MIXTURES, SEEDED, FRAME = 32, 64, 16, 16, 4, 16
 #: The sign symmetries a synthetic fingerprint declares (those of an RMSNorm model with a gated FFN).
 SYMMETRY = ["value", "residual", "ffn"]
 
@@ -60,12 +60,26 @@ def random_responses(rng: np.random.Generator, layers: int = LAYERS) -> dict[str
     # Drawn last, so every response above is what it was before the seeded ones existed.
     out |= {f"layers.{i}.{kind}": rng.normal(size=(SEEDED, COORDS)).astype(np.float32)
             for i in range(layers) for kind in ("seeded_vo", "seeded_ffn")}  # fmt: skip
+    # And the weight frame's: its Gram, and the units' profiles on it, from a child generator (spawning one draws
+    # nothing from `rng`, so every draw a test makes after this is what it was before frames existed).
+    child = rng.spawn(1)[0]
+    frame = child.normal(size=(FRAME, 2 * FRAME))
+    out["frame"] = (frame @ frame.T / (2 * FRAME)).astype(np.float32)
+    out |= {f"layers.{i}.frame_{kind}": child.normal(size=(UNITS, FRAME)).astype(np.float32)
+            for i in range(layers) for kind in ("gate", "up", "down")}  # fmt: skip
     return out
 
 
 def perturbed(arrays: dict[str, np.ndarray], rng: np.random.Generator, noise: float) -> dict[str, np.ndarray]:
-    """`arrays` plus Gaussian noise of standard deviation `noise` (a derivative of them)."""
-    return {k: (v + noise * rng.normal(size=v.shape)).astype(np.float32) for k, v in arrays.items()}
+    """`arrays` plus Gaussian noise of standard deviation `noise` (a derivative of them). The weight frame's Gram
+    (`frame`) is the Gram of the directions a derivative moves: its noise is scaled to the spread of its
+    off-diagonal entries (moving unit directions by a relative `noise` moves their inner products by about that
+    much of their spread, not by `noise` itself)."""
+    out = {}
+    for k, v in arrays.items():
+        scale = noise * (float(np.std(v[~np.eye(len(v), dtype=bool)])) if k == "frame" else 1.0)
+        out[k] = (v + scale * rng.normal(size=v.shape)).astype(np.float32)
+    return out
 
 
 def random_sketches(rng: np.random.Generator) -> dict[str, np.ndarray]:

@@ -108,7 +108,7 @@ def test_weight_test_p_is_the_smallest_group_times_the_number_of_groups_tested()
     base = random_responses(rng, layers=3)
     residual_only = {k: v for k, v in base.items() if k == "embed" or k.split(".")[-1].startswith("resid")}
     seeded_only = {k: v for k, v in base.items() if k == "embed" or k.split(".")[-1].startswith("seeded")}
-    for identity, count in ((base, 6), (residual_only, 3), (seeded_only, 2)):
+    for identity, count in ((base, 7), (residual_only, 3), (seeded_only, 2)):
         a = _fp("a", perturbed(identity, rng, 2.5))  # a weak derivative: every group in the float range
         result = weight_test(a, _fp("b", identity))
         assert len(result.groups) == count

@@ -10,7 +10,8 @@ embeddings), so the verdict rules are checked here on the real model the test su
   of its layers removed (depth pruning); the base up-scaled to 40
   layers the SOLAR way (layers 0-19, then 10-29): all `derived`, from SmolLM2, with tiny p-values;
 * SmolLM2's 30 layers under a random embedding (a transplant that keeps no row): `derived`, through the weight
-  test's seeded residual group;
+  test's seeded residual group and its frame-unit group; the same behind a rotated residual stream (MergeLock
+  maps and an FFN permutation too), then tuned a few steps: `derived` through the frame-unit group alone;
 * innocents: models of SmolLM2's very width, heads and tokenizer that never saw its weights: one randomly
   initialised at 32 layers and briefly trained on the same text (the issue's reproduction: the old test
   called it derived at p = 1.3e-4), one randomly initialised at its own depth of 30: never `derived`.
@@ -71,6 +72,10 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     replaced = load()  # every layer SmolLM2's, the (tied) embedding redrawn: a transplant that keeps no row
     redraw_embedding(replaced)
     out["embedding-replaced"] = _save(replaced, tokenizer, root / "embedding-replaced")
+    gen = torch.Generator().manual_seed(13)  # the same layers behind a rotated residual stream, then tuned
+    hidden = rotate_residual(mergelock(permute_ffn(replaced, gen), gen), gen)
+    train_lm(hidden, ids, TrainConfig(steps=4, lr=2e-5, batch_size=2, seq_len=64, seed=1, warmup=0))
+    out["embedding-replaced-rotated"] = _save(hidden, tokenizer, root / "embedding-replaced-rotated")
 
     out.update(independent_folders(base, tokenizer, ids, root))
     return out
@@ -87,7 +92,7 @@ def fps(models: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> di
 @pytest.fixture(scope="module")
 def verdicts(fps: dict) -> dict:
     clf = FamilyClassifier().fit([fps["base"]], ["smollm2"], ["SmolLM2-135M-Instruct"])
-    names = [*DERIVATIVES, *INNOCENTS, "embedding-replaced", "finetune-signed-int4"]
+    names = [*DERIVATIVES, *INNOCENTS, "embedding-replaced", "embedding-replaced-rotated", "finetune-signed-int4"]
     return dict(zip(names, clf.predict([fps[n] for n in names])))
 
 
@@ -105,7 +110,8 @@ def test_real_derivatives_are_derived(verdicts, name):
 
 def test_the_disguise_is_seen_through_by_the_unit_test_and_only_by_it(verdicts):
     weight = verdicts["finetune-disguised-int4"].evidence["weight"]
-    assert weight["group"] == "ffn units"  # matched by gate profile, after a rotation of the residual stream
+    p = {g["group"]: g["log10_p"] for g in weight["groups"]}
+    assert weight["group"] in ("ffn units", "frame units") and p["ffn units"] < -20 and p["frame units"] < -20, p
     residual = [g for g in weight["groups"] if g["group"] in ("embedding", "attention", "ffn", "seeded residual")]
     assert residual and all(g["log10_p"] > -3 for g in residual)  # the rotation redrew every coordinate
 
@@ -131,13 +137,24 @@ def test_the_disguised_fine_tune_is_the_base_in_function(fps):
 def test_a_replaced_embedding_hides_not_the_layers_it_feeds(verdicts):
     # Every layer is SmolLM2's bit for bit under a random embedding: the anchor-based groups start from the
     # suspect's own embedding rows and see nothing; the seeded residual group reads the layers on seeded
-    # inputs, whatever embedding sits in front of them.
+    # inputs, and the frame-unit group on each model's own gate rows, whatever embedding sits in front of them.
     v = verdicts["embedding-replaced"]
     assert (v.verdict, v.derived_from) == ("derived", "SmolLM2-135M-Instruct"), v.rule
-    weight = v.evidence["weight"]
-    assert weight["group"] == "seeded residual" and v.log10_p < -20, v.rule
-    seeded = next(g for g in weight["groups"] if g["group"] == "seeded residual")
-    assert [layer["reference_layer"] for layer in seeded["layers"]] == list(range(30))
+    groups = {g["group"]: g for g in v.evidence["weight"]["groups"]}
+    assert groups["seeded residual"]["log10_p"] < -20 and groups["frame units"]["log10_p"] < -20, v.rule
+    assert [layer["reference_layer"] for layer in groups["seeded residual"]["layers"]] == list(range(30))
+    assert all(groups[g]["log10_p"] > -3 for g in ("ffn units", "value units")), v.rule  # read on the anchors
+
+
+def test_a_replaced_embedding_behind_a_rotation_then_tuned_is_derived_through_its_weight_frame(verdicts):
+    # The rotation redraws every residual coordinate (the seeded group's too), the new embedding every anchor:
+    # only the units profiled on each model's own gate rows still line up.
+    v = verdicts["embedding-replaced-rotated"]
+    assert (v.verdict, v.derived_from) == ("derived", "SmolLM2-135M-Instruct"), v.rule
+    groups = {g["group"]: g for g in v.evidence["weight"]["groups"]}
+    assert v.evidence["weight"]["group"] == "frame units" and v.log10_p < -20, v.rule
+    assert all(g["log10_p"] > -3 for name, g in groups.items() if name != "frame units"), v.rule
+    assert [layer["reference_layer"] for layer in groups["frame units"]["layers"]] == list(range(30))
 
 
 def test_every_disguise_with_sign_flips_is_derived_on_the_empirical_null(verdicts):

@@ -12,8 +12,11 @@ from tests.tree.synthetic import base
 
 def _noise(fp: Fingerprint, rng: np.random.Generator) -> dict[str, dict[str, np.ndarray]]:
     """A random change of every array the tree reads (sketches, raw and identity responses)."""
-    return {part: {k: rng.normal(size=v.shape) for k, v in getattr(fp, part).items()}
-            for part in ("sketches", "responses", "identity")}  # fmt: skip
+    out = {part: {k: rng.normal(size=v.shape) for k, v in getattr(fp, part).items() if "frame" not in k}
+           for part in ("sketches", "responses", "identity")}  # fmt: skip
+    child = rng.spawn(1)[0]  # the weight frame's change: drawn apart, so every other draw is what it was
+    out["identity"] |= {k: child.normal(size=v.shape) for k, v in sorted(fp.identity.items()) if "frame" in k}
+    return out
 
 
 def _moved(name: str, fp: Fingerprint, *changes: tuple[float, dict]) -> Fingerprint:
