@@ -33,3 +33,21 @@ def test_ties_go_to_the_lower_row_and_a_fused_gate_up_reads_its_gate_half_only()
     w[7, 3] = 9.0  # the largest row, but of the `up` half of a fused gate_up of 2 x 6 rows
     directions, _ = frame_directions(_blocks(w, 4), 6, None, count=2)
     assert torch.equal(directions, torch.eye(4)[[0, 1]])  # rows 1 and 3 (not 4); row 7 never read
+
+
+def test_a_mixture_routed_in_every_layer_takes_its_frame_from_the_first_router(tmp_path):
+    # No dense gate anywhere; the experts' order is free, the router's rows (one an expert) are a set.
+    from lineage.fingerprint.pipeline import fingerprint_model
+    from tests.arch.test_expert_evidence import _ROUTER, EXPERTS, MOE_CONFIG, OPTIONS, moe_tensors
+    from tests.checkpoints import write_checkpoint
+
+    tensors = moe_tensors(0)
+    fp = fingerprint_model(write_checkpoint(tmp_path / "moe", tensors, MOE_CONFIG), OPTIONS)
+    gain = tensors["model.layers.0.post_attention_layernorm.weight"].double()
+    rows = tensors[_ROUTER.format(i=0)].double() * gain
+    order = torch.sort(-rows.norm(dim=1), stable=True).indices
+    norms = rows[order].norm(dim=1)
+    expect = rows[order] @ rows[order].T / norms.mean() ** 2
+    assert fp.identity["frame"].shape == (EXPERTS, EXPERTS)
+    assert torch.allclose(torch.from_numpy(fp.identity["frame"].astype("float64")), expect, rtol=2e-3, atol=2e-3)
+    assert fp.identity["layers.1.frame_gate"].shape[1] == EXPERTS
