@@ -271,3 +271,26 @@ def test_weight_test_null_rate_is_within_a_binomial_bound_of_alpha_over_3_18():
             assert hits <= binom.ppf(1 - 1e-4, pairs, alpha / BD_CONSTANT), (name, alpha, hits)
         assert np.mean(ps < 0.2) > 0.2 / BD_CONSTANT / 2  # and not blind: the bound's constant is all it loses
     assert np.median(10.0 ** np.array(total)) > 0.5
+
+
+@pytest.mark.parametrize("group", ["ffn units", "frame units"])
+def test_flipping_every_suspect_unit_negates_its_unit_group_exactly(group: str):
+    # The null of the unit groups: a unit's sign flip (its up and down responses negated) negates its own term
+    # and moves nothing the search reads (layers, units, frame directions: gates and the frame's Gram only). So
+    # every unit flipped must give exactly -z: for unrelated pairs, and for derivatives whose frame directions
+    # come in another order, where a search that read up or down would pick other partners once they flip.
+    prefix = "frame_" if group == "frame units" else ""
+    for seed in range(6):
+        rng = np.random.default_rng(300 + seed)
+        a = random_responses(rng, layers=3)
+        if seed % 2:
+            b = random_responses(rng, layers=4)
+        else:  # a derivative, its frame directions reordered
+            b = perturbed(a, rng, 0.5)
+            order = rng.permutation(len(b["frame"]))
+            b = {k: v[np.ix_(order, order)] if k == "frame" else (v[:, order] if "frame_" in k else v)
+                 for k, v in b.items()}  # fmt: skip
+        flipped = {k: -v if k.split(".")[-1] in (f"{prefix}up", f"{prefix}down") else v for k, v in a.items()}
+        z = {name: next(g for g in weight_test(_fp(name, x), _fp("b", b)).groups if g.name == group).test.z
+             for name, x in (("a", a), ("flipped", flipped))}  # fmt: skip
+        assert abs(z["a"]) > 0 and z["flipped"] == pytest.approx(-z["a"], abs=1e-9), (seed, z)
