@@ -10,8 +10,9 @@ a null pair. Power is measured on derivatives of trained bases (the mixture amon
 operations the hub applies: fine-tuning, LoRA, linear and TIES merges, int4, depth pruning, depth up-scaling
 (SOLAR's recipe), a vocabulary permutation, and every function-preserving disguise at once followed by int4
 (not for the mixture: the disguises are written for dense FFNs, `UNMADE`). One more derivative of each
-dense base marks the known blind spot: every disguise at once with the FFN units' signs flipped as well
-(`BLIND_SPOTS`), which no exact test can see; its power is measured and reported apart.
+dense base marks the known blind spot: every disguise at once with the FFN units' signs flipped as well,
+alone and then rounded to int4 (`BLIND_SPOTS`), which no exact test can see (the unit matching rule should);
+their power is measured and reported apart.
 
 The edits that used to hide a derivative are made too (`HIDING`): width pruning the Minitron way (residual
 width -25% and FFN -33% kept by activation importance, then a short distillation from the parent;
@@ -52,27 +53,30 @@ PRETRAIN_TEXT = ("lib:0,1,2,3", "docs")
 TUNE_TEXT = ("pkg:unittest", "pkg:email")
 DERIVATIONS: tuple[str, ...] = (
     "finetune", "lora", "merge-linear", "merge-ties", "int4", "depth-pruned", "depth-upscaled",
-    "vocab-permuted", "disguised-int4", "disguised-signed",
+    "vocab-permuted", "disguised-int4", "disguised-signed", "disguised-signed-int4",
     "width-pruned", "width-depth-pruned", "transplant-bpe", "transplant-metaspace", "transplant-3",
     "transplant-3-rotated", "embedding-random", "embedding-regrown", "embedding-regrown-tuned",
 )  # fmt: skip
 #: The derivations made of edits that used to hide a derivative (other widths, new tokenizers, new embeddings).
 HIDING: tuple[str, ...] = DERIVATIONS[DERIVATIONS.index("width-pruned"):]
 #: Derivations no exact test can see (measured, to show it): every disguise at once *and* FFN units' signs
-#: flipped; a transplant to a vocabulary sharing 3 tokens then rotated with MergeLock maps (the rotation redraws
+#: flipped, then also rounded to int4 (the unit matching rule, `lineage.compare.matching`, is what should see
+#: these two); a transplant to a vocabulary sharing 3 tokens then rotated with MergeLock maps (the rotation redraws
 #: the coordinates the residual groups read, and the unit groups read anchors the two vocabularies do not share).
-BLIND_SPOTS: tuple[str, ...] = ("disguised-signed", "transplant-3-rotated")
+BLIND_SPOTS: tuple[str, ...] = ("disguised-signed", "disguised-signed-int4", "transplant-3-rotated")
 #: Why a derivation is not made of some layouts' bases.
 WHY_UNMADE: dict[str, str] = {
     "disguised-int4": "the disguises map dense FFN modules, not the 3-D expert stacks a mixture keeps",
     "disguised-signed": "the disguises map dense FFN modules, not the 3-D expert stacks a mixture keeps",
+    "disguised-signed-int4": "the disguises map dense FFN modules, not the 3-D expert stacks a mixture keeps",
     "width-pruned": "width pruning cuts dense FFN modules, not the 3-D expert stacks a mixture keeps",
     "width-depth-pruned": "width pruning cuts dense FFN modules, not the 3-D expert stacks a mixture keeps",
     "transplant-3-rotated": "a residual rotation cannot keep Gemma 3's post-norms, nor map a mixture's experts",
 }
 #: Derivations not made of a layout's bases (the reason of each in `WHY_UNMADE`).
 UNMADE: dict[str, tuple[str, ...]] = {
-    "mixtral": ("disguised-int4", "disguised-signed", "width-pruned", "width-depth-pruned", "transplant-3-rotated"),
+    "mixtral": ("disguised-int4", "disguised-signed", "disguised-signed-int4", "width-pruned", "width-depth-pruned",
+                "transplant-3-rotated"),
     "gemma3": ("transplant-3-rotated",),
 }
 #: Residual width and FFN units kept by width pruning, and the width of the narrower independent models.
@@ -252,9 +256,12 @@ class _Builder:
         elif kind == "disguised-int4":
             model = disguise.disguise_all(model, torch.Generator().manual_seed(_seed(self.seed, name)))
             operations.quantize(model, bits=4)
-        elif kind == "disguised-signed":
-            gen = torch.Generator().manual_seed(_seed(self.seed, name))
+        elif kind in ("disguised-signed", "disguised-signed-int4"):
+            # Seeded by the base's signed disguise: the int4 one rounds that very model, so the two differ by int4.
+            gen = torch.Generator().manual_seed(_seed(self.seed, f"{base}+disguised-signed"))
             model = disguise.disguise_all(disguise.rescale_ffn(model, gen, signed=True), gen)
+            if kind == "disguised-signed-int4":
+                operations.quantize(model, bits=4)
         elif kind in HIDING:
             model = self.hide(kind, model, base, name)
         return model

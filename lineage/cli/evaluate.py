@@ -135,9 +135,9 @@ def calibration(
     (random and trained, depths 2-40, Llama/Qwen2/Gemma 3/Mixtral (experts)/GPT-NeoX (LayerNorm) layouts,
     distilled students, models of a narrower width) and derivatives of four of them (fine-tune, LoRA, merges,
     int4, depth pruning and up-scaling, a vocabulary permutation, every disguise at once + int4 on the dense
-    ones, width pruning then distillation, tokenizer transplants at three overlaps, a transplant then rotated,
-    a replaced or regrown embedding). Prints the false-positive rate of each test tier against its binomial
-    bound, and the power of each derivation kind.
+    ones, and with the FFN units' signs flipped (alone and + int4), width pruning then distillation, tokenizer
+    transplants at three overlaps, a transplant then rotated, a replaced or regrown embedding). Prints the
+    false-positive rate of each test tier against its binomial bound, and the power of each derivation kind.
     """
     use_threads(threads)
     from lineage.catalog.battery import BLIND_SPOTS, MANIFEST, build_battery
@@ -179,25 +179,29 @@ def _print_calibration(result: dict, manifest: Path, plot: Path | None) -> None:
         top, low = m["largest_share"][0], m["smallest_tail"][0]
         typer.echo(f"    most agreement of a null pair: {top['share']:.1%} ({top['suspect']} ~ {top['reference']}, "
                    f"{top['kind']}); smallest tail 1e{low['log10_tail']:.1f} ({low['suspect']} ~ {low['reference']})")
+        wide = max(map(len, m["by_kind"]), default=0)
         for kind, k in m["by_kind"].items():
             most = f"most agreement {k['largest_share']:.1%}"
-            typer.echo(f"    {kind:<34} {k['pairs']:>5} pairs: {k['hits']} derived, {most}")
+            typer.echo(f"    {kind:<{wide}} {k['pairs']:>5} pairs: {k['hits']} derived, {most}")
         for pair in m["false_positives"]:
             typer.echo(f"    false positive (unit matching): {pair}")
     typer.echo("  by kind (false positives at 0.05 / 0.01 / 0.001):")
+    wide = max(map(len, null["by_kind"]), default=0)
     for kind, k in null["by_kind"].items():
         hits = " / ".join(str(r["hits"]) for r in k["rates"])
-        typer.echo(f"    {kind:<36} {k['pairs']:>5} pairs: {hits}")
+        typer.echo(f"    {kind:<{wide}} {k['pairs']:>5} pairs: {hits}")
     typer.echo("  by layout (pairs with a model of it; false positives at 0.05 / 0.01 / 0.001):")
     for family, k in null.get("by_family", {}).items():
         hits = " / ".join(str(r["hits"]) for r in k["rates"])
         typer.echo(f"    {family:<36} {k['pairs']:>5} pairs: {hits}")
     typer.echo("power (derivatives against their base, derived at 0.05 / 0.01 / 0.001; largest log10 p):")
+    # One label width for both power tables, the longest kind's (the table stays a table as kinds are added).
+    wide = max(map(len, [*result["power"], *result.get("power_by_family", {})]), default=0)
     for kind, p in result["power"].items():
-        typer.echo(_power_line(kind, p))
+        typer.echo(_power_line(kind, p, wide))
     typer.echo("power by layout (blind spots aside):")
     for family, p in result.get("power_by_family", {}).items():
-        typer.echo(_power_line(family, p))
+        typer.echo(_power_line(family, p, wide))
     v = result["verdicts"]
     if v:
         typer.echo(
@@ -229,12 +233,12 @@ def _print_tiers(tiers: list[dict]) -> None:
         typer.echo(f"    {t['tier']:<46} {t['n']:>6}{cells}")
 
 
-def _power_line(label: str, p: dict) -> str:
+def _power_line(label: str, p: dict, wide: int) -> str:
     hits = " / ".join(f"{n}/{len(p['models'])}" for n in p["derived_at"].values())
     worst = max(m["log10_p"] for m in p["models"])
     note = "  (blind spot: no exact test can see it)" if p["blind_spot"] else ""
     matched = f"  unit matching {p['matching_derived']}/{len(p['models'])}" if "matching_derived" in p else ""
-    return f"    {label:<20} {hits:<16} {worst:8.1f}{matched}{note}"
+    return f"    {label:<{wide}} {hits:<16} {worst:8.1f}{matched}{note}"
 
 
 def merges(

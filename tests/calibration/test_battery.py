@@ -4,7 +4,8 @@ prints, with assertions a miscalibrated test would fail.
 The battery's null pairs are models of one width and one tokenizer that share no weight: random and trained,
 of depths 2 to 40, five layouts (a mixture of experts and a LayerNorm one among them), a distilled student;
 its derivatives are made by fine-tuning, LoRA, merging, int4, depth pruning and up-scaling, a vocabulary
-permutation and every disguise at once + int4, and by the edits that used to hide one: width pruning then
+permutation, every disguise at once + int4, and every disguise with the FFN units' signs flipped (alone and
++ int4, the exact test's blind spots), and by the edits that used to hide one: width pruning then
 distillation (with and without depth pruning), tokenizer transplants at three overlaps (one then rotated), a
 replaced or regrown embedding; models of the pruned width are among the independents.
 """
@@ -81,6 +82,13 @@ def test_the_mixture_of_experts_and_the_layernorm_layouts_are_measured_too(resul
     moe = result["power_by_family"]["mixtral"]
     assert len(moe["models"]) == len(DERIVATIONS) - len(UNMADE["mixtral"])
     assert moe["derived_at"]["0.001"] == len(moe["models"])
+
+
+def test_the_signed_disguises_are_made_of_every_dense_base_and_reported_apart(result):
+    for kind in ("disguised-signed", "disguised-signed-int4"):
+        dense = [layout for layout, _ in SIZES["small"].bases if kind not in UNMADE.get(layout, ())]
+        found = result["power"][kind]
+        assert found["blind_spot"] and [m["model"].split("-")[0] for m in found["models"]] == dense, kind
 
 
 def test_depth_mismatched_random_models_are_never_derived(result):

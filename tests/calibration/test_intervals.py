@@ -67,3 +67,22 @@ def test_the_tiers_are_printed_with_their_bounds(capsys):
     _print_tiers(_tiers([{"p_value": 0.0001}] * 5 + [{"p_value": 0.5}] * 995, {}, [], {}))
     out = capsys.readouterr().out
     assert "weight test (exact), every null pair" in out and "5/67 ok" in out and "5/4 OVER" in out
+
+
+def test_the_power_table_keeps_one_column_for_every_kind(capsys):
+    from pathlib import Path
+
+    from lineage.cli.evaluate import _print_calibration
+    from lineage.jobs.calibration import _power
+
+    def found(log10_p: float) -> dict:
+        return {"log10_p": log10_p, "matching": {"derived": True}}
+
+    power = {"int4": _power([found(-167.3)], False), "disguised-signed-int4": _power([found(0.0)], True)}
+    result = {"null": {"pairs": 0, "rates": [], "by_kind": {}}, "power": power, "verdicts": {}}
+    _print_calibration(result, Path("models_manifest.csv"), None)
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.strip().split(" ")[0] in power]
+    assert [row.split()[0] for row in rows] == ["int4", "disguised-signed-int4"]
+    assert "(blind spot" in rows[1] and "unit matching 1/1" in rows[1]
+    # Each kind's counts start in the same column, however long the kind's name.
+    assert len({row.index("/1 / ") for row in rows}) == 1, rows
