@@ -19,8 +19,8 @@ width -25% and FFN -33% kept by activation importance, then a short distillation
 `lineage.catalog.width`), alone and with a quarter of the layers dropped; tokenizer transplants at three
 overlaps (`lineage.catalog.transplant`: a byte-level and a SentencePiece-style tokenizer trained on other text,
 and one trained on that text in another script, sharing only the three special tokens), the last also with a
-residual rotation and MergeLock maps (a blind spot of the exact tests, `BLIND_SPOTS`); and the embedding replaced
-by a fresh draw, left so, retrained with the layers frozen, or retrained and then the whole model tuned. Models
+residual rotation and MergeLock maps (a blind spot of the exact tests before the frame units); and the embedding
+replaced by a fresh draw, left so, retrained with the layers frozen, or retrained and then the whole model tuned. Models
 of a narrower width (that of the pruned ones), random and trained, are independents: the null of the test
 across widths.
 
@@ -61,9 +61,10 @@ DERIVATIONS: tuple[str, ...] = (
 HIDING: tuple[str, ...] = DERIVATIONS[DERIVATIONS.index("width-pruned"):]
 #: Derivations no exact test can see (measured, to show it): every disguise at once *and* FFN units' signs
 #: flipped, then also rounded to int4 (the unit matching rule, `lineage.compare.matching`, is what should see
-#: these two); a transplant to a vocabulary sharing 3 tokens then rotated with MergeLock maps (the rotation redraws
-#: the coordinates the residual groups read, and the unit groups read anchors the two vocabularies do not share).
-BLIND_SPOTS: tuple[str, ...] = ("disguised-signed", "disguised-signed-int4", "transplant-3-rotated")
+#: these two). (A transplant to a vocabulary sharing 3 tokens then rotated with MergeLock maps was one until the
+#: frame units, pipeline 10: the rotation redraws the coordinates the residual groups read, and the anchor unit
+#: groups read anchors the two vocabularies do not share, but the units' profiles on the weight frame stay.)
+BLIND_SPOTS: tuple[str, ...] = ("disguised-signed", "disguised-signed-int4")
 #: Why a derivation is not made of some layouts' bases.
 WHY_UNMADE: dict[str, str] = {
     "disguised-int4": "the disguises map dense FFN modules, not the 3-D expert stacks a mixture keeps",
