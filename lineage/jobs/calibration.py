@@ -107,7 +107,9 @@ def _tiers(null: list[dict], groups: dict[str, list[float]], matched: list[dict]
     def below(ps: list[float]) -> dict[float, int]:
         return {a: sum(p < a for p in ps) for a in ALPHAS}
 
-    out = [_tier("weight test (exact), every null pair", below([x["p_value"] for x in null]), len(null))]
+    out = []
+    if null:
+        out.append(_tier("weight test (exact), every null pair", below([x["p_value"] for x in null]), len(null)))
     for group, ps in groups.items():
         out.append(_tier(f"  group {group} (exact, uncorrected)", below(ps), len(ps)))
     if matched:
@@ -120,7 +122,7 @@ def _tiers(null: list[dict], groups: dict[str, list[float]], matched: list[dict]
 
 
 def calibrate(manifest: str | Path | Manifest, options: ScanOptions | None = None,
-              progress: Progress | None = None, blind: tuple[str, ...] = ()) -> dict:
+              progress: Progress | None = None, blind: tuple[str, ...] = (), *, null_pairs: bool = True) -> dict:
     """Measure the derivation test on a labelled manifest (see the module docstring).
 
     Args:
@@ -129,6 +131,9 @@ def calibrate(manifest: str | Path | Manifest, options: ScanOptions | None = Non
         progress: fingerprinting progress.
         blind: derivations known to be invisible to the test; their power is reported apart, and they do not
             count against the verdicts' score.
+        null_pairs: test every null pair (all pairs of unrelated lineages: quadratic in the battery's size, hours
+            for the full battery on a busy 2-core machine); False measures the derivatives and the verdicts only,
+            and `null["measured"]` says so (its pairs, rates and the tiers of the null pairs are then empty).
 
     Returns:
         `{"null": {"pairs", "rates", "by_kind", "by_family", "smallest"}, "matching": {...}, "power": {...},
@@ -153,7 +158,7 @@ def calibrate(manifest: str | Path | Manifest, options: ScanOptions | None = Non
         for r in rows
     }  # fmt: skip
     null, by_kind, by_family, matched, groups = [], defaultdict(list), defaultdict(list), [], defaultdict(list)
-    for i, a in enumerate(rows):
+    for i, a in enumerate(rows if null_pairs else []):
         for b in rows[i + 1 :]:
             if info[a.name]["root"] == info[b.name]["root"]:
                 continue
@@ -188,6 +193,7 @@ def calibrate(manifest: str | Path | Manifest, options: ScanOptions | None = Non
     families = {k: {"pairs": len(v), "rates": [x.to_dict() for x in rates(v)]} for k, v in sorted(by_family.items())}
     return {
         "null": {
+            "measured": null_pairs,
             "pairs": len(null),
             "rates": [x.to_dict() for x in rates(ps)],
             "by_kind": kinds,

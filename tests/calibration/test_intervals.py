@@ -86,3 +86,33 @@ def test_the_power_table_keeps_one_column_for_every_kind(capsys):
     assert "(blind spot" in rows[1] and "unit matching 1/1" in rows[1]
     # Each kind's counts start in the same column, however long the kind's name.
     assert len({row.index("/1 / ") for row in rows}) == 1, rows
+
+
+def test_without_the_null_pairs_only_the_derivatives_and_the_verdicts_are_measured(tmp_path, monkeypatch, capsys):
+    import numpy as np
+
+    import lineage.jobs.evaluate as evaluate
+    from lineage.cli.evaluate import _print_calibration
+    from lineage.jobs.calibration import calibrate
+    from tests.classify.synth import features, perturbed, random_responses, random_sketches, sketch_fingerprint
+
+    rng = np.random.default_rng(0)
+    base = random_responses(rng, layers=2)
+    identities = {"a": base, "a-ft": perturbed(base, rng, 0.2), "b": random_responses(rng, layers=2),
+                  "c": random_responses(rng, layers=2)}  # fmt: skip
+    fps = {n: sketch_fingerprint(n, random_sketches(rng), features(rng), x) for n, x in identities.items()}
+    rows = ["name,path,family,base,role,derivation", "a,a,fa,,base,", "a-ft,a-ft,fa,a,derivative,finetune",
+            "b,b,fb,,base,", "c,c,fc,,independent,"]  # fmt: skip
+    for name in identities:
+        (tmp_path / name).mkdir()
+    (tmp_path / "m.csv").write_text("\n".join(rows) + "\n")
+    monkeypatch.setattr(evaluate, "_fingerprints", lambda manifest, options, progress: fps)
+    full, quick = calibrate(tmp_path / "m.csv"), calibrate(tmp_path / "m.csv", null_pairs=False)
+    assert full["null"]["measured"] and full["null"]["pairs"] > 0
+    assert not quick["null"]["measured"] and quick["null"]["pairs"] == 0 and quick["p_values"] == []
+    assert quick["power"] == full["power"] and quick["verdicts"] == full["verdicts"]
+    assert quick["power"]["finetune"]["derived_at"]["0.001"] == 1
+    assert not any(t["tier"].startswith(("weight test", "  group")) for t in quick["tiers"])
+    _print_calibration(quick, tmp_path / "m.csv", None)
+    out = capsys.readouterr().out
+    assert "not tested (--no-null-pairs)" in out and "finetune" in out and "by kind" not in out
