@@ -311,18 +311,24 @@ def _ffn_units(a: Fingerprint, b: Fingerprint) -> list[GroupResult]:
     return _unit_group("ffn units", a, b, side_a, side_b, (_layers(a, "unit_expert"), _layers(b, "unit_expert")))
 
 
-def _frame_units(a: Fingerprint, b: Fingerprint) -> list[GroupResult]:
-    """FFN units profiled on each model's weight frame (`lineage.probe.frame`), the frames paired first
-    (`lineage.compare.frames`): no anchor enters, so neither a new embedding nor a rotation hides them."""
+def frame_sides(a: Fingerprint, b: Fingerprint) -> tuple[list[dict], list[dict]] | None:
+    """Both models' unit profiles on their weight frames (`{layer: profiles}` of `gate`, `up`, `down`), the
+    columns paired (`lineage.compare.frames`, from gate profiles and the frames' Grams alone); None where one
+    has no frame."""
     if "frame" not in a.identity or "frame" not in b.identity:
-        return []
+        return None
     side_a, side_b = ([_layers(fp, f"frame_{k}") for k in ("gate", "up", "down")] for fp in (a, b))
     if not (side_a[0] and side_b[0]):
-        return []
+        return None
     ca, cb = pair_frames(a.identity["frame"], b.identity["frame"], side_a[0], side_b[0])
-    side_a = [{i: x[:, ca] for i, x in d.items()} for d in side_a]
-    side_b = [{j: x[:, cb] for j, x in d.items()} for d in side_b]
-    return _unit_group("frame units", a, b, side_a, side_b)
+    return [{i: x[:, ca] for i, x in d.items()} for d in side_a], [{j: x[:, cb] for j, x in d.items()} for d in side_b]
+
+
+def _frame_units(a: Fingerprint, b: Fingerprint) -> list[GroupResult]:
+    """FFN units profiled on each model's weight frame (`lineage.probe.frame`): no anchor enters, so neither a
+    new embedding nor a rotation hides them."""
+    sides = frame_sides(a, b)
+    return [] if sides is None else _unit_group("frame units", a, b, *sides)
 
 
 def _unit_group(name: str, a: Fingerprint, b: Fingerprint, side_a: list[dict], side_b: list[dict],

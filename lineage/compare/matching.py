@@ -55,8 +55,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lineage.compare.frames import pair_frames
-from lineage.compare.identity import CANDIDATES, SELECT_UNITS, _gram, _layers, _subset, _unit_rows
+from lineage.compare.identity import CANDIDATES, SELECT_UNITS, _gram, _layers, _subset, _unit_rows, frame_sides
 from lineage.compare.signs import stable
 from lineage.fingerprint.format import Fingerprint
 
@@ -142,13 +141,9 @@ def unit_matching(a: Fingerprint, b: Fingerprint) -> Matching | None:
     if a.anchor_basis == b.anchor_basis:
         sides = [[_layers(fp, k) for k in ("gate", "up", "down")] for fp in (a, b)]
         looks.append(_matching(*sides, "anchors"))
-    if "frame" in a.identity and "frame" in b.identity:
-        side_a, side_b = ([_layers(fp, f"frame_{k}") for k in ("gate", "up", "down")] for fp in (a, b))
-        if side_a[0] and side_b[0]:
-            ca, cb = pair_frames(a.identity["frame"], b.identity["frame"], side_a[0], side_b[0])
-            side_a = [{i: x[:, ca] for i, x in d.items()} for d in side_a]
-            side_b = [{j: x[:, cb] for j, x in d.items()} for d in side_b]
-            looks.append(_matching(side_a, side_b, "frame"))
+    sides = frame_sides(a, b)
+    if sides is not None:
+        looks.append(_matching(*sides, "frame"))
     looks = [m for m in looks if m is not None]
     return max(looks, key=lambda m: (m.derived, m.share), default=None)
 
