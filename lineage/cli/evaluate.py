@@ -144,10 +144,10 @@ def calibration(
     transplants at three overlaps, a transplant then rotated, a replaced or regrown embedding). Prints the
     false-positive rate of each test tier against its binomial bound, and the power of each derivation kind.
     """
+    use_threads(threads)
     if plot is not None and no_null_pairs:
         raise typer.BadParameter("the QQ plot draws the null pairs' p-values: drop --no-null-pairs",
                                  param_hint="--plot")
-    use_threads(threads)
     from lineage.catalog.battery import BLIND_SPOTS, MANIFEST, build_battery
     from lineage.jobs.calibration import calibrate, qq_plot
 
