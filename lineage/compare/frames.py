@@ -21,12 +21,9 @@ from __future__ import annotations
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from lineage.compare.widths import unit_rows as _unit_rows
+
 SELECT_UNITS = 64  # units a suspect layer offers to the refinement
-
-
-def _unit_rows(x: np.ndarray) -> np.ndarray:
-    n = np.linalg.norm(x, axis=-1, keepdims=True)
-    return np.divide(x, n, out=np.zeros_like(x), where=n > 0)
 
 
 def _descriptors(gram: np.ndarray, size: int) -> np.ndarray:

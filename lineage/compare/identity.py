@@ -60,6 +60,7 @@ from lineage.compare.frames import pair_frames
 from lineage.compare.signs import SignTest, sign_test, stable
 from lineage.compare.similarity import shared_positions
 from lineage.compare.widths import paired_coordinates, paired_units
+from lineage.compare.widths import unit_rows as _unit_rows
 from lineage.fingerprint.format import Fingerprint
 
 MIN_SHARED_ANCHORS = 8
@@ -196,12 +197,6 @@ def _layers(fp: Fingerprint, kind: str) -> dict[int, np.ndarray]:
         if len(parts) == 3 and parts[0] == "layers" and parts[2] == kind:
             out[int(parts[1])] = np.asarray(arr, dtype=np.float64)
     return dict(sorted(out.items()))
-
-
-def _unit_rows(x: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit norm (zero rows stay zero)."""
-    n = np.linalg.norm(x, axis=-1, keepdims=True)
-    return np.divide(x, n, out=np.zeros_like(x), where=n > 0)
 
 
 def _frobenius(x: np.ndarray) -> np.ndarray:

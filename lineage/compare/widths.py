@@ -84,12 +84,13 @@ def paired_units(
     choice of layer by the score are the same for every flip (module docstring), and the term of a pair,
     the mean of its two cosines, changes sign with either dimension's flip alone.
     """
-    score = np.round(np.abs(_unit_rows(readers_a) @ _unit_rows(readers_b).T)
-                     + np.abs(_unit_rows(writers_a) @ _unit_rows(writers_b).T), 6)  # fmt: skip
+    score = np.round(np.abs(unit_rows(readers_a) @ unit_rows(readers_b).T)
+                     + np.abs(unit_rows(writers_a) @ unit_rows(writers_b).T), 6)  # fmt: skip
     ra, rb = linear_sum_assignment(score, maximize=True)
     return ra.astype(np.int64), rb.astype(np.int64), float(score[ra, rb].sum())
 
 
-def _unit_rows(x: np.ndarray) -> np.ndarray:
-    n = np.linalg.norm(x, axis=1, keepdims=True)
+def unit_rows(x: np.ndarray) -> np.ndarray:
+    """Rows (the last axis) scaled to unit norm (zero rows stay zero): the one helper every pairing reads."""
+    n = np.linalg.norm(x, axis=-1, keepdims=True)
     return np.divide(x, n, out=np.zeros_like(x), where=n > 0)
